@@ -1,0 +1,39 @@
+# sqld-py: every target sets up what it needs first (virtualenv, packages, stubs).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/services
+PROTOS := $(wildcard proto/sqld/v1/*.proto)
+STUBS  := services/sqld/v1/.stamp
+DATA   ?= data
+ARGS   ?=
+
+.PHONY: run test proto setup compose-check clean
+
+run: setup ## start every service locally (edge on 127.0.0.1:5432)
+	$(PY) -m launcher --data-dir $(DATA) $(ARGS)
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+setup: $(VENV)/.installed $(STUBS)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+proto: $(STUBS)
+
+$(STUBS): $(PROTOS) $(VENV)/.installed
+	mkdir -p services/sqld/v1
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
+		--grpc_python_out=services $(PROTOS)
+	touch services/sqld/__init__.py services/sqld/v1/__init__.py $@
+
+compose-check: ## validate docker-compose.yml without a Docker engine
+	docker-compose -f docker-compose.yml config --quiet
+
+clean:
+	rm -rf $(VENV) services/sqld $(DATA)

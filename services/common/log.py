@@ -1,0 +1,37 @@
+"""Logging: one line per record, logfmt-style keys, quiet by default.
+
+Level comes from SQLD_LOG_LEVEL (default INFO; services log only start, stop and
+failures at INFO). SQL text is never logged above DEBUG.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+
+class _LogfmtFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        msg = record.getMessage().replace('"', "'")
+        line = (f'ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} '
+                f'svc={self.service} logger={record.name} msg="{msg}"')
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def setup(service: str) -> None:
+    level = os.environ.get("SQLD_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)

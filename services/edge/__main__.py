@@ -1,0 +1,34 @@
+"""python -m edge: accept PostgreSQL clients and serve them through the scheduler."""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from common import grpc_server, log as logsetup
+from edge import config as edge_config
+from edge.server import EdgeServer
+
+
+async def run(argv: list[str]) -> None:
+    cfg = edge_config.load(argv)
+    edge = EdgeServer(cfg)
+    try:
+        await edge.start()
+    except OSError as exc:
+        raise SystemExit(f"edge: cannot listen on {cfg.listen}: {exc.strerror}; "
+                         "choose another address with --listen or SQLD_EDGE_LISTEN") from None
+
+    async def on_stop() -> None:
+        await edge.stop(grace=5.0)
+
+    # The edge serves gRPC health and reflection too, so every process is checked the same way.
+    await grpc_server.serve(cfg.health_listen, lambda server: [], on_stop)
+
+
+def main(argv: list[str]) -> None:
+    logsetup.setup("edge")
+    asyncio.run(run(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

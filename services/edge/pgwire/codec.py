@@ -1,0 +1,87 @@
+"""PostgreSQL v3 frontend messages: framing and parsing, no I/O.
+
+Frame rules: the startup phase sends `int32 length` + body (length includes itself); after
+it, every message is `byte type` + `int32 length` + body. Lengths are checked before any
+buffer is allocated, so a hostile length prefix costs nothing.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+PROTOCOL_3 = 196608       # 3.0
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+MAX_STARTUP_LENGTH = 10_000
+
+_I32 = struct.Struct("!i")
+_HEADER = struct.Struct("!ci")
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol; the connection gets 08P01 and is closed."""
+
+
+@dataclass(frozen=True)
+class Startup:
+    code: int
+    params: dict[str, str]
+    cancel_pid: int = 0
+    cancel_key: int = 0
+
+
+def startup_length(header: bytes) -> int:
+    """Body length of a startup-phase packet from its 4-byte length prefix."""
+    (length,) = _I32.unpack(header)
+    if length < 8 or length > MAX_STARTUP_LENGTH:
+        raise ProtocolError(f"invalid startup packet length {length}")
+    return length - 4
+
+
+def parse_startup(body: bytes) -> Startup:
+    """Parse a startup-phase packet body (after the length)."""
+    (code,) = _I32.unpack_from(body)
+    if code == CANCEL_REQUEST:
+        if len(body) != 12:
+            raise ProtocolError("invalid cancel request length")
+        pid, key = struct.unpack_from("!ii", body, 4)
+        return Startup(code, {}, pid, key)
+    if code in (SSL_REQUEST, GSSENC_REQUEST):
+        return Startup(code, {})
+    if code >> 16 != 3:
+        raise ProtocolError(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                            "server supports 3.0")
+    parts = body[4:].split(b"\x00")
+    # body ends with a terminating zero after the last pair: [..., b"", b""]
+    if len(parts) < 2 or parts[-1] != b"" or parts[-2] != b"":
+        raise ProtocolError("invalid startup packet layout: missing terminator")
+    words = parts[:-2]
+    if len(words) % 2:
+        raise ProtocolError("invalid startup packet layout: odd number of strings")
+    try:
+        params = {words[i].decode(): words[i + 1].decode() for i in range(0, len(words), 2)}
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("invalid UTF-8 in startup packet") from exc
+    return Startup(code, params)
+
+
+def message_header(header: bytes, max_length: int) -> tuple[bytes, int]:
+    """Type byte and body length of a regular message from its 5-byte header."""
+    kind, length = _HEADER.unpack(header)
+    if length < 4:
+        raise ProtocolError(f"invalid message length {length}")
+    if length - 4 > max_length:
+        raise ProtocolError(f"message of {length} bytes exceeds the limit of {max_length}")
+    return kind, length - 4
+
+
+def cstring(body: bytes, offset: int = 0) -> tuple[str, int]:
+    """A zero-terminated UTF-8 string at `offset` and the offset after it."""
+    end = body.find(b"\x00", offset)
+    if end < 0:
+        raise ProtocolError("unterminated string in message")
+    try:
+        return body[offset:end].decode(), end + 1
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("invalid UTF-8 in message") from exc

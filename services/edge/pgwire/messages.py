@@ -1,0 +1,78 @@
+"""PostgreSQL v3 backend messages as bytes, no I/O."""
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Sequence
+
+_I32 = struct.Struct("!i")
+_COLUMN = struct.Struct("!ihihih")
+
+
+def _msg(kind: bytes, body: bytes) -> bytes:
+    return kind + _I32.pack(len(body) + 4) + body
+
+
+def _cstr(s: str) -> bytes:
+    return s.encode() + b"\x00"
+
+
+AUTH_OK = _msg(b"R", _I32.pack(0))
+EMPTY_QUERY = _msg(b"I", b"")
+PARSE_COMPLETE = _msg(b"1", b"")
+BIND_COMPLETE = _msg(b"2", b"")
+CLOSE_COMPLETE = _msg(b"3", b"")
+NO_DATA = _msg(b"n", b"")
+PORTAL_SUSPENDED = _msg(b"s", b"")
+READY = {b"I": _msg(b"Z", b"I"), b"T": _msg(b"Z", b"T"), b"E": _msg(b"Z", b"E")}
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return _msg(b"S", _cstr(name) + _cstr(value))
+
+
+def backend_key_data(pid: int, key: int) -> bytes:
+    return _msg(b"K", struct.pack("!ii", pid, key))
+
+
+def ready_for_query(status: bytes) -> bytes:
+    return READY[status]
+
+
+def row_description(columns: Sequence[tuple[str, int, int]]) -> bytes:
+    """columns: (name, type oid, type size); text format."""
+    parts = [struct.pack("!h", len(columns))]
+    for name, oid, size in columns:
+        parts.append(_cstr(name) + _COLUMN.pack(0, 0, oid, size, -1, 0))
+    return _msg(b"T", b"".join(parts))
+
+
+def data_row(values: Iterable[bytes | None]) -> bytes:
+    vals = list(values)
+    parts = [struct.pack("!h", len(vals))]
+    for v in vals:
+        if v is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            parts.append(_I32.pack(len(v)) + v)
+    return _msg(b"D", b"".join(parts))
+
+
+def command_complete(tag: str) -> bytes:
+    return _msg(b"C", _cstr(tag))
+
+
+def _fields(severity: str, sqlstate: str, message: str, detail: str = "", hint: str = "") -> bytes:
+    body = b"S" + _cstr(severity) + b"V" + _cstr(severity) + b"C" + _cstr(sqlstate) + b"M" + _cstr(message)
+    if detail:
+        body += b"D" + _cstr(detail)
+    if hint:
+        body += b"H" + _cstr(hint)
+    return body + b"\x00"
+
+
+def error_response(sqlstate: str, message: str, severity: str = "ERROR", detail: str = "", hint: str = "") -> bytes:
+    return _msg(b"E", _fields(severity, sqlstate, message, detail, hint))
+
+
+def notice_response(sqlstate: str, message: str, severity: str = "WARNING") -> bytes:
+    return _msg(b"N", _fields(severity, sqlstate, message))

@@ -1,0 +1,60 @@
+"""The edge's listening socket and its registry of live connections (for CancelRequest)."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from common import grpc_client
+from edge.config import Config
+from edge.connection import Connection
+from sqld.v1 import query_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class EdgeServer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.channel = grpc_client.channel(cfg.scheduler)
+        self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
+        self._pids = itertools.count(1000)
+        self._live: dict[int, Connection] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        host, _, port = self.cfg.listen.rpartition(":")
+        self._server = await asyncio.start_server(self._accept, host or "127.0.0.1", int(port),
+                                                  reuse_address=True)
+        log.info("listening for postgres clients on %s", self.cfg.listen)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer, next(self._pids))
+        self._live[conn.pid] = conn
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await conn.run()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def forget(self, conn: Connection) -> None:
+        self._live.pop(conn.pid, None)
+
+    async def cancel(self, pid: int, key: int) -> None:
+        """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
+        conn = self._live.get(pid)
+        if conn is not None and conn.secret == key and conn.session is not None:
+            await conn.session.cancel()
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.channel.close()

@@ -1,0 +1,121 @@
+"""SQLite values → PostgreSQL types: column OIDs and text output as PostgreSQL prints it.
+
+Only the edge knows PostgreSQL types. A column's OID comes from its declared type by
+SQLite's affinity rules (https://sqlite.org/datatype3.html#determination_of_column_affinity);
+when the declared type is missing, or the values do not fit it, the values' storage
+classes decide, so a client never receives a value that contradicts its column's type.
+"""
+from __future__ import annotations
+
+import decimal
+import math
+from typing import Iterable
+
+from sqld.v1 import common_pb2
+
+BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8, VARCHAR, NUMERIC = 16, 17, 20, 21, 23, 25, 700, 701, 1043, 1700
+
+TYPE_SIZE = {BOOL: 1, INT8: 8, INT2: 2, INT4: 4, FLOAT4: 4, FLOAT8: 8}
+
+# Storage classes each OID can carry faithfully.
+_FITS = {
+    INT8: {"integer"},
+    FLOAT8: {"real", "integer"},
+    NUMERIC: {"integer", "real"},
+    BOOL: {"integer"},
+    TEXT: {"text"},
+    BYTEA: {"blob"},
+}
+_BY_CLASS = {"integer": INT8, "real": FLOAT8, "text": TEXT, "blob": BYTEA}
+
+
+def affinity_oid(decltype: str) -> int | None:
+    """The OID for a declared type, or None when SQLite gives it BLOB (no) affinity."""
+    t = decltype.upper()
+    if not t:
+        return None
+    if "INT" in t:
+        return INT8
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return TEXT
+    if "BLOB" in t:
+        return None
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return FLOAT8
+    if "BOOL" in t:
+        return BOOL
+    return NUMERIC
+
+
+def column_oid(decltype: str, values: Iterable[common_pb2.Value]) -> int:
+    classes = {v.WhichOneof("value") for v in values} - {"null", None}
+    oid = affinity_oid(decltype)
+    if oid is not None and classes <= _FITS[oid]:
+        if oid == BOOL and classes:
+            return oid if all(v.integer in (0, 1) for v in values if v.WhichOneof("value") == "integer") else INT8
+        return oid
+    if not classes:
+        return TEXT
+    if len(classes) == 1:
+        return _BY_CLASS[classes.pop()]
+    if classes == {"integer", "real"}:
+        return FLOAT8
+    return TEXT
+
+
+def format_float8(x: float) -> str:
+    """float8 text as PostgreSQL 15 prints it (shortest round-trip digits, %g-like layout)."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "-0" if math.copysign(1.0, x) < 0 else "0"
+    sign, digits, exp = decimal.Decimal(repr(x)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    # value = 0.ds * 10^(point); decimal exponent of the first digit is point - 1
+    point = len(digits) + exp  # type: ignore[operator]
+    e10 = point - 1
+    out = "-" if sign else ""
+    if -4 <= e10 < 15:
+        if point <= 0:
+            out += "0." + "0" * (-point) + ds
+        elif point >= len(ds):
+            out += ds + "0" * (point - len(ds))
+        else:
+            out += ds[:point] + "." + ds[point:]
+    else:
+        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        out += f"{mant}e{'+' if e10 >= 0 else '-'}{abs(e10):02d}"
+    return out
+
+
+def format_numeric(v: common_pb2.Value) -> str:
+    if v.WhichOneof("value") == "integer":
+        return str(v.integer)
+    x = v.real
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return format(decimal.Decimal(repr(x)), "f")
+
+
+def to_text(v: common_pb2.Value, oid: int) -> bytes | None:
+    """A value in PostgreSQL's text format for `oid`; None for NULL."""
+    kind = v.WhichOneof("value")
+    if kind is None or kind == "null":
+        return None
+    if kind == "integer":
+        if oid == BOOL:
+            return b"t" if v.integer else b"f"
+        if oid == FLOAT8:
+            return format_float8(float(v.integer)).encode()
+        return str(v.integer).encode()
+    if kind == "real":
+        if oid == NUMERIC:
+            return format_numeric(v).encode()
+        return format_float8(v.real).encode()
+    if kind == "text":
+        return v.text.encode()
+    return b"\\x" + v.blob.hex().encode()

@@ -1,0 +1,66 @@
+"""python -m launcher: the whole system as local processes on loopback (`make run`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from launcher import plan, procs
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m launcher", description=__doc__)
+    parser.add_argument("--data-dir", default=os.environ.get("SQLD_DATA_DIR", "data"),
+                        help="folder for database files (env SQLD_DATA_DIR; default ./data)")
+    parser.add_argument("--host", default="127.0.0.1", help="address every service binds")
+    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("SQLD_PG_PORT", "5432")),
+                        help="PostgreSQL port of the edge (env SQLD_PG_PORT; default 5432)")
+    parser.add_argument("--grpc-base-port", type=int, default=7000,
+                        help="edge health, scheduler and storage take this port and the next ones")
+    args = parser.parse_args(argv)
+    base = args.grpc_base_port
+    ports = plan.Ports(pg=args.pg_port, edge=base, scheduler=base + 1, storage=base + 3)
+    data_dir = os.path.abspath(args.data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    running: list[tuple[plan.Service, object]] = []
+    code = 0
+    try:
+        for svc in plan.services(ports, data_dir, args.host):
+            proc = procs.start(svc.argv, None)
+            running.append((svc, proc))
+            procs.wait_healthy(svc.health, 30, proc)
+        print(f"\nsqld-py is running; data in {data_dir}\n"
+              f"  connect: psql -h {args.host} -p {ports.pg} -U postgres main\n"
+              f"  gRPC query API: {args.host}:{ports.scheduler} (sqld.v1.QueryService)\n"
+              f"  Ctrl-C stops everything.\n", flush=True)
+        while not stopping:
+            for svc, proc in running:
+                if proc.poll() is not None:  # type: ignore[attr-defined]
+                    print(f"launcher: {svc.name} exited with code {proc.returncode}; stopping the rest",  # type: ignore[attr-defined]
+                          file=sys.stderr)
+                    stopping, code = True, 1
+            time.sleep(0.2)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"launcher: {exc}; see the log lines above", file=sys.stderr)
+        code = 1
+    finally:
+        for svc, proc in reversed(running):
+            procs.stop(proc)  # type: ignore[arg-type]
+        print("launcher: stopped", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

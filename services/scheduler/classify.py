@@ -1,0 +1,53 @@
+"""Statement kinds as the scheduler sees them: transaction control, reads and writes.
+
+A statement is a read only when its leading keyword says so for certain; anything
+unsure is a write (it then takes the writer token, which is always safe). Storage
+double-checks reads with SQLite's own sqlite3_stmt_readonly.
+"""
+from __future__ import annotations
+
+import enum
+import re
+
+from common.sqltext import leading_words, strip_leading
+
+
+class Kind(enum.Enum):
+    BEGIN = "begin"
+    COMMIT = "commit"
+    ROLLBACK = "rollback"
+    SAVEPOINT = "savepoint"        # SAVEPOINT, RELEASE
+    ROLLBACK_TO = "rollback_to"
+    READ = "read"
+    WRITE = "write"
+
+
+CONTROL = {Kind.BEGIN, Kind.COMMIT, Kind.ROLLBACK, Kind.SAVEPOINT, Kind.ROLLBACK_TO}
+
+_READ_WORDS = {"SELECT", "VALUES", "EXPLAIN"}
+_DML = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
+_TO = re.compile(r"^ROLLBACK(\s+TRANSACTION)?\s+TO\b", re.I)
+_READ_ONLY_TXN = re.compile(r"\bREAD\s+ONLY\b", re.I)
+
+
+def classify(sql: str) -> Kind:
+    words = leading_words(sql, 1)
+    first = words[0] if words else ""
+    if first in ("BEGIN", "START"):
+        return Kind.BEGIN
+    if first in ("COMMIT", "END"):
+        return Kind.COMMIT
+    if first == "ROLLBACK" or first == "ABORT":
+        return Kind.ROLLBACK_TO if _TO.match(strip_leading(sql)) else Kind.ROLLBACK
+    if first in ("SAVEPOINT", "RELEASE"):
+        return Kind.SAVEPOINT
+    if first in _READ_WORDS:
+        return Kind.READ
+    if first == "WITH":
+        return Kind.WRITE if _DML.search(sql) else Kind.READ
+    return Kind.WRITE
+
+
+def is_read_only_begin(sql: str) -> bool:
+    """BEGIN READ ONLY / START TRANSACTION READ ONLY."""
+    return bool(_READ_ONLY_TXN.search(sql))

@@ -1,0 +1,25 @@
+"""Scheduler configuration."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+from common import config
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """sqld scheduler: the public query service; orders work on each database."""
+
+    listen: str = dataclasses.field(default="127.0.0.1:7001", metadata={"help": "gRPC address, host:port or unix:/path"})
+    storage: str = dataclasses.field(default="127.0.0.1:7003", metadata={"help": "address of the storage service"})
+    default_database: str = dataclasses.field(default="main", metadata={"help": "database used when a session names none"})
+    max_connections: int = dataclasses.field(default=64, metadata={"help": "storage connections per database"})
+    max_sessions: int = dataclasses.field(default=1000, metadata={"help": "open sessions before new ones are refused"})
+    wait_timeout: float = dataclasses.field(default=30.0, metadata={"help": "seconds to wait for a connection or the writer token"})
+    idle_in_transaction_timeout: float = dataclasses.field(default=60.0, metadata={"help": "seconds an open transaction may sit idle before it is rolled back and its session closed (0 = never)"})
+    open_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds to wait for storage when opening a connection"})
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    return config.load(Config, "scheduler", argv, environ)

@@ -1,0 +1,106 @@
+"""Per-database resources: a pool of storage connections and the writer token.
+
+The writer token (a FIFO asyncio.Lock) makes writes to one database strictly one at a
+time, so no client ever meets SQLite's 'database is locked'. Reads take only a
+connection, so they run concurrently. Waiting for either is bounded (back-pressure):
+a full pool answers 53300, a writer token held too long answers 55P03.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from common import grpc_client
+from scheduler.storage_client import StorageConnection, StorageUnavailable
+from sqld.v1 import storage_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """Waiting for a connection or the writer token took too long."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class DatabasePool:
+    def __init__(self, name: str, stub: storage_pb2_grpc.StorageStub, max_connections: int,
+                 wait_timeout: float, open_timeout: float) -> None:
+        self.name = name
+        self._stub = stub
+        self._idle: list[StorageConnection] = []
+        self._slots = asyncio.Semaphore(max_connections)
+        self.writer = asyncio.Lock()
+        self.wait_timeout = wait_timeout
+        self.open_timeout = open_timeout
+
+    async def acquire(self) -> StorageConnection:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
+        except asyncio.TimeoutError:
+            raise Busy("53300", f"all storage connections of database {self.name} are busy; "
+                       f"waited {self.wait_timeout:.0f}s, try again later") from None
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.alive:
+                return conn
+            conn.close()
+        conn = StorageConnection(self._stub, self.name)
+        try:
+            await conn.open(self.open_timeout)
+        except BaseException:
+            self._slots.release()
+            raise
+        return conn
+
+    def release(self, conn: StorageConnection, reuse: bool = True) -> None:
+        if reuse and conn.alive and not conn.in_transaction:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        self._slots.release()
+
+    async def acquire_writer(self) -> None:
+        try:
+            await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
+        except asyncio.TimeoutError:
+            raise Busy("55P03", f"could not obtain the write lock on database {self.name} within "
+                       f"{self.wait_timeout:.0f}s: another transaction holds it") from None
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class Pools:
+    """Every database's pool, over one channel to the storage service."""
+
+    def __init__(self, storage_target: str, max_connections: int, wait_timeout: float,
+                 open_timeout: float) -> None:
+        self._channel = grpc_client.channel(storage_target)
+        self._stub = storage_pb2_grpc.StorageStub(self._channel)
+        self._pools: dict[str, DatabasePool] = {}
+        self._args = (max_connections, wait_timeout, open_timeout)
+
+    async def get(self, database: str) -> DatabasePool:
+        """The pool for `database`; raises StorageUnavailable (NOT_FOUND) if storage lacks it."""
+        pool = self._pools.get(database)
+        if pool is None:
+            candidate = DatabasePool(database, self._stub, *self._args)
+            conn = await candidate.acquire()  # proves the database exists
+            candidate.release(conn)
+            pool = self._pools.setdefault(database, candidate)
+        return pool
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        await self._channel.close()
+
+
+__all__ = ["Busy", "DatabasePool", "Pools", "StorageUnavailable"]

@@ -1,0 +1,99 @@
+"""gRPC adapter for the public query service (sqld.v1.QueryService).
+
+Session streams: requests are read by a helper task into a queue, so the handler can
+wait for the next batch with a deadline (the idle-in-transaction timeout) and end the
+session on its own. Everything that decides lives in `scheduler.session`.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+import grpc
+
+from common import errors
+from scheduler.config import Config
+from scheduler.pool import Pools
+from scheduler.session import IDLE, Session
+from scheduler.storage_client import StorageUnavailable
+from sqld.v1 import query_pb2, query_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    def __init__(self, cfg: Config, pools: Pools) -> None:
+        self.cfg = cfg
+        self.pools = pools
+        self._ids = itertools.count(1)
+        self.sessions = 0
+
+    async def _open(self, database: str, context: grpc.aio.ServicerContext) -> Session:
+        try:
+            pool = await self.pools.get(database or self.cfg.default_database)
+        except StorageUnavailable as exc:
+            await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
+        if self.sessions >= self.cfg.max_sessions:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"sorry, too many sessions already ({self.cfg.max_sessions})")
+        return Session(pool)
+
+    async def Session(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        if first.WhichOneof("kind") != "open":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: the first message must be OpenSession")
+        session = await self._open(first.open.database, context)
+        self.sessions += 1
+        session_id = f"s{next(self._ids)}"
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def read_requests() -> None:
+            try:
+                while (req := await context.read()) is not grpc.aio.EOF:
+                    if req.WhichOneof("kind") == "cancel":
+                        await session.interrupt()
+                    else:
+                        queue.put_nowait(req)
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                pass
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            await context.write(query_pb2.SessionResponse(opened=query_pb2.SessionOpened(session_id=session_id)))
+            while True:
+                timeout = self.cfg.idle_in_transaction_timeout if session.status != IDLE else None
+                try:
+                    req = await asyncio.wait_for(queue.get(), timeout if timeout and timeout > 0 else None)
+                except asyncio.TimeoutError:
+                    log.info("idle transaction timeout session=%s db=%s", session_id, session.pool.name)
+                    await session.close()
+                    await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
+                        reason=errors.error("25P03", "terminating connection due to idle-in-transaction timeout "
+                                            f"({timeout:.0f}s): the transaction was rolled back"))))
+                    return
+                if req is None:
+                    return
+                if req.WhichOneof("kind") != "batch":
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: expected a Batch")
+                batch = req.batch
+                results = await session.run(batch.statements, batch.implicit_transaction)
+                await context.write(query_pb2.SessionResponse(result=query_pb2.BatchResult(
+                    id=batch.id, results=results, status=session.status)))
+        finally:
+            reader.cancel()
+            self.sessions -= 1
+            await session.close()
+
+    async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+                      ) -> query_pb2.ExecuteResponse:  # noqa: N802
+        session = await self._open(request.database, context)
+        try:
+            results = await session.run(request.statements)
+        finally:
+            await session.close()
+        return query_pb2.ExecuteResponse(results=results)

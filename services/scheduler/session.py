@@ -1,0 +1,234 @@
+"""One client session: the transaction state machine that orders its work.
+
+States follow PostgreSQL's: IDLE (autocommit), IN_TRANSACTION, FAILED (an error inside a
+transaction; only ROLLBACK, COMMIT or ROLLBACK TO SAVEPOINT are accepted). BEGIN is lazy:
+no storage connection is taken until the first statement. A transaction whose first
+statement reads runs on a pinned connection in a deferred SQLite transaction; its first
+write takes the writer token. A transaction that starts with a write takes the token
+first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK.
+
+Statements sent to storage together form a group: consecutive statements that are not
+transaction control travel in one message.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from common import errors
+from common.sqltext import split
+from scheduler.classify import CONTROL, Kind, classify, is_read_only_begin
+from scheduler.pool import Busy, DatabasePool
+from scheduler.storage_client import StorageConnection, StorageUnavailable
+from sqld.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+IDLE = common_pb2.TRANSACTION_STATUS_IDLE
+IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
+FAILED = common_pb2.TRANSACTION_STATUS_FAILED
+
+_ABORTED = errors.error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+
+
+def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
+    return common_pb2.StatementResult(ok=common_pb2.ResultSet(), notices=notices)
+
+
+def _fail(err: common_pb2.StatementError) -> common_pb2.StatementResult:
+    return common_pb2.StatementResult(error=err)
+
+
+def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statement] | common_pb2.StatementError:
+    """Split statements that hold several SQL statements; parameters allow only one."""
+    out: list[common_pb2.Statement] = []
+    for st in statements:
+        if ";" not in st.sql:
+            out.append(st)
+            continue
+        parts = split(st.sql)
+        if len(parts) > 1 and (st.params or st.named_params):
+            return errors.error("42601", "cannot insert multiple commands into a prepared statement")
+        out.extend(common_pb2.Statement(sql=p) for p in parts) if len(parts) > 1 else out.append(st)
+    return out
+
+
+class Session:
+    def __init__(self, pool: DatabasePool) -> None:
+        self.pool = pool
+        self.status = IDLE
+        self.conn: StorageConnection | None = None
+        self.holds_writer = False
+        self.read_only = False
+        self.implicit = False
+        self.active: StorageConnection | None = None  # the connection running a call now
+
+    @property
+    def pinned(self) -> bool:
+        return self.conn is not None
+
+    async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False
+                  ) -> list[common_pb2.StatementResult]:
+        """Run a batch; stop at the first error. `self.status` tells where the session stands."""
+        expanded = expand(statements)
+        if isinstance(expanded, common_pb2.StatementError):
+            return [_fail(expanded)]
+        kinds = [classify(st.sql) for st in expanded]
+        results: list[common_pb2.StatementResult] = []
+        if (implicit_transaction and self.status == IDLE and len(expanded) > 1
+                and not any(k in CONTROL for k in kinds)):
+            self.status, self.implicit, self.read_only = IN_TRANSACTION, True, False
+        i = 0
+        while i < len(expanded):
+            kind = kinds[i]
+            if kind in CONTROL:
+                result = await self._control(kind, expanded[i])
+                results.append(result)
+                i += 1
+            else:
+                j = i
+                while j < len(expanded) and kinds[j] not in CONTROL:
+                    j += 1
+                group_results = await self._group(expanded[i:j], Kind.WRITE in kinds[i:j])
+                results.extend(group_results)
+                i = j
+            if results and results[-1].HasField("error"):
+                break
+        if self.implicit:
+            await self._end("ROLLBACK" if self.status == FAILED else "COMMIT", results)
+        return results
+
+    async def _control(self, kind: Kind, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        if kind == Kind.BEGIN:
+            if self.status == FAILED:
+                return _fail(_ABORTED)
+            if self.status == IN_TRANSACTION:
+                return _ok(common_pb2.Notice(sqlstate="25001", message="there is already a transaction in progress"))
+            self.status, self.implicit, self.read_only = IN_TRANSACTION, False, is_read_only_begin(st.sql)
+            return _ok()
+        if kind in (Kind.COMMIT, Kind.ROLLBACK):
+            if self.status == IDLE:
+                return _ok(common_pb2.Notice(sqlstate="25P01", message="there is no transaction in progress"))
+            results: list[common_pb2.StatementResult] = []
+            await self._end("COMMIT" if kind == Kind.COMMIT and self.status == IN_TRANSACTION else "ROLLBACK",
+                            results)
+            return results[-1] if results else _ok()
+        # SAVEPOINT, RELEASE, ROLLBACK TO
+        if self.status == IDLE:
+            word = (st.sql.split() or ["SAVEPOINT"])[0].upper()
+            return _fail(errors.error("25P01", f"{word} can only be used in transaction blocks"))
+        if self.status == FAILED and kind != Kind.ROLLBACK_TO:
+            return _fail(_ABORTED)
+        if self.conn is None:  # nothing ran yet: SAVEPOINT needs a real transaction under it
+            results = await self._group([st], False)
+        else:
+            results = await self._send([st])
+        result = results[-1]
+        if kind == Kind.ROLLBACK_TO and not result.HasField("error") and self.conn is not None \
+                and self.conn.in_transaction:
+            self.status = IN_TRANSACTION
+        return result
+
+    async def _group(self, group: Sequence[common_pb2.Statement], writes: bool
+                     ) -> list[common_pb2.StatementResult]:
+        if self.status == FAILED:
+            return [_fail(_ABORTED)]
+        if self.status == IDLE:
+            return await self._autocommit(group, writes)
+        prefix: list[common_pb2.Statement] = []
+        try:
+            if writes and not self.read_only and not self.holds_writer:
+                await self.pool.acquire_writer()
+                self.holds_writer = True
+            if self.conn is None:
+                self.conn = await self.pool.acquire()
+                prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
+        except (Busy, StorageUnavailable) as exc:
+            self.status = FAILED
+            return [_fail(self._transport_error(exc))]
+        results = await self._send([*prefix, *group])
+        if prefix:
+            if results and results[0].HasField("error"):
+                results = results[:1]
+            else:
+                results = results[1:]
+        return results
+
+    async def _send(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult]:
+        """Run on the pinned connection; any error fails the transaction."""
+        assert self.conn is not None
+        try:
+            self.active = self.conn
+            results = await self.conn.execute(group, self.read_only)
+        except StorageUnavailable as exc:
+            self._unpin(reuse=False)
+            self.status = FAILED
+            return [_fail(self._transport_error(exc))]
+        finally:
+            self.active = None
+        if results and results[-1].HasField("error"):
+            self.status = FAILED
+        return results
+
+    async def _autocommit(self, group: Sequence[common_pb2.Statement], writes: bool
+                          ) -> list[common_pb2.StatementResult]:
+        took_writer = False
+        conn = None
+        try:
+            if writes:
+                await self.pool.acquire_writer()
+                took_writer = True
+            conn = await self.pool.acquire()
+            self.active = conn
+            results = await conn.execute(group, read_only=not writes)
+            if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
+                await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
+            return results
+        except (Busy, StorageUnavailable) as exc:
+            return [_fail(self._transport_error(exc))]
+        finally:
+            self.active = None
+            if conn is not None:
+                self.pool.release(conn)
+            if took_writer:
+                self.pool.writer.release()
+
+    async def _end(self, verb: str, results: list[common_pb2.StatementResult]) -> None:
+        """COMMIT or ROLLBACK the transaction and release what it held."""
+        if self.conn is not None and self.conn.alive and self.conn.in_transaction:
+            try:
+                res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False)
+                if res and res[-1].HasField("error"):
+                    results.append(res[-1])
+                    if self.conn.in_transaction:
+                        await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
+            except StorageUnavailable as exc:
+                results.append(_fail(self._transport_error(exc)))
+        self._unpin(reuse=True)
+        self.status, self.implicit, self.read_only = IDLE, False, False
+
+    def _unpin(self, reuse: bool) -> None:
+        if self.conn is not None:
+            self.pool.release(self.conn, reuse=reuse)
+            self.conn = None
+        if self.holds_writer:
+            self.pool.writer.release()
+            self.holds_writer = False
+
+    def _transport_error(self, exc: Exception) -> common_pb2.StatementError:
+        if isinstance(exc, Busy):
+            return errors.error(exc.sqlstate, str(exc))
+        assert isinstance(exc, StorageUnavailable)
+        log.warning("storage call failed db=%s err=%s", self.pool.name, exc)
+        return errors.error(errors.sqlstate_for_status(exc.code), f"{exc}; the statement did not complete, retry")
+
+    async def interrupt(self) -> None:
+        """Stop the statement running now, if any (it fails with 57014)."""
+        if self.active is not None:
+            await self.active.interrupt()
+
+    async def close(self) -> None:
+        """End the session: roll back and release everything."""
+        if self.status != IDLE:
+            await self._end("ROLLBACK", [])
+        self._unpin(reuse=False)

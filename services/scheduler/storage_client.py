@@ -1,0 +1,75 @@
+"""Client side of the storage API: one StorageConnection per Connect stream."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Sequence
+
+import grpc
+
+from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+
+
+class StorageUnavailable(Exception):
+    """The storage stream failed; the connection (and any transaction on it) is gone."""
+
+    def __init__(self, code: grpc.StatusCode | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StorageConnection:
+    """One SQLite connection inside the storage service. One call at a time."""
+
+    def __init__(self, stub: storage_pb2_grpc.StorageStub, database: str) -> None:
+        self._stub = stub
+        self.database = database
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._ids = itertools.count(1)
+        self.in_transaction = False
+
+    async def open(self, timeout: float) -> None:
+        self._call = self._stub.Connect(wait_for_ready=True)
+        try:
+            await self._call.write(storage_pb2.ConnectRequest(open=storage_pb2.Open(database=self.database)))
+            resp = await asyncio.wait_for(self._call.read(), timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE,
+                                     f"open {self.database}: storage did not answer within {timeout:.0f}s") from None
+        except grpc.aio.AioRpcError as exc:
+            raise StorageUnavailable(exc.code(), f"open {self.database}: {exc.details()}") from exc
+        if resp is grpc.aio.EOF or resp.WhichOneof("kind") != "opened":
+            self.close()
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, f"open {self.database}: stream ended")
+
+    @property
+    def alive(self) -> bool:
+        return self._call is not None and not self._call.done()
+
+    async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool
+                      ) -> list[common_pb2.StatementResult]:
+        assert self._call is not None
+        req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
+            id=next(self._ids), statements=statements, read_only=read_only))
+        try:
+            await self._call.write(req)
+            resp = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            self.in_transaction = False
+            raise StorageUnavailable(exc.code(), f"storage: {exc.details()}") from exc
+        if resp is grpc.aio.EOF:
+            self.in_transaction = False
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended")
+        self.in_transaction = resp.executed.in_transaction
+        return list(resp.executed.results)
+
+    async def interrupt(self) -> None:
+        if self.alive:
+            assert self._call is not None
+            await self._call.write(storage_pb2.ConnectRequest(interrupt=storage_pb2.Interrupt()))
+
+    def close(self) -> None:
+        """End the stream; storage rolls back whatever is open."""
+        if self._call is not None:
+            self._call.cancel()

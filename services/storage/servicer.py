@@ -1,0 +1,74 @@
+"""gRPC adapter for the storage service: one Connect stream = one SQLite connection.
+
+The servicer only translates; `storage.sqlite.backend` decides. SQLite work runs on a
+thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+import grpc
+
+from sqld.v1 import storage_pb2, storage_pb2_grpc
+from storage.sqlite.backend import Connection, Database
+
+log = logging.getLogger(__name__)
+
+
+class StorageServicer(storage_pb2_grpc.StorageServicer):
+    def __init__(self, databases: dict[str, Database], threads: int) -> None:
+        self.databases = databases
+        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
+        self.open_connections = 0
+
+    async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        if first.WhichOneof("kind") != "open":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "connect: the first message must be Open")
+        db = self.databases.get(first.open.database)
+        if db is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f'database "{first.open.database}" does not exist')
+        loop = asyncio.get_running_loop()
+        conn: Connection = await loop.run_in_executor(self.executor, db.connect)
+        self.open_connections += 1
+        pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
+
+        async def read_requests() -> None:
+            try:
+                while True:
+                    req = await context.read()
+                    if req is grpc.aio.EOF:
+                        break
+                    kind = req.WhichOneof("kind")
+                    if kind == "interrupt":
+                        conn.interrupt()
+                    elif kind == "execute":
+                        pending.put_nowait(req.execute)
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.create_task(read_requests())
+        running: asyncio.Future | None = None
+        try:
+            await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
+            while (ex := await pending.get()) is not None:
+                running = loop.run_in_executor(self.executor, conn.execute, ex.statements, ex.read_only)
+                results = await running
+                running = None
+                await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
+                    id=ex.id, results=results, in_transaction=conn.in_transaction)))
+        finally:
+            reader.cancel()
+            if running is not None and not running.done():
+                conn.interrupt()
+                await asyncio.wait([running])
+            self.open_connections -= 1
+            await loop.run_in_executor(self.executor, conn.close)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,152 @@
+"""The local SQLite file backend: a database file in WAL mode and connections to it.
+
+Durability: WAL mode with `synchronous=FULL`, so the WAL is fsynced at every commit and
+an acknowledged commit survives kill -9 and power loss. Foreign keys are enforced, as in
+PostgreSQL. A connection runs one batch at a time on a worker thread, never on the event
+loop; apsw releases the GIL while SQLite works.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import apsw
+
+from sqld.v1 import common_pb2
+from storage.sqlite.errors import to_error
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class MultipleStatementsError(Exception):
+    """A Statement carried more than one SQL statement."""
+
+
+class ReadOnlyViolation(Exception):
+    """A read-only batch tried to run a statement that writes."""
+
+
+def _to_python(v: common_pb2.Value) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None or kind == "null":
+        return None
+    return getattr(v, kind)
+
+
+def _to_value(x: Any) -> common_pb2.Value:
+    if x is None:
+        return common_pb2.Value(null=True)
+    if isinstance(x, int):
+        return common_pb2.Value(integer=x)
+    if isinstance(x, float):
+        return common_pb2.Value(real=x)
+    if isinstance(x, str):
+        return common_pb2.Value(text=x)
+    return common_pb2.Value(blob=bytes(x))
+
+
+class Database:
+    """One database file. Creating it switches the file to WAL mode once."""
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        setup = apsw.Connection(path)
+        mode = setup.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+        if mode != "wal":
+            raise RuntimeError(f"open {path}: cannot switch to WAL mode (got {mode!r})")
+        setup.close()
+
+    def connect(self) -> "Connection":
+        return Connection(self)
+
+
+class Connection:
+    """One SQLite connection. Not thread-safe: the caller runs one batch at a time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conn = apsw.Connection(db.path)
+        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        self._read_only = False
+        self._statements_seen = 0
+        self._description: tuple[tuple[str, str | None], ...] = ()
+
+    def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        self._statements_seen += 1
+        if self._statements_seen > 1:
+            raise MultipleStatementsError()
+        if self._read_only and not cursor.is_readonly:
+            raise ReadOnlyViolation()
+        self._description = cursor.description if cursor.has_vdbe else ()
+        return True
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def interrupt(self) -> None:
+        """Stop the running statement (safe to call from any thread)."""
+        self.conn.interrupt()
+
+    def execute(self, statements: list[common_pb2.Statement], read_only: bool
+                ) -> list[common_pb2.StatementResult]:
+        """Run `statements` in order; stop after the first one that fails."""
+        results = []
+        self._read_only = read_only
+        for st in statements:
+            result = self._execute_one(st)
+            results.append(result)
+            if result.HasField("error"):
+                break
+        return results
+
+    def _execute_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        if st.params and st.named_params:
+            return common_pb2.StatementResult(error=common_pb2.StatementError(
+                sqlstate="08P01", message="a statement takes positional or named parameters, not both"))
+        bindings: Any = None
+        if st.named_params:
+            bindings = {k: _to_python(v) for k, v in st.named_params.items()}
+        elif st.params:
+            bindings = tuple(_to_python(v) for v in st.params)
+        self._statements_seen = 0
+        self._description = ()
+        conn = self.conn
+        before = conn.total_changes()
+        cursor = conn.cursor()
+        cursor.exec_trace = self._exec_trace
+        try:
+            rows = [common_pb2.Row(values=[_to_value(x) for x in row])
+                    for row in cursor.execute(st.sql, bindings)]
+        except MultipleStatementsError:
+            return common_pb2.StatementResult(error=common_pb2.StatementError(
+                sqlstate="42601", message="cannot insert multiple commands into a prepared statement"))
+        except ReadOnlyViolation:
+            return common_pb2.StatementResult(error=common_pb2.StatementError(
+                sqlite_code=8, sqlstate="25006",
+                message="cannot execute a statement that writes in a read-only transaction"))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
+            return common_pb2.StatementResult(error=to_error(exc))
+        finally:
+            cursor.close(force=True)
+        changed = conn.total_changes() != before
+        return common_pb2.StatementResult(ok=common_pb2.ResultSet(
+            columns=[common_pb2.Column(name=name, decltype=decl or "") for name, decl, *_ in self._description],
+            rows=rows,
+            rows_affected=conn.changes() if changed else 0,
+            last_insert_rowid=conn.last_insert_rowid()))
+
+    def close(self) -> None:
+        """Roll back what is open and close the connection."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except apsw.Error as exc:
+            log.warning("rollback on close failed db=%s err=%s", self.db.name, exc)
+        self.conn.close()
