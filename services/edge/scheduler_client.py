@@ -96,9 +96,7 @@ class SchedulerSession:
         self._closing = True
         if self._call is not None:
             try:
+                # Half-close: the scheduler rolls back and ends the stream; the reader then stops.
                 await self._call.done_writing()
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                pass
-            self._call.cancel()
-        if self._reader is not None:
-            self._reader.cancel()
+                self._call.cancel()

@@ -228,7 +228,10 @@ class Session:
             await self.active.interrupt()
 
     async def close(self) -> None:
-        """End the session: roll back and release everything."""
-        if self.status != IDLE:
-            await self._end("ROLLBACK", [])
-        self._unpin(reuse=False)
+        """End the session: roll back and release everything, even when cancelled midway."""
+        try:
+            if self.status != IDLE:
+                await self._end("ROLLBACK", [])
+        finally:
+            self._unpin(reuse=False)  # a stream closed mid-transaction is rolled back by storage
+            self.status = IDLE
