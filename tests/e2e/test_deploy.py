@@ -1,0 +1,100 @@
+"""docker-compose.yml, the local launcher and the test harness start the same services the same way."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from launcher import plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shape(argv: list[str]) -> tuple[str, list[str]]:
+    """(module, flag names) of a service command; addresses and folders may differ."""
+    assert argv[1] == "-m", argv
+    return argv[2], [a for a in argv[3:] if a.startswith("--")]
+
+
+def test_compose_runs_the_plan():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    local = plan.services(plan.Ports(), "data")
+    for svc in local:
+        assert svc.name in services, f"docker-compose.yml lacks the {svc.name} service"
+        assert _shape(services[svc.name]["command"]) == _shape(svc.argv), svc.name
+        assert services[svc.name]["command"][0] == "python"
+    assert services["envoy"]["image"].startswith("envoyproxy/envoy")
+    envoy = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
+    clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+    assert set(clusters) == {"edge", "scheduler"}
+    assert "http2_protocol_options" in str(clusters["scheduler"])
+    extra = set(services) - {s.name for s in local} - {"envoy"}
+    assert not extra, f"services in docker-compose.yml but not in the local plan: {extra}"
+
+
+def test_compose_file_validates():
+    exe = shutil.which("docker-compose")
+    assert exe, "docker-compose is needed to validate the compose file: apt-get install docker-compose"
+    out = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def _free_block(n: int) -> int:
+    """A base port with `n` consecutive free ports."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n >= 65535:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
+    base = _free_block(5)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "--data-dir", str(tmp_path / "data"),
+                             "--pg-port", str(base + 4), "--grpc-base-port", str(base)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        command = None
+        for line in proc.stdout:  # type: ignore[union-attr]
+            m = re.search(r"(psql -h \S+ -p \d+ -U postgres main)", line)
+            if m:
+                command = m.group(1)
+                break
+        assert command == f"psql -h 127.0.0.1 -p {base + 4} -U postgres main"
+        out = subprocess.run(command.split() + ["-X", "-A", "-t", "-c", "SELECT 6 * 7"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "42", out.stderr
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert proc.wait(30) == 0
+        stderr = proc.stderr.read()  # type: ignore[union-attr]
+        assert "launcher: stopped" in stderr
+        assert "level=error" not in stderr
+        assert (tmp_path / "data" / "main.db").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

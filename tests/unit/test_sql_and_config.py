@@ -1,0 +1,118 @@
+"""Statement splitting, classification, configuration, error tables, module boundaries."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import grpc
+import pytest
+
+from common import config, errors
+from common.sqltext import is_empty, leading_words, split
+from scheduler import config as scheduler_config
+from scheduler.classify import Kind, classify, is_read_only_begin
+from storage.sqlite.errors import sqlstate_for
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+
+
+@pytest.mark.parametrize("sql, parts", [
+    ("select 1; select 2", ["select 1;", "select 2"]),
+    ("select ';' ; select 2;", ["select ';' ;", "select 2;"]),
+    ("select 1 -- ; no\n; select 2", ["select 1 -- ; no\n;", "select 2"]),
+    ("/* ; */ select 1;", ["/* ; */ select 1;"]),
+    ("create trigger tr after insert on t begin select 1; select 2; end; select 3",
+     ["create trigger tr after insert on t begin select 1; select 2; end;", "select 3"]),
+    (";;  ;", []),
+    ("select \"a;b\" from t", ["select \"a;b\" from t"]),
+])
+def test_split(sql, parts):
+    assert split(sql) == parts
+
+
+def test_empty_and_leading_words():
+    assert is_empty(" -- x\n ; /* y */ ;")
+    assert not is_empty("select 1")
+    assert leading_words("/* c */ create  temp\ttable x", 3) == ["CREATE", "TEMP", "TABLE"]
+
+
+@pytest.mark.parametrize("sql, kind", [
+    ("SELECT 1", Kind.READ), ("values (1)", Kind.READ), ("EXPLAIN QUERY PLAN select 1", Kind.READ),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", Kind.READ),
+    ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", Kind.WRITE),
+    ("insert into t values (1)", Kind.WRITE), ("PRAGMA user_version", Kind.WRITE),
+    ("create table t (a)", Kind.WRITE),
+    ("BEGIN", Kind.BEGIN), ("begin immediate", Kind.BEGIN), ("START TRANSACTION", Kind.BEGIN),
+    ("COMMIT", Kind.COMMIT), ("end transaction", Kind.COMMIT),
+    ("ROLLBACK", Kind.ROLLBACK), ("rollback to savepoint a", Kind.ROLLBACK_TO),
+    ("ROLLBACK TRANSACTION TO a", Kind.ROLLBACK_TO),
+    ("SAVEPOINT a", Kind.SAVEPOINT), ("release a", Kind.SAVEPOINT),
+])
+def test_classify(sql, kind):
+    assert classify(sql) == kind
+
+
+def test_read_only_begin():
+    assert is_read_only_begin("BEGIN READ ONLY")
+    assert is_read_only_begin("start transaction isolation level serializable, read  only")
+    assert not is_read_only_begin("BEGIN")
+
+
+def test_config_flag_beats_env_beats_default():
+    cfg = scheduler_config.load([], {})
+    assert cfg.idle_in_transaction_timeout == 60.0
+    cfg = scheduler_config.load([], {"SQLD_SCHEDULER_IDLE_IN_TRANSACTION_TIMEOUT": "5"})
+    assert cfg.idle_in_transaction_timeout == 5.0
+    cfg = scheduler_config.load(["--idle-in-transaction-timeout", "7"],
+                                {"SQLD_SCHEDULER_IDLE_IN_TRANSACTION_TIMEOUT": "5"})
+    assert cfg.idle_in_transaction_timeout == 7.0
+    with pytest.raises(SystemExit):
+        scheduler_config.load(["--max-sessions", "many"], {})
+    assert config._convert("tuple[str, ...]", "a, b,") == ("a", "b")
+
+
+@pytest.mark.parametrize("code, message, state", [
+    (2067, "UNIQUE constraint failed: t.a", "23505"),
+    (1555, "UNIQUE constraint failed: t.id", "23505"),
+    (1299, "NOT NULL constraint failed: t.a", "23502"),
+    (787, "FOREIGN KEY constraint failed", "23503"),
+    (275, "CHECK constraint failed: a > 0", "23514"),
+    (1, 'near "selec": syntax error', "42601"),
+    (1, "incomplete input", "42601"),
+    (1, "no such table: x", "42P01"),
+    (1, "no such column: x", "42703"),
+    (1, "table x already exists", "42P07"),
+    (1, "no such function: f", "42883"),
+    (1, "something SQLite says", "42000"),
+    (517, "database is locked", "40001"),
+    (9, "interrupted", "57014"),
+    (8, "attempt to write a readonly database", "25006"),
+    (13, "database or disk is full", "53100"),
+    (266, "disk I/O error", "58030"),  # SQLITE_IOERR_READ: falls back to the primary code
+])
+def test_sqlite_error_table(code, message, state):
+    assert sqlstate_for(code, message) == state
+
+
+def test_grpc_status_table_covers_every_code():
+    for code in grpc.StatusCode:
+        if code is grpc.StatusCode.OK:
+            continue
+        assert code in errors.BY_STATUS, code
+    assert errors.sqlstate_for_status(grpc.StatusCode.NOT_FOUND) == "3D000"
+
+
+def test_no_service_imports_another_service():
+    services = {"edge", "scheduler", "storage", "replication"}
+    for svc in services:
+        for path in (SERVICES / svc).rglob("*.py") if (SERVICES / svc).exists() else []:
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top not in services - {svc}, f"{path} imports {name}"
