@@ -1,8 +1,9 @@
-"""One client connection: startup, then the message loop of the simple query protocol.
+"""One client connection: startup, then the message loop.
 
-The codec (pgwire/) knows bytes; this module drives it over an asyncio stream and turns
-each query into one batch on the client's scheduler session. A client that goes away is
-a normal end: the session is closed and the scheduler rolls back what was open.
+The codec (pgwire/) knows bytes; this module drives it over an asyncio stream. Simple
+queries become one batch on the client's scheduler session; the extended protocol is in
+extended.py. Session commands (SET, SHOW, ...) are answered here (commands.py). A client
+that goes away is a normal end: the session is closed and the scheduler rolls back.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import tags, types
+from edge import commands, render
+from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
+from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2, query_pb2
 
 if TYPE_CHECKING:
@@ -27,30 +30,11 @@ _STATUS = {
     common_pb2.TRANSACTION_STATUS_IN_TRANSACTION: b"T",
     common_pb2.TRANSACTION_STATUS_FAILED: b"E",
 }
-_EXTENDED = set(b"PBDECHSFdcf")
+_EXTENDED = set(b"PBDECHSdcf")
 
 
 class ClientGone(Exception):
-    """The client closed the connection."""
-
-
-def server_parameters(user: str, application_name: str) -> list[tuple[str, str]]:
-    """The ParameterStatus set a PostgreSQL 15 server reports after startup."""
-    return [
-        ("application_name", application_name),
-        ("client_encoding", "UTF8"),
-        ("DateStyle", "ISO, MDY"),
-        ("default_transaction_read_only", "off"),
-        ("in_hot_standby", "off"),
-        ("integer_datetimes", "on"),
-        ("IntervalStyle", "postgres"),
-        ("is_superuser", "on"),
-        ("server_encoding", "UTF8"),
-        ("server_version", "15.0"),
-        ("session_authorization", user),
-        ("standard_conforming_strings", "on"),
-        ("TimeZone", "UTC"),
-    ]
+    """The client closed the connection (or we must close it)."""
 
 
 class Connection:
@@ -63,7 +47,12 @@ class Connection:
         self.secret = secrets.randbits(31)
         self.status = b"I"
         self.session: SchedulerSession | None = None
+        self.settings = commands.Settings("", {})
+        self.database = ""
         self.peer = writer.get_extra_info("peername")
+        self.extended = Extended(self)
+        self._cancel_reason: str | None = None
+        self._running = False
 
     # -- I/O helpers -------------------------------------------------------------------
     async def _read(self, n: int) -> bytes:
@@ -72,17 +61,18 @@ class Connection:
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ClientGone() from exc
 
-    def _send(self, data: bytes) -> None:
-        self.writer.write(data)
+    def send(self, data: bytes) -> None:
+        if data:
+            self.writer.write(data)
 
-    async def _flush(self) -> None:
+    async def flush_socket(self) -> None:
         try:
             await self.writer.drain()
         except ConnectionError as exc:
             raise ClientGone() from exc
 
     def _fatal(self, sqlstate: str, message: str, hint: str = "") -> None:
-        self._send(m.error_response(sqlstate, message, severity="FATAL", hint=hint))
+        self.send(m.error_response(sqlstate, message, severity="FATAL", hint=hint))
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -113,8 +103,8 @@ class Connection:
             length = codec.startup_length(await self._read(4))
             start = codec.parse_startup(await self._read(length))
             if start.code in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
-                self._send(b"N")
-                await self._flush()
+                self.send(b"N")
+                await self.flush_socket()
                 continue
             if start.code == codec.CANCEL_REQUEST:
                 await self.server.cancel(start.cancel_pid, start.cancel_key)
@@ -125,11 +115,11 @@ class Connection:
         if not user:
             self._fatal("28000", "no PostgreSQL user name specified in startup packet")
             return False
-        database = params.get("database") or user
-        app = params.get("application_name", "")
+        self.database = params.get("database") or user
+        self.settings = commands.Settings(user, params)
         self.session = SchedulerSession(self.server.stub, self._closed_by_server)
         try:
-            await self.session.open(database, user, app)
+            await self.session.open(self.database, user, self.settings.values["application_name"])
         except SessionEnded as exc:
             hint = (f'the default database is "{self.server.cfg.default_database}"'
                     if exc.error.sqlstate == "3D000" else "")
@@ -137,10 +127,10 @@ class Connection:
             self.session = None
             return False
         out = [m.AUTH_OK]
-        out += [m.parameter_status(k, v) for k, v in server_parameters(user, app)]
+        out += [m.parameter_status(k, self.settings.values[k]) for k in commands.REPORTED]
         out += [m.backend_key_data(self.pid, self.secret), m.ready_for_query(b"I")]
-        self._send(b"".join(out))
-        await self._flush()
+        self.send(b"".join(out))
+        await self.flush_socket()
         return True
 
     def _closed_by_server(self, error: common_pb2.StatementError) -> None:
@@ -150,7 +140,6 @@ class Connection:
 
     async def _loop(self) -> None:
         max_len = self.server.cfg.max_message_bytes
-        skipping = False  # after an error in the extended protocol, skip to Sync
         while True:
             kind, length = codec.message_header(await self._read(5), max_len)
             body = await self._read(length) if length else b""
@@ -160,56 +149,92 @@ class Connection:
             elif kind == b"X":
                 return
             elif kind[0] in _EXTENDED:
-                if kind == b"S":
-                    skipping = False
-                    self._send(m.ready_for_query(self.status))
-                    await self._flush()
-                elif kind in (b"H", b"c", b"f", b"d"):
-                    continue
-                elif not skipping:
-                    skipping = True
-                    self._send(m.error_response("0A000", "the extended query protocol is not supported yet; "
-                                                "use the simple query protocol"))
+                await self.extended.handle(kind, body)
             else:
                 raise codec.ProtocolError(f"invalid frontend message type {kind!r}")
 
-    # -- simple query --------------------------------------------------------------------
-    async def _simple_query(self, sql: str) -> None:
-        if is_empty(sql):
-            self._send(m.EMPTY_QUERY + m.ready_for_query(self.status))
-            await self._flush()
-            return
-        texts = split(sql)
-        statements = [common_pb2.Statement(sql=t) for t in texts]
+    # -- running statements --------------------------------------------------------------
+    async def run_batch(self, statements: list[common_pb2.Statement], implicit: bool) -> query_pb2.BatchResult:
         assert self.session is not None
-        was_failed = self.status == b"E"
+        timeout = self.settings.statement_timeout_s()
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, self._cancel_running, "statement timeout") if timeout > 0 else None
+        self._running, self._cancel_reason = True, None
         try:
-            batch = await self.session.run(statements, implicit_transaction=True)
+            batch = await self.session.run(statements, implicit_transaction=implicit)
         except SessionEnded as exc:
             self._fatal(exc.error.sqlstate, exc.error.message)
-            await self._flush()
+            await self.flush_socket()
             raise ClientGone() from exc
-        self._send_results(texts, batch, was_failed)
+        finally:
+            self._running = False
+            if timer is not None:
+                timer.cancel()
+        if self._cancel_reason:
+            for r in batch.results:
+                if r.HasField("error") and r.error.sqlstate == "57014":
+                    r.error.message = f"canceling statement due to {self._cancel_reason}"
         self.status = _STATUS[batch.status]
-        self._send(m.ready_for_query(self.status))
-        await self._flush()
+        return batch
 
-    def _send_results(self, texts: list[str], batch: query_pb2.BatchResult, was_failed: bool) -> None:
+    async def describe(self, sql: str) -> common_pb2.StatementResult:
+        assert self.session is not None
+        try:
+            batch = await self.session.run([common_pb2.Statement(sql=sql)], False, describe_only=True)
+        except SessionEnded as exc:
+            self._fatal(exc.error.sqlstate, exc.error.message)
+            await self.flush_socket()
+            raise ClientGone() from exc
+        return batch.results[0]
+
+    def _cancel_running(self, reason: str) -> None:
+        if self._running and self.session is not None:
+            self._cancel_reason = reason
+            asyncio.ensure_future(self.session.cancel())
+
+    async def cancel(self) -> None:
+        """A CancelRequest for this connection."""
+        self._cancel_running("user request")
+
+    def run_local(self, sql: str) -> commands.LocalResult | None:
+        return commands.local(sql, self.settings, self.database, self.pid)
+
+    # -- simple query --------------------------------------------------------------------
+    async def _simple_query(self, sql: str) -> None:
+        if self.extended.out or self.extended.batch:
+            await self.extended.flush()
+        if is_empty(sql):
+            self.send(m.EMPTY_QUERY + m.ready_for_query(self.status))
+            await self.flush_socket()
+            return
+        texts = split(sql)
         out: list[bytes] = []
-        for text, result in zip(texts, batch.results):
-            for notice in result.notices:
-                out.append(m.notice_response(notice.sqlstate, notice.message))
-            if result.HasField("error"):
-                err = result.error
-                out.append(m.error_response(err.sqlstate, err.message))
+        i = 0
+        while i < len(texts):
+            res = self.run_local(texts[i])
+            if res is not None:
+                out += render.local_messages(res)
+                i += 1
+                if res.error:
+                    break
+                continue
+            j = i
+            while j < len(texts) and (j == i or self.run_local_probe(texts[j]) is None):
+                j += 1
+            group = texts[i:j]
+            was_failed = self.status == b"E"
+            batch = await self.run_batch([common_pb2.Statement(sql=rewrite(t).sql) for t in group],
+                                         implicit=len(texts) > 1)
+            failed = False
+            for text, result in zip(group, batch.results):
+                out += render.simple_messages(text, result, was_failed)
+                failed = result.HasField("error")
+            if failed:
                 break
-            rs = result.ok
-            if rs.columns:
-                oids = [types.column_oid(col.decltype, [row.values[i] for row in rs.rows])
-                        for i, col in enumerate(rs.columns)]
-                out.append(m.row_description([(col.name, oid, types.TYPE_SIZE.get(oid, -1))
-                                              for col, oid in zip(rs.columns, oids)]))
-                for row in rs.rows:
-                    out.append(m.data_row(types.to_text(v, oid) for v, oid in zip(row.values, oids)))
-            out.append(m.command_complete(tags.command_tag(text, rs, was_failed)))
-        self._send(b"".join(out))
+            i = j
+        self.send(b"".join(out) + m.ready_for_query(self.status))
+        await self.flush_socket()
+
+    def run_local_probe(self, sql: str) -> commands.LocalResult | None:
+        """What the edge would answer for `sql`, without changing any setting."""
+        return commands.local(sql, self.settings.copy(), self.database, self.pid)

@@ -69,15 +69,16 @@ class SchedulerSession:
             elif self._ended is not None and not self._closing:
                 self._on_closed(self._ended)
 
-    async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool
-                  ) -> query_pb2.BatchResult:
+    async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool,
+                  describe_only: bool = False) -> query_pb2.BatchResult:
         if self._ended is not None or self._call is None:
             raise SessionEnded(self._ended or errors.error("08006", "session is not open"))
         batch_id = next(self._ids)
         self._waiting = asyncio.get_running_loop().create_future()
         try:
             await self._call.write(query_pb2.SessionRequest(batch=query_pb2.Batch(
-                id=batch_id, statements=statements, implicit_transaction=implicit_transaction)))
+                id=batch_id, statements=statements, implicit_transaction=implicit_transaction,
+                describe_only=describe_only)))
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "session")) from exc
         try:

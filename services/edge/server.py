@@ -47,8 +47,8 @@ class EdgeServer:
     async def cancel(self, pid: int, key: int) -> None:
         """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
         conn = self._live.get(pid)
-        if conn is not None and conn.secret == key and conn.session is not None:
-            await conn.session.cancel()
+        if conn is not None and conn.secret == key:
+            await conn.cancel()
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import struct
 from typing import Iterable
 
 from sqld.v1 import common_pb2
@@ -119,3 +120,83 @@ def to_text(v: common_pb2.Value, oid: int) -> bytes | None:
     if kind == "text":
         return v.text.encode()
     return b"\\x" + v.blob.hex().encode()
+
+
+class ValueError22(ValueError):
+    """A value that cannot be shown as its column's declared type (SQLSTATE 22P02)."""
+
+
+def to_binary(v: common_pb2.Value, oid: int) -> bytes | None:
+    """A value in PostgreSQL's binary format for `oid`; None for NULL."""
+    kind = v.WhichOneof("value")
+    if kind is None or kind == "null":
+        return None
+    try:
+        if oid == INT8:
+            return struct.pack("!q", v.integer if kind == "integer" else _as_int(v))
+        if oid == FLOAT8:
+            return struct.pack("!d", float(getattr(v, kind)) if kind in ("integer", "real") else float(v.text))
+        if oid == BOOL:
+            return b"\x01" if (v.integer if kind == "integer" else _as_int(v)) else b"\x00"
+        if oid == NUMERIC:
+            return _numeric_binary(decimal.Decimal(v.integer) if kind == "integer"
+                                   else decimal.Decimal(repr(v.real)) if kind == "real" else decimal.Decimal(v.text))
+        if oid == BYTEA:
+            return v.blob if kind == "blob" else (to_text(v, TEXT) or b"")
+    except (ValueError, decimal.InvalidOperation, TypeError) as exc:
+        raise ValueError22(f"cannot send {kind} value as type oid {oid}: {exc}") from exc
+    # text, varchar and anything else: the text form
+    if kind == "blob":
+        return v.blob
+    return to_text(v, oid if oid in (BOOL, NUMERIC, FLOAT8) else TEXT)
+
+
+def _as_int(v: common_pb2.Value) -> int:
+    kind = v.WhichOneof("value")
+    if kind == "real":
+        if not v.real.is_integer():
+            raise ValueError(f"{v.real} is not an integer")
+        return int(v.real)
+    return int(v.text if kind == "text" else v.blob.decode())
+
+
+def _numeric_binary(d: decimal.Decimal) -> bytes:
+    if d.is_nan():
+        return struct.pack("!hhHh", 0, 0, 0xC000, 0)
+    if d.is_infinite():
+        return struct.pack("!hhHh", 0, 0, 0xD000 if d > 0 else 0xF000, 0)
+    sign, digits, exp = d.as_tuple()
+    dscale = max(0, -exp)  # type: ignore[operator]
+    s = "".join(map(str, digits))
+    exp = int(exp)
+    # pad so the decimal point falls on a 4-digit boundary
+    int_len = len(s) + exp
+    frac_pad = (-exp) % 4 if exp < 0 else 0
+    s = s + "0" * frac_pad if exp < 0 else s + "0" * exp
+    int_len = len(s) - (-exp + frac_pad if exp < 0 else 0)
+    lead_pad = (-int_len) % 4
+    s = "0" * lead_pad + s
+    int_len += lead_pad
+    groups = [int(s[i:i + 4]) for i in range(0, len(s), 4)]
+    weight = int_len // 4 - 1
+    while groups and groups[0] == 0:
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        return struct.pack("!hhHh", 0, 0, 0, dscale)
+    return struct.pack(f"!hhHh{len(groups)}h", len(groups), weight, 0x4000 if sign else 0, dscale, *groups)
+
+
+def coerce_text(v: common_pb2.Value, oid: int) -> bytes | None:
+    """Text format for a column whose type the client already knows (from a Describe)."""
+    kind = v.WhichOneof("value")
+    if oid == INT8 and kind not in ("integer", "null", None):
+        try:
+            return str(_as_int(v)).encode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError22(f"cannot send {kind} value as bigint: {exc}") from exc
+    if oid == BYTEA and kind == "text":
+        return b"\\x" + v.text.encode().hex().encode()
+    return to_text(v, oid)

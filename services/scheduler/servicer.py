@@ -81,7 +81,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 if req.WhichOneof("kind") != "batch":
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: expected a Batch")
                 batch = req.batch
-                results = await session.run(batch.statements, batch.implicit_transaction)
+                if batch.describe_only:
+                    results = await session.describe(batch.statements)
+                else:
+                    results = await session.run(batch.statements, batch.implicit_transaction)
                 await context.write(query_pb2.SessionResponse(result=query_pb2.BatchResult(
                     id=batch.id, results=results, status=session.status)))
         finally:

@@ -98,6 +98,28 @@ class Session:
             await self._end("ROLLBACK" if self.status == FAILED else "COMMIT", results)
         return results
 
+    async def describe(self, statements: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult]:
+        """Describe without running: on the pinned connection (it sees this transaction's
+        schema changes), else on any connection; never takes the writer token."""
+        if self.status == FAILED:
+            return [_fail(_ABORTED)]
+        if self.conn is not None:
+            try:
+                return await self.conn.execute(statements, read_only=True, describe_only=True)
+            except StorageUnavailable as exc:
+                self._unpin(reuse=False)
+                self.status = FAILED
+                return [_fail(self._transport_error(exc))]
+        conn = None
+        try:
+            conn = await self.pool.acquire()
+            return await conn.execute(statements, read_only=True, describe_only=True)
+        except (Busy, StorageUnavailable) as exc:
+            return [_fail(self._transport_error(exc))]
+        finally:
+            if conn is not None:
+                self.pool.release(conn)
+
     async def _control(self, kind: Kind, st: common_pb2.Statement) -> common_pb2.StatementResult:
         if kind == Kind.BEGIN:
             if self.status == FAILED:

@@ -47,11 +47,11 @@ class StorageConnection:
     def alive(self) -> bool:
         return self._call is not None and not self._call.done()
 
-    async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool
-                      ) -> list[common_pb2.StatementResult]:
+    async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
+                      describe_only: bool = False) -> list[common_pb2.StatementResult]:
         assert self._call is not None
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
-            id=next(self._ids), statements=statements, read_only=read_only))
+            id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only))
         try:
             await self._call.write(req)
             resp = await self._call.read()

@@ -57,7 +57,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
             while (ex := await pending.get()) is not None:
-                running = loop.run_in_executor(self.executor, conn.execute, ex.statements, ex.read_only)
+                running = loop.run_in_executor(self.executor, conn.execute, ex.statements, ex.read_only,
+                                               ex.describe_only)
                 results = await running
                 running = None
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(

@@ -85,3 +85,91 @@ def cstring(body: bytes, offset: int = 0) -> tuple[str, int]:
         return body[offset:end].decode(), end + 1
     except UnicodeDecodeError as exc:
         raise ProtocolError("invalid UTF-8 in message") from exc
+
+
+def _i16(body: bytes, off: int) -> tuple[int, int]:
+    if off + 2 > len(body):
+        raise ProtocolError("message too short")
+    return struct.unpack_from("!h", body, off)[0], off + 2
+
+
+def _i32(body: bytes, off: int) -> tuple[int, int]:
+    if off + 4 > len(body):
+        raise ProtocolError("message too short")
+    return struct.unpack_from("!i", body, off)[0], off + 4
+
+
+@dataclass(frozen=True)
+class Parse:
+    name: str
+    sql: str
+    param_oids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Bind:
+    portal: str
+    statement: str
+    param_formats: tuple[int, ...]
+    values: tuple[bytes | None, ...]
+    result_formats: tuple[int, ...]
+
+
+def parse_parse(body: bytes) -> Parse:
+    name, off = cstring(body)
+    sql, off = cstring(body, off)
+    n, off = _i16(body, off)
+    if n < 0:
+        raise ProtocolError("negative parameter count")
+    oids = []
+    for _ in range(n):
+        oid, off = _i32(body, off)
+        oids.append(oid & 0xFFFFFFFF)
+    return Parse(name, sql, tuple(oids))
+
+
+def parse_bind(body: bytes) -> Bind:
+    portal, off = cstring(body)
+    stmt, off = cstring(body, off)
+    nf, off = _i16(body, off)
+    fmts = []
+    for _ in range(max(nf, 0)):
+        f, off = _i16(body, off)
+        fmts.append(f)
+    nv, off = _i16(body, off)
+    if nf < 0 or nv < 0:
+        raise ProtocolError("negative count in Bind")
+    values: list[bytes | None] = []
+    for _ in range(nv):
+        ln, off = _i32(body, off)
+        if ln == -1:
+            values.append(None)
+            continue
+        if ln < 0 or off + ln > len(body):
+            raise ProtocolError("parameter value length out of range")
+        values.append(body[off:off + ln])
+        off += ln
+    nr, off = _i16(body, off)
+    rfmts = []
+    for _ in range(max(nr, 0)):
+        f, off = _i16(body, off)
+        rfmts.append(f)
+    if any(f not in (0, 1) for f in fmts + rfmts):
+        raise ProtocolError("format codes must be 0 (text) or 1 (binary)")
+    if nf not in (0, 1, nv):
+        raise ProtocolError(f"bind message has {nf} parameter formats but {nv} parameters")
+    return Bind(portal, stmt, tuple(fmts), tuple(values), tuple(rfmts))
+
+
+def parse_target(body: bytes) -> tuple[str, str]:
+    """Describe and Close: ('S' or 'P', name)."""
+    if not body or body[0:1] not in (b"S", b"P"):
+        raise ProtocolError("Describe/Close must name 'S' or 'P'")
+    name, _ = cstring(body, 1)
+    return body[0:1].decode(), name
+
+
+def parse_execute(body: bytes) -> tuple[str, int]:
+    portal, off = cstring(body)
+    max_rows, _ = _i32(body, off)
+    return portal, max_rows

@@ -38,12 +38,16 @@ def ready_for_query(status: bytes) -> bytes:
     return READY[status]
 
 
-def row_description(columns: Sequence[tuple[str, int, int]]) -> bytes:
-    """columns: (name, type oid, type size); text format."""
+def row_description(columns: Sequence[tuple[str, int, int]], formats: Sequence[int] | None = None) -> bytes:
+    """columns: (name, type oid, type size); formats: 0 text / 1 binary per column."""
     parts = [struct.pack("!h", len(columns))]
-    for name, oid, size in columns:
-        parts.append(_cstr(name) + _COLUMN.pack(0, 0, oid, size, -1, 0))
+    for i, (name, oid, size) in enumerate(columns):
+        parts.append(_cstr(name) + _COLUMN.pack(0, 0, oid, size, -1, formats[i] if formats else 0))
     return _msg(b"T", b"".join(parts))
+
+
+def parameter_description(oids: Sequence[int]) -> bytes:
+    return _msg(b"t", struct.pack(f"!h{len(oids)}i", len(oids), *oids))
 
 
 def data_row(values: Iterable[bytes | None]) -> bytes:

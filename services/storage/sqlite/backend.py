@@ -14,6 +14,7 @@ from typing import Any
 import apsw
 
 from sqld.v1 import common_pb2
+from storage.sqlite.describe import describe
 from storage.sqlite.errors import to_error
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,23 @@ class Connection:
         """Stop the running statement (safe to call from any thread)."""
         self.conn.interrupt()
 
-    def execute(self, statements: list[common_pb2.Statement], read_only: bool
+    def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False
                 ) -> list[common_pb2.StatementResult]:
-        """Run `statements` in order; stop after the first one that fails."""
+        """Run (or only describe) `statements` in order; stop after the first one that fails."""
         results = []
         self._read_only = read_only
         for st in statements:
-            result = self._execute_one(st)
+            result = self._describe_one(st) if describe_only else self._execute_one(st)
             results.append(result)
             if result.HasField("error"):
                 break
         return results
+
+    def _describe_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        try:
+            return common_pb2.StatementResult(description=describe(self.conn, st.sql))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
+            return common_pb2.StatementResult(error=to_error(exc))
 
     def _execute_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
         if st.params and st.named_params:

@@ -1,0 +1,317 @@
+"""The extended query protocol: prepared statements, portals, and pipelined execution.
+
+Messages up to a Sync (or Flush) are collected: each Execute adds its statement to one
+batch, and the responses are rendered in order once the batch has run, so a whole
+pipeline (psycopg executemany, JDBC batches) costs one round trip to the scheduler.
+Describe of a statement needs a describe-only call first (asyncpg waits on it with Flush).
+After an error, everything up to Sync is skipped, as PostgreSQL does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+from common.sqltext import is_empty, split
+from edge import commands, params, render, tags, types
+from edge.pgwire import codec, messages as m
+from edge.sqlrewrite import Rewritten, rewrite
+from sqld.v1 import common_pb2
+
+if TYPE_CHECKING:
+    from edge.connection import Connection
+
+class StatementFailed(Exception):
+    """An error to send as ErrorResponse; the rest of the pipeline is skipped."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass
+class Prepared:
+    sql: str                       # as the client wrote it
+    rewritten: Rewritten
+    param_oids: list[int]          # from Parse; 0 = let the server decide
+    local: bool = False
+    empty: bool = False
+    description: common_pb2.StatementDescription | None = None
+    row_oids: list[int] | None = None  # what a Describe S told the client
+
+    def param_oid(self, i: int) -> int:
+        if i < len(self.param_oids) and self.param_oids[i]:
+            return self.param_oids[i]
+        if self.description is not None and i < len(self.description.parameters):
+            decl = self.description.parameters[i].decltype
+            if not decl:
+                return types.TEXT  # nothing says otherwise: text, as PostgreSQL's unknown
+            oid = types.affinity_oid(decl)
+            return types.BYTEA if oid is None else oid
+        return 0
+
+
+Result = Union[common_pb2.StatementResult, commands.LocalResult]
+
+
+@dataclass
+class Portal:
+    stmt: Prepared
+    values: list[common_pb2.Value]
+    result_formats: tuple[int, ...]
+    result: Result | None = None
+    oids: list[int] | None = None
+    pos: int = 0
+    was_failed: bool = False
+
+
+@dataclass
+class _Exec:
+    portal: Portal
+    max_rows: int
+    index: int | None  # position in the batch, None when no statement was sent
+
+
+@dataclass
+class _DescribePortal:
+    portal: Portal
+
+
+Item = Union[bytes, _Exec, _DescribePortal]
+
+
+@dataclass
+class Extended:
+    conn: "Connection"
+    statements: dict[str, Prepared] = field(default_factory=dict)
+    portals: dict[str, Portal] = field(default_factory=dict)
+    out: list[Item] = field(default_factory=list)
+    batch: list[common_pb2.Statement] = field(default_factory=list)
+    skipping: bool = False
+
+    # -- messages ----------------------------------------------------------------------
+    async def handle(self, kind: bytes, body: bytes) -> None:
+        if kind == b"S":
+            await self.flush()
+            self.skipping = False
+            self.portals.pop("", None)
+            self.conn.send(m.ready_for_query(self.conn.status))
+            await self.conn.flush_socket()
+            return
+        if kind == b"H":
+            await self.flush()
+            await self.conn.flush_socket()
+            return
+        if self.skipping:
+            return
+        try:
+            if kind == b"P":
+                self._parse(codec.parse_parse(body))
+            elif kind == b"B":
+                await self._bind(codec.parse_bind(body))
+            elif kind == b"D":
+                await self._describe(*codec.parse_target(body))
+            elif kind == b"E":
+                self._execute(*codec.parse_execute(body))
+            elif kind == b"C":
+                target, name = codec.parse_target(body)
+                (self.statements if target == "S" else self.portals).pop(name, None)
+                self.out.append(m.CLOSE_COMPLETE)
+            # 'd', 'c', 'f' (COPY data outside COPY) are ignored, as PostgreSQL does
+        except (StatementFailed, params.ParamError) as exc:
+            await self.flush()
+            self._fail(exc.sqlstate, str(exc))
+
+    def _fail(self, sqlstate: str, message: str) -> None:
+        self.out.append(m.error_response(sqlstate, message))
+        self._write_out()
+        self.skipping = True
+
+    def _parse(self, msg: codec.Parse) -> None:
+        if msg.name and msg.name in self.statements:
+            raise StatementFailed("42P05", f'prepared statement "{msg.name}" already exists')
+        if is_empty(msg.sql):
+            stmt = Prepared(msg.sql, Rewritten(""), list(msg.param_oids), empty=True)
+        else:
+            parts = split(msg.sql)
+            if len(parts) > 1:
+                raise StatementFailed("42601", "cannot insert multiple commands into a prepared statement")
+            is_local = commands.local(parts[0], self.conn.settings.copy(), "", 0) is not None
+            stmt = Prepared(parts[0], rewrite(parts[0]), list(msg.param_oids), local=is_local)
+        self.statements[msg.name] = stmt
+        self.out.append(m.PARSE_COMPLETE)
+
+    async def _bind(self, msg: codec.Bind) -> None:
+        stmt = self.statements.get(msg.statement)
+        if stmt is None:
+            raise StatementFailed("26000", f'prepared statement "{msg.statement}" does not exist')
+        need = stmt.rewritten.param_count
+        if len(msg.values) != need:
+            raise StatementFailed("08P01", f'bind message supplies {len(msg.values)} parameters, '
+                                  f'but prepared statement "{msg.statement}" requires {need}')
+        fmts = msg.param_formats if len(msg.param_formats) > 1 else msg.param_formats * need or (0,) * need
+        if stmt.description is None and any(f == 1 and stmt.param_oid(i) == 0 for i, f in enumerate(fmts)):
+            await self._ensure_described(stmt)
+        values = [params.decode(v, stmt.param_oid(i), fmts[i]) for i, v in enumerate(msg.values)]
+        self.portals[msg.portal] = Portal(stmt, values, msg.result_formats)
+        self.out.append(m.BIND_COMPLETE)
+
+    async def _ensure_described(self, stmt: Prepared) -> None:
+        if stmt.description is not None or stmt.local or stmt.empty:
+            return
+        await self.flush()
+        if self.skipping:
+            raise StatementFailed("25P02", "pipeline aborted")
+        result = await self.conn.describe(stmt.rewritten.sql)
+        if result.HasField("error"):
+            raise StatementFailed(result.error.sqlstate, result.error.message)
+        stmt.description = result.description
+
+    async def _describe(self, target: str, name: str) -> None:
+        if target == "P":
+            portal = self.portals.get(name)
+            if portal is None:
+                raise StatementFailed("34000", f'portal "{name}" does not exist')
+            self.out.append(_DescribePortal(portal))
+            return
+        stmt = self.statements.get(name)
+        if stmt is None:
+            raise StatementFailed("26000", f'prepared statement "{name}" does not exist')
+        await self._ensure_described(stmt)
+        n = stmt.rewritten.param_count
+        self.out.append(m.parameter_description([stmt.param_oid(i) or types.TEXT for i in range(n)]))
+        if stmt.local:
+            res = commands.local(stmt.sql, self.conn.settings.copy(), "", 0)
+            cols = res.columns if res else []
+            self.out.append(render.row_description(cols, [types.TEXT] * len(cols), [0] * len(cols))
+                            if cols else m.NO_DATA)
+            return
+        if stmt.empty or stmt.description is None or not stmt.description.columns:
+            self.out.append(m.NO_DATA)
+            return
+        hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
+        stmt.row_oids = render.described_oids(stmt.description.columns, hints)
+        self.out.append(render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
+                                               [0] * len(stmt.row_oids)))
+
+    @staticmethod
+    def _resolve_hint(stmt: Prepared, hint: str) -> str:
+        if hint.startswith("?"):
+            i = int(hint[1:]) - 1
+            return types_name_for_oid(stmt.param_oid(i))
+        return hint
+
+    def _execute(self, name: str, max_rows: int) -> None:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise StatementFailed("34000", f'portal "{name}" does not exist')
+        if portal.result is not None or portal.stmt.local or portal.stmt.empty:
+            if portal.stmt.local and portal.result is None:
+                portal.result = self.conn.run_local(portal.stmt.sql)
+            self.out.append(_Exec(portal, max_rows, None))
+            return
+        if any(isinstance(i, _Exec) and i.portal is portal for i in self.out):
+            self.out.append(_Exec(portal, max_rows, None))  # a later chunk of the same run
+            return
+        portal.was_failed = self.conn.status == b"E"
+        self.batch.append(common_pb2.Statement(sql=portal.stmt.rewritten.sql, params=portal.values))
+        self.out.append(_Exec(portal, max_rows, len(self.batch) - 1))
+
+    # -- running and rendering -----------------------------------------------------------
+    async def flush(self) -> None:
+        """Run the collected batch and send every response collected so far."""
+        if self.batch:
+            statements, self.batch = self.batch, []
+            batch = await self.conn.run_batch(statements, implicit=True)
+            results = list(batch.results)
+            for item in self.out:
+                if isinstance(item, _Exec) and item.index is not None:
+                    item.portal.result = results[item.index] if item.index < len(results) else None
+        for item in self.out:
+            if isinstance(item, _DescribePortal) and item.portal.result is None and not item.portal.stmt.local:
+                try:
+                    await self._ensure_described(item.portal.stmt)
+                except StatementFailed:
+                    pass
+        self._write_out()
+
+    def _write_out(self) -> None:
+        items, self.out = self.out, []
+        chunks: list[bytes] = []
+        for item in items:
+            if isinstance(item, bytes):
+                chunks.append(item)
+                continue
+            try:
+                msgs, ok = self._render(item)
+            except types.ValueError22 as exc:
+                msgs, ok = [m.error_response("22P02", str(exc))], False
+            chunks += msgs
+            if not ok:
+                self.skipping = True
+                break
+        self.conn.send(b"".join(chunks))
+
+    def _render(self, item: Item) -> tuple[list[bytes], bool]:
+        portal = item.portal  # type: ignore[union-attr]
+        res = portal.result
+        if isinstance(item, _DescribePortal):
+            return self._render_describe(portal), True
+        assert isinstance(item, _Exec)
+        if portal.stmt.empty:
+            return [m.EMPTY_QUERY], True
+        if res is None:
+            return [], False  # did not run: an earlier statement failed
+        if isinstance(res, commands.LocalResult):
+            if res.error:
+                return [m.error_response(*res.error)], False
+            msgs = [m.parameter_status(k, v) for k, v in res.changed]
+            msgs += [m.data_row([None if v is None else v.encode() for v in row]) for row in res.rows]
+            return msgs + [m.command_complete(res.tag)], True
+        msgs = [m.notice_response(n.sqlstate, n.message) for n in res.notices] if portal.pos == 0 else []
+        if res.HasField("error"):
+            return msgs + [m.error_response(res.error.sqlstate, res.error.message)], False
+        rs = res.ok
+        if rs.columns:
+            oids = self._portal_oids(portal)
+            fmts = render.formats_for(portal.result_formats, len(oids))
+            end = len(rs.rows) if item.max_rows <= 0 else min(len(rs.rows), portal.pos + item.max_rows)
+            msgs += render.data_rows(rs.rows[portal.pos:end], oids, fmts, strict=portal.stmt.row_oids is not None)
+            portal.pos = end
+            if end < len(rs.rows):
+                return msgs + [m.PORTAL_SUSPENDED], True
+        return msgs + [m.command_complete(tags.command_tag(portal.stmt.sql, rs, portal.was_failed))], True
+
+    def _portal_oids(self, portal: Portal) -> list[int]:
+        if portal.oids is None:
+            res = portal.result
+            assert isinstance(res, common_pb2.StatementResult)
+            portal.oids = portal.stmt.row_oids or render.result_oids(res.ok)
+        return portal.oids
+
+    def _render_describe(self, portal: Portal) -> list[bytes]:
+        res = portal.result
+        stmt = portal.stmt
+        if isinstance(res, commands.LocalResult) or (res is None and stmt.local):
+            cols = res.columns if isinstance(res, commands.LocalResult) else []
+            return [render.row_description(cols, [types.TEXT] * len(cols), [0] * len(cols)) if cols else m.NO_DATA]
+        if isinstance(res, common_pb2.StatementResult) and res.HasField("ok"):
+            if not res.ok.columns:
+                return [m.NO_DATA]
+            oids = self._portal_oids(portal)
+            return [render.row_description([c.name for c in res.ok.columns], oids,
+                                           render.formats_for(portal.result_formats, len(oids)))]
+        if isinstance(res, common_pb2.StatementResult):
+            return []  # the error is reported by the Execute that follows
+        if stmt.description is None or not stmt.description.columns:
+            return [m.NO_DATA]
+        hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
+        stmt.row_oids = stmt.row_oids or render.described_oids(stmt.description.columns, hints)
+        portal.oids = stmt.row_oids
+        return [render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
+                                       render.formats_for(portal.result_formats, len(stmt.row_oids)))]
+
+
+def types_name_for_oid(oid: int) -> str:
+    return {types.INT8: "INTEGER", 23: "INTEGER", 21: "INTEGER", types.FLOAT8: "REAL", 700: "REAL",
+            types.TEXT: "TEXT", types.VARCHAR: "TEXT", types.BYTEA: "BLOB", types.NUMERIC: "NUMERIC",
+            types.BOOL: "BOOLEAN"}.get(oid, "")

@@ -1,0 +1,81 @@
+"""Results → backend messages: RowDescription, DataRow, CommandComplete, in text or binary."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from edge import tags, types
+from edge.commands import LocalResult
+from edge.pgwire import messages as m
+from sqld.v1 import common_pb2
+
+TEXT_OIDS = {types.TEXT, types.VARCHAR}
+
+
+def result_oids(rs: common_pb2.ResultSet) -> list[int]:
+    """Column OIDs from declared types and, where those say nothing, from the values."""
+    return [types.column_oid(col.decltype, [row.values[i] for row in rs.rows]) for i, col in enumerate(rs.columns)]
+
+
+def described_oids(columns: Sequence[common_pb2.Column], hints: Sequence[str]) -> list[int]:
+    """Column OIDs before execution (Describe S): declared types, then select-list hints, else text."""
+    out = []
+    for i, col in enumerate(columns):
+        decl = col.decltype or (hints[i] if i < len(hints) else "")
+        oid = types.affinity_oid(decl) if decl else None
+        out.append(oid if oid is not None else (types.BYTEA if "BLOB" in decl.upper() else types.TEXT))
+    return out
+
+
+def formats_for(result_formats: Sequence[int], n: int) -> list[int]:
+    if not result_formats:
+        return [0] * n
+    if len(result_formats) == 1:
+        return [result_formats[0]] * n
+    return list(result_formats[:n]) + [0] * (n - len(result_formats))
+
+
+def row_description(names: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
+    return m.row_description([(n, o, types.TYPE_SIZE.get(o, -1)) for n, o in zip(names, oids)], formats)
+
+
+def data_rows(rows: Sequence[common_pb2.Row], oids: Sequence[int], formats: Sequence[int], strict: bool) -> list[bytes]:
+    """DataRow messages; `strict` when the client was told the types before the values existed."""
+    out = []
+    for row in rows:
+        vals = []
+        for v, oid, fmt in zip(row.values, oids, formats):
+            if fmt == 1:
+                vals.append(types.to_binary(v, oid))
+            elif strict:
+                vals.append(types.coerce_text(v, oid))
+            else:
+                vals.append(types.to_text(v, oid))
+        out.append(m.data_row(vals))
+    return out
+
+
+def local_messages(res: LocalResult) -> list[bytes]:
+    out = [m.notice_response(state, msg) for state, msg in res.notices]
+    if res.error:
+        return out + [m.error_response(*res.error)]
+    out += [m.parameter_status(k, v) for k, v in res.changed]
+    if res.columns:
+        out.append(row_description(res.columns, [types.TEXT] * len(res.columns), [0] * len(res.columns)))
+        out += [m.data_row([None if v is None else v.encode() for v in row]) for row in res.rows]
+    out.append(m.command_complete(res.tag))
+    return out
+
+
+def simple_messages(sql: str, result: common_pb2.StatementResult, was_failed: bool) -> list[bytes]:
+    """Everything the simple protocol sends for one statement's result."""
+    out = [m.notice_response(n.sqlstate, n.message) for n in result.notices]
+    if result.HasField("error"):
+        return out + [m.error_response(result.error.sqlstate, result.error.message)]
+    rs = result.ok
+    if rs.columns:
+        oids = result_oids(rs)
+        fmts = [0] * len(oids)
+        out.append(row_description([c.name for c in rs.columns], oids, fmts))
+        out += data_rows(rs.rows, oids, fmts, strict=False)
+    out.append(m.command_complete(tags.command_tag(sql, rs, was_failed)))
+    return out
