@@ -51,11 +51,13 @@ class Settings:
             if name and name not in ("server_version", "server_encoding", "is_superuser"):
                 self.values[name] = v
         self.values["client_encoding"] = "UTF8"
+        self.reset_values = dict(self.values)  # what RESET returns to: defaults + startup packet
 
     def copy(self) -> "Settings":
         """A throwaway copy, to learn what a statement would do without doing it."""
         other = Settings.__new__(Settings)
         other.values = dict(self.values)
+        other.reset_values = self.reset_values
         return other
 
     def get(self, name: str) -> str | None:
@@ -66,7 +68,7 @@ class Settings:
     def set(self, name: str, value: str | None) -> list[tuple[str, str]]:
         key = _ALIASES.get(name.lower(), name)
         key = _CANON.get(key.lower(), key.lower())
-        new = DEFAULTS.get(key, "") if value is None else value
+        new = self.reset_values.get(key, "") if value is None else value
         if key == "client_encoding" and new.upper().replace("-", "") not in ("UTF8", "UNICODE"):
             raise ValueError(f"client_encoding {new!r} is not supported: only UTF8")
         if key == "client_encoding":
@@ -123,7 +125,7 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
             if m.group("name").upper() == "ALL":
                 changed = []
                 for k in list(settings.values):
-                    if k not in ("session_authorization", "application_name") and settings.values[k] != DEFAULTS.get(k):
+                    if settings.values[k] != settings.reset_values.get(k):
                         changed += settings.set(k, None)
                 return LocalResult("RESET", changed=changed)
             return LocalResult("RESET", changed=settings.set(m.group("name"), None))

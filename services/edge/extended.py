@@ -155,12 +155,15 @@ class Extended:
         self.portals[msg.portal] = Portal(stmt, values, msg.result_formats)
         self.out.append(m.BIND_COMPLETE)
 
-    async def _ensure_described(self, stmt: Prepared) -> None:
+    async def _ensure_described(self, stmt: Prepared, flush_first: bool = True) -> None:
+        """Fetch the statement's description; what was collected before it runs first, since it
+        may create the tables the statement uses."""
         if stmt.description is not None or stmt.local or stmt.empty:
             return
-        await self.flush()
-        if self.skipping:
-            raise StatementFailed("25P02", "pipeline aborted")
+        if flush_first:
+            await self.flush()
+            if self.skipping:
+                raise StatementFailed("25P02", "pipeline aborted")
         result = await self.conn.describe(stmt.rewritten.sql)
         if result.HasField("error"):
             raise StatementFailed(result.error.sqlstate, result.error.message)
@@ -189,7 +192,7 @@ class Extended:
             self.out.append(m.NO_DATA)
             return
         hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
-        stmt.row_oids = render.described_oids(stmt.description.columns, hints)
+        stmt.row_oids = render.described_oids(stmt.description, hints)
         self.out.append(render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
                                                [0] * len(stmt.row_oids)))
 
@@ -226,10 +229,11 @@ class Extended:
             for item in self.out:
                 if isinstance(item, _Exec) and item.index is not None:
                     item.portal.result = results[item.index] if item.index < len(results) else None
-        for item in self.out:
-            if isinstance(item, _DescribePortal) and item.portal.result is None and not item.portal.stmt.local:
+        executed = {id(i.portal) for i in self.out if isinstance(i, _Exec)}
+        for item in self.out:  # a portal described but not executed: describe its statement
+            if isinstance(item, _DescribePortal) and id(item.portal) not in executed:
                 try:
-                    await self._ensure_described(item.portal.stmt)
+                    await self._ensure_described(item.portal.stmt, flush_first=False)
                 except StatementFailed:
                     pass
         self._write_out()
@@ -305,7 +309,7 @@ class Extended:
         if stmt.description is None or not stmt.description.columns:
             return [m.NO_DATA]
         hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
-        stmt.row_oids = stmt.row_oids or render.described_oids(stmt.description.columns, hints)
+        stmt.row_oids = stmt.row_oids or render.described_oids(stmt.description, hints)
         portal.oids = stmt.row_oids
         return [render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
                                        render.formats_for(portal.result_formats, len(stmt.row_oids)))]

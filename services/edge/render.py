@@ -16,13 +16,21 @@ def result_oids(rs: common_pb2.ResultSet) -> list[int]:
     return [types.column_oid(col.decltype, [row.values[i] for row in rs.rows]) for i, col in enumerate(rs.columns)]
 
 
-def described_oids(columns: Sequence[common_pb2.Column], hints: Sequence[str]) -> list[int]:
-    """Column OIDs before execution (Describe S): declared types, then select-list hints, else text."""
+_BY_CLASS = {"integer": types.INT8, "real": types.FLOAT8, "text": types.TEXT, "blob": types.BYTEA}
+
+
+def described_oids(description: common_pb2.StatementDescription, hints: Sequence[str]) -> list[int]:
+    """Column OIDs before execution (Describe S): declared types, then select-list hints, then
+    the classes storage saw in a trial run, else text."""
     out = []
-    for i, col in enumerate(columns):
+    for i, col in enumerate(description.columns):
         decl = col.decltype or (hints[i] if i < len(hints) else "")
         oid = types.affinity_oid(decl) if decl else None
-        out.append(oid if oid is not None else (types.BYTEA if "BLOB" in decl.upper() else types.TEXT))
+        if oid is None and decl and "BLOB" in decl.upper():
+            oid = types.BYTEA
+        if oid is None and i < len(description.sampled_classes):
+            oid = _BY_CLASS.get(description.sampled_classes[i])
+        out.append(oid if oid is not None else types.TEXT)
     return out
 
 

@@ -8,6 +8,7 @@ not type parameters.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import apsw
@@ -207,8 +208,32 @@ def describe(conn: apsw.Connection, sql: str) -> common_pb2.StatementDescription
     cursor.close(force=True)
     names = seen.get("names", ())
     types = _param_types(conn, sql, len(names))
+    columns = seen.get("columns", ())
+    sampled: list[str] = []
+    if seen.get("read_only") and any(not c[1] for c in columns):
+        sampled = _sample(conn, sql, bindings)
     return common_pb2.StatementDescription(
+        sampled_classes=sampled,
         columns=[common_pb2.Column(name=c[0], decltype=c[1] or "") for c in seen.get("columns", ())],
         parameters=[common_pb2.Parameter(name=n or f"?{i + 1}", decltype=t)
                     for i, (n, t) in enumerate(zip(names, types))],
         read_only=bool(seen.get("read_only", True)))
+
+
+SAMPLE_BUDGET_S = 0.02
+_CLASS = {int: "integer", float: "real", str: "text", bytes: "blob", type(None): "null"}
+
+
+def _sample(conn: apsw.Connection, sql: str, bindings: Any) -> list[str]:
+    """Storage classes of the first row of a read-only statement run with NULL parameters."""
+    deadline = time.monotonic() + SAMPLE_BUDGET_S
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+    cursor = conn.cursor()
+    try:
+        row = next(iter(cursor.execute(sql, bindings)), None)
+    except apsw.Error:
+        row = None
+    finally:
+        cursor.close(force=True)
+        conn.set_progress_handler(None)
+    return [_CLASS.get(type(v), "blob") for v in row] if row is not None else []
