@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import commands, render
+from edge import commands, copy, cursors, render, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
@@ -51,6 +51,7 @@ class Connection:
         self.database = ""
         self.peer = writer.get_extra_info("peername")
         self.extended = Extended(self)
+        self.cursors = cursors.Cursors()
         self._cancel_reason: str | None = None
         self._running = False
 
@@ -175,6 +176,8 @@ class Connection:
                 if r.HasField("error") and r.error.sqlstate == "57014":
                     r.error.message = f"canceling statement due to {self._cancel_reason}"
         self.status = _STATUS[batch.status]
+        if self.status == b"I":
+            self.cursors.end_transaction()
         return batch
 
     async def describe(self, sql: str) -> common_pb2.StatementResult:
@@ -200,6 +203,21 @@ class Connection:
         return commands.local(sql, self.settings, self.database, self.pid)
 
     # -- simple query --------------------------------------------------------------------
+    def kind_of(self, sql: str) -> str:
+        """How the edge handles a statement: local, declare, fetch, close, copy or remote."""
+        head = sql.lstrip()[:8].upper()
+        if head.startswith("DECLARE") and cursors.DECLARE.match(sql.strip()):
+            return "declare"
+        if (head.startswith("FETCH") or head.startswith("MOVE")) and cursors.FETCH.match(sql.strip()):
+            return "fetch"
+        if head.startswith("CLOSE") and cursors.CLOSE.match(sql.strip()) and not head.startswith("CLOSE AL"):
+            return "close"
+        if head.startswith("COPY"):
+            return "copy"
+        if commands.local(sql, self.settings.copy(), self.database, self.pid) is not None:
+            return "local"
+        return "remote"
+
     async def _simple_query(self, sql: str) -> None:
         if self.extended.out or self.extended.batch:
             await self.extended.flush()
@@ -208,33 +226,138 @@ class Connection:
             await self.flush_socket()
             return
         texts = split(sql)
-        out: list[bytes] = []
+        kinds = [self.kind_of(t) for t in texts]
         i = 0
         while i < len(texts):
-            res = self.run_local(texts[i])
-            if res is not None:
-                out += render.local_messages(res)
+            if kinds[i] == "remote":
+                j = i
+                while j < len(texts) and kinds[j] == "remote":
+                    j += 1
+                ok = await self._simple_remote(texts[i:j], implicit=len(texts) > 1)
+                i = j
+            else:
+                ok = await self._simple_special(kinds[i], texts[i])
                 i += 1
-                if res.error:
-                    break
-                continue
-            j = i
-            while j < len(texts) and (j == i or self.run_local_probe(texts[j]) is None):
-                j += 1
-            group = texts[i:j]
-            was_failed = self.status == b"E"
-            batch = await self.run_batch([common_pb2.Statement(sql=rewrite(t).sql) for t in group],
-                                         implicit=len(texts) > 1)
-            failed = False
-            for text, result in zip(group, batch.results):
-                out += render.simple_messages(text, result, was_failed)
-                failed = result.HasField("error")
-            if failed:
+            if not ok:
                 break
-            i = j
-        self.send(b"".join(out) + m.ready_for_query(self.status))
+        self.send(m.ready_for_query(self.status))
         await self.flush_socket()
 
-    def run_local_probe(self, sql: str) -> commands.LocalResult | None:
-        """What the edge would answer for `sql`, without changing any setting."""
-        return commands.local(sql, self.settings.copy(), self.database, self.pid)
+    async def _simple_remote(self, group: list[str], implicit: bool) -> bool:
+        was_failed = self.status == b"E"
+        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(t).sql) for t in group], implicit=implicit)
+        out: list[bytes] = []
+        for text, result in zip(group, batch.results):
+            out += render.simple_messages(text, result, was_failed)
+            if result.HasField("error"):
+                self.send(b"".join(out))
+                return False
+        self.send(b"".join(out))
+        return True
+
+    async def _simple_special(self, kind: str, sql: str) -> bool:
+        try:
+            if kind == "local":
+                res = self.run_local(sql)
+                assert res is not None
+                if sql.strip().upper().startswith("CLOSE"):
+                    self.cursors.close_all()
+                self.send(b"".join(render.local_messages(res)))
+                return res.error is None
+            if kind == "declare":
+                await self.declare(sql)
+                self.send(m.command_complete("DECLARE CURSOR"))
+            elif kind == "fetch":
+                fetched = self.cursors.fetch(sql)
+                out = []
+                if fetched.tag.startswith("FETCH"):
+                    oids = render.cursor_oids(fetched.cursor)
+                    out.append(render.row_description([c.name for c in fetched.cursor.result.columns], oids,
+                                                      [0] * len(oids)))
+                    out += render.data_rows(fetched.rows, oids, [0] * len(oids), strict=False)
+                self.send(b"".join(out) + m.command_complete(fetched.tag))
+            elif kind == "close":
+                self.send(m.command_complete(self.cursors.close(sql)))
+            elif kind == "copy":
+                await self._copy(sql)
+            return True
+        except (cursors.CursorError, copy.CopyError) as exc:
+            self.send(m.error_response(exc.sqlstate, str(exc)))
+            if self.status == b"T":
+                await self._fail_transaction()
+            return False
+
+    async def _fail_transaction(self) -> None:
+        """An error the edge raised inside a transaction fails it, as any error does in PostgreSQL."""
+        batch = await self.run_batch([common_pb2.Statement(sql="SELECT raise(ABORT, 'edge error')")], False)
+        del batch
+
+    async def declare(self, sql: str) -> None:
+        """DECLARE: run the cursor's query now and keep its rows."""
+        m_ = cursors.DECLARE.match(sql.strip())
+        assert m_ is not None
+        hold = (m_.group("hold") or "").upper() == "WITH"
+        if self.status != b"T" and not hold:
+            raise cursors.CursorError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(m_.group("query")).sql)], implicit=False)
+        result = batch.results[0]
+        if result.HasField("error"):
+            raise cursors.CursorError(result.error.sqlstate, result.error.message)
+        self.cursors.declare(cursors.unquote(m_.group("name")), result.ok, hold)
+
+    async def _copy(self, sql: str) -> None:
+        spec = copy.parse(sql)
+        if spec.direction == "TO":
+            query = spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}"
+            batch = await self.run_batch([common_pb2.Statement(sql=rewrite(query).sql)], implicit=False)
+            result = batch.results[0]
+            if result.HasField("error"):
+                raise copy.CopyError(result.error.sqlstate, result.error.message)
+            rs = result.ok
+            oids = render.result_oids(rs)
+            rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
+                    for r in rs.rows]
+            out = [m.copy_out_response(len(rs.columns))]
+            out += [m.copy_data(d) for d in copy.format_rows([c.name for c in rs.columns], rows, spec)]
+            self.send(b"".join(out) + m.COPY_DONE + m.command_complete(f"COPY {len(rows)}"))
+            return
+        if spec.table is None:
+            raise copy.CopyError("42601", "COPY FROM needs a table")
+        self.send(m.copy_in_response(len(spec.columns)))
+        await self.flush_socket()
+        chunks: list[bytes] = []
+        max_len = self.server.cfg.max_message_bytes
+        while True:
+            kind, length = codec.message_header(await self._read(5), max_len)
+            body = await self._read(length) if length else b""
+            if kind == b"d":
+                chunks.append(body)
+            elif kind == b"c":
+                break
+            elif kind == b"f":
+                raise copy.CopyError("57014", f"COPY from stdin failed: {codec.cstring(body)[0]}")
+            elif kind in (b"H", b"S"):
+                continue
+            else:
+                raise codec.ProtocolError(f"unexpected message type {kind!r} during COPY")
+        try:
+            rows = copy.parse_rows(b"".join(chunks).decode(), spec)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise copy.CopyError("22P02", f"COPY data: {exc}") from exc
+        if not rows:
+            self.send(m.command_complete("COPY 0"))
+            return
+        width = len(spec.columns) or len(rows[0])
+        cols = f" ({', '.join(spec.columns)})" if spec.columns else ""
+        insert = f"INSERT INTO {spec.table}{cols} VALUES ({', '.join(f'?{i + 1}' for i in range(width))})"
+        statements = []
+        for n, row in enumerate(rows, 1):
+            if len(row) != width:
+                raise copy.CopyError("22P04", f"COPY data line {n}: expected {width} columns, got {len(row)}")
+            statements.append(common_pb2.Statement(sql=insert, params=[
+                common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
+        batch = await self.run_batch(statements, implicit=True)
+        last = batch.results[-1] if batch.results else None
+        if last is not None and last.HasField("error"):
+            raise copy.CopyError(last.error.sqlstate, f"COPY line {len(batch.results)}: {last.error.message}")
+        self.send(m.command_complete(f"COPY {len(rows)}"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from common.sqltext import is_empty, split
-from edge import commands, params, render, tags, types
+from edge import commands, cursors, params, render, tags, types
 from edge.pgwire import codec, messages as m
 from edge.sqlrewrite import Rewritten, rewrite
 from sqld.v1 import common_pb2
@@ -35,6 +35,8 @@ class Prepared:
     param_oids: list[int]          # from Parse; 0 = let the server decide
     local: bool = False
     empty: bool = False
+    kind: str = "remote"           # see Connection.kind_of
+    cursor: tuple[str, bool] | None = None  # DECLARE: (name, WITH HOLD)
     description: common_pb2.StatementDescription | None = None
     row_oids: list[int] | None = None  # what a Describe S told the client
 
@@ -76,7 +78,12 @@ class _DescribePortal:
     portal: Portal
 
 
-Item = Union[bytes, _Exec, _DescribePortal]
+@dataclass
+class _DescribeCursor:
+    name: str
+
+
+Item = Union[bytes, _Exec, _DescribePortal, _DescribeCursor]
 
 
 @dataclass
@@ -135,8 +142,13 @@ class Extended:
             parts = split(msg.sql)
             if len(parts) > 1:
                 raise StatementFailed("42601", "cannot insert multiple commands into a prepared statement")
-            is_local = commands.local(parts[0], self.conn.settings.copy(), "", 0) is not None
-            stmt = Prepared(parts[0], rewrite(parts[0]), list(msg.param_oids), local=is_local)
+            kind = self.conn.kind_of(parts[0])
+            stmt = Prepared(parts[0], rewrite(parts[0]), list(msg.param_oids), local=kind == "local", kind=kind)
+            if kind == "declare":
+                d = cursors.DECLARE.match(parts[0].strip())
+                assert d is not None
+                stmt.rewritten = rewrite(d.group("query"))
+                stmt.cursor = (cursors.unquote(d.group("name")), (d.group("hold") or "").upper() == "WITH")
         self.statements[msg.name] = stmt
         self.out.append(m.PARSE_COMPLETE)
 
@@ -172,6 +184,9 @@ class Extended:
     async def _describe(self, target: str, name: str) -> None:
         if target == "P":
             portal = self.portals.get(name)
+            if portal is None and (name in self.conn.cursors.open or self._declaring(name)):
+                self.out.append(_DescribeCursor(name))
+                return
             if portal is None:
                 raise StatementFailed("34000", f'portal "{name}" does not exist')
             self.out.append(_DescribePortal(portal))
@@ -188,7 +203,7 @@ class Extended:
             self.out.append(render.row_description(cols, [types.TEXT] * len(cols), [0] * len(cols))
                             if cols else m.NO_DATA)
             return
-        if stmt.empty or stmt.description is None or not stmt.description.columns:
+        if stmt.empty or stmt.kind != "remote" or stmt.description is None or not stmt.description.columns:
             self.out.append(m.NO_DATA)
             return
         hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
@@ -203,10 +218,22 @@ class Extended:
             return types_name_for_oid(stmt.param_oid(i))
         return hint
 
+    def _declaring(self, name: str) -> bool:
+        return any(isinstance(i, _Exec) and i.portal.stmt.cursor and i.portal.stmt.cursor[0] == name
+                   for i in self.out)
+
     def _execute(self, name: str, max_rows: int) -> None:
         portal = self.portals.get(name)
         if portal is None:
             raise StatementFailed("34000", f'portal "{name}" does not exist')
+        kind = portal.stmt.kind
+        if kind == "copy":
+            raise StatementFailed("0A000", "COPY is supported in the simple query protocol only")
+        if kind in ("fetch", "close"):
+            self.out.append(_Exec(portal, max_rows, None))
+            return
+        if kind == "declare" and self.conn.status != b"T" and not (portal.stmt.cursor and portal.stmt.cursor[1]):
+            raise StatementFailed("25P01", "DECLARE CURSOR can only be used in transaction blocks")
         if portal.result is not None or portal.stmt.local or portal.stmt.empty:
             if portal.stmt.local and portal.result is None:
                 portal.result = self.conn.run_local(portal.stmt.sql)
@@ -256,13 +283,36 @@ class Extended:
         self.conn.send(b"".join(chunks))
 
     def _render(self, item: Item) -> tuple[list[bytes], bool]:
+        if isinstance(item, _DescribeCursor):
+            cur = self.conn.cursors.open.get(item.name)
+            return ([self._cursor_description(cur, ())] if cur else []), True
         portal = item.portal  # type: ignore[union-attr]
         res = portal.result
         if isinstance(item, _DescribePortal):
+            if portal.stmt.kind == "fetch":
+                cur = self.conn.cursors.target(portal.stmt.sql)
+                return [self._cursor_description(cur, portal.result_formats) if cur else m.NO_DATA], True
+            if portal.stmt.kind in ("close", "declare"):
+                return [m.NO_DATA], True
             return self._render_describe(portal), True
         assert isinstance(item, _Exec)
         if portal.stmt.empty:
             return [m.EMPTY_QUERY], True
+        try:
+            if portal.stmt.kind == "fetch":
+                fetched = self.conn.cursors.fetch(portal.stmt.sql)
+                oids = render.cursor_oids(fetched.cursor)
+                rows = render.data_rows(fetched.rows, oids, render.formats_for(portal.result_formats, len(oids)),
+                                        strict=False)
+                return rows + [m.command_complete(fetched.tag)], True
+            if portal.stmt.kind == "close":
+                return [m.command_complete(self.conn.cursors.close(portal.stmt.sql))], True
+            if portal.stmt.kind == "declare" and isinstance(res, common_pb2.StatementResult) and res.HasField("ok"):
+                assert portal.stmt.cursor is not None
+                self.conn.cursors.declare(portal.stmt.cursor[0], res.ok, portal.stmt.cursor[1])
+                return [m.command_complete("DECLARE CURSOR")], True
+        except cursors.CursorError as exc:
+            return [m.error_response(exc.sqlstate, str(exc))], False
         if res is None:
             return [], False  # did not run: an earlier statement failed
         if isinstance(res, commands.LocalResult):
@@ -284,6 +334,14 @@ class Extended:
             if end < len(rs.rows):
                 return msgs + [m.PORTAL_SUSPENDED], True
         return msgs + [m.command_complete(tags.command_tag(portal.stmt.sql, rs, portal.was_failed))], True
+
+    @staticmethod
+    def _cursor_description(cur: cursors.Cursor, result_formats: tuple[int, ...]) -> bytes:
+        oids = render.cursor_oids(cur)
+        if not oids:
+            return m.NO_DATA
+        return render.row_description([c.name for c in cur.result.columns], oids,
+                                      render.formats_for(result_formats, len(oids)))
 
     def _portal_oids(self, portal: Portal) -> list[int]:
         if portal.oids is None:

@@ -19,6 +19,13 @@ def result_oids(rs: common_pb2.ResultSet) -> list[int]:
 _BY_CLASS = {"integer": types.INT8, "real": types.FLOAT8, "text": types.TEXT, "blob": types.BYTEA}
 
 
+def cursor_oids(cursor) -> list[int]:  # noqa: ANN001 - edge.cursors.Cursor
+    """A cursor's column types, computed once from all its rows so every FETCH agrees."""
+    if cursor.oids is None:
+        cursor.oids = result_oids(cursor.result)
+    return cursor.oids
+
+
 def described_oids(description: common_pb2.StatementDescription, hints: Sequence[str]) -> list[int]:
     """Column OIDs before execution (Describe S): declared types, then select-list hints, then
     the classes storage saw in a trial run, else text."""

@@ -80,3 +80,18 @@ def error_response(sqlstate: str, message: str, severity: str = "ERROR", detail:
 
 def notice_response(sqlstate: str, message: str, severity: str = "WARNING") -> bytes:
     return _msg(b"N", _fields(severity, sqlstate, message))
+
+
+def copy_in_response(ncols: int) -> bytes:
+    return _msg(b"G", struct.pack(f"!bh{ncols}h", 0, ncols, *([0] * ncols)))
+
+
+def copy_out_response(ncols: int) -> bytes:
+    return _msg(b"H", struct.pack(f"!bh{ncols}h", 0, ncols, *([0] * ncols)))
+
+
+def copy_data(data: bytes) -> bytes:
+    return _msg(b"d", data)
+
+
+COPY_DONE = _msg(b"c", b"")

@@ -1,0 +1,101 @@
+"""SQL-level cursors: DECLARE ... CURSOR FOR, FETCH, MOVE, CLOSE (as psycopg's server-side cursors use them).
+
+DECLARE runs its query at once and keeps the rows in the edge; FETCH hands them out in
+pieces. A cursor without HOLD ends with its transaction, as in PostgreSQL. Only forward
+movement is supported (NEXT, FORWARD [n|ALL], n, ALL); others answer 0A000.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqld.v1 import common_pb2
+
+_NAME = r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+DECLARE = re.compile(r"^DECLARE\s+" + _NAME + r"\s+(?P<opts>(?:(?:BINARY|INSENSITIVE|ASENSITIVE|NO\s+SCROLL|SCROLL)\s+)*)"
+                     r"CURSOR\s+(?:(?P<hold>WITH|WITHOUT)\s+HOLD\s+)?FOR\s+(?P<query>.+?)\s*;?\s*$", re.I | re.S)
+FETCH = re.compile(r"^(?P<verb>FETCH|MOVE)\s+(?:(?P<dir>NEXT|ALL|FORWARD\s+ALL|FORWARD\s+\d+|FORWARD|\d+|"
+                   r"PRIOR|FIRST|LAST|ABSOLUTE\s+[-+]?\d+|RELATIVE\s+[-+]?\d+|BACKWARD(?:\s+(?:ALL|\d+))?)\s+)?"
+                   r"(?:(?:FROM|IN)\s+)?" + _NAME + r"\s*;?\s*$", re.I | re.S)
+CLOSE = re.compile(r"^CLOSE\s+" + _NAME + r"\s*;?\s*$", re.I)
+
+
+def unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+
+class CursorError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass
+class Cursor:
+    name: str
+    result: common_pb2.ResultSet
+    hold: bool
+    pos: int = 0
+    oids: list[int] | None = None  # column types, fixed at the first FETCH
+
+
+@dataclass
+class Fetched:
+    tag: str
+    rows: list[common_pb2.Row]
+    cursor: Cursor
+
+
+@dataclass
+class Cursors:
+    open: dict[str, Cursor] = field(default_factory=dict)
+
+    def declare(self, name: str, result: common_pb2.ResultSet, hold: bool) -> None:
+        if name in self.open:
+            raise CursorError("42P03", f'cursor "{name}" already exists')
+        self.open[name] = Cursor(name, result, hold)
+
+    def fetch(self, sql: str) -> Fetched:
+        m = FETCH.match(sql.strip())
+        assert m is not None
+        name = unquote(m.group("name"))
+        cur = self.open.get(name)
+        if cur is None:
+            raise CursorError("34000", f'cursor "{name}" does not exist')
+        direction = " ".join((m.group("dir") or "NEXT").upper().split())
+        if direction in ("NEXT", "FORWARD"):
+            count = 1
+        elif direction in ("ALL", "FORWARD ALL"):
+            count = len(cur.result.rows)
+        elif direction.startswith("FORWARD "):
+            count = int(direction.split()[1])
+        elif direction.isdigit():
+            count = int(direction)
+        else:
+            raise CursorError("0A000", f"FETCH {direction} is not supported: cursors only move forward")
+        rows = list(cur.result.rows[cur.pos:cur.pos + count])
+        cur.pos += len(rows)
+        verb = m.group("verb").upper()
+        return Fetched(f"{verb} {len(rows)}", rows if verb == "FETCH" else [], cur)
+
+    def target(self, sql: str) -> Cursor | None:
+        """The cursor a FETCH statement reads (None for MOVE or an unknown cursor)."""
+        m = FETCH.match(sql.strip())
+        if not m or m.group("verb").upper() != "FETCH":
+            return None
+        return self.open.get(unquote(m.group("name")))
+
+    def close(self, sql: str) -> str:
+        m = CLOSE.match(sql.strip())
+        assert m is not None
+        name = unquote(m.group("name"))
+        if self.open.pop(name, None) is None:
+            raise CursorError("34000", f'cursor "{name}" does not exist')
+        return "CLOSE CURSOR"
+
+    def end_transaction(self) -> None:
+        for name in [n for n, c in self.open.items() if not c.hold]:
+            del self.open[name]
+
+    def close_all(self) -> None:
+        self.open.clear()

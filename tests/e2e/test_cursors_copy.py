@@ -1,0 +1,87 @@
+"""Server-side cursors and COPY, with psycopg and psql."""
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+from psycopg import errors as pgerr
+
+
+@pytest.fixture
+def conn(stack):
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS cc; CREATE TABLE cc (id INTEGER PRIMARY KEY, name TEXT, v REAL)")
+        c.execute("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 250) "
+                  "INSERT INTO cc SELECT value, 'n' || value, value / 2.0 FROM s")
+        yield c
+
+
+def test_psycopg_server_side_cursor(stack, conn):
+    with psycopg.connect(stack.dsn) as c:
+        with c.cursor(name="big") as cur:
+            cur.itersize = 40
+            cur.execute("SELECT id, name FROM cc WHERE id > %s ORDER BY id", (10,))
+            assert cur.fetchone() == (11, "n11")
+            assert [r[0] for r in cur.fetchmany(3)] == [12, 13, 14]
+            rest = list(cur)
+            assert len(rest) == 236 and rest[-1] == (250, "n250")
+    with conn.cursor(name="held", withhold=True) as cur:  # autocommit needs WITH HOLD
+        cur.execute("SELECT count(*) FROM cc")
+        assert cur.fetchone() == (250,)
+
+
+def test_sql_cursor_statements(stack):
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        with pytest.raises(pgerr.NoActiveSqlTransaction):
+            c.execute("DECLARE x CURSOR FOR SELECT 1")
+        c.execute("BEGIN")
+        c.execute("DECLARE x CURSOR FOR SELECT id FROM cc ORDER BY id")
+        assert c.execute("FETCH 2 FROM x").fetchall() == [(1,), (2,)]
+        cur = c.execute("MOVE FORWARD 10 IN x")
+        assert cur.statusmessage == "MOVE 10"
+        assert c.execute("FETCH NEXT FROM x").fetchall() == [(13,)]
+        c.execute("CLOSE x")
+        c.execute("COMMIT")
+
+
+def test_psycopg_copy_in_and_out(conn):
+    conn.execute("DROP TABLE IF EXISTS cp; CREATE TABLE cp (a INTEGER, b TEXT, c REAL)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY cp (a, b, c) FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((i, f"tab\there {i}" if i % 2 else None, i / 4))
+        assert cur.statusmessage == "COPY 1000"
+    assert conn.execute("SELECT count(*), count(b), sum(a) FROM cp").fetchone() == (1000, 500, sum(range(1000)))
+    assert conn.execute("SELECT b FROM cp WHERE a = 1").fetchone() == ("tab\there 1",)
+    with conn.cursor() as cur:
+        with cur.copy("COPY (SELECT a, b FROM cp WHERE a < 3 ORDER BY a) TO STDOUT") as copy:
+            rows = list(copy.rows())
+    assert rows == [("0", None), ("1", "tab\there 1"), ("2", None)]
+    with conn.cursor() as cur:
+        with cur.copy("COPY cp TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            data = b"".join(bytes(b) for b in copy)
+    lines = data.decode().splitlines()
+    assert lines[0] == "a,b,c" and len(lines) == 1001
+
+
+def test_copy_binary_is_refused_clearly(conn):
+    with pytest.raises(pgerr.FeatureNotSupported) as info:
+        with conn.cursor().copy("COPY cc FROM STDIN WITH (FORMAT binary)"):
+            pass
+    assert "binary" in str(info.value)
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_psql_backslash_copy(stack, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,name\n1,alpha\n2,\"be,ta\"\n3,\n")
+    dst = tmp_path / "out.csv"
+    base = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(stack.ports.pg), "-U", "postgres"]
+    script = (f"DROP TABLE IF EXISTS pc; CREATE TABLE pc (id INTEGER, name TEXT);\n"
+              f"\\copy pc FROM '{src}' WITH (FORMAT csv, HEADER)\n"
+              f"\\copy (SELECT id, name FROM pc ORDER BY id) TO '{dst}' WITH (FORMAT csv)\n")
+    out = subprocess.run(base + ["main"], input=script, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "COPY 3" in out.stdout
+    assert dst.read_text().splitlines() == ["1,alpha", '2,"be,ta"', "3,"]
