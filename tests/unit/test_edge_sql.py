@@ -1,0 +1,126 @@
+"""Edge SQL handling without sockets: rewriting, parameters, session commands, COPY, cursors."""
+from __future__ import annotations
+
+import datetime
+import struct
+import uuid
+
+import pytest
+
+from edge import commands, copy, cursors, params, types
+from edge.sqlrewrite import rewrite
+from sqld.v1 import common_pb2 as pb
+
+
+@pytest.mark.parametrize("sql, out, n", [
+    ("select $2, $1", "select ?2, ?1", 2),
+    ("select '$1', \"$2\" -- $3\n", "select '$1', \"$2\" -- $3\n", 0),
+    ("select $1::int", "select CAST(?1 AS INTEGER)", 1),
+    ("select x::double precision from t", "select CAST(x AS REAL) from t", 0),
+    ("select f(a, b)::text", "select CAST(f(a, b) AS TEXT)", 0),
+    ("select t.c::numeric(10, 2)", "select CAST(t.c AS NUMERIC)", 0),
+    ("select 'a'::timestamp with time zone", "select CAST('a' AS TEXT)", 0),
+    ("select $10", "select ?10", 10),
+])
+def test_rewrite(sql, out, n):
+    r = rewrite(sql)
+    assert (r.sql, r.param_count) == (out, n)
+
+
+def test_select_list_hints():
+    assert rewrite("select $1::int8, count(*), 1, 2.5, 'x', a + b as s from t").column_hints == \
+        ["INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", ""]
+    assert rewrite("insert into t values (1)").column_hints == []
+
+
+@pytest.mark.parametrize("data, oid, fmt, value", [
+    (b"42", types.INT8, 0, pb.Value(integer=42)),
+    (struct.pack("!i", -7), params.INT4, 1, pb.Value(integer=-7)),
+    (struct.pack("!h", 3), params.INT2, 1, pb.Value(integer=3)),
+    (struct.pack("!d", 0.5), types.FLOAT8, 1, pb.Value(real=0.5)),
+    (b"Infinity", types.FLOAT8, 0, pb.Value(real=float("inf"))),
+    (b"t", types.BOOL, 0, pb.Value(integer=1)),
+    (b"\x00", types.BOOL, 1, pb.Value(integer=0)),
+    (b"12.50", types.NUMERIC, 0, pb.Value(real=12.5)),
+    (b"12", types.NUMERIC, 0, pb.Value(integer=12)),
+    (b"\\x00ff", types.BYTEA, 0, pb.Value(blob=b"\x00\xff")),
+    (b"\x00\xff", types.BYTEA, 1, pb.Value(blob=b"\x00\xff")),
+    (uuid.UUID(int=1).bytes, params.UUID, 1, pb.Value(text=str(uuid.UUID(int=1)))),
+    (struct.pack("!i", 1), params.DATE, 1, pb.Value(text="2000-01-02")),
+    (struct.pack("!q", 1_500_000), params.TIMESTAMP, 1, pb.Value(text="2000-01-01 00:00:01.500000")),
+    (b"\x01{}", params.JSONB, 1, pb.Value(text="{}")),
+    (b"anything", 0, 0, pb.Value(text="anything")),
+    (None, types.INT8, 1, pb.Value(null=True)),
+])
+def test_decode_params(data, oid, fmt, value):
+    assert params.decode(data, oid, fmt) == value
+
+
+@pytest.mark.parametrize("data, oid, fmt", [(b"x", types.INT8, 0), (b"\x00", types.INT8, 1), (b"maybe", types.BOOL, 0)])
+def test_bad_params_are_22p02(data, oid, fmt):
+    with pytest.raises(params.ParamError) as info:
+        params.decode(data, oid, fmt)
+    assert info.value.sqlstate == "22P02"
+
+
+def test_binary_numeric_round_trip():
+    import decimal
+    for text in ["0", "1", "-12.25", "10000", "123456789.000123", "0.0001", "1e20"]:
+        d = decimal.Decimal(text)
+        assert params._decode_numeric_binary(types._numeric_binary(d)) == d
+
+
+def test_binary_results():
+    assert types.to_binary(pb.Value(integer=5), types.INT8) == struct.pack("!q", 5)
+    assert types.to_binary(pb.Value(integer=5), types.FLOAT8) == struct.pack("!d", 5.0)
+    assert types.to_binary(pb.Value(integer=1), types.BOOL) == b"\x01"
+    assert types.to_binary(pb.Value(text="x"), types.TEXT) == b"x"
+    assert types.to_binary(pb.Value(null=True), types.TEXT) is None
+    with pytest.raises(types.ValueError22):
+        types.to_binary(pb.Value(text="abc"), types.INT8)
+
+
+def test_session_commands():
+    s = commands.Settings("ann", {"application_name": "app", "DateStyle": "ISO, MDY"})
+    assert commands.local("SHOW application_name", s, "main", 1).rows == [["app"]]
+    r = commands.local("SET application_name TO 'other'", s, "main", 1)
+    assert r.tag == "SET" and r.changed == [("application_name", "other")]
+    assert commands.local("select current_setting('application_name')", s, "main", 1).rows == [["other"]]
+    assert commands.local("RESET ALL", s, "main", 1).changed == [("application_name", "app")]
+    assert commands.local("show transaction isolation level", s, "main", 1).columns == ["transaction_isolation"]
+    assert commands.local("select pg_catalog.version()", s, "main", 1).rows[0][0].startswith("PostgreSQL 15.")
+    assert commands.local("SHOW nope", s, "main", 1).error[0] == "42704"
+    assert commands.local("SET client_encoding = 'LATIN1'", s, "main", 1).error[0] == "22023"
+    assert commands.local("SET statement_timeout = '2s'", s, "main", 1).tag == "SET"
+    assert s.statement_timeout_s() == 2.0
+    assert commands.local("SELECT 1", s, "main", 1) is None
+    assert commands.local("UNLISTEN *", s, "main", 1).tag == "UNLISTEN"
+
+
+def test_copy_parse_and_formats():
+    spec = copy.parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER ';')")
+    assert (spec.table, spec.columns, spec.csv, spec.header, spec.delimiter) == ("t", ["a", "b"], True, True, ";")
+    assert copy.parse_rows("a;b\n1;x\n2;\n", spec) == [["1", "x"], ["2", None]]
+    text = copy.parse("copy t from stdin")
+    assert copy.parse_rows("1\ta\\tb\n2\t\\N\n\\.\n", text) == [["1", "a\tb"], ["2", None]]
+    assert copy.format_rows(["a"], [["x\ty"], [None]], text) == [b"x\\ty\n", b"\\N\n"]
+    with pytest.raises(copy.CopyError) as info:
+        copy.parse("COPY t FROM STDIN (FORMAT binary)")
+    assert info.value.sqlstate == "0A000"
+    with pytest.raises(copy.CopyError):
+        copy.parse("COPY t FROM '/etc/passwd'")
+
+
+def test_cursor_fetch_forward_only():
+    cs = cursors.Cursors()
+    rs = pb.ResultSet(columns=[pb.Column(name="a")], rows=[pb.Row(values=[pb.Value(integer=i)]) for i in range(5)])
+    cs.declare("c", rs, hold=False)
+    assert cs.fetch("FETCH 2 FROM c").tag == "FETCH 2"
+    assert cs.fetch("MOVE FORWARD 1 IN c").tag == "MOVE 1"
+    assert [r.values[0].integer for r in cs.fetch("FETCH ALL FROM c").rows] == [3, 4]
+    with pytest.raises(cursors.CursorError):
+        cs.fetch("FETCH PRIOR FROM c")
+    cs.end_transaction()
+    with pytest.raises(cursors.CursorError) as info:
+        cs.fetch("FETCH 1 FROM c")
+    assert info.value.sqlstate == "34000"
