@@ -200,7 +200,10 @@ class Connection:
         self._cancel_running("user request")
 
     def run_local(self, sql: str) -> commands.LocalResult | None:
-        return commands.local(sql, self.settings, self.database, self.pid)
+        res = commands.local(sql, self.settings, self.database, self.pid)
+        if res is not None and res.error is None:
+            self._session_side_effects(sql)
+        return res
 
     # -- simple query --------------------------------------------------------------------
     def kind_of(self, sql: str) -> str:
@@ -260,8 +263,6 @@ class Connection:
             if kind == "local":
                 res = self.run_local(sql)
                 assert res is not None
-                if sql.strip().upper().startswith("CLOSE"):
-                    self.cursors.close_all()
                 self.send(b"".join(render.local_messages(res)))
                 return res.error is None
             if kind == "declare":
@@ -286,6 +287,17 @@ class Connection:
             if self.status == b"T":
                 await self._fail_transaction()
             return False
+
+    def _session_side_effects(self, sql: str) -> None:
+        """CLOSE ALL, DISCARD ALL and DEALLOCATE also clear the edge's own session state."""
+        words = sql.strip().rstrip(";").split()
+        verb = words[0].upper() if words else ""
+        if verb in ("CLOSE", "DISCARD"):
+            self.cursors.close_all()
+        if verb == "DISCARD" or (verb == "DEALLOCATE" and words[-1].upper() == "ALL"):
+            self.extended.statements = {k: v for k, v in self.extended.statements.items() if k == ""}
+        elif verb == "DEALLOCATE":
+            self.extended.statements.pop(words[-1].strip('"'), None)
 
     async def _fail_transaction(self) -> None:
         """An error the edge raised inside a transaction fails it, as any error does in PostgreSQL."""
