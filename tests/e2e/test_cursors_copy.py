@@ -85,3 +85,13 @@ def test_psql_backslash_copy(stack, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "COPY 3" in out.stdout
     assert dst.read_text().splitlines() == ["1,alpha", '2,"be,ta"', "3,"]
+
+
+def test_cursor_error_fails_the_transaction(stack):
+    with psycopg.connect(stack.dsn) as c:
+        with pytest.raises(pgerr.InvalidCursorName):
+            c.execute("FETCH 1 FROM nope")
+        with pytest.raises(pgerr.InFailedSqlTransaction):
+            c.execute("SELECT 1")
+        c.rollback()
+        assert c.execute("SELECT 2").fetchone() == (2,)
