@@ -40,18 +40,19 @@ def py_spy() -> str | None:
     return here if os.path.exists(here) else shutil.which("py-spy")
 
 
-def record(pids: dict[str, int], seconds: int, out_dir: str) -> dict[str, subprocess.Popen]:
+def record(pids: dict[str, int], seconds: int, out_dir: str, log_dir: str) -> dict[str, subprocess.Popen]:
     """Start one py-spy per service; wait on the returned processes. Raw files: <out>/<svc>.txt"""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(log_dir, exist_ok=True)
     spies = {}
     for name, pid in pids.items():
         spies[name] = subprocess.Popen(
             [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
              "--nonblocking", "--format", "raw", "--output", os.path.join(out_dir, f"{name}.txt")],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(out_dir, f"{name}.py-spy.log"), "wb"))
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(log_dir, f"{name}.py-spy.log"), "wb"))
     return spies
 
 

@@ -16,7 +16,7 @@ def write(run: "Run") -> str:
     stem = run.date if run.mode_name == "full" else "results"
     md_path = os.path.join(m.out_dir, f"{stem}.md")
     png_path = os.path.join(m.out_dir, f"{stem}.png")
-    from bench.run import machine
+    from bench.run import loadavg, machine
 
     lat_o = run.lat.get("ours")
     lag = (run.lag.rate_achieved, run.lag.p50_ms, run.lag.p99_ms) if run.lag else None
@@ -41,6 +41,8 @@ def write(run: "Run") -> str:
         + ", ".join(f"{k} {v.count:,}" for k, v in run.lat.items()),
     ]
     setup += [f"- {k}: {v}" for k, v in machine().items()]
+    setup.append(f"- load average (1, 5, 15 min) at start: {run.load_start}; at end: {loadavg()} "
+                 "(other work on the machine shares the cores with both systems)")
     setup += [f"- note: {n}" for n in run.notes]
 
     durations = "| step | seconds |\n|---|---:|\n" + "\n".join(

@@ -92,6 +92,7 @@ class Run:
         self.profiles: dict[str, profile.Summary] = {}
         self.profile_cpu_us: dict[str, float] = {}
         self.profile_note: str | None = None
+        self.load_start = loadavg()
 
     def say_elapsed(self) -> float:
         return self.say.elapsed()
@@ -108,7 +109,8 @@ class Run:
         ensure_installed(say)
         ports: set[int] = set()
         pg = Postgres(free_port(ports))
-        ours = Ours(ports, os.path.join(m.out_dir, f"{self.date}-logs" if self.mode_name == "full" else "logs"))
+        self.log_dir = os.path.join(ROOT, "build", f"bench-{self.mode_name}-logs")  # never committed
+        ours = Ours(ports, self.log_dir)
         try:
             say(f"starting PostgreSQL 15 on 127.0.0.1:{pg.port} in {pg.dir}")
             self.step("start PostgreSQL", pg.start)
@@ -203,7 +205,7 @@ class Run:
             bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(1)  # let the clients connect before sampling
             cpu0, t0 = ours.cpu(), time.monotonic()
-            spies = profile.record(ours.pids(), self.m.profile_seconds, out_dir)
+            spies = profile.record(ours.pids(), self.m.profile_seconds, out_dir, self.log_dir)
             for spy in spies.values():
                 spy.wait(self.m.profile_seconds + 30)
             cpu1, wall = ours.cpu(), time.monotonic() - t0
@@ -215,7 +217,7 @@ class Run:
             for name, pid in ours.pids().items():
                 raw_path = os.path.join(out_dir, f"{name}.txt")
                 if not os.path.exists(raw_path):
-                    raise RuntimeError(f"py-spy wrote nothing for {name}; see {out_dir}/{name}.py-spy.log")
+                    raise RuntimeError(f"py-spy wrote nothing for {name}; see {self.log_dir}/{name}.py-spy.log")
                 with open(raw_path) as f:
                     self.profiles[name] = profile.summarize(f.read(), source_line=source)
                 # CPU per query over the sampled window; queries in it estimated from the run's tps
@@ -243,6 +245,14 @@ class Run:
             print(f"bench: {len(pg_failed)} workload(s) failed on PostgreSQL: the harness is broken", flush=True)
             return 1
         return 0
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def machine() -> dict[str, str]:
