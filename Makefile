@@ -8,7 +8,7 @@ STUBS  := services/sqld/v1/.stamp
 DATA   ?= data
 ARGS   ?=
 
-.PHONY: run test proto setup compose-check clean
+.PHONY: run test proto setup compose-check clean bench bench-short setup-bench
 
 run: setup ## start every service locally (edge on 127.0.0.1:5432)
 	$(PY) -m launcher --data-dir $(DATA) $(ARGS)
@@ -16,7 +16,19 @@ run: setup ## start every service locally (edge on 127.0.0.1:5432)
 test: setup ## run the whole test suite
 	$(PY) -m pytest $(ARGS)
 
+bench: setup-bench ## ours vs a throwaway PostgreSQL 15 (~8 min): bench/results/<date>.md, .png, profile
+	$(PY) -m bench --mode full $(ARGS)
+
+bench-short: setup-bench ## the same, a few seconds per workload (CI); results in build/bench-short/
+	$(PY) -m bench --mode short $(ARGS)
+
 setup: $(VENV)/.installed $(STUBS)
+
+setup-bench: setup $(VENV)/.installed-bench
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,4 +48,4 @@ compose-check: ## validate docker-compose.yml without a Docker engine
 	docker-compose -f docker-compose.yml config --quiet
 
 clean:
-	rm -rf $(VENV) services/sqld $(DATA)
+	rm -rf $(VENV) services/sqld $(DATA) build/bench-short

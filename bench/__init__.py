@@ -1,0 +1,1 @@
+"""Benchmarks of sqld-py against a throwaway PostgreSQL 15, in the same run (`make bench`)."""

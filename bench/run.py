@@ -1,0 +1,271 @@
+"""One benchmark run: ours and a throwaway PostgreSQL 15 side by side, then the results file.
+
+    python -m bench --mode full     # `make bench`: bench/results/<date>.md, .png, -profile/
+    python -m bench --mode short    # `make bench-short` (CI): a few seconds each, into build/
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+from bench import analysis, latency, pgbench, profile, replica_lag, report
+from bench.ours import Ours, free_port
+from bench.postgres import Postgres, ensure_installed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    scale: int
+    seconds: int          # per pgbench workload
+    latency_seconds: int
+    profile_seconds: int
+    lag_seconds: int
+    out_dir: str
+
+
+MODES = {
+    "full": Mode(scale=10, seconds=25, latency_seconds=15, profile_seconds=12, lag_seconds=10,
+                 out_dir=os.path.join(ROOT, "bench", "results")),
+    "short": Mode(scale=1, seconds=3, latency_seconds=2, profile_seconds=2, lag_seconds=2,
+                  out_dir=os.path.join(ROOT, "build", "bench-short")),
+}
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def __call__(self, msg: str) -> None:
+        print(f"[bench {time.monotonic() - self.t0:6.1f}s] {msg}", flush=True)
+
+
+def _interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=sorted(MODES), default="full")
+    p.add_argument("--scale", type=int, help="pgbench scale (default: 10 full, 1 short)")
+    p.add_argument("--seconds", type=int, help="seconds per pgbench workload (default: 25 full, 3 short)")
+    p.add_argument("--out", help="folder for the results (default: bench/results full, build/bench-short short)")
+    args = p.parse_args(argv)
+    m = MODES[args.mode]
+    m = dataclasses.replace(m, scale=args.scale or m.scale, seconds=args.seconds or m.seconds,
+                            out_dir=os.path.abspath(args.out or m.out_dir))
+    signal.signal(signal.SIGTERM, _interrupt)
+    say = Progress()
+    try:
+        return Run(args.mode, m, say).go()
+    except KeyboardInterrupt:
+        say("interrupted; everything stopped and removed")
+        return 130
+
+
+class Run:
+    def __init__(self, mode_name: str, mode: Mode, say: Progress) -> None:
+        self.mode_name, self.m, self.say = mode_name, mode, say
+        self.date = datetime.date.today().isoformat()
+        self.rows: list[report.Row] = []
+        self.cpu_per_txn: dict[str, dict[str, float]] = {}
+        self.tps: dict[str, float] = {}
+        self.durations: list[tuple[str, float]] = []
+        self.notes: list[str] = []
+        self.pg_settings: dict[str, str] = {}
+        self.lat_method: str | None = None
+        self.lat: dict[str, latency.Latency] = {}
+        self.lag: replica_lag.Lag | None = None
+        self.lag_note: str | None = None
+        self.profiles: dict[str, profile.Summary] = {}
+        self.profile_cpu_us: dict[str, float] = {}
+        self.profile_note: str | None = None
+        self.load_start = loadavg()
+
+    def say_elapsed(self) -> float:
+        return self.say.elapsed()
+
+    def step(self, name: str, fn, *a):
+        t = time.monotonic()
+        out = fn(*a)
+        self.durations.append((name, time.monotonic() - t))
+        return out
+
+    def go(self) -> int:
+        m, say = self.m, self.say
+        say(f"mode {self.mode_name}: scale {m.scale}, {m.seconds}s per workload, results in {m.out_dir}")
+        ensure_installed(say)
+        ports: set[int] = set()
+        pg = Postgres(free_port(ports))
+        self.log_dir = os.path.join(ROOT, "build", f"bench-{self.mode_name}-logs")  # never committed
+        ours = Ours(ports, self.log_dir)
+        try:
+            say(f"starting PostgreSQL 15 on 127.0.0.1:{pg.port} in {pg.dir}")
+            self.step("start PostgreSQL", pg.start)
+            self.pg_settings = pg.settings()
+            say(f"starting ours (edge pg port {ours.pg_port}) in {ours.dir}")
+            self.step("start ours", ours.start)
+            say(f"loading scale {m.scale} into PostgreSQL (pgbench -i)")
+            self.step("load PostgreSQL", pg.load, m.scale)
+            say(f"loading scale {m.scale} into ours (psql, SQLite-dialect script)")
+            self.step("load ours", ours.load, m.scale)
+            self.pgbench_all(ours, pg)
+            self.latency(ours, pg)
+            self.replica(ours)
+            self.profile(ours)
+        finally:
+            say("stopping ours and PostgreSQL")
+            ours.stop()
+            pg.stop()
+        return self.finish()
+
+    def pgbench_all(self, ours: Ours, pg: Postgres) -> None:
+        threads = os.cpu_count() or 1
+        wls = pgbench.workloads()
+        for i, w in enumerate(wls, 1):
+            got = {}
+            for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port)):
+                self.say(f"({i}/{len(wls)}) {w.name} on {side}")
+                cpu0 = ours.cpu() if side == "ours" else {}
+                out = pgbench.run(pgbench.command(w, "127.0.0.1", port, "main", self.m.seconds, threads,
+                                                  progress_every=max(1, min(5, self.m.seconds // 3))),
+                                  self.m.seconds + 60, lambda s: self.say(f"    {side}: {s}"))
+                if side == "ours" and out.ok and out.transactions:
+                    cpu1 = ours.cpu()
+                    self.cpu_per_txn[w.name] = {k: (cpu1[k] - cpu0[k]) * 1e6 / out.transactions for k in cpu1}
+                    self.tps[w.name] = out.tps or 0.0
+                self.durations.append((f"{w.name} on {side}", out.seconds))
+                self.say(f"    {side}: " + (f"{out.tps:,.1f} tps, {out.latency_ms:.3f} ms average"
+                                            if out.ok else f"FAILED: {out.error}"))
+                got[side] = out
+            o, g = got["ours"], got["PostgreSQL"]
+            self.rows.append(report.Row(f"{w.name}", "tps", o.tps if o.ok else None, g.tps if g.ok else None,
+                                        o.error, g.error))
+
+    def latency(self, ours: Ours, pg: Postgres) -> None:
+        accounts = 100_000 * self.m.scale
+        dsn = "host=127.0.0.1 port={} user=postgres dbname=main connect_timeout=10"
+        why = latency.works_with_parameters(dsn.format(ours.pg_port))
+        self.lat_method = latency.PARAMS if why is None else latency.LITERAL
+        if why:
+            self.notes.append(f"Point-select latency uses literal SQL on both sides: psycopg with "
+                              f"parameters fails on ours ({why}).")
+        for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port)):
+            self.say(f"point-select latency on {side}: psycopg, 1 client, {self.lat_method}, "
+                     f"{self.m.latency_seconds}s")
+            try:
+                res = self.step(f"latency on {side}", latency.measure, dsn.format(port), self.lat_method,
+                                accounts, self.m.latency_seconds)
+                self.lat[side] = res
+                self.say(f"    {side}: p50 {res.p50_ms:.3f} ms, p99 {res.p99_ms:.3f} ms ({res.count:,} queries)")
+            except Exception as exc:  # a failing measurement is a finding, not a harness crash
+                self.say(f"    {side}: FAILED: {exc}")
+                self.notes.append(f"Point-select latency on {side} failed: {exc}")
+        o, g = self.lat.get("ours"), self.lat.get("PostgreSQL")
+        for q in ("p50", "p99"):
+            self.rows.append(report.Row(f"point select {q}, 1 client, psycopg", "ms",
+                                        getattr(o, f"{q}_ms") if o else None, getattr(g, f"{q}_ms") if g else None,
+                                        None if o else "see notes", None if g else "see notes"))
+
+    def replica(self, ours: Ours) -> None:
+        port, why = replica_lag.find_replica(ours.services, ours.ports)
+        if port is None:
+            self.lag_note = why
+            self.say(f"replica lag: {why}")
+            return
+        dsn = "host=127.0.0.1 port={} user=postgres dbname=main connect_timeout=10"
+        self.say(f"replica lag at 1,000 commits/s for {self.m.lag_seconds}s")
+        try:
+            self.lag = self.step("replica lag", replica_lag.measure, dsn.format(ours.pg_port), dsn.format(port),
+                                 1000.0, self.m.lag_seconds)
+            self.say(f"    p50 {self.lag.p50_ms:.2f} ms, p99 {self.lag.p99_ms:.2f} ms")
+        except Exception as exc:
+            self.lag_note = f"failed: {exc}"
+            self.say(f"    FAILED: {exc}")
+
+    def profile(self, ours: Ours) -> None:
+        w = pgbench.Workload("select-only", 4, "simple")
+        out_dir = os.path.join(self.m.out_dir, f"{self.date}-profile" if self.mode_name == "full" else "profile")
+        self.say(f"profile: py-spy on each service during {w.name}, {self.m.profile_seconds}s")
+        try:
+            argv = pgbench.command(w, "127.0.0.1", ours.pg_port, "main", self.m.profile_seconds + 6,
+                                   os.cpu_count() or 1)
+            bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1)  # let the clients connect before sampling
+            cpu0, t0 = ours.cpu(), time.monotonic()
+            spies = profile.record(ours.pids(), self.m.profile_seconds, out_dir, self.log_dir)
+            for spy in spies.values():
+                spy.wait(self.m.profile_seconds + 30)
+            cpu1, wall = ours.cpu(), time.monotonic() - t0
+            text = bench_proc.communicate(timeout=60)[0]
+            res = pgbench.parse(text, bench_proc.returncode)
+            if not res.ok or not res.transactions:
+                raise RuntimeError(f"pgbench during profiling: {res.error}")
+            source = profile.source_reader(os.path.join(ROOT, "services"))
+            for name, pid in ours.pids().items():
+                raw_path = os.path.join(out_dir, f"{name}.txt")
+                if not os.path.exists(raw_path):
+                    raise RuntimeError(f"py-spy wrote nothing for {name}; see {self.log_dir}/{name}.py-spy.log")
+                with open(raw_path) as f:
+                    self.profiles[name] = profile.summarize(f.read(), source_line=source)
+                # CPU per query over the sampled window; queries in it estimated from the run's tps
+                self.profile_cpu_us[name] = (cpu1[name] - cpu0[name]) * 1e6 / (res.tps * wall)
+            self.say("    " + ", ".join(f"{k} {v:,.0f} µs CPU/query" for k, v in self.profile_cpu_us.items()))
+        except Exception as exc:
+            self.profile_note = f"profile not available: {exc}"
+            self.say(f"    {self.profile_note}")
+
+    def finish(self) -> int:
+        from bench import results
+        md_path = results.write(self)
+        self.say(f"wrote {md_path}")
+        ours_failed = [r for r in self.rows if r.ours_error]
+        pg_failed = [r for r in self.rows if r.pg_error]
+        print("\n" + report.table(self.rows) + "\n", flush=True)
+        if ours_failed:
+            bar = "!" * 78
+            print(f"{bar}\n!! {len(ours_failed)} workload(s) FAILED ON OURS (a finding about our system, "
+                  f"not a harness bug):", flush=True)
+            for r in ours_failed:
+                print(f"!!   {r.workload}: {r.ours_error}", flush=True)
+            print(bar, flush=True)
+        if pg_failed:
+            print(f"bench: {len(pg_failed)} workload(s) failed on PostgreSQL: the harness is broken", flush=True)
+            return 1
+        return 0
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    ver = subprocess.run(["pgbench", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cores (nproc)": str(os.cpu_count()), "CPU": cpu, "Python": platform.python_version(),
+            "OS": platform.platform(), "pgbench": ver}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
