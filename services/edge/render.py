@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from edge import tags, types
+from edge import catalog, tags, types
 from edge.commands import LocalResult
 from edge.pgwire import messages as m
 from sqld.v1 import common_pb2
@@ -11,16 +11,21 @@ from sqld.v1 import common_pb2
 TEXT_OIDS = {types.TEXT, types.VARCHAR}
 
 
-def result_oids(rs: common_pb2.ResultSet) -> list[int]:
-    """Column OIDs from declared types and, where those say nothing, from the values."""
-    return [types.column_oid(col.decltype, [row.values[i] for row in rs.rows]) for i, col in enumerate(rs.columns)]
+def result_oids(rs: common_pb2.ResultSet, hints: Sequence[str] = ()) -> list[int]:
+    """Column OIDs from declared types (or the catalog's `pg:` hints) and, where those say nothing, the values."""
+    return [types.column_oid(_pg_hint(hints, i) or col.decltype, [row.values[i] for row in rs.rows])
+            for i, col in enumerate(rs.columns)]
+
+
+def _pg_hint(hints: Sequence[str], i: int) -> str:
+    return hints[i] if i < len(hints) and hints[i].startswith("pg:") else ""
 
 
 def described_oids(columns: Sequence[common_pb2.Column], hints: Sequence[str]) -> list[int]:
     """Column OIDs before execution (Describe S): declared types, then select-list hints, else text."""
     out = []
     for i, col in enumerate(columns):
-        decl = col.decltype or (hints[i] if i < len(hints) else "")
+        decl = _pg_hint(hints, i) or col.decltype or (hints[i] if i < len(hints) else "")
         oid = types.affinity_oid(decl) if decl else None
         out.append(oid if oid is not None else (types.BYTEA if "BLOB" in decl.upper() else types.TEXT))
     return out
@@ -73,7 +78,7 @@ def simple_messages(sql: str, result: common_pb2.StatementResult, was_failed: bo
         return out + [m.error_response(result.error.sqlstate, result.error.message)]
     rs = result.ok
     if rs.columns:
-        oids = result_oids(rs)
+        oids = result_oids(rs, catalog.hints_for(sql))
         fmts = [0] * len(oids)
         out.append(row_description([c.name for c in rs.columns], oids, fmts))
         out += data_rows(rs.rows, oids, fmts, strict=False)
