@@ -12,7 +12,7 @@ import functools
 import re
 from typing import Callable
 
-from edge.catalog import schema, select, translate
+from edge.catalog import schema, select, srf, translate
 from edge.catalog.ddl import rewrite_ddl
 
 _PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b|\bcurrent_database\s*\(", re.I)
@@ -63,7 +63,7 @@ def rewrite(sql: str, base: Callable[[str], "object"]) -> "object | None":
         return base(ddl)
     if not wants(sql):
         return None
-    translated = translate.translate(sql)
+    translated = srf.rewrite(translate.translate(sql))
     hints = select.hints(translated)
     empty = select.empty_answer(translated)
     out = base(empty if empty is not None else translated)

@@ -107,7 +107,10 @@ _rel("pg_class", _CLASS_COLS, """
 SELECT 16384 + t.rid, t.name, 2200, 0, 0, 10, CASE t.type WHEN 'table' THEN 2 ELSE 0 END, 16384 + t.rid, 0, 0, -1, 0,
   0, EXISTS (SELECT 1 FROM _sq_ix x WHERE x.indrelid = 16384 + t.rid), 0, 'p',
   CASE t.type WHEN 'table' THEN 'r' ELSE 'v' END, (SELECT count(*) FROM pragma_table_info(t.name)), 0, 0,
-  EXISTS (SELECT 1 FROM sqlite_schema g WHERE g.type = 'trigger' AND g.tbl_name = t.name), 0, 0, 0, 1, 'd', 0, 0,
+  EXISTS (SELECT 1 FROM sqlite_schema g WHERE g.type = 'trigger' AND g.tbl_name = t.name)
+    OR EXISTS (SELECT 1 FROM pragma_foreign_key_list(t.name))
+    OR EXISTS (SELECT 1 FROM _sq_t o JOIN pragma_foreign_key_list(o.name) k
+               WHERE o.type = 'table' AND k."table" = t.name COLLATE NOCASE), 0, 0, 0, 1, 'd', 0, 0,
   0, 0, NULL, NULL, NULL
 FROM _sq_t t
 UNION ALL

@@ -64,15 +64,14 @@ def _split_alias(item: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], st
     return item, ""
 
 
-def _hint(expr: list[tuple[str, str]]) -> str:
+def _hint(expr: list[tuple[str, str]], aliases: dict[str, str] | None = None) -> str:
     if not expr:
         return ""
     texts = [t for _, t in expr]
     if len(expr) == 1 or (len(expr) >= 3 and all(t == "." for t in texts[1::2])):
         name = texts[-1].strip('"').lower()
-        return schema.COLUMN_TYPES.get(name, "")
-    joined = " ".join(texts).upper()
-    if joined.startswith("( '{' || GROUP_CONCAT"):
+        return (aliases or {}).get(name) or schema.COLUMN_TYPES.get(name, "")
+    if texts[:2] == ["(", "'{'"] and "group_concat" in [t.lower() for t in texts[2:6]]:
         return "anyarray"
     depth = 0
     for t in texts:
@@ -90,11 +89,34 @@ def _hint(expr: list[tuple[str, str]]) -> str:
 def hints(sql: str) -> list[str]:
     """`pg:<typname>` per select item where the catalog says the type, else ""."""
     items, _ = select_items(sql)
+    aliases = _subquery_aliases(sql)
     out = []
     for item in items:
         expr, _alias = _split_alias(item)
-        h = _hint(expr)
+        h = _hint(expr, aliases)
         out.append(f"pg:{h}" if h else "")
+    return out
+
+
+def _subquery_aliases(sql: str) -> dict[str, str]:
+    """alias -> type for `expr AS alias` in every nested SELECT, so outer queries can name them."""
+    toks = _words(sql)
+    out: dict[str, str] = {}
+    for k in range(1, len(toks)):
+        if toks[k][1].upper() == "SELECT" and toks[k - 1][1] == "(":
+            depth, end = 0, len(toks)
+            for j in range(k, len(toks)):
+                depth += toks[j][1] == "("
+                depth -= toks[j][1] == ")"
+                if depth < 0:
+                    end = j
+                    break
+            items, _ = select_items(" ".join(t for _, t in toks[k:end]))
+            for item in items:
+                expr, alias = _split_alias(item)
+                h = _hint(expr)
+                if alias and h:
+                    out.setdefault(alias.lower(), h)
     return out
 
 

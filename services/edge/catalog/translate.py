@@ -16,30 +16,32 @@ Tok = tuple[str, str]
 
 # name -> template over the call's arguments {0}, {1}, ...; "{*}" keeps all arguments (for parameters).
 FUNCTIONS = {
-    "format_type": "(SELECT _format FROM pg_type WHERE oid = ({0}))",
-    "pg_get_userbyid": "(SELECT rolname FROM pg_roles WHERE oid = ({0}))",
-    "pg_get_indexdef": "(SELECT _indexdef FROM pg_index WHERE indexrelid = ({0}))",
-    "pg_get_constraintdef": "(SELECT _condef FROM pg_constraint WHERE oid = ({0}))",
+    "format_type": "(SELECT _q._format FROM pg_type _q WHERE _q.oid = ({0}))",
+    "pg_get_userbyid": "(SELECT _q.rolname FROM pg_roles _q WHERE _q.oid = ({0}))",
+    "pg_get_indexdef": "(SELECT _q._indexdef FROM pg_index _q WHERE _q.indexrelid = ({0}))",
+    "pg_get_constraintdef": "(SELECT _q._condef FROM pg_constraint _q WHERE _q.oid = ({0}))",
     "pg_get_expr": "({0})",
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
     "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
-    "pg_encoding_to_char": "'UTF8'",
+    "pg_encoding_to_char": "'UTF8'", "pg_partition_ancestors": "({0})",
     "pg_get_serial_sequence": "NULL", "obj_description": "NULL", "col_description": "NULL",
     "shobj_description": "NULL", "pg_get_statisticsobjdef_columns": "NULL",
     "array_to_string": "replace(substr({0}, 2, length({0}) - 2), ',', {1})",
-    "to_regtype": "(SELECT oid FROM pg_type WHERE typname = ({0}) OR _format = ({0}))",
-    "to_regclass": "(SELECT oid FROM pg_class WHERE relname = ({0}))",
+    "to_regtype": "(SELECT _q.oid FROM pg_type _q WHERE _q.typname = ({0}) OR _q._format = ({0}))",
+    "to_regclass": "(SELECT _q.oid FROM pg_class _q WHERE _q.relname = ({0}))",
     "current_schema": "'public'",
     "current_database": "(SELECT name FROM pragma_database_list WHERE seq = 0)",
     "json_build_object": "json_object({*})",
     "bool_and": "min({*})", "bool_or": "max({*})", "string_agg": "group_concat({*})",
     "array_length": "(length({0}) - length(replace({0}, ',', '')) + (length({0}) > 2))",
 }
+# x::regclass: a literal names a relation (its OID, for comparing); an expression is an OID (shown as its name).
+REG_LITERAL = {"regclass": "(SELECT _q.oid FROM pg_class _q WHERE _q.relname = {0})",
+               "regtype": "(SELECT _q.oid FROM pg_type _q WHERE _q.typname = {0} OR _q._format = {0})"}
 REG_CASTS = {
-    "regclass": "coalesce((SELECT relname FROM pg_class WHERE oid = ({0})), "
-                "(SELECT oid FROM pg_class WHERE relname = ({0})))",
-    "regtype": "(SELECT _format FROM pg_type WHERE oid = ({0}))",
-    "regnamespace": "(SELECT nspname FROM pg_namespace WHERE oid = ({0}))",
+    "regclass": "(SELECT _q.relname FROM pg_class _q WHERE _q.oid = ({0}))",
+    "regtype": "(SELECT _q._format FROM pg_type _q WHERE _q.oid = ({0}))",
+    "regnamespace": "(SELECT _q.nspname FROM pg_namespace _q WHERE _q.oid = ({0}))",
     "regproc": "({0})",
 }
 
@@ -170,7 +172,7 @@ def _calls(toks: list[Tok]) -> list[Tok]:
             target = inner[words[-1] + 1:] if words else []
             tname = text(target).strip('"').lower()
             if tname in REG_CASTS:
-                out.append(("word", REG_CASTS[tname].format(text(inner[:words[-1]]))))
+                out.append(("word", _reg_cast(tname, text(inner[:words[-1]]))))
             else:
                 out += toks[i:j + 1] + inner + [toks[end]]
             i = end + 1
@@ -197,12 +199,20 @@ def _calls(toks: list[Tok]) -> list[Tok]:
                 start = _operand_start(out)
                 operand = text(out[start:])
                 del out[start:]
-                out.append(("word", REG_CASTS[name].format(operand)))
+                out.append(("word", _reg_cast(name, operand)))
                 i = k
                 continue
         out.append((kind, t))
         i += 1
     return out
+
+
+def _reg_cast(name: str, operand: str) -> str:
+    if _NUMERIC_STR.match(operand):
+        return operand[1:-1]
+    if operand.startswith("'") and name in REG_LITERAL:
+        return REG_LITERAL[name].format(operand)
+    return REG_CASTS[name].format(operand)
 
 
 def _call(name: str, args: list[list[Tok]], inner: list[Tok], out: list[Tok]) -> str:
