@@ -13,7 +13,7 @@ import re
 from typing import Callable
 
 from edge.catalog import schema, select, srf, translate
-from edge.catalog.ddl import rewrite_ddl
+from edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
 
 _PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b|\bcurrent_database\s*\(", re.I)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -58,7 +58,7 @@ def with_prefix(sql: str) -> str:
 
 def rewrite(sql: str, base: Callable[[str], "object"]) -> "object | None":
     """The SQLite form of a catalog statement (via `base`, sqlrewrite's own rewrite), or None."""
-    ddl = rewrite_ddl(sql)
+    ddl = rewrite_ddl(sql) or rewrite_values_alias(sql)
     if ddl is not None:
         return base(ddl)
     if not wants(sql):

@@ -24,3 +24,29 @@ def rewrite_ddl(sql: str) -> str | None:
         else:
             out.append(_IDENTITY.sub("", _SERIAL.sub("INTEGER", part)))
     return "".join(out)
+
+
+_VALUES_ALIAS = re.compile(r"\(\s*VALUES\b", re.I)
+_ALIAS_COLS = re.compile(r"\s*AS\s+(\w+)\s*\(([\w\s,]+)\)", re.I)
+
+
+def rewrite_values_alias(sql: str) -> str | None:
+    """`(VALUES ...) AS t(a, b)` (SQLAlchemy's insertmanyvalues) -> a subquery naming SQLite's columnN."""
+    m = _VALUES_ALIAS.search(sql)
+    if not m or "'" in sql[:m.start()]:
+        return None
+    depth, end = 0, -1
+    for i in range(m.start(), len(sql)):
+        if sql[i] == "'":
+            continue
+        depth += sql[i] == "("
+        depth -= sql[i] == ")"
+        if depth == 0:
+            end = i
+            break
+    a = _ALIAS_COLS.match(sql, end + 1) if end > 0 else None
+    if not a:
+        return None
+    cols = [c.strip() for c in a.group(2).split(",")]
+    select = ", ".join(f"column{i + 1} AS {c}" for i, c in enumerate(cols))
+    return f"{sql[:m.start()]}(SELECT {select} FROM {sql[m.start():end + 1]}) AS {a.group(1)}{sql[a.end():]}"

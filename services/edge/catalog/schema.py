@@ -222,6 +222,13 @@ _empty("pg_extension", "oid:oid extname:name extnamespace:oid extversion:text")
 _empty("pg_depend", "classid:oid objid:oid objsubid:int4 refclassid:oid refobjid:oid refobjsubid:int4 deptype:char")
 _empty("pg_foreign_table", "ftrelid:oid ftserver:oid")
 _empty("pg_partitioned_table", "partrelid:oid partstrat:char")
+for _n, _body in {"_lk_format": "SELECT oid, _format FROM pg_type", "_lk_user": "SELECT oid, rolname FROM pg_roles",
+                  "_lk_indexdef": "SELECT indexrelid, _indexdef FROM pg_index",
+                  "_lk_condef": "SELECT oid, _condef FROM pg_constraint",
+                  "_lk_typeoid": "SELECT typname, oid FROM pg_type UNION ALL SELECT _format, oid FROM pg_type",
+                  "_lk_relname": "SELECT oid, relname FROM pg_class", "_lk_reloid": "SELECT relname, oid FROM pg_class",
+                  "_lk_nsp": "SELECT oid, nspname FROM pg_namespace"}.items():
+    _rel(_n, "_k:text _v:text", _body)
 R["pg_authid"] = R["pg_roles"]
 R["pg_user"] = ([("usename", "name"), ("usesysid", "oid")], "SELECT rolname, oid FROM pg_roles")
 

@@ -14,12 +14,17 @@ from edge.sqlrewrite import _operand_start, _read_type, _tokens
 
 Tok = tuple[str, str]
 
+def _lookup(rel: str) -> str:
+    """A scalar lookup through a (_k, _v) relation: its column names cannot capture the caller's."""
+    return f"(SELECT _v FROM {rel} WHERE _k = ({{0}}))"
+
+
 # name -> template over the call's arguments {0}, {1}, ...; "{*}" keeps all arguments (for parameters).
 FUNCTIONS = {
-    "format_type": "(SELECT _q._format FROM pg_type _q WHERE _q.oid = ({0}))",
-    "pg_get_userbyid": "(SELECT _q.rolname FROM pg_roles _q WHERE _q.oid = ({0}))",
-    "pg_get_indexdef": "(SELECT _q._indexdef FROM pg_index _q WHERE _q.indexrelid = ({0}))",
-    "pg_get_constraintdef": "(SELECT _q._condef FROM pg_constraint _q WHERE _q.oid = ({0}))",
+    "format_type": _lookup("_lk_format"),
+    "pg_get_userbyid": _lookup("_lk_user"),
+    "pg_get_indexdef": _lookup("_lk_indexdef"),
+    "pg_get_constraintdef": _lookup("_lk_condef"),
     "pg_get_expr": "({0})",
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
     "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
@@ -27,8 +32,8 @@ FUNCTIONS = {
     "pg_get_serial_sequence": "NULL", "obj_description": "NULL", "col_description": "NULL",
     "shobj_description": "NULL", "pg_get_statisticsobjdef_columns": "NULL",
     "array_to_string": "replace(substr({0}, 2, length({0}) - 2), ',', {1})",
-    "to_regtype": "(SELECT _q.oid FROM pg_type _q WHERE _q.typname = ({0}) OR _q._format = ({0}))",
-    "to_regclass": "(SELECT _q.oid FROM pg_class _q WHERE _q.relname = ({0}))",
+    "to_regtype": _lookup("_lk_typeoid"),
+    "to_regclass": _lookup("_lk_reloid"),
     "current_schema": "'public'",
     "current_database": "(SELECT name FROM pragma_database_list WHERE seq = 0)",
     "json_build_object": "json_object({*})",
@@ -36,12 +41,12 @@ FUNCTIONS = {
     "array_length": "(length({0}) - length(replace({0}, ',', '')) + (length({0}) > 2))",
 }
 # x::regclass: a literal names a relation (its OID, for comparing); an expression is an OID (shown as its name).
-REG_LITERAL = {"regclass": "(SELECT _q.oid FROM pg_class _q WHERE _q.relname = {0})",
-               "regtype": "(SELECT _q.oid FROM pg_type _q WHERE _q.typname = {0} OR _q._format = {0})"}
+REG_LITERAL = {"regclass": _lookup("_lk_reloid"),
+               "regtype": _lookup("_lk_typeoid")}
 REG_CASTS = {
-    "regclass": "(SELECT _q.relname FROM pg_class _q WHERE _q.oid = ({0}))",
-    "regtype": "(SELECT _q._format FROM pg_type _q WHERE _q.oid = ({0}))",
-    "regnamespace": "(SELECT _q.nspname FROM pg_namespace _q WHERE _q.oid = ({0}))",
+    "regclass": _lookup("_lk_relname"),
+    "regtype": _lookup("_lk_format"),
+    "regnamespace": _lookup("_lk_nsp"),
     "regproc": "({0})",
 }
 
@@ -233,6 +238,7 @@ def _call(name: str, args: list[list[Tok]], inner: list[Tok], out: list[Tok]) ->
                 break
         if arg.startswith("(") and arg.endswith(")"):
             return arg
+        arg = re.sub(r"::\s*\w+\s*\[\]$", "", arg)  # $1::oid[]: the array's text is what we read
         return f"(SELECT value FROM json_each('[' || substr({arg}, 2, length({arg}) - 2) || ']'))"
     template = FUNCTIONS[name]
     texts = [text(a) for a in args]
