@@ -347,7 +347,7 @@ class Extended:
         if portal.oids is None:
             res = portal.result
             assert isinstance(res, common_pb2.StatementResult)
-            portal.oids = portal.stmt.row_oids or render.result_oids(res.ok)
+            portal.oids = portal.stmt.row_oids or render.result_oids(res.ok, portal.stmt.rewritten.column_hints)
         return portal.oids
 
     def _render_describe(self, portal: Portal) -> list[bytes]:

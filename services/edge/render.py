@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from edge import tags, types
+from edge import catalog, tags, types
 from edge.commands import LocalResult
 from edge.pgwire import messages as m
 from sqld.v1 import common_pb2
@@ -11,9 +11,14 @@ from sqld.v1 import common_pb2
 TEXT_OIDS = {types.TEXT, types.VARCHAR}
 
 
-def result_oids(rs: common_pb2.ResultSet) -> list[int]:
-    """Column OIDs from declared types and, where those say nothing, from the values."""
-    return [types.column_oid(col.decltype, [row.values[i] for row in rs.rows]) for i, col in enumerate(rs.columns)]
+def result_oids(rs: common_pb2.ResultSet, hints: Sequence[str] = ()) -> list[int]:
+    """Column OIDs from declared types (or the catalog's `pg:` hints) and, where those say nothing, the values."""
+    return [types.column_oid(_pg_hint(hints, i) or col.decltype, [row.values[i] for row in rs.rows])
+            for i, col in enumerate(rs.columns)]
+
+
+def _pg_hint(hints: Sequence[str], i: int) -> str:
+    return hints[i] if i < len(hints) and hints[i].startswith("pg:") else ""
 
 
 _BY_CLASS = {"integer": types.INT8, "real": types.FLOAT8, "text": types.TEXT, "blob": types.BYTEA}
@@ -31,7 +36,7 @@ def described_oids(description: common_pb2.StatementDescription, hints: Sequence
     the classes storage saw in a trial run, else text."""
     out = []
     for i, col in enumerate(description.columns):
-        decl = col.decltype or (hints[i] if i < len(hints) else "")
+        decl = _pg_hint(hints, i) or col.decltype or (hints[i] if i < len(hints) else "")
         oid = types.affinity_oid(decl) if decl else None
         if oid is None and decl and "BLOB" in decl.upper():
             oid = types.BYTEA
@@ -88,7 +93,7 @@ def simple_messages(sql: str, result: common_pb2.StatementResult, was_failed: bo
         return out + [m.error_response(result.error.sqlstate, result.error.message)]
     rs = result.ok
     if rs.columns:
-        oids = result_oids(rs)
+        oids = result_oids(rs, catalog.hints_for(sql))
         fmts = [0] * len(oids)
         out.append(row_description([c.name for c in rs.columns], oids, fmts))
         out += data_rows(rs.rows, oids, fmts, strict=False)

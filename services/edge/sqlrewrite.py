@@ -113,6 +113,11 @@ def _read_type(toks: list[tuple[str, str]], j: int) -> tuple[str, int]:
 
 
 def rewrite(sql: str) -> Rewritten:
+    from edge import catalog  # the pg_catalog emulation (it uses this module's tokenizer)
+    return catalog.rewrite(sql, _rewrite) or _rewrite(sql)
+
+
+def _rewrite(sql: str) -> Rewritten:
     toks = _tokens(sql)
     out: list[tuple[str, str]] = []
     max_param = 0

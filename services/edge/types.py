@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import re
 import struct
 from typing import Iterable
 
@@ -16,7 +17,24 @@ from sqld.v1 import common_pb2
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8, VARCHAR, NUMERIC = 16, 17, 20, 21, 23, 25, 700, 701, 1043, 1700
 
-TYPE_SIZE = {BOOL: 1, INT8: 8, INT2: 2, INT4: 4, FLOAT4: 4, FLOAT8: 8}
+CHAR, NAME, OID = 18, 19, 26
+TEXT_ARRAY, INT8_ARRAY = 1009, 1016
+TYPE_SIZE = {BOOL: 1, INT8: 8, INT2: 2, INT4: 4, FLOAT4: 4, FLOAT8: 8, CHAR: 1, NAME: 64, OID: 4}
+
+# PostgreSQL type names the catalog emulation puts in hints as "pg:<typname>" (edge/catalog).
+PG_NAMES = {"bool": BOOL, "bytea": BYTEA, "char": CHAR, "name": NAME, "int8": INT8, "int2": INT2, "int4": INT4,
+            "int2vector": 22, "text": TEXT, "oid": OID, "oidvector": 30, "float4": FLOAT4, "float8": FLOAT8,
+            "_text": TEXT_ARRAY, "_int2": 1005, "_oid": 1028, "_char": 1002, "_int8": INT8_ARRAY,
+            "anyarray": TEXT_ARRAY}
+_INT_ARRAY = re.compile(r"^\{(-?\d+(,-?\d+)*)?\}$")
+
+
+def _pg_oid(decltype: str, values: Iterable[common_pb2.Value] = ()) -> int:
+    name = decltype[3:].lower()
+    if name == "anyarray":  # an array_agg: integers if every element is one, else text
+        texts = [v.text for v in values if v.WhichOneof("value") == "text"]
+        return INT8_ARRAY if texts and all(_INT_ARRAY.match(t) for t in texts) else TEXT_ARRAY
+    return PG_NAMES.get(name, TEXT)
 
 # Storage classes each OID can carry faithfully.
 _FITS = {
@@ -35,6 +53,8 @@ def affinity_oid(decltype: str) -> int | None:
     t = decltype.upper()
     if not t:
         return None
+    if t.startswith("PG:"):
+        return _pg_oid(decltype)
     if "INT" in t:
         return INT8
     if "CHAR" in t or "CLOB" in t or "TEXT" in t:
@@ -49,6 +69,8 @@ def affinity_oid(decltype: str) -> int | None:
 
 
 def column_oid(decltype: str, values: Iterable[common_pb2.Value]) -> int:
+    if decltype[:3].upper() == "PG:":
+        return _pg_oid(decltype, values)
     classes = {v.WhichOneof("value") for v in values} - {"null", None}
     oid = affinity_oid(decltype)
     if oid is not None and classes <= _FITS[oid]:
@@ -143,12 +165,19 @@ def to_binary(v: common_pb2.Value, oid: int) -> bytes | None:
                                    else decimal.Decimal(repr(v.real)) if kind == "real" else decimal.Decimal(v.text))
         if oid == BYTEA:
             return v.blob if kind == "blob" else (to_text(v, TEXT) or b"")
+        if oid in _FIXED_INT:
+            return struct.pack(_FIXED_INT[oid], v.integer if kind == "integer" else _as_int(v))
+        if oid == FLOAT4:
+            return struct.pack("!f", float(getattr(v, kind)) if kind in ("integer", "real") else float(v.text))
     except (ValueError, decimal.InvalidOperation, TypeError) as exc:
         raise ValueError22(f"cannot send {kind} value as type oid {oid}: {exc}") from exc
     # text, varchar and anything else: the text form
     if kind == "blob":
         return v.blob
     return to_text(v, oid if oid in (BOOL, NUMERIC, FLOAT8) else TEXT)
+
+
+_FIXED_INT = {INT2: "!h", INT4: "!i", OID: "!I"}
 
 
 def _as_int(v: common_pb2.Value) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import apsw
 
 from sqld.v1 import common_pb2
+from storage.sqlite import compat
 from storage.sqlite.describe import describe
 from storage.sqlite.errors import to_error
 
@@ -74,6 +75,7 @@ class Connection:
         self.conn = apsw.Connection(db.path)
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        compat.register(self.conn)
         self._read_only = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()

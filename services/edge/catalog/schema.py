@@ -1,0 +1,241 @@
+"""The pg_catalog relations as SQLite SELECTs over the live schema (sqlite_schema and pragmas).
+
+Each relation is a CTE body. Rows come from the database at the moment the query runs: nothing
+is stored. Static rows (pg_type, pg_namespace, pg_am, the single role) describe PostgreSQL's
+type system and fixed objects, not the user's schema.
+
+OIDs: a table, view or SQLite index is 16384 + its sqlite_schema rowid; a primary key that is
+SQLite's rowid gets a synthetic index 2000000 + the table's rowid; a PRIMARY KEY or UNIQUE
+constraint is 3000000 + its index's OID; a foreign key is 6000000 + 1000 * table rowid + its id.
+Hidden helper columns start with `_` (e.g. pg_type._format, pg_index._indexdef).
+"""
+from __future__ import annotations
+
+# SQLite declared type -> PostgreSQL type OID, in the order of edge.types.affinity_oid.
+# (substring tests, oid); an empty declared type is reported as text.
+AFFINITY = [(("INT",), 20), (("CHAR", "CLOB", "TEXT"), 25), (("BLOB",), 17),
+            (("REAL", "FLOA", "DOUB"), 701), (("BOOL",), 16)]
+
+
+def affinity_sql(expr: str) -> str:
+    """A SQL expression giving the PostgreSQL type OID the edge reports for declared type `expr`."""
+    u = f"upper(coalesce({expr}, ''))"
+    whens = " ".join(f"WHEN {' OR '.join(f'instr({u}, {s!r}) > 0' for s in subs)} THEN {oid}" for subs, oid in AFFINITY)
+    return f"(CASE WHEN {u} = '' THEN 25 {whens} ELSE 1700 END)"
+
+
+# oid, typname, typlen, typcategory, typelem, typarray, format_type name
+TYPES = [
+    (16, "bool", 1, "B", 0, 1000, "boolean"), (17, "bytea", -1, "U", 0, 1001, "bytea"),
+    (18, "char", 1, "S", 0, 1002, '"char"'), (19, "name", 64, "S", 0, 1003, "name"),
+    (20, "int8", 8, "N", 0, 1016, "bigint"), (21, "int2", 2, "N", 0, 1005, "smallint"),
+    (22, "int2vector", -1, "A", 21, 1006, "int2vector"), (23, "int4", 4, "N", 0, 1007, "integer"),
+    (25, "text", -1, "S", 0, 1009, "text"), (26, "oid", 4, "N", 0, 1028, "oid"),
+    (30, "oidvector", -1, "A", 26, 1013, "oidvector"), (114, "json", -1, "U", 0, 199, "json"),
+    (700, "float4", 4, "N", 0, 1021, "real"), (701, "float8", 8, "N", 0, 1022, "double precision"),
+    (1042, "bpchar", -1, "S", 0, 1014, "character"), (1043, "varchar", -1, "S", 0, 1015, "character varying"),
+    (1082, "date", 4, "D", 0, 1182, "date"), (1083, "time", 8, "D", 0, 1183, "time without time zone"),
+    (1114, "timestamp", 8, "D", 0, 1115, "timestamp without time zone"),
+    (1184, "timestamptz", 8, "D", 0, 1185, "timestamp with time zone"),
+    (1186, "interval", 16, "T", 0, 1187, "interval"), (1700, "numeric", -1, "N", 0, 1231, "numeric"),
+    (2205, "regclass", 4, "N", 0, 2210, "regclass"), (2206, "regtype", 4, "N", 0, 2211, "regtype"),
+    (2950, "uuid", 16, "U", 0, 2951, "uuid"), (3802, "jsonb", -1, "U", 0, 3807, "jsonb"),
+]
+
+
+def _type_rows() -> str:
+    rows = []
+    for oid, name, length, cat, elem, arr, fmt in TYPES:
+        rows.append((oid, name, length, cat, elem, arr, fmt))
+        rows.append((arr, "_" + name, -1, "A", oid, 0, fmt + "[]"))
+    return ", ".join(f"({o}, '{n}', {ln}, '{c}', {e}, {a}, '{f}')" for o, n, ln, c, e, a, f in rows)
+
+
+# name -> (columns with PostgreSQL type names, SELECT body). Column order = the body's order.
+# A body may reference other relations defined here; `deps` is computed from the text.
+R: dict[str, tuple[list[tuple[str, str]], str]] = {}
+
+
+def _rel(name: str, cols: str, body: str) -> None:
+    R[name] = ([tuple(c.split(":")) for c in cols.split()], body)  # type: ignore[misc]
+
+
+def _empty(name: str, cols: str) -> None:
+    spec = [tuple(c.split(":")) for c in cols.split()]
+    R[name] = (spec, "SELECT " + ", ".join(f"NULL AS {c}" for c, _ in spec) + " WHERE 0")  # type: ignore[misc]
+
+
+_rel("_sq_t", "rid:int8 type:text name:text sql:text", """
+SELECT rowid, type, name, sql FROM sqlite_schema
+WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite^_%' ESCAPE '^'""")
+
+_rel("_sq_ix", "oid:oid indrelid:oid tname:text relname:name isunique:bool isprimary:bool origin:text "
+     "sqlite_name:text partial:bool isql:text nkeys:int2 indkey:int2vector indoption:int2vector zeros:text "
+     "cols:text", f"""
+SELECT 16384 + s.rowid, 16384 + t.rid, t.name,
+  CASE il.origin WHEN 'pk' THEN t.name || '_pkey'
+    WHEN 'u' THEN t.name || '_' || (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno)
+                                   FROM pragma_index_info(il.name) ii) || '_key'
+    ELSE il.name END,
+  il."unique", il.origin = 'pk', il.origin, il.name, il.partial, s.sql,
+  (SELECT count(*) FROM pragma_index_info(il.name)),
+  (SELECT group_concat(CASE WHEN ii.cid < 0 THEN 0 ELSE ii.cid + 1 END, ' ' ORDER BY ii.seqno)
+   FROM pragma_index_info(il.name) ii),
+  (SELECT group_concat(CASE WHEN x."desc" THEN 3 ELSE 0 END, ' ' ORDER BY x.seqno)
+   FROM pragma_index_xinfo(il.name) x WHERE x.key),
+  (SELECT group_concat('0', ' ') FROM pragma_index_info(il.name)),
+  (SELECT group_concat(coalesce(x.name, 'expression') || CASE WHEN x."desc" THEN ' DESC' ELSE '' END, ', '
+                       ORDER BY x.seqno) FROM pragma_index_xinfo(il.name) x WHERE x.key)
+FROM _sq_t t JOIN pragma_index_list(t.name) il JOIN sqlite_schema s ON s.type = 'index' AND s.name = il.name
+WHERE t.type = 'table'
+UNION ALL
+SELECT 2000000 + t.rid, 16384 + t.rid, t.name, t.name || '_pkey', 1, 1, 'pk', NULL, 0, NULL, 1,
+  (SELECT cid + 1 FROM pragma_table_info(t.name) WHERE pk > 0), '0', '0',
+  (SELECT name FROM pragma_table_info(t.name) WHERE pk > 0)
+FROM _sq_t t
+WHERE t.type = 'table' AND (SELECT count(*) FROM pragma_table_info(t.name) WHERE pk > 0) = 1
+  AND NOT EXISTS (SELECT 1 FROM pragma_index_list(t.name) WHERE origin = 'pk')""")
+
+_CLASS_COLS = ("oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid "
+               "relfilenode:oid reltablespace:oid relpages:int4 reltuples:float4 relallvisible:int4 "
+               "reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char "
+               "relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool "
+               "relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char "
+               "relispartition:bool relrewrite:oid relfrozenxid:int4 relminmxid:int4 relacl:_text "
+               "reloptions:_text relpartbound:text")
+_rel("pg_class", _CLASS_COLS, """
+SELECT 16384 + t.rid, t.name, 2200, 0, 0, 10, CASE t.type WHEN 'table' THEN 2 ELSE 0 END, 16384 + t.rid, 0, 0, -1, 0,
+  0, EXISTS (SELECT 1 FROM _sq_ix x WHERE x.indrelid = 16384 + t.rid), 0, 'p',
+  CASE t.type WHEN 'table' THEN 'r' ELSE 'v' END, (SELECT count(*) FROM pragma_table_info(t.name)), 0, 0,
+  EXISTS (SELECT 1 FROM sqlite_schema g WHERE g.type = 'trigger' AND g.tbl_name = t.name)
+    OR EXISTS (SELECT 1 FROM pragma_foreign_key_list(t.name))
+    OR EXISTS (SELECT 1 FROM _sq_t o JOIN pragma_foreign_key_list(o.name) k
+               WHERE o.type = 'table' AND k."table" = t.name COLLATE NOCASE), 0, 0, 0, 1, 'd', 0, 0,
+  0, 0, NULL, NULL, NULL
+FROM _sq_t t
+UNION ALL
+SELECT x.oid, x.relname, 2200, 0, 0, 10, 403, x.oid, 0, 0, -1, 0, 0, 0, 0, 'p', 'i', x.nkeys, 0, 0, 0, 0, 0, 0,
+  1, 'd', 0, 0, 0, 0, NULL, NULL, NULL
+FROM _sq_ix x""")
+
+_rel("pg_attribute", "attrelid:oid attname:name atttypid:oid attstattarget:int4 attlen:int2 attnum:int2 "
+     "attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char "
+     "attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char "
+     "attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:_text "
+     "attoptions:_text attfdwoptions:_text attmissingval:text _default:text", f"""
+SELECT 16384 + t.rid, p.name, {affinity_sql('p.type')}, -1, -1, p.cid + 1, 0, -1, -1, 0, 'i', 'p', '',
+  p."notnull" OR p.pk > 0, p.dflt_value IS NOT NULL, 0, '', CASE WHEN p.hidden IN (2, 3) THEN 's' ELSE '' END,
+  0, 1, 0, 0, NULL, NULL, NULL, NULL, p.dflt_value
+FROM _sq_t t JOIN pragma_table_xinfo(t.name) p WHERE p.hidden <> 1""")
+
+_rel("pg_attrdef", "oid:oid adrelid:oid adnum:int2 adbin:text",
+     "SELECT 4000000 + attrelid * 100 + attnum, attrelid, attnum, _default FROM pg_attribute WHERE atthasdef")
+
+_rel("pg_index", "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool "
+     "indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool indisclustered:bool "
+     "indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool indisreplident:bool indkey:int2vector "
+     "indcollation:oidvector indclass:oidvector indoption:int2vector indexprs:text indpred:text _indexdef:text", """
+SELECT x.oid, x.indrelid, x.nkeys, x.nkeys, x.isunique, 0, x.isprimary, 0, 1, 0, 1, 0, 1, 1, 0, x.indkey, x.zeros,
+  x.zeros, x.indoption, NULL, NULL,
+  'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || x.relname || ' ON public.' || x.tname
+  || ' USING btree (' || x.cols || ')'
+  || CASE WHEN x.partial THEN substr(x.isql, instr(upper(x.isql), ' WHERE ')) ELSE '' END
+FROM _sq_ix x""")
+
+_FK_ACTION = ("CASE {} WHEN 'RESTRICT' THEN 'r' WHEN 'CASCADE' THEN 'c' WHEN 'SET NULL' THEN 'n' "
+              "WHEN 'SET DEFAULT' THEN 'd' ELSE 'a' END")
+_rel("pg_constraint", "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool "
+     "convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char "
+     "confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:_int2 "
+     "confkey:_int2 conbin:text _condef:text", f"""
+SELECT 3000000 + x.oid, x.relname, 2200, CASE WHEN x.isprimary THEN 'p' ELSE 'u' END, 0, 0, 1, x.indrelid, 0, x.oid,
+  0, 0, ' ', ' ', ' ', 1, 0, 1, '{{' || replace(x.indkey, ' ', ',') || '}}', NULL, NULL,
+  CASE WHEN x.isprimary THEN 'PRIMARY KEY' ELSE 'UNIQUE' END || ' (' || x.cols || ')'
+FROM _sq_ix x WHERE x.origin IN ('pk', 'u')
+UNION ALL
+SELECT 6000000 + 1000 * t.rid + f.id, t.name || '_' || group_concat(f."from", '_' ORDER BY f.seq) || '_fkey', 2200,
+  'f', 0, 0, 1, 16384 + t.rid, 0, 0, 0,
+  (SELECT 16384 + r.rowid FROM sqlite_schema r WHERE r.type = 'table' AND r.name = f."table" COLLATE NOCASE),
+  {_FK_ACTION.format('f.on_update')}, {_FK_ACTION.format('f.on_delete')}, 's', 1, 0, 1,
+  '{{' || group_concat((SELECT c.cid + 1 FROM pragma_table_info(t.name) c WHERE c.name = f."from"), ',' ORDER BY f.seq)
+  || '}}',
+  '{{' || group_concat((SELECT c.cid + 1 FROM pragma_table_info(f."table") c
+    WHERE c.name = coalesce(f."to", (SELECT k.name FROM pragma_table_info(f."table") k WHERE k.pk = f.seq + 1))),
+    ',' ORDER BY f.seq) || '}}', NULL,
+  'FOREIGN KEY (' || group_concat(f."from", ', ' ORDER BY f.seq) || ') REFERENCES ' || f."table" || '('
+  || group_concat(coalesce(f."to", (SELECT k.name FROM pragma_table_info(f."table") k WHERE k.pk = f.seq + 1)),
+                  ', ' ORDER BY f.seq) || ')'
+  || CASE WHEN f.on_update <> 'NO ACTION' THEN ' ON UPDATE ' || f.on_update ELSE '' END
+  || CASE WHEN f.on_delete <> 'NO ACTION' THEN ' ON DELETE ' || f.on_delete ELSE '' END
+FROM _sq_t t JOIN pragma_foreign_key_list(t.name) f WHERE t.type = 'table' GROUP BY t.rid, f.id""")
+
+_rel("pg_type", "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char "
+     "typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typelem:oid "
+     "typarray:oid typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typnotnull:bool "
+     "typdefault:text _format:text", f"""
+SELECT column1, column2, 11, 10, column3, column3 BETWEEN 1 AND 8, 'b', column4, 0, 1, ',', 0, column5, column6, 0,
+  -1, 0, CASE WHEN column4 = 'S' THEN 100 ELSE 0 END, 0, NULL, column7
+FROM (VALUES {_type_rows()})""")
+
+_rel("pg_namespace", "oid:oid nspname:name nspowner:oid nspacl:_text",
+     "SELECT column1, column2, 10, NULL FROM (VALUES (11, 'pg_catalog'), (99, 'pg_toast'), (2200, 'public'), "
+     "(13000, 'information_schema'))")
+_rel("pg_database", "oid:oid datname:name datdba:oid encoding:int4 datlocprovider:char datistemplate:bool "
+     "datallowconn:bool datconnlimit:int4 datcollate:text datctype:text daticulocale:text datacl:_text",
+     "SELECT 16384 + seq, name, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL FROM pragma_database_list WHERE seq = 0")
+_rel("pg_roles", "oid:oid rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool rolcreatedb:bool "
+     "rolcanlogin:bool", "SELECT 10, 'postgres', 1, 1, 1, 1, 1")
+_rel("pg_am", "oid:oid amname:name amhandler:oid amtype:char",
+     "SELECT column1, column2, 0, column3 FROM (VALUES (2, 'heap', 't'), (403, 'btree', 'i'))")
+_rel("pg_collation", "oid:oid collname:name collnamespace:oid collprovider:char",
+     "SELECT 100, 'default', 11, 'd'")
+_rel("pg_tablespace", "oid:oid spcname:name spcowner:oid", "SELECT 1663, 'pg_default', 10")
+_rel("information_schema_tables", "table_catalog:name table_schema:name table_name:name table_type:text", """
+SELECT (SELECT name FROM pragma_database_list WHERE seq = 0), 'public', t.name,
+  CASE t.type WHEN 'table' THEN 'BASE TABLE' ELSE 'VIEW' END FROM _sq_t t""")
+_rel("information_schema_columns", "table_catalog:name table_schema:name table_name:name column_name:name "
+     "ordinal_position:int4 column_default:text is_nullable:text data_type:text", """
+SELECT (SELECT name FROM pragma_database_list WHERE seq = 0), 'public', c.relname, a.attname, a.attnum, a._default,
+  CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, (SELECT _format FROM pg_type y WHERE y.oid = a.atttypid)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid""")
+
+_empty("pg_description", "objoid:oid classoid:oid objsubid:int4 description:text")
+_empty("pg_shdescription", "objoid:oid classoid:oid description:text")
+_empty("pg_inherits", "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool")
+_empty("pg_policy", "oid:oid polname:name polrelid:oid polcmd:char polpermissive:bool polroles:_oid "
+       "polqual:text polwithcheck:text")
+_empty("pg_statistic_ext", "oid:oid stxrelid:oid stxname:name stxnamespace:oid stxowner:oid stxstattarget:int4 "
+       "stxkeys:int2vector stxkind:_char")
+_empty("pg_publication", "oid:oid pubname:name puballtables:bool")
+_empty("pg_publication_rel", "oid:oid prpubid:oid prrelid:oid prqual:text prattrs:int2vector")
+_empty("pg_publication_namespace", "oid:oid pnpubid:oid pnnspid:oid")
+_empty("pg_trigger", "oid:oid tgrelid:oid tgname:name tgfoid:oid tgtype:int2 tgenabled:char tgisinternal:bool "
+       "tgparentid:oid")
+_empty("pg_rewrite", "oid:oid rulename:name ev_class:oid ev_type:char ev_enabled:char is_instead:bool")
+_empty("pg_sequence", "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 "
+       "seqcache:int8 seqcycle:bool")
+_empty("pg_range", "rngtypid:oid rngsubtype:oid rngmultitypid:oid rngcollation:oid")
+_empty("pg_opclass", "oid:oid opcmethod:oid opcname:name opcnamespace:oid opcdefault:bool opcintype:oid")
+_empty("pg_proc", "oid:oid proname:name pronamespace:oid prokind:char prorettype:oid")
+_empty("pg_enum", "oid:oid enumtypid:oid enumsortorder:float4 enumlabel:name")
+_empty("pg_extension", "oid:oid extname:name extnamespace:oid extversion:text")
+_empty("pg_depend", "classid:oid objid:oid objsubid:int4 refclassid:oid refobjid:oid refobjsubid:int4 deptype:char")
+_empty("pg_foreign_table", "ftrelid:oid ftserver:oid")
+_empty("pg_partitioned_table", "partrelid:oid partstrat:char")
+for _n, _body in {"_lk_format": "SELECT oid, _format FROM pg_type", "_lk_user": "SELECT oid, rolname FROM pg_roles",
+                  "_lk_indexdef": "SELECT indexrelid, _indexdef FROM pg_index",
+                  "_lk_condef": "SELECT oid, _condef FROM pg_constraint",
+                  "_lk_typeoid": "SELECT typname, oid FROM pg_type UNION ALL SELECT _format, oid FROM pg_type",
+                  "_lk_relname": "SELECT oid, relname FROM pg_class", "_lk_reloid": "SELECT relname, oid FROM pg_class",
+                  "_lk_nsp": "SELECT oid, nspname FROM pg_namespace"}.items():
+    _rel(_n, "_k:text _v:text", _body)
+R["pg_authid"] = R["pg_roles"]
+R["pg_user"] = ([("usename", "name"), ("usesysid", "oid")], "SELECT rolname, oid FROM pg_roles")
+
+EMPTY = {name for name, (_, body) in R.items() if body.endswith("WHERE 0")}
+
+# Column name -> PostgreSQL type name, over every relation (first definition wins).
+COLUMN_TYPES: dict[str, str] = {}
+for _name, (_cols, _body) in R.items():
+    for _c, _t in _cols:
+        COLUMN_TYPES.setdefault(_c, _t)
