@@ -40,7 +40,10 @@ class DatabasePool:
 
     async def acquire(self) -> StorageConnection:
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
+            else:  # fast path: no timer task when a slot is free
+                await self._slots.acquire()
         except asyncio.TimeoutError:
             raise Busy("53300", f"all storage connections of database {self.name} are busy; "
                        f"waited {self.wait_timeout:.0f}s, try again later") from None
@@ -66,7 +69,10 @@ class DatabasePool:
 
     async def acquire_writer(self) -> None:
         try:
-            await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
+            if self.writer.locked():
+                await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
+            else:
+                await self.writer.acquire()
         except asyncio.TimeoutError:
             raise Busy("55P03", f"could not obtain the write lock on database {self.name} within "
                        f"{self.wait_timeout:.0f}s: another transaction holds it") from None
