@@ -41,6 +41,8 @@ def startup_length(header: bytes) -> int:
 
 def parse_startup(body: bytes) -> Startup:
     """Parse a startup-phase packet body (after the length)."""
+    if len(body) < 4:
+        raise ProtocolError("invalid startup packet: no protocol code")
     (code,) = _I32.unpack_from(body)
     if code == CANCEL_REQUEST:
         if len(body) != 12:
@@ -167,6 +169,25 @@ def parse_target(body: bytes) -> tuple[str, str]:
         raise ProtocolError("Describe/Close must name 'S' or 'P'")
     name, _ = cstring(body, 1)
     return body[0:1].decode(), name
+
+
+def parse_password(body: bytes) -> str:
+    """PasswordMessage ('p') answering a cleartext or MD5 request: one string."""
+    text, off = cstring(body)
+    if off != len(body):
+        raise ProtocolError("invalid password packet: trailing bytes")
+    return text
+
+
+def parse_sasl_initial(body: bytes) -> tuple[str, bytes]:
+    """SASLInitialResponse ('p' after AuthenticationSASL): mechanism and initial client response."""
+    mechanism, off = cstring(body)
+    length, off = _i32(body, off)
+    if length == -1:
+        return mechanism, b""
+    if length < 0 or off + length != len(body):
+        raise ProtocolError("invalid SASLInitialResponse: response length does not match the message")
+    return mechanism, body[off:]
 
 
 def parse_execute(body: bytes) -> tuple[str, int]:
