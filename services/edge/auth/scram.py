@@ -74,6 +74,8 @@ class ScramServer:
         if len(attrs) < 2 or not attrs[0].startswith("n=") or not attrs[1].startswith("r="):
             raise ProtocolError("malformed SCRAM message: expected n=<user>,r=<nonce>")
         client_nonce = attrs[1][2:]
+        if not all(_is_attr(a) for a in attrs[2:]):
+            raise ProtocolError("malformed SCRAM message: invalid attribute")
         if not _printable_nonce(client_nonce):
             raise ProtocolError("malformed SCRAM message: invalid client nonce")
         self._gs2_header = f"{flag},{authzid},"
@@ -93,7 +95,8 @@ class ScramServer:
         if not sep:
             raise ProtocolError("malformed SCRAM message: no proof (p=)")
         attrs = without_proof.split(",")
-        if len(attrs) < 2 or not attrs[0].startswith("c=") or not attrs[1].startswith("r="):
+        if (len(attrs) < 2 or not attrs[0].startswith("c=") or not attrs[1].startswith("r=")
+                or not all(_is_attr(a) for a in attrs[2:])):
             raise ProtocolError("malformed SCRAM message: expected c=<binding>,r=<nonce>")
         try:
             binding = base64.b64decode(attrs[0][2:], validate=True)
@@ -122,6 +125,10 @@ def mock_verifier(user: str, key: bytes) -> ScramVerifier:
     """A stable fake verifier for a user who cannot log in: the same salt every time, as a real one has."""
     salt = hmac.new(key, user.encode(), hashlib.sha256).digest()[:16]
     return ScramVerifier(4096, salt, secrets.token_bytes(32), secrets.token_bytes(32))
+
+
+def _is_attr(text: str) -> bool:
+    return len(text) >= 2 and text[0].isascii() and text[0].isalpha() and text[1] == "="
 
 
 def _decode(data: bytes) -> str:
