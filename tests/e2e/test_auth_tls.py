@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import struct
 import subprocess
 import sys
 
@@ -171,3 +172,20 @@ def test_bad_settings_stop_the_edge_with_a_clear_message(args, message):
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert message in out.stderr
+
+
+def test_clear_text_sent_with_the_ssl_request_is_refused(secure):
+    """Bytes pipelined after SSLRequest would be read as if encrypted (CVE-2021-23214): refuse them."""
+    from tests.fixtures.rawpg import Raw, error_fields, startup_packet
+    raw = Raw(secure.ports.pg)
+    raw.send(struct.pack("!ii", 8, 80877103) + startup_packet(user="alice"))
+    raw.sock.settimeout(10)
+    while len(raw.buf) < 1:
+        assert raw._fill()
+    assert raw.buf[:1] == b"S"
+    raw.buf = raw.buf[1:]
+    errors = [error_fields(b) for k, b in raw.until_closed() if k == b"E"]
+    assert errors and errors[0]["C"] == "08P01" and "unencrypted data" in errors[0]["M"]
+    raw.close()
+    with psycopg.connect(dsn(secure, "alice", "pencil", sslmode="require")) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

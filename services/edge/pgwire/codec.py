@@ -15,6 +15,10 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 MAX_STARTUP_LENGTH = 10_000
 
+# Every message type a frontend may send after startup (PostgreSQL's protocol docs). A type
+# outside the set is refused from its header, before waiting for a body it announces.
+FRONTEND_TYPES = frozenset(b"QXPBDECSHdcfFp")
+
 _I32 = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
 
@@ -71,6 +75,8 @@ def parse_startup(body: bytes) -> Startup:
 def message_header(header: bytes, max_length: int) -> tuple[bytes, int]:
     """Type byte and body length of a regular message from its 5-byte header."""
     kind, length = _HEADER.unpack(header)
+    if kind[0] not in FRONTEND_TYPES:
+        raise ProtocolError(f"invalid frontend message type {kind[0]}")
     if length < 4:
         raise ProtocolError(f"invalid message length {length}")
     if length - 4 > max_length:
