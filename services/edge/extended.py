@@ -155,10 +155,11 @@ class Extended:
         self.portals[msg.portal] = Portal(stmt, values, msg.result_formats)
         self.out.append(m.BIND_COMPLETE)
 
-    async def _ensure_described(self, stmt: Prepared) -> None:
+    async def _ensure_described(self, stmt: Prepared, flush_first: bool = True) -> None:
         if stmt.description is not None or stmt.local or stmt.empty:
             return
-        await self.flush()
+        if flush_first:  # flush() itself passes False: calling it back would recurse without end
+            await self.flush()
         if self.skipping:
             raise StatementFailed("25P02", "pipeline aborted")
         result = await self.conn.describe(stmt.rewritten.sql)
@@ -229,7 +230,7 @@ class Extended:
         for item in self.out:
             if isinstance(item, _DescribePortal) and item.portal.result is None and not item.portal.stmt.local:
                 try:
-                    await self._ensure_described(item.portal.stmt)
+                    await self._ensure_described(item.portal.stmt, flush_first=False)
                 except StatementFailed:
                     pass
         self._write_out()

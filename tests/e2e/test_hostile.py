@@ -176,3 +176,30 @@ def test_many_connections_at_once(site, bystander):
     assert bystander.execute("SELECT 3").fetchone() == (3,)
     for raw in idle + busy:
         raw.close()
+
+
+def parse(name: bytes, sql: bytes, oids: list[int]) -> bytes:
+    return frame(b"P", name + b"\x00" + sql + b"\x00" + struct.pack("!h", len(oids))
+                 + b"".join(struct.pack("!I", o) for o in oids))
+
+
+def test_fuzz_findings_stay_fixed(site, bystander):
+    """Found by test_fuzz_edge: each was an internal error (XX000) that closed the connection."""
+    raw = Raw(site.ports.pg)
+    raw.login()
+    # Describe of a portal that is never executed, then Sync: flush and describe called each other forever
+    raw.send(parse(b"", b"SELECT 1", []) + frame(b"B", b"\x00\x00" + b"\x00\x00" * 3) + frame(b"D", b"P\x00")
+             + frame(b"S", b""))
+    assert [k for k, _ in raw.until_ready()] == [b"1", b"2", b"T", b"Z"]
+    # a parameter OID of 2**32 - 1: ParameterDescription packed it as a signed int
+    raw.send(parse(b"s", b"SELECT $1", [0xFFFFFFFF]) + frame(b"D", b"Ss\x00") + frame(b"S", b""))
+    msgs = raw.until_ready()
+    assert msgs[1] == (b"t", struct.pack("!hI", 1, 0xFFFFFFFF))
+    # numeric text 'Infinity' as a parameter
+    raw.send(parse(b"n", b"SELECT $1", [1700]) + frame(b"B", b"\x00n\x00\x00\x00\x00\x01" + struct.pack("!i", 8)
+                                                      + b"Infinity\x00\x00") + frame(b"E", b"\x00\x00\x00\x00\x00")
+             + frame(b"S", b""))
+    msgs = raw.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"2", b"D", b"C", b"Z"], msgs
+    assert msgs[2][1].endswith(b"Infinity")
+    raw.close()

@@ -67,7 +67,7 @@ def row_description(columns: Sequence[tuple[str, int, int]], formats: Sequence[i
 
 
 def parameter_description(oids: Sequence[int]) -> bytes:
-    return _msg(b"t", struct.pack(f"!h{len(oids)}i", len(oids), *oids))
+    return _msg(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))  # OIDs are unsigned
 
 
 def data_row(values: Iterable[bytes | None]) -> bytes:
