@@ -229,3 +229,17 @@ def test_saslprep():
     assert userfile.saslprep("a\u00a0b") == b"a b"                 # non-ASCII space maps to space
     assert userfile.saslprep("\u2168") == "IX".encode()            # NFKC
     assert userfile.saslprep("a\x07b") == b"a\x07b"                # prohibited: raw bytes, as PostgreSQL
+
+
+def test_cli_prints_a_line_the_users_file_accepts():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "edge.auth", "dora"], input="s3cret\n",
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("dora:SCRAM-SHA-256$4096:") and "s3cret" not in line
+    scram_login(users(line), "dora", "s3cret")
+    md5 = subprocess.run([sys.executable, "-m", "edge.auth", "dora", "--md5"], input="s3cret\n",
+                         capture_output=True, text=True, timeout=30)
+    assert md5.stdout.strip() == "dora:" + userfile.md5_hash("s3cret", "dora")
