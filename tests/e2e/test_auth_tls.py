@@ -139,6 +139,11 @@ def test_tls_required_refuses_clear_text(own_stack, secrets_dir):
     assert info.value.sqlstate == "28000" and "TLS" in str(info.value)
     with psycopg.connect(dsn(s, "alice", "pencil", sslmode="require")) as conn:
         assert conn.pgconn.ssl_in_use
+        conn.cancel()  # libpq sends CancelRequest on a new socket, without TLS: still accepted
+        assert conn.execute("SELECT 5").fetchone() == (5,)
+    log = (s.log_dir / "edge.log").read_text()
+    assert "refused a connection without TLS" in log
+    assert log.count("refused a connection without TLS") == 1  # the cancel was not refused
 
 
 # -- other methods -----------------------------------------------------------------------
