@@ -11,7 +11,10 @@ from edge.server import EdgeServer
 
 async def run(argv: list[str]) -> None:
     cfg = edge_config.load(argv)
-    edge = EdgeServer(cfg)
+    try:
+        edge = EdgeServer(cfg)
+    except ValueError as exc:  # users file, auth method or TLS files that cannot work
+        raise SystemExit(f"edge: {exc}") from None
     try:
         await edge.start()
     except OSError as exc:

@@ -16,6 +16,12 @@ class Config:
     default_database: str = dataclasses.field(default="main", metadata={"help": "database named in hints"})
     max_message_bytes: int = dataclasses.field(default=64 * 1024 * 1024, metadata={"help": "largest client message accepted"})
     health_listen: str = dataclasses.field(default="127.0.0.1:7000", metadata={"help": "gRPC address of the edge's health and reflection service"})
+    auth: str = dataclasses.field(default="", metadata={"help": "trust, password, md5 or scram-sha-256; empty: scram-sha-256 when --users is set, else trust"})
+    users: str = dataclasses.field(default="", metadata={"help": "users file: name:secret lines (make them with python -m edge.auth NAME)"})
+    tls_cert: str = dataclasses.field(default="", metadata={"help": "PEM certificate chain; with --tls-key, SSLRequest is answered 'S'"})
+    tls_key: str = dataclasses.field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    tls_required: bool = dataclasses.field(default=False, metadata={"help": "refuse clients that do not switch to TLS (FATAL 28000)"})
+    startup_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a client has to finish TLS and authentication; 0 = no limit"})
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import commands, copy, cursors, render, types
+from edge import commands, copy, cursors, handshake, render, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
@@ -99,23 +99,12 @@ class Connection:
             self.writer.close()
 
     async def _startup(self) -> bool:
-        """Handle SSL/GSS/cancel requests and the startup message; True when ready for queries."""
-        while True:
-            length = codec.startup_length(await self._read(4))
-            start = codec.parse_startup(await self._read(length))
-            if start.code in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
-                self.send(b"N")
-                await self.flush_socket()
-                continue
-            if start.code == codec.CANCEL_REQUEST:
-                await self.server.cancel(start.cancel_pid, start.cancel_key)
-                return False
-            break
-        params = start.params
-        user = params.get("user", "")
-        if not user:
-            self._fatal("28000", "no PostgreSQL user name specified in startup packet")
+        """TLS, cancel requests and authentication (handshake.py), then the session; True when ready."""
+        start = await handshake.begin(self)
+        if start is None:
             return False
+        params = start.params
+        user = params["user"]
         self.database = params.get("database") or user
         self.settings = commands.Settings(user, params)
         self.session = SchedulerSession(self.server.stub, self._closed_by_server)

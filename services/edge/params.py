@@ -31,6 +31,8 @@ class ParamError(Exception):
 def _numeric(d: decimal.Decimal) -> common_pb2.Value:
     if d.is_nan():
         return common_pb2.Value(real=float("nan"))
+    if d.is_infinite():  # 'Infinity' has no integer exponent to test below
+        return common_pb2.Value(real=float(d))
     if d == d.to_integral_value() and d.as_tuple().exponent >= 0 and abs(d) < 2**63:  # type: ignore[operator]
         return common_pb2.Value(integer=int(d))
     return common_pb2.Value(real=float(d))

@@ -6,6 +6,8 @@ import itertools
 import logging
 
 from common import grpc_client
+from edge import tls
+from edge.auth import exchange
 from edge.config import Config
 from edge.connection import Connection
 from sqld.v1 import query_pb2_grpc
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 class EdgeServer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.auth = exchange.policy(cfg.auth, cfg.users)  # raises ValueError subclasses on bad config
+        self.tls = tls.server_context(cfg)
         self.channel = grpc_client.channel(cfg.scheduler)
         self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
         self._pids = itertools.count(1000)

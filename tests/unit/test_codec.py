@@ -66,3 +66,10 @@ def test_backend_messages_bytes():
     assert err[0:1] == b"E" and b"C42P01\x00" in err and b"SERROR\x00" in err and err.endswith(b"\x00\x00")
     rd = m.row_description([("a", 20, 8)])
     assert rd[0:1] == b"T" and struct.unpack("!i", rd[1:5])[0] == len(rd) - 1
+
+
+def test_unknown_message_type_is_refused_from_its_header():
+    with pytest.raises(codec.ProtocolError, match="invalid frontend message type 0"):
+        codec.message_header(b"\x00" + struct.pack("!i", 7424), 100_000)  # a StartupMessage after login
+    with pytest.raises(codec.ProtocolError, match="invalid frontend message type 64"):
+        codec.message_header(b"@" + struct.pack("!i", 4), 100)

@@ -15,6 +15,10 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 MAX_STARTUP_LENGTH = 10_000
 
+# Every message type a frontend may send after startup (PostgreSQL's protocol docs). A type
+# outside the set is refused from its header, before waiting for a body it announces.
+FRONTEND_TYPES = frozenset(b"QXPBDECSHdcfFp")
+
 _I32 = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
 
@@ -41,6 +45,8 @@ def startup_length(header: bytes) -> int:
 
 def parse_startup(body: bytes) -> Startup:
     """Parse a startup-phase packet body (after the length)."""
+    if len(body) < 4:
+        raise ProtocolError("invalid startup packet: no protocol code")
     (code,) = _I32.unpack_from(body)
     if code == CANCEL_REQUEST:
         if len(body) != 12:
@@ -69,6 +75,8 @@ def parse_startup(body: bytes) -> Startup:
 def message_header(header: bytes, max_length: int) -> tuple[bytes, int]:
     """Type byte and body length of a regular message from its 5-byte header."""
     kind, length = _HEADER.unpack(header)
+    if kind[0] not in FRONTEND_TYPES:
+        raise ProtocolError(f"invalid frontend message type {kind[0]}")
     if length < 4:
         raise ProtocolError(f"invalid message length {length}")
     if length - 4 > max_length:
@@ -167,6 +175,25 @@ def parse_target(body: bytes) -> tuple[str, str]:
         raise ProtocolError("Describe/Close must name 'S' or 'P'")
     name, _ = cstring(body, 1)
     return body[0:1].decode(), name
+
+
+def parse_password(body: bytes) -> str:
+    """PasswordMessage ('p') answering a cleartext or MD5 request: one string."""
+    text, off = cstring(body)
+    if off != len(body):
+        raise ProtocolError("invalid password packet: trailing bytes")
+    return text
+
+
+def parse_sasl_initial(body: bytes) -> tuple[str, bytes]:
+    """SASLInitialResponse ('p' after AuthenticationSASL): mechanism and initial client response."""
+    mechanism, off = cstring(body)
+    length, off = _i32(body, off)
+    if length == -1:
+        return mechanism, b""
+    if length < 0 or off + length != len(body):
+        raise ProtocolError("invalid SASLInitialResponse: response length does not match the message")
+    return mechanism, body[off:]
 
 
 def parse_execute(body: bytes) -> tuple[str, int]:

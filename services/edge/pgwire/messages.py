@@ -17,6 +17,7 @@ def _cstr(s: str) -> bytes:
 
 
 AUTH_OK = _msg(b"R", _I32.pack(0))
+AUTH_CLEARTEXT_PASSWORD = _msg(b"R", _I32.pack(3))
 EMPTY_QUERY = _msg(b"I", b"")
 PARSE_COMPLETE = _msg(b"1", b"")
 BIND_COMPLETE = _msg(b"2", b"")
@@ -24,6 +25,25 @@ CLOSE_COMPLETE = _msg(b"3", b"")
 NO_DATA = _msg(b"n", b"")
 PORTAL_SUSPENDED = _msg(b"s", b"")
 READY = {b"I": _msg(b"Z", b"I"), b"T": _msg(b"Z", b"T"), b"E": _msg(b"Z", b"E")}
+
+
+def auth_md5_password(salt: bytes) -> bytes:
+    """AuthenticationMD5Password: the client answers md5(md5(password + user) + salt)."""
+    assert len(salt) == 4
+    return _msg(b"R", _I32.pack(5) + salt)
+
+
+def auth_sasl(mechanisms: Sequence[str]) -> bytes:
+    """AuthenticationSASL: the mechanisms the server offers, in order of preference."""
+    return _msg(b"R", _I32.pack(10) + b"".join(_cstr(x) for x in mechanisms) + b"\x00")
+
+
+def auth_sasl_continue(data: bytes) -> bytes:
+    return _msg(b"R", _I32.pack(11) + data)
+
+
+def auth_sasl_final(data: bytes) -> bytes:
+    return _msg(b"R", _I32.pack(12) + data)
 
 
 def parameter_status(name: str, value: str) -> bytes:
@@ -47,7 +67,7 @@ def row_description(columns: Sequence[tuple[str, int, int]], formats: Sequence[i
 
 
 def parameter_description(oids: Sequence[int]) -> bytes:
-    return _msg(b"t", struct.pack(f"!h{len(oids)}i", len(oids), *oids))
+    return _msg(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))  # OIDs are unsigned
 
 
 def data_row(values: Iterable[bytes | None]) -> bytes:
