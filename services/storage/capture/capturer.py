@@ -60,6 +60,7 @@ class Capturer:
         self._offset = 0       # next WAL offset to read (0: no WAL generation seen yet)
         self._sum = (0, 0)
         self._writer = self._checkpointer = None
+        self._checkpoint_at = CHECKPOINT_BYTES
 
     # -- start-up ------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +110,7 @@ class Capturer:
     # -- the commit path -------------------------------------------------------------
     def _offset_for(self, header: wal.WalHeader) -> int:
         if (header.salt1, header.salt2) != self._salts or self._offset < wal.HEADER_SIZE:
+            self._checkpoint_at = CHECKPOINT_BYTES
             self._salts, self._offset = (header.salt1, header.salt2), wal.HEADER_SIZE
             self._sum = (header.checksum1, header.checksum2)
         return self._offset
@@ -117,8 +119,10 @@ class Capturer:
         """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
         with self._lock:
             applied = self._capture(wait_for_replica)
-            if self._offset > CHECKPOINT_BYTES:
+            if self._offset > self._checkpoint_at:
                 self._checkpoint()
+                # if readers kept SQLite from restarting the WAL, try again only after more growth
+                self._checkpoint_at = max(self._offset, CHECKPOINT_BYTES) + CHECKPOINT_BYTES // 4
             return self.frame_no, applied
 
     def _capture(self, wait_for_replica: bool) -> bool:
