@@ -20,7 +20,7 @@ async def run(argv: list[str]) -> None:
         replication_pb2_grpc.add_ReplicationServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
-    await grpc_server.serve(cfg.listen, register)
+    await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams)
 
 
 def main(argv: list[str]) -> None:

@@ -42,6 +42,7 @@ class ReplicationCore:
         self.cfg = cfg
         self.replicas = Replicas()
         self._dbs: dict[str, DatabaseLog] = {}
+        self.closing = False
         os.makedirs(cfg.data_dir, exist_ok=True)
         for name in sorted(os.listdir(cfg.data_dir)):
             if _NAME.match(name) and os.path.exists(os.path.join(cfg.data_dir, name, "meta.json")):
@@ -108,7 +109,10 @@ class ReplicationCore:
                     yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size)
                     continue
                 async with d.changed:
-                    await d.changed.wait_for(lambda: d.log.head >= nxt or d.log.log_id != req.log_id)
+                    await d.changed.wait_for(
+                        lambda: d.log.head >= nxt or d.log.log_id != req.log_id or self.closing)
+                if self.closing:
+                    return
         finally:
             progress.streams -= 1
 
@@ -129,6 +133,13 @@ class ReplicationCore:
                 yield chunk
         finally:
             os.remove(tmp)
+
+    async def close_streams(self) -> None:
+        """End every Frames stream normally (the service is stopping; replicas reconnect)."""
+        self.closing = True
+        for d in self._dbs.values():
+            async with d.changed:
+                d.changed.notify_all()
 
     async def ack(self, req: pb.AckRequest) -> pb.AckResponse:
         await self.replicas.ack(req.database, req.replica_id, req.log_id,

@@ -5,6 +5,8 @@ with the constant at the start of the details, as in sqld's replication protocol
 """
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from replication.frame_log import LogError
@@ -43,6 +45,8 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
         try:
             async for batch in self.core.frames(request):
                 yield batch
+        except asyncio.CancelledError:
+            return  # the replica went away or the server is stopping: a normal end
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 

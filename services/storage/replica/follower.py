@@ -75,6 +75,7 @@ class Follower:
             while True:
                 try:
                     await self._follow(stub)
+                    self._stopped_streaming()  # the service ended the stream (it is stopping)
                 except grpc.aio.AioRpcError as exc:
                     self._stopped_streaming()
                     if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and (exc.details() or "").startswith(NEED_SNAPSHOT):
