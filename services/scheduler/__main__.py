@@ -17,7 +17,9 @@ async def run(argv: list[str]) -> None:
     cfg = scheduler_config.load(argv)
     pools = Pools(cfg.storage, cfg.max_connections, cfg.wait_timeout, cfg.open_timeout)
     replicas = Replicas(
-        pools=Pools(cfg.replica, cfg.max_connections, cfg.wait_timeout, cfg.open_timeout) if cfg.replica else None,
+        # a replica that does not answer quickly is skipped (reads go to the primary)
+        pools=Pools(cfg.replica, cfg.max_connections, min(cfg.wait_timeout, 1.0), min(cfg.open_timeout, 1.0))
+        if cfg.replica else None,
         status=ReplicationStatus(cfg.replication) if cfg.replication else None,
         read_your_writes_wait_ms=int(cfg.read_your_writes_wait * 1000),
         max_lag_ms=int(cfg.max_replica_lag * 1000))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Sequence
 
 from common import errors
@@ -62,6 +63,7 @@ class Replicas:
     status: stat_replication.ReplicationStatus | None = None
     read_your_writes_wait_ms: int = 500
     max_lag_ms: int = 5000
+    skip_until: float = 0.0  # after a replica failure, reads skip it until then (monotonic time)
 
 
 class Session:
@@ -133,7 +135,8 @@ class Session:
 
     async def _on_replica(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult] | None:
         """Run an autocommit read on the replica when the policy allows; None: use the primary."""
-        if self.replicas.pools is None or self.policy.consistency == routing.STRONG:
+        if self.replicas.pools is None or self.policy.consistency == routing.STRONG \
+                or time.monotonic() < self.replicas.skip_until:
             return None
         ryw = self.policy.consistency == routing.READ_YOUR_WRITES
         conn = None
@@ -148,6 +151,8 @@ class Session:
                 max_staleness_ms=self.policy.max_staleness_ms or self.replicas.max_lag_ms)
         except (Busy, StorageUnavailable) as exc:
             log.debug("replica read failed, using the primary db=%s err=%s", self.pool.name, exc)
+            if isinstance(exc, StorageUnavailable):
+                self.replicas.skip_until = time.monotonic() + 1.0
             return None
         finally:
             self.active = None

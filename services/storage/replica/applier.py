@@ -65,7 +65,8 @@ class Applier:
         log_id, frame_no, page_size, min_pages, db_pages, pages = batch
         if (log_id, frame_no) != (self.log_id, self.frame_no):
             log.info("repairing replica path=%s frame_no=%d", self.path, frame_no)
-            self._apply(log_id, frame_no, page_size, min_pages, db_pages, pages)
+            # no reader has opened the file yet, and SQLite may not be able to read a torn one
+            self._apply(log_id, frame_no, page_size, min_pages, db_pages, pages, lock=False)
 
     def apply(self, log_id: str, frame_no: int, page_size: int, min_pages: int, db_pages: int,
               pages: Sequence[Page]) -> None:
@@ -83,9 +84,10 @@ class Applier:
         self._apply(log_id, frame_no, page_size, min_pages, db_pages, pages)
 
     def _apply(self, log_id: str, frame_no: int, page_size: int, min_pages: int, db_pages: int,
-               pages: Sequence[Page]) -> None:
+               pages: Sequence[Page], lock: bool = True) -> None:
         conn = self._lock_conn
-        conn.execute("BEGIN EXCLUSIVE")
+        if lock:
+            conn.execute("BEGIN EXCLUSIVE")
         try:
             if os.fstat(self.fd).st_size > min_pages * page_size:
                 os.ftruncate(self.fd, min_pages * page_size)
@@ -96,7 +98,8 @@ class Applier:
                 self._patch_page_one(db_pages)
             os.fsync(self.fd)
         finally:
-            conn.execute("COMMIT")
+            if lock:
+                conn.execute("ROLLBACK")  # nothing was written through SQLite; this only unlocks
         os.pwrite(self._pos_fd, _POS.pack(log_id.encode(), frame_no, page_size), 0)
         os.fsync(self._pos_fd)
         self.log_id, self.frame_no, self.page_size = log_id, frame_no, page_size
