@@ -29,11 +29,13 @@ SERVER_OPTIONS = [
 
 async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]],
                 on_stop: Callable[[], Awaitable[None]] | None = None,
-                grace: float = 5.0) -> None:
+                grace: float = 5.0,
+                on_stopping: Callable[[], Awaitable[None]] | None = None) -> None:
     """Serve on `listen` ("host:port" or "unix:/path") until a stop signal.
 
     `register` adds the service's servicers to the server and returns their full names
-    (e.g. "sqld.v1.QueryService"); health and reflection are added here.
+    (e.g. "sqld.v1.QueryService"); health and reflection are added here. `on_stopping` runs
+    before the server stops (e.g. to end long-lived streams normally), `on_stop` after.
     """
     server = grpc.aio.server(options=SERVER_OPTIONS)
     names = list(register(server))
@@ -58,6 +60,8 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
     log.info("stopping (grace %.1fs)", grace)
     for name in names + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if on_stopping is not None:
+        await on_stopping()
     await server.stop(grace)
     if on_stop is not None:
         await on_stop()

@@ -23,6 +23,7 @@ DEFAULTS = {
     "statement_timeout": "0", "lock_timeout": "0", "idle_in_transaction_session_timeout": "0",
     "extra_float_digits": "1", "search_path": '"$user", public', "max_identifier_length": "63",
     "datestyle": "ISO, MDY", "timezone": "UTC", "synchronous_commit": "on", "bytea_output": "hex",
+    "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0",
 }
 REPORTED = ["application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
             "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
@@ -85,6 +86,10 @@ class Settings:
         return float(m.group(1)) * scale
 
 
+# Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
+# and the edge keeps a copy for SHOW once the scheduler accepted it.
+FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms"}
+
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
 _SHOW = re.compile(r"^SHOW\s+(?P<name>ALL|TRANSACTION\s+ISOLATION\s+LEVEL|TIME\s+ZONE|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
@@ -111,6 +116,8 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         if _NOOP.match(s):
             return LocalResult("SET")
         m = _SET.match(s)
+        if m and m.group("name").lower() in FORWARDED:
+            return None
         if m:
             value = m.group("value")
             try:
@@ -184,3 +191,10 @@ def _function(fn: str, args: list[str], alias: str | None, settings: Settings, d
         result.changed = changed
         return result
     return LocalResult("SELECT", error=("42883", f"function {fn}({', '.join(args)}) is not supported here"))
+
+
+def remember_forwarded(sql: str, settings: Settings) -> None:
+    """After the scheduler accepted a SET of one of its settings, keep the value for SHOW."""
+    m = _SET.match(sql.strip())
+    if m and m.group("name").lower() in FORWARDED:
+        settings.values[m.group("name").lower()] = _unquote(m.group("value"))

@@ -241,6 +241,8 @@ class Connection:
         out: list[bytes] = []
         for text, result in zip(group, batch.results):
             out += render.simple_messages(text, result, was_failed)
+            if not result.HasField("error"):
+                commands.remember_forwarded(text, self.settings)
             if result.HasField("error"):
                 self.send(b"".join(out))
                 return False

@@ -17,11 +17,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address every service binds")
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("SQLD_PG_PORT", "5432")),
                         help="PostgreSQL port of the edge (env SQLD_PG_PORT; default 5432)")
+    parser.add_argument("--pg-replica-port", type=int, default=int(os.environ.get("SQLD_PG_REPLICA_PORT", "5433")),
+                        help="PostgreSQL port of the replica site's edge (env SQLD_PG_REPLICA_PORT; default 5433)")
     parser.add_argument("--grpc-base-port", type=int, default=7000,
-                        help="edge health, scheduler and storage take this port and the next ones")
+                        help="the gRPC services take this port and the next eight")
+    parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
+                        help="replica storages to run (0: one site, no replication; default 2)")
     args = parser.parse_args(argv)
-    base = args.grpc_base_port
-    ports = plan.Ports(pg=args.pg_port, edge=base, scheduler=base + 1, storage=base + 3)
+    ports = plan.Ports.from_base(args.grpc_base_port, args.pg_port, args.pg_replica_port)
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
 
@@ -37,12 +40,15 @@ def main(argv: list[str]) -> int:
     running: list[tuple[plan.Service, object]] = []
     code = 0
     try:
-        for svc in plan.services(ports, data_dir, args.host):
+        for svc in plan.services(ports, data_dir, args.host, replicas=args.replicas):
             proc = procs.start(svc.argv, None)
             running.append((svc, proc))
             procs.wait_healthy(svc.health, 30, proc)
         print(f"\nsqld-py is running; data in {data_dir}\n"
               f"  connect: psql -h {args.host} -p {ports.pg} -U postgres main\n"
+              + (f"  replica site (reads on a replica, writes to the primary): "
+                 f"psql -h {args.host} -p {ports.pg_replica} -U postgres main\n"
+                 f"  replication status: SELECT * FROM pg_stat_replication;\n" if args.replicas else "") +
               f"  gRPC query API: {args.host}:{ports.scheduler} (sqld.v1.QueryService)\n"
               f"  Ctrl-C stops everything.\n", flush=True)
         while not stopping:

@@ -1,12 +1,18 @@
-"""The services of one sqld site and the exact commands that start them.
+"""The services of a sqld deployment and the exact commands that start them.
 
 The local launcher, the test harness and docker-compose.yml all start these commands
 (a test checks the compose file against this plan), so there is one truth about how each
 service is run. Only addresses and folders differ between deployments.
+
+The default deployment: the primary site (storage primary, scheduler, edge on pg port
+5432), the replication service, two replica storages, and a replica site (its own
+scheduler and edge on 5433) that reads from replica1 and sends writes to the primary.
+`replicas=0` gives a single site without replication.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 
@@ -16,6 +22,18 @@ class Ports:
     edge: int = 7000       # edge gRPC health/reflection
     scheduler: int = 7001
     storage: int = 7003
+    replication: int = 7004
+    replica1: int = 7005
+    replica2: int = 7006
+    replica_edge: int = 7007
+    replica_scheduler: int = 7008
+    pg_replica: int = 5433
+
+    @classmethod
+    def from_base(cls, base: int, pg: int, pg_replica: int) -> "Ports":
+        return cls(pg=pg, edge=base, scheduler=base + 1, storage=base + 3, replication=base + 4,
+                   replica1=base + 5, replica2=base + 6, replica_edge=base + 7, replica_scheduler=base + 8,
+                   pg_replica=pg_replica)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,18 +43,38 @@ class Service:
     health: str  # gRPC address answering grpc.health.v1
 
 
-def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable
-             ) -> list[Service]:
+def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable,
+             replicas: int = 2) -> list[Service]:
     """Services in start order (each depends only on those before it)."""
     def addr(port: int) -> str:
         return f"{host}:{port}"
 
-    return [
-        Service("storage", [python, "-m", "storage", "--listen", addr(ports.storage),
-                            "--data-dir", data_dir], addr(ports.storage)),
-        Service("scheduler", [python, "-m", "scheduler", "--listen", addr(ports.scheduler),
-                              "--storage", addr(ports.storage)], addr(ports.scheduler)),
-        Service("edge", [python, "-m", "edge", "--listen", addr(ports.pg),
-                         "--health-listen", addr(ports.edge), "--scheduler", addr(ports.scheduler)],
-                addr(ports.edge)),
-    ]
+    def m(module: str, *args: str) -> list[str]:
+        return [python, "-m", module, *args]
+
+    repl = addr(ports.replication)
+    out: list[Service] = []
+    if replicas:
+        out.append(Service("replication", m("replication", "--listen", repl,
+                                             "--data-dir", os.path.join(data_dir, "replication")), repl))
+    out.append(Service("storage", m("storage", "--listen", addr(ports.storage), "--data-dir", data_dir,
+                                    *(["--replication", repl] if replicas else [])), addr(ports.storage)))
+    replica_ports = [ports.replica1, ports.replica2][:replicas]
+    for i, port in enumerate(replica_ports, 1):
+        out.append(Service(f"replica{i}", m("storage", "--listen", addr(port),
+                                            "--data-dir", os.path.join(data_dir, f"replica{i}"),
+                                            "--replica-of", repl, "--replica-id", f"replica{i}"), addr(port)))
+    out.append(Service("scheduler", m("scheduler", "--listen", addr(ports.scheduler), "--storage", addr(ports.storage),
+                                      *(["--replication", repl] if replicas else [])), addr(ports.scheduler)))
+    out.append(Service("edge", m("edge", "--listen", addr(ports.pg), "--health-listen", addr(ports.edge),
+                                 "--scheduler", addr(ports.scheduler)), addr(ports.edge)))
+    if replicas:
+        out.append(Service("replica-scheduler", m("scheduler", "--listen", addr(ports.replica_scheduler),
+                                                  "--storage", addr(ports.storage),
+                                                  "--replica", addr(ports.replica1), "--replication", repl),
+                           addr(ports.replica_scheduler)))
+        out.append(Service("replica-edge", m("edge", "--listen", addr(ports.pg_replica),
+                                             "--health-listen", addr(ports.replica_edge),
+                                             "--scheduler", addr(ports.replica_scheduler)),
+                           addr(ports.replica_edge)))
+    return out

@@ -20,6 +20,7 @@ class Kind(enum.Enum):
     ROLLBACK_TO = "rollback_to"
     READ = "read"
     WRITE = "write"
+    LOCAL = "local"                # answered by the scheduler itself (session settings, pg_stat_replication)
 
 
 CONTROL = {Kind.BEGIN, Kind.COMMIT, Kind.ROLLBACK, Kind.SAVEPOINT, Kind.ROLLBACK_TO}

@@ -19,6 +19,10 @@ class Config:
     wait_timeout: float = dataclasses.field(default=30.0, metadata={"help": "seconds to wait for a connection or the writer token"})
     idle_in_transaction_timeout: float = dataclasses.field(default=60.0, metadata={"help": "seconds an open transaction may sit idle before it is rolled back and its session closed (0 = never)"})
     open_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds to wait for storage when opening a connection"})
+    replica: str = dataclasses.field(default="", metadata={"help": "address of a replica storage serving this site's reads (empty: every read on --storage, the primary)"})
+    replication: str = dataclasses.field(default="", metadata={"help": "address of the replication service, for pg_stat_replication"})
+    read_your_writes_wait: float = dataclasses.field(default=0.5, metadata={"help": "seconds a read waits for the replica to apply the session's last write before it goes to the primary"})
+    max_replica_lag: float = dataclasses.field(default=5.0, metadata={"help": "default staleness bound in seconds: a replica lagging more is skipped"})
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -14,8 +14,9 @@ import grpc
 
 from common import errors
 from scheduler.config import Config
+from scheduler import routing
 from scheduler.pool import Pools
-from scheduler.session import IDLE, Session
+from scheduler.session import IDLE, Replicas, Session
 from scheduler.storage_client import StorageUnavailable
 from sqld.v1 import query_pb2, query_pb2_grpc
 
@@ -23,13 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, cfg: Config, pools: Pools) -> None:
+    def __init__(self, cfg: Config, pools: Pools, replicas: Replicas | None = None) -> None:
         self.cfg = cfg
         self.pools = pools
+        self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
 
-    async def _open(self, database: str, context: grpc.aio.ServicerContext) -> Session:
+    async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
         try:
             pool = await self.pools.get(database or self.cfg.default_database)
         except StorageUnavailable as exc:
@@ -37,7 +39,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if self.sessions >= self.cfg.max_sessions:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"sorry, too many sessions already ({self.cfg.max_sessions})")
-        return Session(pool)
+        policy = routing.Policy()
+        frame_no = 0
+        if req is not None:
+            policy = routing.Policy(req.consistency, req.max_staleness_ms, req.synchronous_commit)
+            frame_no = req.min_frame_no
+        return Session(pool, self.replicas, policy, frame_no)
 
     async def Session(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         first = await context.read()
@@ -45,7 +52,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: the first message must be OpenSession")
-        session = await self._open(first.open.database, context)
+        session = await self._open(first.open.database, context, first.open)
         self.sessions += 1
         session_id = f"s{next(self._ids)}"
         queue: asyncio.Queue = asyncio.Queue()
@@ -86,7 +93,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 else:
                     results = await session.run(batch.statements, batch.implicit_transaction)
                 await context.write(query_pb2.SessionResponse(result=query_pb2.BatchResult(
-                    id=batch.id, results=results, status=session.status)))
+                    id=batch.id, results=results, status=session.status, frame_no=session.frame_no,
+                    served_by_replica=session.served_by_replica)))
         finally:
             reader.cancel()
             self.sessions -= 1
@@ -94,9 +102,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
                       ) -> query_pb2.ExecuteResponse:  # noqa: N802
-        session = await self._open(request.database, context)
+        session = await self._open(request.database, context, request)
         try:
             results = await session.run(request.statements)
         finally:
             await session.close()
-        return query_pb2.ExecuteResponse(results=results)
+        return query_pb2.ExecuteResponse(results=results, frame_no=session.frame_no,
+                                         served_by_replica=session.served_by_replica)

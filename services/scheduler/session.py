@@ -12,13 +12,16 @@ transaction control travel in one message.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from typing import Sequence
 
 from common import errors
 from common.sqltext import split
+from scheduler import routing, stat_replication
 from scheduler.classify import CONTROL, Kind, classify, is_read_only_begin
-from scheduler.pool import Busy, DatabasePool
+from scheduler.pool import Busy, DatabasePool, Pools
 from scheduler.storage_client import StorageConnection, StorageUnavailable
 from sqld.v1 import common_pb2
 
@@ -53,9 +56,24 @@ def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statem
     return out
 
 
+@dataclasses.dataclass
+class Replicas:
+    """A site's read replica and what the session needs to route reads there."""
+    pools: Pools | None = None
+    status: stat_replication.ReplicationStatus | None = None
+    read_your_writes_wait_ms: int = 500
+    max_lag_ms: int = 5000
+    skip_until: float = 0.0  # after a replica failure, reads skip it until then (monotonic time)
+
+
 class Session:
-    def __init__(self, pool: DatabasePool) -> None:
+    def __init__(self, pool: DatabasePool, replicas: Replicas | None = None,
+                 policy: routing.Policy | None = None, frame_no: int = 0) -> None:
         self.pool = pool
+        self.replicas = replicas or Replicas()
+        self.policy = policy or routing.Policy()
+        self.frame_no = frame_no          # the frame number of this session's last write
+        self.served_by_replica = False    # the last batch's reads ran on a replica
         self.status = IDLE
         self.conn: StorageConnection | None = None
         self.holds_writer = False
@@ -73,7 +91,8 @@ class Session:
         expanded = expand(statements)
         if isinstance(expanded, common_pb2.StatementError):
             return [_fail(expanded)]
-        kinds = [classify(st.sql) for st in expanded]
+        kinds = [Kind.LOCAL if self._is_local(st.sql) else classify(st.sql) for st in expanded]
+        self.served_by_replica = False
         results: list[common_pb2.StatementResult] = []
         if (implicit_transaction and self.status == IDLE and len(expanded) > 1
                 and not any(k in CONTROL for k in kinds)):
@@ -81,13 +100,16 @@ class Session:
         i = 0
         while i < len(expanded):
             kind = kinds[i]
-            if kind in CONTROL:
+            if kind == Kind.LOCAL:
+                results.append(await self._local(expanded[i]))
+                i += 1
+            elif kind in CONTROL:
                 result = await self._control(kind, expanded[i])
                 results.append(result)
                 i += 1
             else:
                 j = i
-                while j < len(expanded) and kinds[j] not in CONTROL:
+                while j < len(expanded) and kinds[j] not in CONTROL and kinds[j] != Kind.LOCAL:
                     j += 1
                 group_results = await self._group(expanded[i:j], Kind.WRITE in kinds[i:j])
                 results.extend(group_results)
@@ -119,6 +141,52 @@ class Session:
         finally:
             if conn is not None:
                 self.pool.release(conn)
+
+    def _is_local(self, sql: str) -> bool:
+        return routing.is_setting(sql) or (stat_replication.mentions(sql) and classify(sql) == Kind.READ)
+
+    async def _local(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        """A statement the scheduler answers: a session setting, or pg_stat_replication."""
+        if routing.is_setting(st.sql):
+            problem = routing.apply_setting(self.policy, st.sql)
+            return _fail(errors.error("22023", problem)) if problem else _ok()
+        if self.replicas.status is None:
+            return _fail(errors.error("0A000", "pg_stat_replication: this scheduler was started without "
+                                      "--replication; point it at the replication service"))
+        return await self.replicas.status.query(st)
+
+    async def _on_replica(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult] | None:
+        """Run an autocommit read on the replica when the policy allows; None: use the primary."""
+        if self.replicas.pools is None or self.policy.consistency == routing.STRONG \
+                or time.monotonic() < self.replicas.skip_until:
+            return None
+        ryw = self.policy.consistency == routing.READ_YOUR_WRITES
+        conn = None
+        pool = None
+        try:
+            pool = await self.replicas.pools.get(self.pool.name)
+            conn = await pool.acquire()
+            self.active = conn
+            results = await conn.execute(
+                group, True, min_frame_no=self.frame_no if ryw else 0,
+                wait_ms=self.replicas.read_your_writes_wait_ms if ryw else 0,
+                max_staleness_ms=self.policy.max_staleness_ms or self.replicas.max_lag_ms)
+        except (Busy, StorageUnavailable) as exc:
+            log.debug("replica read failed, using the primary db=%s err=%s", self.pool.name, exc)
+            if isinstance(exc, StorageUnavailable):
+                self.replicas.skip_until = time.monotonic() + 1.0
+            return None
+        finally:
+            self.active = None
+            if conn is not None and pool is not None:
+                pool.release(conn)
+        if conn.not_caught_up:
+            return None
+        self.served_by_replica = True
+        return results
+
+    def _wrote(self, conn: StorageConnection) -> None:
+        self.frame_no = max(self.frame_no, conn.frame_no)
 
     async def _control(self, kind: Kind, st: common_pb2.Statement) -> common_pb2.StatementResult:
         if kind == Kind.BEGIN:
@@ -181,7 +249,9 @@ class Session:
         assert self.conn is not None
         try:
             self.active = self.conn
-            results = await self.conn.execute(group, self.read_only)
+            results = await self.conn.execute(group, self.read_only,
+                                              synchronous_commit=self.policy.synchronous_commit)
+            self._wrote(self.conn)
         except StorageUnavailable as exc:
             self._unpin(reuse=False)
             self.status = FAILED
@@ -194,6 +264,10 @@ class Session:
 
     async def _autocommit(self, group: Sequence[common_pb2.Statement], writes: bool
                           ) -> list[common_pb2.StatementResult]:
+        if not writes:
+            on_replica = await self._on_replica(group)
+            if on_replica is not None:
+                return on_replica
         took_writer = False
         conn = None
         try:
@@ -202,7 +276,9 @@ class Session:
                 took_writer = True
             conn = await self.pool.acquire()
             self.active = conn
-            results = await conn.execute(group, read_only=not writes)
+            results = await conn.execute(group, read_only=not writes,
+                                         synchronous_commit=self.policy.synchronous_commit)
+            self._wrote(conn)
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
                 await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             return results
@@ -219,7 +295,11 @@ class Session:
         """COMMIT or ROLLBACK the transaction and release what it held."""
         if self.conn is not None and self.conn.alive and self.conn.in_transaction:
             try:
-                res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False)
+                res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False,
+                                              synchronous_commit=self.policy.synchronous_commit)
+                self._wrote(self.conn)
+                if verb == "COMMIT" and res and res[-1].notices and not self.implicit:
+                    results.append(res[-1])
                 if res and res[-1].HasField("error"):
                     results.append(res[-1])
                     if self.conn.in_transaction:

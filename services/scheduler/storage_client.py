@@ -27,6 +27,8 @@ class StorageConnection:
         self._call: grpc.aio.StreamStreamCall | None = None
         self._ids = itertools.count(1)
         self.in_transaction = False
+        self.frame_no = 0             # from the last Executed
+        self.not_caught_up = False    # the last Execute was refused by a replica
 
     async def open(self, timeout: float) -> None:
         self._call = self._stub.Connect(wait_for_ready=True)
@@ -48,10 +50,13 @@ class StorageConnection:
         return self._call is not None and not self._call.done()
 
     async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
-                      describe_only: bool = False) -> list[common_pb2.StatementResult]:
+                      describe_only: bool = False, **replication: int | bool) -> list[common_pb2.StatementResult]:
+        """Run (or describe) a batch; `replication` takes Execute's min_frame_no, wait_ms,
+        max_staleness_ms and synchronous_commit."""
         assert self._call is not None
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
-            id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only))
+            id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
+            **replication))
         try:
             await self._call.write(req)
             resp = await self._call.read()
@@ -62,6 +67,8 @@ class StorageConnection:
             self.in_transaction = False
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended")
         self.in_transaction = resp.executed.in_transaction
+        self.frame_no = resp.executed.frame_no
+        self.not_caught_up = resp.executed.not_caught_up
         return list(resp.executed.results)
 
     async def interrupt(self) -> None:

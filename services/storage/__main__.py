@@ -7,10 +7,13 @@ import os
 import re
 import sys
 
+import grpc
+
 from common import grpc_server, log as logsetup
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
 from storage.servicer import StorageServicer
+from storage.replica.database import ReplicaDatabase
 from storage.sqlite.backend import Database
 
 log = logging.getLogger("storage")
@@ -21,22 +24,44 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 def main(argv: list[str]) -> None:
     logsetup.setup("storage")
     cfg = storage_config.load(argv)
-    databases = {}
+    if cfg.replication and cfg.replica_of:
+        raise SystemExit("storage: --replication (primary) and --replica-of (replica) exclude each other; pick one")
+    databases: dict = {}
     for name in cfg.databases:
         if not _NAME.match(name):
             raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
-        databases[name] = Database(name, os.path.join(cfg.data_dir, f"{name}.db"))
-        log.info("database open db=%s path=%s", name, databases[name].path)
+        path = os.path.join(cfg.data_dir, f"{name}.db")
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        if cfg.replica_of:
+            databases[name] = ReplicaDatabase(name, path, cfg.replica_of, cfg.replica_id or cfg.listen)
+        else:
+            try:
+                databases[name] = Database(name, path, cfg.replication, name in cfg.synchronous_databases)
+            except grpc.RpcError as exc:
+                raise SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
+                                 f"({exc.code().name}): start it first or fix --replication") from None
+        log.info("database open db=%s path=%s mode=%s", name, path, "replica" if cfg.replica_of else "primary")
     servicer = StorageServicer(databases, cfg.threads)
 
     def register(server):
         storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
         return [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name]
 
-    async def on_stop() -> None:
-        servicer.shutdown()
+    async def run() -> None:
+        followers = [asyncio.create_task(db.follower.run()) for db in databases.values()
+                     if isinstance(db, ReplicaDatabase)]
 
-    asyncio.run(grpc_server.serve(cfg.listen, register, on_stop))
+        async def on_stop() -> None:
+            for task in followers:
+                task.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+            servicer.shutdown()
+            for db in databases.values():
+                db.close()
+
+        await grpc_server.serve(cfg.listen, register, on_stop)
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

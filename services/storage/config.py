@@ -15,6 +15,10 @@ class Config:
     data_dir: str = dataclasses.field(default="data", metadata={"help": "folder holding the database files (<name>.db)"})
     databases: tuple[str, ...] = dataclasses.field(default=("main",), metadata={"help": "comma-separated database names, created if missing"})
     threads: int = dataclasses.field(default=16, metadata={"help": "worker threads running SQLite"})
+    replication: str = dataclasses.field(default="", metadata={"help": "primary: address of the replication service; every commit is logged there before it is acknowledged (empty: no replication)"})
+    synchronous_databases: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "primary: databases whose commits wait until a replica applied them (remote_apply)"})
+    replica_of: str = dataclasses.field(default="", metadata={"help": "replica: address of the replication service to follow; serves reads only"})
+    replica_id: str = dataclasses.field(default="", metadata={"help": "replica: name shown in pg_stat_replication (default: the listen address)"})
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

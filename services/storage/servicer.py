@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, databases: dict[str, Database], threads: int) -> None:
+    def __init__(self, databases: dict, threads: int) -> None:
         self.databases = databases
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
         self.open_connections = 0
@@ -56,13 +56,21 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         running: asyncio.Future | None = None
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
+            follower = getattr(db, "follower", None)
             while (ex := await pending.get()) is not None:
-                running = loop.run_in_executor(self.executor, conn.execute, ex.statements, ex.read_only,
-                                               ex.describe_only)
+                if follower is not None and not await follower.admit(ex.min_frame_no, ex.wait_ms,
+                                                                     ex.max_staleness_ms):
+                    await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
+                        id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
+                    continue
+                running = loop.run_in_executor(self.executor, conn.execute, ex.statements,
+                                               ex.read_only or follower is not None, ex.describe_only,
+                                               ex.synchronous_commit)
                 results = await running
                 running = None
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
-                    id=ex.id, results=results, in_transaction=conn.in_transaction)))
+                    id=ex.id, results=results, in_transaction=conn.in_transaction,
+                    frame_no=follower.frame_no if follower is not None else conn.frame_no)))
         finally:
             reader.cancel()
             if running is not None and not running.done():

@@ -34,7 +34,7 @@ def test_compose_runs_the_plan():
     assert services["envoy"]["image"].startswith("envoyproxy/envoy")
     envoy = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
-    assert set(clusters) == {"edge", "scheduler"}
+    assert set(clusters) == {"edge", "scheduler", "replica-edge"}
     assert "http2_protocol_options" in str(clusters["scheduler"])
     extra = set(services) - {s.name for s in local} - {"envoy"}
     assert not extra, f"services in docker-compose.yml but not in the local plan: {extra}"
@@ -72,10 +72,11 @@ def _free_block(n: int) -> int:
 
 
 def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
-    base = _free_block(5)
+    base = _free_block(11)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
     proc = subprocess.Popen([sys.executable, "-m", "launcher", "--data-dir", str(tmp_path / "data"),
-                             "--pg-port", str(base + 4), "--grpc-base-port", str(base)],
+                             "--pg-port", str(base + 9), "--pg-replica-port", str(base + 10),
+                             "--grpc-base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     try:
@@ -85,10 +86,15 @@ def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
             if m:
                 command = m.group(1)
                 break
-        assert command == f"psql -h 127.0.0.1 -p {base + 4} -U postgres main"
+        assert command == f"psql -h 127.0.0.1 -p {base + 9} -U postgres main"
         out = subprocess.run(command.split() + ["-X", "-A", "-t", "-c", "SELECT 6 * 7"],
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.strip() == "42", out.stderr
+        # the replica site: a write through it reads back at once (read-your-writes)
+        replica = ["psql", "-h", "127.0.0.1", "-p", str(base + 10), "-U", "postgres", "main", "-X", "-A", "-t"]
+        out = subprocess.run(replica + ["-c", "CREATE TABLE hello (a)", "-c", "INSERT INTO hello VALUES (5)",
+                                        "-c", "SELECT a FROM hello"], capture_output=True, text=True, timeout=30)
+        assert out.stdout.split()[-1] == "5", out.stdout + out.stderr
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert proc.wait(30) == 0
         stderr = proc.stderr.read()  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ import apsw
 from sqld.v1 import common_pb2
 from storage.sqlite import compat
 from storage.sqlite.describe import describe
+from storage.capture.capturer import Capturer, CaptureError, no_auto_checkpoint
 from storage.sqlite.errors import to_error
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,38 @@ def _to_value(x: Any) -> common_pb2.Value:
 
 
 class Database:
-    """One database file. Creating it switches the file to WAL mode once."""
+    open_flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
 
-    def __init__(self, name: str, path: str) -> None:
+    """One database file. Creating it switches the file to WAL mode once.
+
+    With a `replication` address, every commit's frames are captured (see
+    storage.capture.capturer) before the commit is acknowledged; `synchronous` makes
+    every commit wait for a replica to apply it.
+    """
+
+    def __init__(self, name: str, path: str, replication: str = "", synchronous: bool = False) -> None:
         self.name = name
         self.path = path
+        self.synchronous = synchronous
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         setup = apsw.Connection(path)
+        if replication:
+            no_auto_checkpoint(setup)
         mode = setup.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
         if mode != "wal":
             raise RuntimeError(f"open {path}: cannot switch to WAL mode (got {mode!r})")
         setup.close()
+        self.capturer: Capturer | None = None
+        if replication:
+            self.capturer = Capturer(name, path, replication)
+            self.capturer.start()
 
     def connect(self) -> "Connection":
         return Connection(self)
+
+    def close(self) -> None:
+        if self.capturer is not None:
+            self.capturer.close()
 
 
 class Connection:
@@ -72,10 +91,16 @@ class Connection:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.conn = apsw.Connection(db.path)
+        self.conn = apsw.Connection(db.path, flags=db.open_flags)
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         compat.register(self.conn)
+        self.frame_no = 0  # last frame logged by a commit on this connection
+        self._sync = False
+        self._sync_missed = False
+        if db.capturer is not None:
+            no_auto_checkpoint(self.conn)
+            self.conn.set_wal_hook(self._on_commit)
         self._read_only = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()
@@ -97,10 +122,20 @@ class Connection:
         """Stop the running statement (safe to call from any thread)."""
         self.conn.interrupt()
 
-    def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False
+    def _on_commit(self, conn: apsw.Connection, schema: str, pages: int) -> int:  # noqa: ARG002
+        """SQLite's WAL hook: runs right after a commit, before the statement returns."""
+        assert self.db.capturer is not None
+        self.frame_no, applied = self.db.capturer.capture(self._sync)
+        if self._sync and not applied:
+            self._sync_missed = True
+        return apsw.SQLITE_OK
+
+    def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False,
+                synchronous: bool = False
                 ) -> list[common_pb2.StatementResult]:
         """Run (or only describe) `statements` in order; stop after the first one that fails."""
         results = []
+        self._sync = synchronous or self.db.synchronous
         self._read_only = read_only
         for st in statements:
             result = self._describe_one(st) if describe_only else self._execute_one(st)
@@ -140,12 +175,21 @@ class Connection:
             return common_pb2.StatementResult(error=common_pb2.StatementError(
                 sqlite_code=8, sqlstate="25006",
                 message="cannot execute a statement that writes in a read-only transaction"))
+        except CaptureError as exc:
+            log.error("%s", exc)
+            return common_pb2.StatementResult(error=common_pb2.StatementError(sqlstate="58000", message=str(exc)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
             return common_pb2.StatementResult(error=to_error(exc))
         finally:
             cursor.close(force=True)
         changed = conn.total_changes() != before
-        return common_pb2.StatementResult(ok=common_pb2.ResultSet(
+        notices = []
+        if self._sync_missed:
+            self._sync_missed = False
+            notices.append(common_pb2.Notice(sqlstate="01000", message=(
+                "the commit is durable on the primary, but no replica applied it within the "
+                "synchronous commit timeout")))
+        return common_pb2.StatementResult(notices=notices, ok=common_pb2.ResultSet(
             columns=[common_pb2.Column(name=name, decltype=decl or "") for name, decl, *_ in self._description],
             rows=rows,
             rows_affected=conn.changes() if changed else 0,

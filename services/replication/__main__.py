@@ -1,0 +1,32 @@
+"""python -m replication: serve the WAL frame logs."""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from common import grpc_server, log as logsetup
+from replication import config as replication_config
+from replication.service import ReplicationCore
+from replication.servicer import SERVICE_NAME, ReplicationServicer
+from sqld.v1 import replication_pb2_grpc
+
+
+async def run(argv: list[str]) -> None:
+    cfg = replication_config.load(argv)
+    core = ReplicationCore(cfg)
+    servicer = ReplicationServicer(core)
+
+    def register(server):
+        replication_pb2_grpc.add_ReplicationServicer_to_server(servicer, server)
+        return [SERVICE_NAME]
+
+    await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams)
+
+
+def main(argv: list[str]) -> None:
+    logsetup.setup("replication")
+    asyncio.run(run(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,239 @@
+"""The durable, append-only frame log of one database, and its compaction.
+
+Files in the log's folder:
+  meta.json          log id, page size, the snapshot the log starts after
+  log                one record per committed transaction, appended and fsynced
+  snapshot-<N>.db    the database as of frame N (frames up to N are no longer in `log`)
+
+A record: magic, CRC-32 of the rest, first frame number, frame count, page size,
+commit time, the primary's WAL position after the transaction, then per frame its page
+number, commit size and page image. At open, a torn tail (crash mid-append) fails its CRC
+and is cut off. Compaction folds old transactions into a new snapshot file, then
+rewrites the log without them; each step is a rename, so a crash leaves either state.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import struct
+import uuid
+import zlib
+
+from replication import snapshot
+from sqld.v1 import replication_pb2 as pb
+
+_MAGIC = b"SQLF"
+_HEAD = struct.Struct(">4sIQIIq")   # magic, crc, first frame no, frames, page size, commit ms
+_POS = struct.Struct(">IIQII")      # wal salt1, salt2, offset, checksum1, checksum2
+_FRAME = struct.Struct(">II")       # page no, commit size
+
+
+class LogError(Exception):
+    """An append that does not fit the log (named by a replication state constant)."""
+
+    def __init__(self, state: str, message: str) -> None:
+        super().__init__(f"{state}: {message}")
+        self.state = state
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def encode(txn: pb.Transaction, page_size: int, pos: pb.WalPosition) -> bytes:
+    body = b"".join(_FRAME.pack(f.page_no, f.commit_size) + f.page for f in txn.frames)
+    rest = (_HEAD.pack(_MAGIC, 0, txn.frames[0].frame_no, len(txn.frames), page_size, txn.commit_time_ms)[8:]
+            + _POS.pack(pos.salt1, pos.salt2, pos.offset, pos.checksum1, pos.checksum2) + body)
+    return _MAGIC + struct.pack(">I", zlib.crc32(rest)) + rest
+
+
+def decode(data: bytes, offset: int) -> tuple[pb.Transaction, pb.WalPosition, int] | None:
+    """The record at `offset` and its length, or None when it is torn or absent."""
+    if offset + _HEAD.size + _POS.size > len(data):
+        return None
+    magic, crc, first, n, page_size, ms = _HEAD.unpack_from(data, offset)
+    length = _HEAD.size + _POS.size + n * (_FRAME.size + page_size)
+    if magic != _MAGIC or offset + length > len(data) or zlib.crc32(data[offset + 8:offset + length]) != crc:
+        return None
+    pos = pb.WalPosition(**dict(zip(("salt1", "salt2", "offset", "checksum1", "checksum2"),
+                                    _POS.unpack_from(data, offset + _HEAD.size))))
+    frames, p = [], offset + _HEAD.size + _POS.size
+    for i in range(n):
+        page_no, commit = _FRAME.unpack_from(data, p)
+        frames.append(pb.Frame(frame_no=first + i, page_no=page_no, commit_size=commit,
+                               page=data[p + _FRAME.size:p + _FRAME.size + page_size]))
+        p += _FRAME.size + page_size
+    return pb.Transaction(frames=frames, commit_time_ms=ms), pos, length
+
+
+class FrameLog:
+    """One database's log. Not thread-safe: the caller serializes appends and compaction."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+        self.meta_path = os.path.join(folder, "meta.json")
+        self.log_path = os.path.join(folder, "log")
+        if os.path.exists(self.meta_path):
+            with open(self.meta_path) as f:
+                self.meta = json.load(f)
+        else:
+            self.meta = {"log_id": "", "page_size": 0, "snapshot_frame_no": 0}
+        self._load()
+
+    # -- state -------------------------------------------------------------------
+    @property
+    def log_id(self) -> str:
+        return self.meta["log_id"]
+
+    @property
+    def page_size(self) -> int:
+        return self.meta["page_size"]
+
+    @property
+    def snapshot_frame_no(self) -> int:
+        return self.meta["snapshot_frame_no"]
+
+    @property
+    def head(self) -> int:
+        return self._last[-1] if self._last else self.snapshot_frame_no
+
+    def snapshot_path(self, frame_no: int | None = None) -> str:
+        n = self.snapshot_frame_no if frame_no is None else frame_no
+        return os.path.join(self.folder, f"snapshot-{n}.db")
+
+    def _load(self) -> None:
+        """Index the log's records; cut off a torn tail."""
+        self._first: list[int] = []   # first frame no of each transaction
+        self._last: list[int] = []    # last frame no of each transaction
+        self._offset: list[int] = []
+        self._time: list[int] = []
+        data = open(self.log_path, "rb").read() if os.path.exists(self.log_path) else b""
+        self.wal_position = pb.WalPosition(**self.meta.get("wal_position", {}))
+        off = 0
+        while (rec := decode(data, off)) is not None:
+            txn, pos, length = rec
+            first, last = txn.frames[0].frame_no, txn.frames[-1].frame_no
+            if last > self.snapshot_frame_no:
+                self._index(first, last, off, txn.commit_time_ms)
+            self.wal_position = pos
+            off += length
+        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if off != len(data):
+            os.ftruncate(self._fd, off)
+            os.fsync(self._fd)
+        self._size = off
+
+    def _index(self, first: int, last: int, offset: int, ms: int) -> None:
+        self._first.append(first)
+        self._last.append(last)
+        self._offset.append(offset)
+        self._time.append(ms)
+
+    # -- writing -----------------------------------------------------------------
+    def reset(self, page_size: int = 0) -> str:
+        """Start a new history: a new log id, no frames, an empty snapshot at frame 0."""
+        old = self.snapshot_path()
+        os.close(self._fd)
+        self.meta = {"log_id": uuid.uuid4().hex, "page_size": page_size, "snapshot_frame_no": 0}
+        open(self.snapshot_path(0), "wb").close()
+        _write_atomic(self.log_path, b"")
+        _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+        if os.path.exists(old) and old != self.snapshot_path(0):
+            os.remove(old)
+        self._load()
+        return self.log_id
+
+    def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition) -> int:
+        """Make `txns` durable (frame numbers must continue the log); the new head.
+
+        Frames the log already holds are skipped, so a retried append is harmless.
+        """
+        if log_id != self.log_id:
+            raise LogError("LOG_ID_MISMATCH", f"the log of this database is {self.log_id!r}, not {log_id!r}; "
+                           "call Hello again")
+        if self.page_size and page_size != self.page_size:
+            raise LogError("FRAME_GAP", f"page size {page_size} differs from the log's {self.page_size}")
+        fresh = [t for t in txns if t.frames and t.frames[-1].frame_no > self.head]
+        if fresh and fresh[0].frames[0].frame_no != self.head + 1:
+            raise LogError("FRAME_GAP", f"append starts at frame {fresh[0].frames[0].frame_no}, "
+                           f"the log's head is {self.head}")
+        if not fresh:
+            return self.head
+        if not self.page_size:
+            self.meta["page_size"] = page_size
+            _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+        blobs = [encode(t, page_size, pos) for t in fresh]
+        os.pwrite(self._fd, b"".join(blobs), self._size)
+        os.fsync(self._fd)
+        for t, blob in zip(fresh, blobs):
+            self._index(t.frames[0].frame_no, t.frames[-1].frame_no, self._size, t.commit_time_ms)
+            self._size += len(blob)
+        self.wal_position = pos
+        return self.head
+
+    # -- reading -----------------------------------------------------------------
+    def read_from(self, frame_no: int, max_bytes: int = 4 << 20) -> list[pb.Transaction]:
+        """Whole transactions whose frames start at or after `frame_no` (at least one if any)."""
+        i = bisect.bisect_left(self._last, frame_no)
+        out: list[pb.Transaction] = []
+        size = 0
+        while i < len(self._last) and (not out or size < max_bytes):
+            end = self._offset[i + 1] if i + 1 < len(self._offset) else self._size
+            data = os.pread(self._fd, end - self._offset[i], self._offset[i])
+            rec = decode(data, 0)
+            assert rec is not None, "log record vanished"
+            out.append(rec[0])
+            size += len(data)
+            i += 1
+        return out
+
+    def commit_time_after(self, frame_no: int) -> int | None:
+        """Commit time (ms) of the first transaction after `frame_no`, None if there is none."""
+        i = bisect.bisect_right(self._last, frame_no)
+        return self._time[i] if i < len(self._time) else None
+
+    @property
+    def transactions(self) -> int:
+        return len(self._last)
+
+    # -- compaction --------------------------------------------------------------
+    def compact(self, keep_frames: int) -> int:
+        """Fold transactions older than head - keep_frames into a new snapshot; the snapshot's frame no."""
+        i = bisect.bisect_right(self._last, self.head - keep_frames)
+        if i == 0:
+            return self.snapshot_frame_no
+        upto = self._last[i - 1]
+        new_path = self.snapshot_path(upto)
+        snapshot.build(self.snapshot_path(), new_path, self.page_size, self.read_from(1, max_bytes=1 << 62)[:i])
+        old_path = self.snapshot_path()
+        self.meta["snapshot_frame_no"] = upto
+        p = self.wal_position
+        self.meta["wal_position"] = {"salt1": p.salt1, "salt2": p.salt2, "offset": p.offset,
+                                     "checksum1": p.checksum1, "checksum2": p.checksum2}
+        _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+        os.remove(old_path)
+        end = self._size
+        tail = os.pread(self._fd, end - self._offset[i], self._offset[i]) if i < len(self._offset) else b""
+        os.close(self._fd)
+        _write_atomic(self.log_path, tail)
+        self._load()
+        return upto
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -1,0 +1,170 @@
+"""The replication core: frame logs per database, live fan-out, snapshots, status.
+
+Plain asyncio over protobuf messages; `servicer.py` adapts it to gRPC. Log file work
+runs on the event loop (appends are one write and one fsync), so a Frames stream never
+sees a log halfway through an append or a compaction; building a snapshot copy runs on
+a worker thread while the database's lock keeps compaction away.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+import uuid
+from typing import AsyncIterator
+
+from replication import snapshot
+from replication.config import Config
+from replication.frame_log import FrameLog, LogError
+from replication.replicas import Replicas
+from sqld.v1 import replication_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+NEED_SNAPSHOT = "NEED_SNAPSHOT"
+
+
+class DatabaseLog:
+    def __init__(self, name: str, folder: str) -> None:
+        self.name = name
+        self.log = FrameLog(folder)
+        self.lock = asyncio.Lock()          # appends, resets, compaction, snapshot builds
+        self.changed = asyncio.Condition()  # notified after every append and reset
+        self.appended = 0
+
+
+class ReplicationCore:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.replicas = Replicas()
+        self._dbs: dict[str, DatabaseLog] = {}
+        self.closing = False
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        for name in sorted(os.listdir(cfg.data_dir)):
+            if _NAME.match(name) and os.path.exists(os.path.join(cfg.data_dir, name, "meta.json")):
+                self.db(name)
+
+    def db(self, name: str) -> DatabaseLog:
+        if not _NAME.match(name):
+            raise ValueError(f"invalid database name {name!r}: use letters, digits, _ . -")
+        if name not in self._dbs:
+            self._dbs[name] = DatabaseLog(name, os.path.join(self.cfg.data_dir, name))
+        return self._dbs[name]
+
+    def _hello(self, d: DatabaseLog) -> pb.HelloResponse:
+        lg = d.log
+        return pb.HelloResponse(log_id=lg.log_id, head_frame_no=lg.head, page_size=lg.page_size,
+                                wal_position=lg.wal_position, first_frame_no=lg.snapshot_frame_no + 1)
+
+    async def hello(self, req: pb.HelloRequest) -> pb.HelloResponse:
+        return self._hello(self.db(req.database))
+
+    async def reset(self, req: pb.ResetLogRequest) -> pb.HelloResponse:
+        d = self.db(req.database)
+        async with d.lock:
+            log_id = d.log.reset()
+        log.info("new history db=%s log_id=%s", d.name, log_id)
+        async with d.changed:
+            d.changed.notify_all()
+        return self._hello(d)
+
+    async def append(self, req: pb.AppendRequest) -> pb.AppendResponse:
+        d = self.db(req.database)
+        async with d.lock:
+            head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position)
+            d.appended += len(req.transactions)
+            if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
+                upto = d.log.compact(self.cfg.keep_frames)
+                log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)
+        async with d.changed:
+            d.changed.notify_all()
+        applied = False
+        if req.wait_for_replica:
+            applied = await self.replicas.wait_applied(d.name, req.log_id, head, self.cfg.sync_timeout)
+        return pb.AppendResponse(head_frame_no=head, replica_applied=applied)
+
+    async def frames(self, req: pb.FramesRequest) -> AsyncIterator[pb.FrameBatch]:
+        """Whole transactions from req.from_frame_no on, then new ones as they are appended."""
+        d = self.db(req.database)
+        nxt = max(req.from_frame_no, 1)
+        progress = self.replicas.get(d.name, req.replica_id or "anonymous")
+        progress.streams += 1
+        progress.log_id = req.log_id
+        try:
+            while True:
+                lg = d.log
+                if lg.log_id != req.log_id or not lg.log_id:
+                    raise LogError(NEED_SNAPSHOT, f"the log id is now {lg.log_id!r}, not {req.log_id!r}")
+                if nxt <= lg.snapshot_frame_no or nxt > lg.head + 1:
+                    raise LogError(NEED_SNAPSHOT, f"frame {nxt} is not in the log "
+                                   f"(it holds {lg.snapshot_frame_no + 1}..{lg.head})")
+                txns = lg.read_from(nxt)
+                if txns:
+                    nxt = txns[-1].frames[-1].frame_no + 1
+                    progress.sent, progress.seen = nxt - 1, time.monotonic()
+                    yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size)
+                    continue
+                async with d.changed:
+                    await d.changed.wait_for(
+                        lambda: d.log.head >= nxt or d.log.log_id != req.log_id or self.closing)
+                if self.closing:
+                    return
+        finally:
+            progress.streams -= 1
+
+    async def snapshot(self, req: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotChunk]:
+        """The database as of the log's head, as page images."""
+        d = self.db(req.database)
+        if not d.log.log_id:
+            raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history yet; the primary has not said hello")
+        tmp = os.path.join(d.log.folder, f"copy-{uuid.uuid4().hex}.db")
+        async with d.lock:
+            lg = d.log
+            log_id, head, page_size = lg.log_id, lg.head, lg.page_size
+            txns = lg.read_from(lg.snapshot_frame_no + 1, max_bytes=1 << 62)
+            await asyncio.get_running_loop().run_in_executor(
+                None, snapshot.build, lg.snapshot_path(), tmp, page_size, txns)
+        try:
+            for chunk in snapshot.chunks(tmp, log_id, head, page_size):
+                yield chunk
+        finally:
+            os.remove(tmp)
+
+    async def close_streams(self) -> None:
+        """End every Frames stream normally (the service is stopping; replicas reconnect)."""
+        self.closing = True
+        for d in self._dbs.values():
+            async with d.changed:
+                d.changed.notify_all()
+
+    async def ack(self, req: pb.AckRequest) -> pb.AckResponse:
+        await self.replicas.ack(req.database, req.replica_id, req.log_id,
+                                req.written_frame_no, req.applied_frame_no)
+        return pb.AckResponse()
+
+    def status(self, req: pb.StatusRequest) -> pb.StatusResponse:
+        out = []
+        now_ms = time.time() * 1000
+        for name, d in sorted(self._dbs.items()):
+            if req.database and name != req.database:
+                continue
+            lg = d.log
+            replicas = []
+            for p in self.replicas.of(name):
+                applied = p.applied if p.log_id == lg.log_id else 0
+                t = lg.commit_time_after(applied) if applied < lg.head else None
+                replicas.append(pb.ReplicaStatus(
+                    replica_id=p.replica_id, database=name, connected=p.streams > 0,
+                    sent_frame_no=p.sent, written_frame_no=p.written, applied_frame_no=p.applied,
+                    lag_frames=max(lg.head - applied, 0),
+                    replay_lag_seconds=max(now_ms - t, 0) / 1000 if t is not None else 0.0,
+                    sync_state="async"))
+            out.append(pb.LogStatus(database=name, log_id=lg.log_id, head_frame_no=lg.head,
+                                    first_frame_no=lg.snapshot_frame_no + 1,
+                                    snapshot_frame_no=lg.snapshot_frame_no,
+                                    appended_transactions=d.appended, replicas=replicas))
+        return pb.StatusResponse(logs=out)

@@ -1,0 +1,67 @@
+"""gRPC adapter for the replication service: translates; `replication.service` decides.
+
+Replication states (NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP) become FAILED_PRECONDITION
+with the constant at the start of the details, as in sqld's replication protocol.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from replication.frame_log import LogError
+from replication.service import ReplicationCore
+from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+
+
+class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
+    def __init__(self, core: ReplicationCore) -> None:
+        self.core = core
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, LogError):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def Hello(self, request, context):  # noqa: N802
+        try:
+            return await self.core.hello(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
+    async def ResetLog(self, request, context):  # noqa: N802
+        try:
+            return await self.core.reset(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
+    async def Append(self, request, context):  # noqa: N802
+        try:
+            return await self.core.append(request)
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Frames(self, request, context):  # noqa: N802
+        try:
+            async for batch in self.core.frames(request):
+                yield batch
+        except asyncio.CancelledError:
+            return  # the replica went away or the server is stopping: a normal end
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Snapshot(self, request, context):  # noqa: N802
+        try:
+            async for chunk in self.core.snapshot(request):
+                yield chunk
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Ack(self, request, context):  # noqa: N802
+        return await self.core.ack(request)
+
+    async def Status(self, request, context):  # noqa: N802
+        return self.core.status(request)
+
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name

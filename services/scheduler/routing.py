@@ -1,0 +1,60 @@
+"""Where a session's reads run at a site with a replica, and the session settings behind it.
+
+Writes and transactions always run on the primary. An autocommit read runs on the
+replica when the session's consistency allows it: READ_YOUR_WRITES (the default) needs
+the replica to have applied the session's last write (the replica waits up to
+`read_your_writes_wait` for it); BOUNDED_STALENESS only needs the replica's lag to be
+within the bound; STRONG never uses the replica. A replica lagging more than the
+session's staleness bound (default `max_replica_lag`) answers not_caught_up and the read
+goes to the primary instead of waiting or failing.
+
+Settings can also be changed over pg-wire with SET (the scheduler answers these itself):
+  SET synchronous_commit = remote_apply | on | off | local
+  SET sqld.consistency = strong | read_your_writes | bounded_staleness
+  SET sqld.max_staleness_ms = 250
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from sqld.v1 import query_pb2
+
+STRONG = query_pb2.CONSISTENCY_STRONG
+READ_YOUR_WRITES = query_pb2.CONSISTENCY_READ_YOUR_WRITES
+BOUNDED_STALENESS = query_pb2.CONSISTENCY_BOUNDED_STALENESS
+
+_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(synchronous_commit|sqld\.consistency|sqld\.max_staleness_ms)"
+                  r"\s*(?:=|\bTO\b)\s*'?([A-Za-z_0-9]+)'?\s*;?\s*$", re.I)
+_CONSISTENCY = {"strong": STRONG, "read_your_writes": READ_YOUR_WRITES, "bounded_staleness": BOUNDED_STALENESS}
+
+
+@dataclasses.dataclass
+class Policy:
+    consistency: int = READ_YOUR_WRITES
+    max_staleness_ms: int = 0          # 0: the scheduler's default bound
+    synchronous_commit: bool = False   # remote_apply
+
+
+def is_setting(sql: str) -> bool:
+    return bool(_SET.match(sql))
+
+
+def apply_setting(policy: Policy, sql: str) -> str | None:
+    """Change `policy` as the SET statement says; an error message when the value is unknown."""
+    m = _SET.match(sql)
+    assert m is not None
+    name, value = m.group(1).lower(), m.group(2).lower()
+    if name == "synchronous_commit":
+        if value not in ("on", "off", "local", "remote_write", "remote_apply", "true", "false", "1", "0"):
+            return f'invalid value for parameter "synchronous_commit": "{value}"'
+        policy.synchronous_commit = value == "remote_apply"
+    elif name == "sqld.consistency":
+        if value not in _CONSISTENCY:
+            return f'invalid value for parameter "sqld.consistency": "{value}" (use strong, read_your_writes or bounded_staleness)'
+        policy.consistency = _CONSISTENCY[value]
+    else:
+        if not value.isdigit():
+            return f'invalid value for parameter "sqld.max_staleness_ms": "{value}" (milliseconds)'
+        policy.max_staleness_ms = int(value)
+    return None

@@ -1,0 +1,182 @@
+"""Frame capture on the storage primary: every commit's WAL frames logged before it is acknowledged.
+
+Automatic checkpoints are off (`wal_autocheckpoint=0`, no checkpoint on close), so frames
+stay in the -wal file until we checkpoint. After each commit (apsw's WAL hook, on the
+committing thread, before the Executed answer is sent) `capture` reads the WAL from where
+it stopped, validates salts and checksums, numbers the committed frames and appends them
+to the replication service, which makes them durable. When the WAL header shows new
+salts, SQLite restarted the WAL: reading starts again at offset 32.
+
+Checkpoints: once the WAL is large, a dedicated connection takes the write lock
+(BEGIN IMMEDIATE, no waiting), captures whatever committed meanwhile, and a second one
+checkpoints PASSIVE; only then may SQLite restart the WAL, so no frame is ever
+checkpointed away before it is logged. At start-up the frames the log lacks are
+recovered from the WAL; a database whose log id differs from the service's (or that
+the service has never seen) starts a new history with an image of the whole file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import apsw
+import grpc
+
+from common.grpc_client import CHANNEL_OPTIONS
+from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from storage.capture import wal
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_BYTES = 4 << 20  # checkpoint once the WAL is larger than this
+APPEND_RETRY_SECONDS = 30.0
+
+
+class CaptureError(Exception):
+    """A commit could not be logged; it is durable on the primary but not acknowledged."""
+
+
+def no_auto_checkpoint(conn: apsw.Connection) -> None:
+    """Every connection to a captured database: we alone decide when to checkpoint."""
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
+
+
+class Capturer:
+    def __init__(self, name: str, path: str, target: str) -> None:
+        self.name = name
+        self.path = path
+        self.wal_path = path + "-wal"
+        self.id_path = path + "-logid"
+        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = replication_pb2_grpc.ReplicationStub(self._channel)
+        self._lock = threading.Lock()
+        self.log_id = ""
+        self.frame_no = 0      # last logged frame
+        self.page_size = 0
+        self._salts = (0, 0)
+        self._offset = 0       # next WAL offset to read (0: no WAL generation seen yet)
+        self._sum = (0, 0)
+        self._writer = self._checkpointer = None
+        self._checkpoint_at = CHECKPOINT_BYTES
+
+    # -- start-up ------------------------------------------------------------------
+    def start(self) -> None:
+        """Hello, then either recover uncaptured frames from the WAL or start a new history."""
+        hello = self._stub.Hello(pb.HelloRequest(database=self.name), wait_for_ready=True, timeout=60)
+        local = open(self.id_path).read().strip() if os.path.exists(self.id_path) else ""
+        self._writer = apsw.Connection(self.path)
+        self._checkpointer = apsw.Connection(self.path)
+        for c in (self._writer, self._checkpointer):
+            no_auto_checkpoint(c)
+        if not hello.log_id or local != hello.log_id:
+            self._new_history()
+        else:
+            self.log_id, self.frame_no, self.page_size = hello.log_id, hello.head_frame_no, hello.page_size
+            p = hello.wal_position
+            self._salts, self._offset, self._sum = (p.salt1, p.salt2), p.offset, (p.checksum1, p.checksum2)
+            before = self.frame_no
+            self.capture()
+            if self.frame_no > before:
+                log.info("recovered frames from the wal db=%s frames=%d..%d", self.name, before + 1, self.frame_no)
+        log.info("capturing db=%s log_id=%s head=%d", self.name, self.log_id, self.frame_no)
+
+    def _new_history(self) -> None:
+        """A new log id; the whole database file becomes its first transaction."""
+        self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        hello = self._stub.ResetLog(pb.ResetLogRequest(database=self.name), timeout=60)
+        self.log_id, self.frame_no = hello.log_id, 0
+        self.page_size = self._checkpointer.execute("PRAGMA page_size").fetchall()[0][0]
+        with open(self.path, "rb") as f:
+            data = f.read()
+        n = len(data) // self.page_size
+        if n:
+            frames = [pb.Frame(frame_no=i + 1, page_no=i + 1, commit_size=n if i == n - 1 else 0,
+                               page=data[i * self.page_size:(i + 1) * self.page_size]) for i in range(n)]
+            self._append([pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))],
+                         pb.WalPosition(), False)
+            self.frame_no = n
+        self._salts, self._offset, self._sum = (0, 0), 0, (0, 0)
+        tmp = self.id_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.log_id)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.id_path)
+        log.info("new history db=%s log_id=%s pages=%d", self.name, self.log_id, n)
+
+    # -- the commit path -------------------------------------------------------------
+    def _offset_for(self, header: wal.WalHeader) -> int:
+        if (header.salt1, header.salt2) != self._salts or self._offset < wal.HEADER_SIZE:
+            self._checkpoint_at = CHECKPOINT_BYTES
+            self._salts, self._offset = (header.salt1, header.salt2), wal.HEADER_SIZE
+            self._sum = (header.checksum1, header.checksum2)
+        return self._offset
+
+    def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
+        """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
+        with self._lock:
+            applied = self._capture(wait_for_replica)
+            if self._offset > self._checkpoint_at:
+                self._checkpoint()
+                # if readers kept SQLite from restarting the WAL, try again only after more growth
+                self._checkpoint_at = max(self._offset, CHECKPOINT_BYTES) + CHECKPOINT_BYTES // 4
+            return self.frame_no, applied
+
+    def _capture(self, wait_for_replica: bool) -> bool:
+        header, offset, data = wal.read_file(self.wal_path, self._offset_for)
+        if header is None:
+            return False
+        found = wal.read_frames(data, header, offset, self._sum)
+        if not found.transactions:
+            return False
+        now = int(time.time() * 1000)
+        txns, n = [], self.frame_no
+        for frames in found.transactions:
+            out = []
+            for f in frames:
+                n += 1
+                out.append(pb.Frame(frame_no=n, page_no=f.page_no, commit_size=f.commit_size, page=f.page))
+            txns.append(pb.Transaction(frames=out, commit_time_ms=now))
+        pos = pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
+                             checksum1=found.checksum[0], checksum2=found.checksum[1])
+        self.page_size = header.page_size
+        applied = self._append(txns, pos, wait_for_replica)
+        self.frame_no, self._offset, self._sum = n, found.end_offset, found.checksum
+        return applied
+
+    def _append(self, txns: list[pb.Transaction], pos: pb.WalPosition, wait: bool) -> bool:
+        req = pb.AppendRequest(database=self.name, log_id=self.log_id, page_size=self.page_size,
+                               transactions=txns, wal_position=pos, wait_for_replica=wait)
+        deadline = time.monotonic() + APPEND_RETRY_SECONDS
+        while True:
+            try:
+                return self._stub.Append(req, timeout=APPEND_RETRY_SECONDS, wait_for_ready=True).replica_applied
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise CaptureError(f"log commit of db {self.name}: {exc.details()}; the commit is durable on "
+                                   "the primary but not replicated; check the replication service") from exc
+
+    def _checkpoint(self) -> None:
+        """Checkpoint only frames that are logged: hold the write lock while doing it."""
+        w = self._writer
+        try:
+            w.execute("BEGIN IMMEDIATE")
+        except apsw.BusyError:
+            return  # a writer is busy; try after a later commit
+        try:
+            self._capture(False)
+            self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        finally:
+            w.execute("ROLLBACK")
+
+    def close(self) -> None:
+        for c in (self._writer, self._checkpointer):
+            if c is not None:
+                c.close()
+        self._channel.close()
