@@ -27,8 +27,9 @@ def own_stack(request, tmp_path):
     """A site of this test's own: `own_stack(env={...})` starts it; stopped and log-checked after."""
     started: list[Stack] = []
 
-    def start(env: dict[str, str] | None = None, **kw) -> Stack:
-        s = make_stack(_safe(request.node.name), tmp_path, env, **kw)
+    def start(env: dict[str, str] | None = None, replicas: int = 0, **kw) -> Stack:
+        """A single site by default (quicker to start); replicas=2 for the replicated layout."""
+        s = make_stack(_safe(request.node.name), tmp_path, env, replicas=replicas, **kw)
         started.append(s)
         return s
 

@@ -43,7 +43,7 @@ def env_for(folder, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def secure(secrets_dir, tmp_path_factory):
-    s = make_stack("auth-secure", tmp_path_factory.mktemp("secure"), env_for(secrets_dir))
+    s = make_stack("auth-secure", tmp_path_factory.mktemp("secure"), env_for(secrets_dir), replicas=0)
     yield s
     s.stop()
     errors = s.log_errors()

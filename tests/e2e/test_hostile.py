@@ -19,7 +19,7 @@ STARTUP_TIMEOUT = 2.0
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     s = make_stack("hostile", tmp_path_factory.mktemp("hostile"),
-                   {"SQLD_EDGE_STARTUP_TIMEOUT": str(STARTUP_TIMEOUT)})
+                   {"SQLD_EDGE_STARTUP_TIMEOUT": str(STARTUP_TIMEOUT)}, replicas=0)
     yield s
     s.stop()
     errors = s.log_errors()

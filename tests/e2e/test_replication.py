@@ -89,7 +89,8 @@ def _random_txn(rng: random.Random, tables: list[str], n: int) -> list[str]:
 
 
 def test_ten_thousand_random_transactions_converge_through_crashes_and_compaction(own_stack):
-    stack = own_stack(env={"SQLD_REPLICATION_COMPACT_FRAMES": "3000", "SQLD_REPLICATION_KEEP_FRAMES": "500"})
+    stack = own_stack(env={"SQLD_REPLICATION_COMPACT_FRAMES": "3000", "SQLD_REPLICATION_KEEP_FRAMES": "500"},
+                      replicas=2)
     rng = random.Random(4)
     s = Session(stack.scheduler_addr)
     tables = ["t0", "t1", "t2"]
@@ -268,7 +269,7 @@ def test_synchronous_commit_waits_for_a_replica_to_apply(stack):
 
 
 def test_a_new_log_id_makes_replicas_take_a_snapshot(own_stack):
-    stack = own_stack()
+    stack = own_stack(replicas=2)
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE hist (a); INSERT INTO hist VALUES (1)")
     old = wait_converged(stack).log_id
