@@ -19,9 +19,14 @@ def main(argv: list[str]) -> int:
                         help="PostgreSQL port of the edge (env SQLD_PG_PORT; default 5432)")
     parser.add_argument("--grpc-base-port", type=int, default=7000,
                         help="edge health, scheduler and storage take this port and the next ones")
+    parser.add_argument("--backend", choices=["libsql", "mvsqlite"], default=os.environ.get("SQLD_BACKEND", "libsql"),
+                        help="storage backend (env SQLD_BACKEND); mvsqlite without --fdb-cluster-file "
+                             "runs on the in-memory FoundationDB TEST DOUBLE (trials and benchmarks only)")
+    parser.add_argument("--fdb-cluster-file", default=os.environ.get("FDB_CLUSTER_FILE", ""),
+                        help="mvsqlite: FoundationDB cluster file (env FDB_CLUSTER_FILE)")
     args = parser.parse_args(argv)
     base = args.grpc_base_port
-    ports = plan.Ports(pg=args.pg_port, edge=base, scheduler=base + 1, storage=base + 3)
+    ports = plan.Ports(pg=args.pg_port, edge=base, scheduler=base + 1, storage=base + 3, fdb_double=base + 9)
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
 
@@ -37,7 +42,8 @@ def main(argv: list[str]) -> int:
     running: list[tuple[plan.Service, object]] = []
     code = 0
     try:
-        for svc in plan.services(ports, data_dir, args.host):
+        for svc in plan.services(ports, data_dir, args.host, backend=args.backend,
+                                 fdb_cluster_file=args.fdb_cluster_file):
             proc = procs.start(svc.argv, None)
             running.append((svc, proc))
             procs.wait_healthy(svc.health, 30, proc)

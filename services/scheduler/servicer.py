@@ -17,7 +17,7 @@ from scheduler.config import Config
 from scheduler.pool import Pools
 from scheduler.session import IDLE, Session
 from scheduler.storage_client import StorageUnavailable
-from sqld.v1 import query_pb2, query_pb2_grpc
+from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self._ids = itertools.count(1)
         self.sessions = 0
 
-    async def _open(self, database: str, context: grpc.aio.ServicerContext) -> Session:
+    async def _open(self, database: str, context: grpc.aio.ServicerContext,
+                    read_at: common_pb2.ReadAt | None = None) -> Session:
         try:
-            pool = await self.pools.get(database or self.cfg.default_database)
+            pool = await self.pools.get(database or self.cfg.default_database, read_at)
         except StorageUnavailable as exc:
             await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
         if self.sessions >= self.cfg.max_sessions:
@@ -45,7 +46,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: the first message must be OpenSession")
-        session = await self._open(first.open.database, context)
+        session = await self._open(first.open.database, context, first.open.read_at)
         self.sessions += 1
         session_id = f"s{next(self._ids)}"
         queue: asyncio.Queue = asyncio.Queue()
@@ -94,7 +95,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
                       ) -> query_pb2.ExecuteResponse:  # noqa: N802
-        session = await self._open(request.database, context)
+        session = await self._open(request.database, context, request.read_at)
         try:
             results = await session.run(request.statements)
         finally:

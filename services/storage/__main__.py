@@ -18,15 +18,27 @@ log = logging.getLogger("storage")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def open_databases(cfg: storage_config.Config) -> dict:
+    """The configured databases on the configured backend."""
+    if cfg.backend == "mvsqlite":
+        from storage.fdb.setup import open_from_config
+        return open_from_config(cfg)
+    if cfg.backend != "libsql":
+        raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use libsql or mvsqlite")
+    databases = {}
+    for name in cfg.databases:
+        databases[name] = Database(name, os.path.join(cfg.data_dir, f"{name}.db"))
+        log.info("database open db=%s path=%s", name, databases[name].path)
+    return databases
+
+
 def main(argv: list[str]) -> None:
     logsetup.setup("storage")
     cfg = storage_config.load(argv)
-    databases = {}
     for name in cfg.databases:
         if not _NAME.match(name):
             raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
-        databases[name] = Database(name, os.path.join(cfg.data_dir, f"{name}.db"))
-        log.info("database open db=%s path=%s", name, databases[name].path)
+    databases = open_databases(cfg)
     servicer = StorageServicer(databases, cfg.threads)
 
     def register(server):

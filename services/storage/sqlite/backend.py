@@ -71,12 +71,16 @@ class Connection:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.conn = apsw.Connection(db.path)
+        self.conn = self._open()
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         self._read_only = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()
+
+    def _open(self) -> apsw.Connection:
+        """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
+        return apsw.Connection(self.db.path)
 
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1
