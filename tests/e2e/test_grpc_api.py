@@ -84,7 +84,8 @@ def test_session_stream_keeps_a_transaction(stub):
 
 
 def test_health_and_reflection_on_every_service(stack):
-    expected = {"scheduler": "sqld.v1.QueryService", "storage": "sqld.v1.Storage", "edge": None}
+    expected = {"scheduler": "sqld.v1.QueryService", "storage": "sqld.v1.Storage", "edge": None,
+                "fdbdouble": "sqld.v1.FdbDouble"}  # the FoundationDB test double, with SQLD_TEST_BACKEND=mvsqlite
     for name, svc in stack.services.items():
         with grpc.insecure_channel(svc.health) as ch:
             health = health_pb2_grpc.HealthStub(ch)

@@ -44,6 +44,8 @@ class Store:
         return time.time_ns() // 1000
 
     def read_version(self) -> int:
+        """Like FoundationDB's, read versions advance with time even without commits."""
+        self.version = max(self.version, self._clock())
         return self.version
 
     def _value_at(self, key: bytes, version: int) -> bytes | None:
