@@ -27,8 +27,9 @@ def own_stack(request, tmp_path):
     """A site of this test's own: `own_stack(env={...})` starts it; stopped and log-checked after."""
     started: list[Stack] = []
 
-    def start(env: dict[str, str] | None = None) -> Stack:
-        s = make_stack(_safe(request.node.name), tmp_path, env)
+    def start(env: dict[str, str] | None = None, **kw) -> Stack:
+        name = _safe(request.node.name) + (f"-{len(started)}" if started else "")
+        s = make_stack(name, tmp_path, env, **kw)
         started.append(s)
         return s
 

@@ -38,6 +38,7 @@ class MvConnection(Connection):
         else:
             conn = apsw.Connection(f"{self.db.name}@{self._version}", vfs=VFS_NAME,
                                    flags=apsw.SQLITE_OPEN_READONLY)
+            conn.execute("PRAGMA query_only=1")  # writes fail with SQLITE_READONLY (25006)
         conn.execute(f"PRAGMA journal_mode=MEMORY; PRAGMA cache_size=-{CACHE_KIB}")
         return conn
 

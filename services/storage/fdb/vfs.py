@@ -214,6 +214,8 @@ class PageStoreVFS(apsw.VFS):
         if not name:
             return None
         db, _, at = name.lstrip("/").partition("@")
+        if at and not at.isdigit():
+            return None
         store = self.stores.get(db)
         return (store, int(at) if at else None) if store is not None else None
 
