@@ -48,7 +48,7 @@ class MvDatabase:
 
     def __init__(self, name: str, store: PageStore, retention_seconds: float) -> None:
         self.name = name
-        self.path = f"{VFS_NAME}:{store.ns.decode()}"
+        self.path = f"{VFS_NAME}:{store.ns.hex()}"
         self.store = store
         self.retention_seconds = retention_seconds
 

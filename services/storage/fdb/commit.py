@@ -4,9 +4,9 @@
    UPLOAD_PAGES pages / UPLOAD_BYTES per transaction, so a large SQLite transaction never
    meets FoundationDB's 10 MB / 5 s limits (identical images are written once).
 2. Commit: one small FoundationDB transaction checks page-level conflicts (no page in the
-   conflict set was committed after the SQLite transaction's snapshot), checks that every
-   image it points at still exists (garbage collection may have raced), and writes the index
-   keys with versionstamped keys. FoundationDB's own conflict check covers the window
+   conflict set was committed after the SQLite transaction's snapshot), writes the index keys
+   with versionstamped keys; it re-checks that its images exist only when a GC sweep ran
+   meanwhile (the GC epoch key moved). FoundationDB's own conflict check covers the window
    between these reads and the commit (1020 → retry the small transaction).
 
 Page 1 holds SQLite's change counter, which every write transaction bumps. When a
@@ -25,7 +25,7 @@ import struct
 import time
 
 from storage.fdb import keys
-from storage.fdb.kv import Transaction, run, run_stamped
+from storage.fdb.kv import Transaction, get, run, run_stamped
 from storage.fdb.pagestore import PageStore
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
     Raises Conflict when a page in `conflict_set` or `pages` changed after `snapshot`."""
     digests = {p: hashlib.sha256(data).digest() for p, data in pages.items()}
     images = {digests[p]: data for p, data in pages.items()}
+    epoch_key = keys.gc_epoch(store.ns)
+    epoch = run(store.kv, lambda tr: get(tr, epoch_key, snapshot=True))
     upload(store, images)
     rebase = (1 in pages and base_page1 is not None and new_count == old_count
               and _strip(base_page1, _COUNTERS) == _strip(pages[1], _COUNTERS))
@@ -99,9 +101,11 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
         if conflicted:
             raise Conflict(f"pages {conflicted[:5]} were committed by another writer after this "
                            "transaction's snapshot")
-        present = store._content(tr, images, snapshot=False)  # noqa: SLF001 - same package
-        for d in images.keys() - present.keys():
-            tr.set(keys.content_key(store.ns, d), images[d])
+        if get(tr, epoch_key) != epoch:
+            # A GC sweep ran since the upload: make sure every image is still there.
+            present = store._content(tr, images, snapshot=False)  # noqa: SLF001 - same package
+            for d in images.keys() - present.keys():
+                tr.set(keys.content_key(store.ns, d), images[d])
         index = dict(digests)
         if rebase:
             assert base_page1 is not None

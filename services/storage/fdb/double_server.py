@@ -38,6 +38,7 @@ class Store:
         self.last_write: dict[bytes, int] = {}
         self.range_clears: list[tuple[int, bytes, bytes]] = []     # recent clear_range writes
         self.version = self._clock()
+        self.commits = 0
 
     @staticmethod
     def _clock() -> int:
@@ -112,6 +113,7 @@ class Store:
             elif m.type == pb.Mutation.SET_VERSIONSTAMPED_KEY:
                 self._put(m.key[:m.offset] + stamp + m.key[m.offset + 10:], version, m.value)
         self.version = version
+        self.commits += 1
         horizon = self._clock() - MVCC_WINDOW
         self.range_clears = [c for c in self.range_clears if c[0] >= horizon]
         return pb.CommitResponse(version=version, versionstamp=stamp)
@@ -132,6 +134,9 @@ class DoubleServicer(pb_grpc.FdbDoubleServicer):
 
     async def Commit(self, request: pb.CommitRequest, context):  # noqa: N802
         return self.store.commit(request)
+
+    async def Stats(self, request, context):  # noqa: N802
+        return pb.StatsResponse(commits=self.store.commits)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,12 +7,14 @@ what a read at the edge sees. Then page images no index entry points at are dele
 Every step runs in small FoundationDB transactions (CHUNK keys each). Deleting images races
 with commits that point at them; every commit writes the namespace's `w` key, and each image
 deletion transaction reads it: when a commit landed since the index scan, the sweep stops
-(FoundationDB's conflict check covers the last window) and the next round tries again. A
-commit that finds its image deleted writes it again (commit.py), so neither side loses data.
+(FoundationDB's conflict check covers the last window) and the next round tries again. Each
+sweep transaction also moves the GC epoch key; a commit whose upload overlapped a sweep sees
+the epoch moved, re-checks its images and writes missing ones again (commit.py).
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from storage.fdb import keys
@@ -87,6 +89,7 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
         def body(tr: Transaction) -> bool:
             if get(tr, marker) != before:
                 return False
+            tr.set(keys.gc_epoch(store.ns), os.urandom(8))
             for key in part:
                 tr.clear(key)
             return True

@@ -9,10 +9,12 @@
 
 A versionstamp is the commit version (8 bytes BE) and a batch order (2 bytes), so keys of one
 page sort by version and "page P as of version V" is a reverse range read, limit 1, ending
-before <pgno> <V+1>. <ns> is "<prefix><database>/".
+before <pgno> <V+1>. <ns> is 0x15 and 8 bytes of SHA-256("<prefix><database>"). And:
+    <ns> g                                    → GC sweep epoch (commits re-check images when it moved)
 """
 from __future__ import annotations
 
+import hashlib
 import struct
 
 PAGE, CONTENT, SIZE, TIME, WRITE, CHANGES = b"p", b"c", b"n", b"t", b"w", b"l"
@@ -22,7 +24,9 @@ PLACEHOLDER = b"\x00" * STAMP_LEN
 
 
 def namespace(prefix: str, database: str) -> bytes:
-    return f"{prefix}{database}/".encode()
+    """A short namespace for "<prefix><database>": 8 bytes of its SHA-256 after a tag byte, so
+    that per-page keys stay small (conflict ranges count against the 10 MB limit)."""
+    return b"\x15" + hashlib.sha256(f"{prefix}{database}".encode()).digest()[:8]
 
 
 def version_bound(version: int) -> bytes:
@@ -56,6 +60,10 @@ def time_prefix(ns: bytes) -> bytes:
 
 def time_key(ns: bytes, unix_ms: int) -> bytes:
     return ns + TIME + struct.pack(">Q", unix_ms)
+
+
+def gc_epoch(ns: bytes) -> bytes:
+    return ns + b"g"
 
 
 def write_marker(ns: bytes) -> bytes:

@@ -25,5 +25,6 @@ def open_from_config(cfg) -> dict[str, MvDatabase]:  # cfg: storage.config.Confi
     databases = open_databases(kv, list(cfg.databases), cfg.fdb_namespace_prefix,
                                cfg.fdb_retention_seconds, cfg.fdb_gc_interval)
     for name, db in databases.items():
-        log.info("database open db=%s backend=mvsqlite namespace=%s", name, db.store.ns.decode())
+        log.info("database open db=%s backend=mvsqlite namespace=%s prefix=%s", name, db.store.ns.hex(),
+                 cfg.fdb_namespace_prefix)
     return databases
