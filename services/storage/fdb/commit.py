@@ -80,8 +80,9 @@ def upload(store: PageStore, images: dict[bytes, bytes]) -> None:
 
 
 def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[int, bytes],
-           old_count: int, new_count: int, base_page1: bytes | None) -> int:
-    """Commit `pages` written on top of `snapshot`; return the commit version.
+           old_count: int, new_count: int, base_page1: bytes | None) -> tuple[int, dict[int, bytes]]:
+    """Commit `pages` written on top of `snapshot`; return the commit version and the hash of
+    every page written (page 1 as stored).
 
     Raises Conflict when a page in `conflict_set` or `pages` changed after `snapshot`."""
     digests = {p: hashlib.sha256(data).digest() for p, data in pages.items()}
@@ -93,6 +94,7 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
               and _strip(base_page1, _COUNTERS) == _strip(pages[1], _COUNTERS))
     check = (conflict_set | set(pages)) - ({1} if rebase else set())
     final: dict[int, bytes] = {}
+    final_digests: dict[int, bytes] = {}
 
     def body(tr: Transaction) -> int:
         final.clear()
@@ -121,6 +123,8 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
         if 1 in pages:
             index[1] = hashlib.sha256(final[1]).digest()
             tr.set(keys.content_key(store.ns, index[1]), final[1])
+        final_digests.clear()
+        final_digests.update(index)
         for p, d in index.items():
             key = keys.page_prefix(store.ns, p) + keys.PLACEHOLDER
             tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN, d)
@@ -140,7 +144,9 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
 
     _, stamp = run_stamped(store.kv, body)
     version = keys.stamp_version(stamp)
+    for p, data in final.items():
+        store.cache.put(final_digests[p], data)
     for listener in store.listeners:
         listener(version, final, new_count)
     log.debug("commit ns=%r version=%d pages=%d", store.ns, version, len(pages))
-    return version
+    return version, dict(final_digests)

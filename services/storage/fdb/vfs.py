@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 VFS_NAME = "mvsqlite"
 PAGE_SIZE = 4096
+READ_AHEAD = 32      # pages fetched together on a miss (sequential scans)
 INDEX_MAX_AGE = 30.0  # seconds a page index may be advanced by the changelog (GC keeps more)
 # SQLITE_IOERR with an extended code of our own: the page-store commit met a conflict.
 # storage/sqlite/errors.py maps it to SQLSTATE 40001.
@@ -86,11 +87,12 @@ class PageFile:
         digest = self.index.get(pgno)
         if digest is not None:
             return self.store.image(digest)
-        found = self.store.read_pages([pgno], self.snapshot).get(pgno)
-        if found is None:
-            return b""
-        self.index[pgno] = found[0]
-        return found[1]
+        # Read ahead: the next pages not yet indexed come in the same two round trips.
+        wanted = [p for p in range(pgno, min(pgno + READ_AHEAD, max(self.count, pgno) + 1)) if p not in self.index]
+        found = self.store.read_pages(wanted, self.snapshot)
+        for p, (d, _) in found.items():
+            self.index[p] = d
+        return found[pgno][1] if pgno in found else b""
 
     def _page(self, pgno: int) -> bytes:
         if pgno in self.dirty:
@@ -154,7 +156,7 @@ class PageFile:
 
     def _commit(self) -> None:
         try:
-            version = committer.commit(self.store, self.snapshot, set(self.conflict_set), self.dirty,
+            version, digests = committer.commit(self.store, self.snapshot, set(self.conflict_set), self.dirty,
                                        self.count, self.size, self.base_page1)
         except committer.Conflict as exc:
             self.failed = True
@@ -163,8 +165,11 @@ class PageFile:
             err = PageConflictError(f"could not serialize access due to concurrent update: {exc}")
             err.extendedresult = IOERR_PAGE_CONFLICT  # type: ignore[attr-defined]
             raise err from exc
-        # The index stays valid at the commit version only for what this commit wrote.
-        self.index.clear()
+        # Move the page index to the commit version: drop what others committed meanwhile.
+        changed, _ = self.store.changes(self.snapshot, version)
+        for pgno in changed:
+            self.index.pop(pgno, None)
+        self.index.update(digests)
         self._discard()
         self.snapshot = version
         self.count = self.size
