@@ -111,6 +111,9 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         if _NOOP.match(s):
             return LocalResult("SET")
         m = _SET.match(s)
+        if m and m.group("name").lower() == "sqld.read_at":
+            return LocalResult("SET", error=("0A000", "sqld.read_at can only be given when connecting: "
+                                             "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
         if m:
             value = m.group("value")
             try:

@@ -5,6 +5,7 @@ when FDB_CLUSTER_FILE is set.
 """
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 
@@ -196,3 +197,22 @@ def test_kill_9_mid_commit_leaves_all_or_nothing_and_the_other_process_serves(pa
         assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         c.execute("INSERT INTO before_kill VALUES (2)")
     print(f"kill -9 mid-commit: {count} rows present, client saw {failure[:1]}")
+
+
+def test_time_travel_as_an_edge_session_setting(own_stack):
+    s = own_stack(backend_name="mvsqlite")
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE hist (v TEXT)")
+        c.execute("INSERT INTO hist VALUES ('then')")
+        when = datetime.datetime.now(datetime.timezone.utc)
+        time.sleep(0.01)  # not a readiness wait: the next commit must be later than `when`
+        c.execute("UPDATE hist SET v = 'now'")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("SET sqld.read_at = '1'")
+    options = f"-c sqld.read_at={when.isoformat()}"
+    with psycopg.connect(s.dsn, autocommit=True, options=options) as c:
+        assert c.execute("SELECT v FROM hist").fetchone() == ("then",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            c.execute("DELETE FROM hist")
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        assert c.execute("SELECT v FROM hist").fetchone() == ("now",)
