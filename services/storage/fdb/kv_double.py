@@ -65,6 +65,8 @@ class DoubleTransaction:
         self._conflicts.append(pb.KeyRange(begin=begin, end=end))
 
     def commit(self) -> bytes:
+        if not self._mutations:
+            return b""  # as in FoundationDB: a read-only transaction commits without the cluster
         resp = self._stub.Commit(pb.CommitRequest(read_version=self.read_version(),
                                                   read_conflicts=self._conflicts,
                                                   mutations=self._mutations), timeout=RPC_TIMEOUT)
