@@ -9,6 +9,14 @@ RUN pip install --no-cache-dir grpcio-tools==1.85.1 \
       --grpc_python_out=services proto/sqld/v1/*.proto \
  && touch services/sqld/__init__.py services/sqld/v1/__init__.py \
  && pip install --no-cache-dir .
+# WITH_FDB=1 (the mvsqlite profile) adds FoundationDB's client library and Python binding.
+ARG WITH_FDB=0
+ARG FDB_VERSION=7.1.61
+RUN if [ "$WITH_FDB" = "1" ]; then \
+      python -c "import urllib.request as u; u.urlretrieve('https://github.com/apple/foundationdb/releases/download/${FDB_VERSION}/foundationdb-clients_${FDB_VERSION}-1_amd64.deb', '/tmp/fdb-clients.deb')" \
+      && dpkg -i /tmp/fdb-clients.deb && rm /tmp/fdb-clients.deb \
+      && pip install --no-cache-dir "foundationdb==${FDB_VERSION}"; \
+    fi
 ENV PYTHONPATH=/app/services PYTHONUNBUFFERED=1
 USER nobody
 EXPOSE 5432 7000 7001 7003

@@ -8,13 +8,22 @@ STUBS  := services/sqld/v1/.stamp
 DATA   ?= data
 ARGS   ?=
 
-.PHONY: run test proto setup compose-check clean bench bench-short setup-bench
+.PHONY: run test test-mvsqlite proto setup compose-check clean bench bench-short setup-bench
 
 run: setup ## start every service locally (edge on 127.0.0.1:5432)
 	$(PY) -m launcher --data-dir $(DATA) $(ARGS)
 
-test: setup ## run the whole test suite
+# The spine end-to-end suites again on the mvsqlite backend (FoundationDB test double, or the
+# cluster named by FDB_CLUSTER_FILE).
+SPINE := tests/e2e/test_psycopg.py tests/e2e/test_psql.py tests/e2e/test_concurrency.py \
+	tests/e2e/test_durability.py tests/e2e/test_grpc_api.py tests/e2e/test_extended.py
+
+test: setup ## run the whole test suite, then the spine suites on the mvsqlite backend
 	$(PY) -m pytest $(ARGS)
+	SQLD_TEST_BACKEND=mvsqlite $(PY) -m pytest $(SPINE)
+
+test-mvsqlite: setup ## every test on the mvsqlite backend
+	SQLD_TEST_BACKEND=mvsqlite $(PY) -m pytest $(ARGS)
 
 bench: setup-bench ## ours vs a throwaway PostgreSQL 15 (~8 min): bench/results/<date>.md, .png, profile
 	$(PY) -m bench --mode full $(ARGS)

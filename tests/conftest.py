@@ -29,7 +29,8 @@ def own_stack(request, tmp_path):
 
     def start(env: dict[str, str] | None = None, replicas: int = 0, **kw) -> Stack:
         """A single site by default (quicker to start); replicas=2 for the replicated layout."""
-        s = make_stack(_safe(request.node.name), tmp_path, env, replicas=replicas, **kw)
+        name = _safe(request.node.name) + (f"-{len(started)}" if started else "")
+        s = make_stack(name, tmp_path, env, replicas=replicas, **kw)
         started.append(s)
         return s
 

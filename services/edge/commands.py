@@ -118,6 +118,9 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         m = _SET.match(s)
         if m and m.group("name").lower() in FORWARDED:
             return None
+        if m and m.group("name").lower() == "sqld.read_at":
+            return LocalResult("SET", error=("0A000", "sqld.read_at can only be given when connecting: "
+                                             "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
         if m:
             value = m.group("value")
             try:

@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import commands, copy, cursors, handshake, render, types
+from edge import commands, copy, cursors, handshake, render, timetravel, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
@@ -107,9 +107,16 @@ class Connection:
         user = params["user"]
         self.database = params.get("database") or user
         self.settings = commands.Settings(user, params)
+        read_at = None
+        if (travel := timetravel.from_startup(params)) is not None:
+            try:
+                read_at = timetravel.parse(travel)
+            except ValueError as exc:
+                self._fatal("22023", str(exc))
+                return False
         self.session = SchedulerSession(self.server.stub, self._closed_by_server)
         try:
-            await self.session.open(self.database, user, self.settings.values["application_name"])
+            await self.session.open(self.database, user, self.settings.values["application_name"], read_at)
         except SessionEnded as exc:
             hint = (f'the default database is "{self.server.cfg.default_database}"'
                     if exc.error.sqlstate == "3D000" else "")

@@ -33,11 +33,12 @@ class SchedulerSession:
         self._ended: common_pb2.StatementError | None = None
         self._closing = False
 
-    async def open(self, database: str, user: str, application_name: str) -> None:
+    async def open(self, database: str, user: str, application_name: str,
+                   read_at: common_pb2.ReadAt | None = None) -> None:
         self._call = self._stub.Session()
         try:
             await self._call.write(query_pb2.SessionRequest(open=query_pb2.OpenSession(
-                database=database, user=user, application_name=application_name)))
+                database=database, user=user, application_name=application_name, read_at=read_at)))
             resp = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "open session")) from exc

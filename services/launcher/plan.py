@@ -8,6 +8,10 @@ The default deployment: the primary site (storage primary, scheduler, edge on pg
 5432), the replication service, two replica storages, and a replica site (its own
 scheduler and edge on 5433) that reads from replica1 and sends writes to the primary.
 `replicas=0` gives a single site without replication.
+
+`backend="mvsqlite"` keeps pages in FoundationDB: in the cluster of `fdb_cluster_file`, or, when
+none is given, in the FoundationDB TEST DOUBLE started as the first service (in memory; for tests
+and local trials only). Replication is not wired to that backend yet, so it runs one site.
 """
 from __future__ import annotations
 
@@ -28,12 +32,13 @@ class Ports:
     replica_edge: int = 7007
     replica_scheduler: int = 7008
     pg_replica: int = 5433
+    fdb_double: int = 7009  # only with the mvsqlite backend on the FoundationDB test double
 
     @classmethod
     def from_base(cls, base: int, pg: int, pg_replica: int) -> "Ports":
         return cls(pg=pg, edge=base, scheduler=base + 1, storage=base + 3, replication=base + 4,
                    replica1=base + 5, replica2=base + 6, replica_edge=base + 7, replica_scheduler=base + 8,
-                   pg_replica=pg_replica)
+                   pg_replica=pg_replica, fdb_double=base + 9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +49,11 @@ class Service:
 
 
 def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable,
-             replicas: int = 2) -> list[Service]:
+             replicas: int = 2, backend: str = "libsql", fdb_cluster_file: str = "",
+             fdb_namespace_prefix: str = "sqld/") -> list[Service]:
     """Services in start order (each depends only on those before it)."""
+    if backend == "mvsqlite" and replicas:
+        raise ValueError("the mvsqlite backend runs without replicas for now: use replicas=0 (--replicas 0)")
     def addr(port: int) -> str:
         return f"{host}:{port}"
 
@@ -54,11 +62,21 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
 
     repl = addr(ports.replication)
     out: list[Service] = []
+    storage_args: list[str] = []
+    if backend == "mvsqlite":
+        storage_args = ["--backend", "mvsqlite", "--fdb-namespace-prefix", fdb_namespace_prefix]
+        if fdb_cluster_file:
+            storage_args += ["--fdb-cluster-file", fdb_cluster_file]
+        else:
+            out.append(Service("fdbdouble", m("storage.fdb.double_server", "--listen", addr(ports.fdb_double)),
+                               addr(ports.fdb_double)))
+            storage_args += ["--fdb-double", addr(ports.fdb_double)]
     if replicas:
         out.append(Service("replication", m("replication", "--listen", repl,
                                              "--data-dir", os.path.join(data_dir, "replication")), repl))
     out.append(Service("storage", m("storage", "--listen", addr(ports.storage), "--data-dir", data_dir,
-                                    *(["--replication", repl] if replicas else [])), addr(ports.storage)))
+                                    *(["--replication", repl] if replicas else []), *storage_args),
+                       addr(ports.storage)))
     replica_ports = [ports.replica1, ports.replica2][:replicas]
     for i, port in enumerate(replica_ports, 1):
         out.append(Service(f"replica{i}", m("storage", "--listen", addr(port),

@@ -14,7 +14,7 @@ import grpc
 
 from common import grpc_client
 from scheduler.storage_client import StorageConnection, StorageUnavailable
-from sqld.v1 import storage_pb2_grpc
+from sqld.v1 import common_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ class Busy(Exception):
 
 class DatabasePool:
     def __init__(self, name: str, stub: storage_pb2_grpc.StorageStub, max_connections: int,
-                 wait_timeout: float, open_timeout: float) -> None:
+                 wait_timeout: float, open_timeout: float, read_at: common_pb2.ReadAt | None = None) -> None:
         self.name = name
+        self.read_at = read_at
         self._stub = stub
         self._idle: list[StorageConnection] = []
         self._slots = asyncio.Semaphore(max_connections)
@@ -52,7 +53,7 @@ class DatabasePool:
             if conn.alive:
                 return conn
             conn.close()
-        conn = StorageConnection(self._stub, self.name)
+        conn = StorageConnection(self._stub, self.name, self.read_at)
         try:
             await conn.open(self.open_timeout)
         except BaseException:
@@ -90,17 +91,21 @@ class Pools:
                  open_timeout: float) -> None:
         self._channel = grpc_client.channel(storage_target)
         self._stub = storage_pb2_grpc.StorageStub(self._channel)
-        self._pools: dict[str, DatabasePool] = {}
+        self._pools: dict[tuple[str, int, int], DatabasePool] = {}
         self._args = (max_connections, wait_timeout, open_timeout)
 
-    async def get(self, database: str) -> DatabasePool:
-        """The pool for `database`; raises StorageUnavailable (NOT_FOUND) if storage lacks it."""
-        pool = self._pools.get(database)
+    async def get(self, database: str, read_at: common_pb2.ReadAt | None = None) -> DatabasePool:
+        """The pool for `database` (as of `read_at`, for time travel); raises
+        StorageUnavailable (NOT_FOUND) if storage lacks it."""
+        if read_at is not None and not (read_at.version or read_at.unix_ms):
+            read_at = None
+        key = (database, read_at.version, read_at.unix_ms) if read_at is not None else (database, 0, 0)
+        pool = self._pools.get(key)
         if pool is None:
-            candidate = DatabasePool(database, self._stub, *self._args)
+            candidate = DatabasePool(database, self._stub, *self._args, read_at=read_at)
             conn = await candidate.acquire()  # proves the database exists
             candidate.release(conn)
-            pool = self._pools.setdefault(database, candidate)
+            pool = self._pools.setdefault(key, candidate)
         return pool
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ from scheduler import routing
 from scheduler.pool import Pools
 from scheduler.session import IDLE, Replicas, Session
 from scheduler.storage_client import StorageUnavailable
-from sqld.v1 import query_pb2, query_pb2_grpc
+from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
         try:
-            pool = await self.pools.get(database or self.cfg.default_database)
+            pool = await self.pools.get(database or self.cfg.default_database, read_at)
         except StorageUnavailable as exc:
             await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
         if self.sessions >= self.cfg.max_sessions:

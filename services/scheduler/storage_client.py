@@ -21,9 +21,11 @@ class StorageUnavailable(Exception):
 class StorageConnection:
     """One SQLite connection inside the storage service. One call at a time."""
 
-    def __init__(self, stub: storage_pb2_grpc.StorageStub, database: str) -> None:
+    def __init__(self, stub: storage_pb2_grpc.StorageStub, database: str,
+                 read_at: common_pb2.ReadAt | None = None) -> None:
         self._stub = stub
         self.database = database
+        self.read_at = read_at
         self._call: grpc.aio.StreamStreamCall | None = None
         self._ids = itertools.count(1)
         self.in_transaction = False
@@ -33,7 +35,8 @@ class StorageConnection:
     async def open(self, timeout: float) -> None:
         self._call = self._stub.Connect(wait_for_ready=True)
         try:
-            await self._call.write(storage_pb2.ConnectRequest(open=storage_pb2.Open(database=self.database)))
+            await self._call.write(storage_pb2.ConnectRequest(open=storage_pb2.Open(database=self.database,
+                                                                                  read_at=self.read_at)))
             resp = await asyncio.wait_for(self._call.read(), timeout)
         except asyncio.TimeoutError:
             self.close()

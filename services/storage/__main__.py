@@ -21,17 +21,17 @@ log = logging.getLogger("storage")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-def main(argv: list[str]) -> None:
-    logsetup.setup("storage")
-    cfg = storage_config.load(argv)
-    if cfg.replication and cfg.replica_of:
-        raise SystemExit("storage: --replication (primary) and --replica-of (replica) exclude each other; pick one")
+def open_databases(cfg: storage_config.Config) -> dict:
+    """The configured databases on the configured backend."""
+    if cfg.backend == "mvsqlite":
+        from storage.fdb.setup import open_from_config
+        return open_from_config(cfg)
+    if cfg.backend != "libsql":
+        raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use libsql or mvsqlite")
     databases: dict = {}
+    os.makedirs(cfg.data_dir, exist_ok=True)
     for name in cfg.databases:
-        if not _NAME.match(name):
-            raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
         path = os.path.join(cfg.data_dir, f"{name}.db")
-        os.makedirs(cfg.data_dir, exist_ok=True)
         if cfg.replica_of:
             databases[name] = ReplicaDatabase(name, path, cfg.replica_of, cfg.replica_id or cfg.listen)
         else:
@@ -41,6 +41,18 @@ def main(argv: list[str]) -> None:
                 raise SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
                                  f"({exc.code().name}): start it first or fix --replication") from None
         log.info("database open db=%s path=%s mode=%s", name, path, "replica" if cfg.replica_of else "primary")
+    return databases
+
+
+def main(argv: list[str]) -> None:
+    logsetup.setup("storage")
+    cfg = storage_config.load(argv)
+    if cfg.replication and cfg.replica_of:
+        raise SystemExit("storage: --replication (primary) and --replica-of (replica) exclude each other; pick one")
+    for name in cfg.databases:
+        if not _NAME.match(name):
+            raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
+    databases = open_databases(cfg)
     servicer = StorageServicer(databases, cfg.threads)
 
     def register(server):

@@ -19,6 +19,12 @@ class Config:
     synchronous_databases: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "primary: databases whose commits wait until a replica applied them (remote_apply)"})
     replica_of: str = dataclasses.field(default="", metadata={"help": "replica: address of the replication service to follow; serves reads only"})
     replica_id: str = dataclasses.field(default="", metadata={"help": "replica: name shown in pg_stat_replication (default: the listen address)"})
+    backend: str = dataclasses.field(default="libsql", metadata={"help": "libsql (a local file per database) or mvsqlite (pages in FoundationDB)"})
+    fdb_cluster_file: str = dataclasses.field(default="", metadata={"help": "mvsqlite: FoundationDB cluster file (default: FDB_CLUSTER_FILE or the fdb default)"})
+    fdb_double: str = dataclasses.field(default="", metadata={"help": "mvsqlite: host:port of the FoundationDB TEST DOUBLE instead of a cluster (tests and local runs only)"})
+    fdb_namespace_prefix: str = dataclasses.field(default="sqld/", metadata={"help": "mvsqlite: key prefix; each database lives under <prefix><name>/"})
+    fdb_retention_seconds: float = dataclasses.field(default=3600.0, metadata={"help": "mvsqlite: how long old versions stay readable (time travel) before GC"})
+    fdb_gc_interval: float = dataclasses.field(default=60.0, metadata={"help": "mvsqlite: seconds between GC rounds (0: never)"})
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

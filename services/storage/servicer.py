@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 
 import grpc
@@ -34,7 +35,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f'database "{first.open.database}" does not exist')
         loop = asyncio.get_running_loop()
-        conn: Connection = await loop.run_in_executor(self.executor, db.connect)
+        connect = db.connect
+        if first.open.HasField("read_at"):
+            connect_at = getattr(db, "connect_at", None)
+            if connect_at is None:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                    "time travel needs the mvsqlite backend (storage --backend mvsqlite)")
+            connect = functools.partial(connect_at, first.open.read_at.version, first.open.read_at.unix_ms)
+        try:
+            conn: Connection = await loop.run_in_executor(self.executor, connect)
+        except ValueError as exc:  # the backend refused the time-travel target
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
         self.open_connections += 1
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
 

@@ -36,8 +36,26 @@ def test_compose_runs_the_plan():
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
     assert set(clusters) == {"edge", "scheduler", "replica-edge"}
     assert "http2_protocol_options" in str(clusters["scheduler"])
-    extra = set(services) - {s.name for s in local} - {"envoy"}
+    extra = {name for name, svc in services.items() if not svc.get("profiles")} - {s.name for s in local} - {"envoy"}
     assert not extra, f"services in docker-compose.yml but not in the local plan: {extra}"
+
+
+def test_compose_mvsqlite_profile_runs_the_plan():
+    """The `mvsqlite` profile: FoundationDB, its one-time configuration, two storage processes
+    started as the plan starts mvsqlite storage, each with a scheduler."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    profiled = {name for name, svc in services.items() if "mvsqlite" in svc.get("profiles", [])}
+    assert {"fdb", "fdb-init", "storage-mv1", "storage-mv2", "scheduler-mv1", "scheduler-mv2"} <= profiled
+    assert services["fdb"]["image"].startswith("foundationdb/foundationdb")
+    assert "configure new single" in " ".join(services["fdb-init"]["command"])
+    mv = {s.name: s for s in plan.services(plan.Ports(), "data", backend="mvsqlite",
+                                            fdb_cluster_file="/var/fdb/fdb.cluster")}
+    assert "fdbdouble" not in mv  # a real cluster: never the test double
+    for name in ("storage-mv1", "storage-mv2"):
+        assert _shape(services[name]["command"]) == _shape(mv["storage"].argv), name
+        assert "/var/fdb/fdb.cluster" in services[name]["command"]
+    for n in ("1", "2"):
+        assert services[f"scheduler-mv{n}"]["command"][-1] == f"storage-mv{n}:7003"
 
 
 def test_compose_file_validates():

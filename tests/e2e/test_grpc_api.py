@@ -86,7 +86,8 @@ def test_session_stream_keeps_a_transaction(stub):
 def test_health_and_reflection_on_every_service(stack):
     expected = {"scheduler": "sqld.v1.QueryService", "storage": "sqld.v1.Storage", "edge": None,
                 "replication": "sqld.v1.Replication", "replica1": "sqld.v1.Storage", "replica2": "sqld.v1.Storage",
-                "replica-scheduler": "sqld.v1.QueryService", "replica-edge": None}
+                "replica-scheduler": "sqld.v1.QueryService", "replica-edge": None,
+                "fdbdouble": "sqld.v1.FdbDouble"}  # the FoundationDB test double, with SQLD_TEST_BACKEND=mvsqlite
     for name, svc in stack.services.items():
         with grpc.insecure_channel(svc.health) as ch:
             health = health_pb2_grpc.HealthStub(ch)

@@ -91,7 +91,7 @@ class Connection:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.conn = apsw.Connection(db.path, flags=db.open_flags)
+        self.conn = self._open()
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         compat.register(self.conn)
@@ -104,6 +104,10 @@ class Connection:
         self._read_only = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()
+
+    def _open(self) -> apsw.Connection:
+        """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
+        return apsw.Connection(self.db.path, flags=self.db.open_flags)
 
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1

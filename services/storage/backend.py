@@ -1,0 +1,38 @@
+"""What the storage servicer needs from a backend (the consumer owns the interface).
+
+Two implementations: `storage.sqlite.backend` (a local SQLite file in WAL mode, the
+default) and `storage.fdb.backend` (mvsqlite: SQLite pages in FoundationDB).
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from sqld.v1 import common_pb2
+
+
+class Connection(Protocol):
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def interrupt(self) -> None:
+        """Stop the running statement (safe to call from any thread)."""
+
+    def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
+                describe_only: bool = False) -> list[common_pb2.StatementResult]:
+        """Run (or only describe) statements in order; stop after the first that fails."""
+
+    def close(self) -> None:
+        """Roll back what is open and close."""
+
+
+class Database(Protocol):
+    name: str
+    path: str
+
+    def connect(self) -> Connection:
+        """A new connection (called on a worker thread)."""
+
+
+class TimeTravelDatabase(Database, Protocol):
+    def connect_at(self, version: int = 0, unix_ms: int = 0) -> Connection:
+        """A read-only connection seeing the database as of a version or a wall-clock time."""

@@ -1,0 +1,1 @@
+"""The mvsqlite backend: SQLite pages in FoundationDB (see services/storage/DESIGN.md)."""

@@ -1,0 +1,74 @@
+"""The page store's key layout in FoundationDB (one namespace per database).
+
+    <ns> p <pgno:u32 BE> <versionstamp:10>   → sha256 of the page image    (page index)
+    <ns> c <sha256:32>                        → page image                   (content, deduplicated)
+    <ns> n <versionstamp:10>                  → page count u32 BE            (file size history)
+    <ns> t <unix ms:u64 BE> <versionstamp:10> → b""                          (time index, time travel)
+    <ns> l <versionstamp:10> <chunk:u16 BE>   → page count, then changed page numbers (u32 BE each)
+    <ns> w                                    → a random id of the last commit (GC's race guard)
+
+A versionstamp is the commit version (8 bytes BE) and a batch order (2 bytes), so keys of one
+page sort by version and "page P as of version V" is a reverse range read, limit 1, ending
+before <pgno> <V+1>. <ns> is 0x15 and 8 bytes of SHA-256("<prefix><database>"). And:
+    <ns> g                                    → GC sweep epoch (commits re-check images when it moved)
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+
+PAGE, CONTENT, SIZE, TIME, WRITE, CHANGES = b"p", b"c", b"n", b"t", b"w", b"l"
+CHANGES_PER_KEY = 20_000  # page numbers per changelog value (FoundationDB values: 100 kB)
+STAMP_LEN = 10
+PLACEHOLDER = b"\x00" * STAMP_LEN
+
+
+def namespace(prefix: str, database: str) -> bytes:
+    """A short namespace for "<prefix><database>": 8 bytes of its SHA-256 after a tag byte, so
+    that per-page keys stay small (conflict ranges count against the 10 MB limit)."""
+    return b"\x15" + hashlib.sha256(f"{prefix}{database}".encode()).digest()[:8]
+
+
+def version_bound(version: int) -> bytes:
+    """The first versionstamp of version+1: keys below it were committed at or before `version`."""
+    return struct.pack(">Q", version + 1)
+
+
+def stamp_version(stamp: bytes) -> int:
+    return struct.unpack(">Q", stamp[:8])[0]
+
+
+def page_prefix(ns: bytes, pgno: int) -> bytes:
+    return ns + PAGE + struct.pack(">I", pgno)
+
+
+def page_key_pgno(ns: bytes, key: bytes) -> int:
+    return struct.unpack(">I", key[len(ns) + 1:len(ns) + 5])[0]
+
+
+def content_key(ns: bytes, digest: bytes) -> bytes:
+    return ns + CONTENT + digest
+
+
+def size_prefix(ns: bytes) -> bytes:
+    return ns + SIZE
+
+
+def time_prefix(ns: bytes) -> bytes:
+    return ns + TIME
+
+
+def time_key(ns: bytes, unix_ms: int) -> bytes:
+    return ns + TIME + struct.pack(">Q", unix_ms)
+
+
+def gc_epoch(ns: bytes) -> bytes:
+    return ns + b"g"
+
+
+def write_marker(ns: bytes) -> bytes:
+    return ns + WRITE
+
+
+def changelog_prefix(ns: bytes) -> bytes:
+    return ns + CHANGES

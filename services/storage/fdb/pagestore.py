@@ -1,0 +1,142 @@
+"""Reading the page store: pages, file size and versions as of a snapshot version.
+
+Every call runs in a fresh FoundationDB transaction: the snapshot is the version bound in
+the keys, not the transaction's read version, so a SQLite transaction may outlive
+FoundationDB's 5 s limit (as in mvSQLite). Page images are immutable by hash, so they are
+cached process-wide.
+"""
+from __future__ import annotations
+
+import collections
+import struct
+import threading
+from typing import Callable, Iterable
+
+from storage.fdb import keys
+from storage.fdb.kv import Kv, Transaction, run, strinc
+
+CommitListener = Callable[[int, dict[int, bytes], int], None]  # version, pages, page count
+
+
+class SnapshotTooOld(Exception):
+    """A read asked for a version that garbage collection has already removed."""
+
+
+class ContentCache:
+    """A bounded LRU of page images by content hash, shared by every connection."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> bytes | None:
+        with self._lock:
+            data = self._items.get(digest)
+            if data is not None:
+                self._items.move_to_end(digest)
+            return data
+
+    def put(self, digest: bytes, data: bytes) -> None:
+        with self._lock:
+            self._items[digest] = data
+            self._items.move_to_end(digest)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+
+class PageStore:
+    """One database's pages in FoundationDB, under namespace `ns`."""
+
+    def __init__(self, kv: Kv, ns: bytes, cache_pages: int = 20_000) -> None:
+        self.kv = kv
+        self.ns = ns
+        self.cache = ContentCache(cache_pages)
+        self.listeners: list[CommitListener] = []
+
+    def current_version(self) -> int:
+        """A fresh read version: every commit acknowledged so far is visible at it."""
+        return self.kv.transaction().read_version()
+
+    def _index(self, tr: Transaction, pgnos: list[int], version: int, snapshot: bool = True
+               ) -> dict[int, bytes]:
+        ranges = [(keys.page_prefix(self.ns, p), keys.page_prefix(self.ns, p) + keys.version_bound(version), 1, True)
+                  for p in pgnos]
+        found = tr.get_ranges(ranges, snapshot)
+        return {p: kvs[0][1] for p, kvs in zip(pgnos, found) if kvs}
+
+    def _content(self, tr: Transaction, digests: Iterable[bytes], snapshot: bool = True) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        missing = []
+        for d in set(digests):
+            data = self.cache.get(d)
+            if data is None:
+                missing.append(d)
+            else:
+                out[d] = data
+        if missing:
+            ranges = [(keys.content_key(self.ns, d), keys.content_key(self.ns, d) + b"\x00", 1, False) for d in missing]
+            for d, kvs in zip(missing, tr.get_ranges(ranges, snapshot)):
+                if kvs:
+                    out[d] = kvs[0][1]
+                    self.cache.put(d, kvs[0][1])
+        return out
+
+    def read_pages(self, pgnos: list[int], version: int) -> dict[int, tuple[bytes, bytes]]:
+        """(hash, image) of pages as of `version`; pages never written are absent."""
+        def body(tr: Transaction) -> dict[int, tuple[bytes, bytes]]:
+            index = self._index(tr, pgnos, version)
+            content = self._content(tr, index.values())
+            if len(content) < len(set(index.values())):
+                raise SnapshotTooOld(f"read at version {version}: page images were garbage-collected; "
+                                     "read at a newer version (inside the retention window)")
+            return {p: (d, content[d]) for p, d in index.items()}
+        return run(self.kv, body)
+
+    def image(self, digest: bytes) -> bytes:
+        """A page image by hash (from the cache when possible)."""
+        data = self.cache.get(digest)
+        if data is None:
+            data = run(self.kv, lambda tr: self._content(tr, [digest])).get(digest)
+            if data is None:
+                raise SnapshotTooOld("read: a page image was garbage-collected; start a new transaction")
+        return data
+
+    def changes(self, since: int, until: int) -> tuple[set[int], int | None]:
+        """Pages committed in (since, until] from the changelog, and the last page count (None
+        when nothing was committed)."""
+        prefix = keys.changelog_prefix(self.ns)
+
+        def body(tr: Transaction) -> list[tuple[bytes, bytes]]:
+            return tr.get_ranges([(prefix + keys.version_bound(since), prefix + keys.version_bound(until), 0, False)],
+                                 True)[0]
+        pages: set[int] = set()
+        count = None
+        for _, value in run(self.kv, body):
+            count = struct.unpack(">I", value[:4])[0]
+            pages.update(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
+        return pages, count
+
+    def page_count(self, version: int) -> int:
+        prefix = keys.size_prefix(self.ns)
+
+        def body(tr: Transaction) -> int:
+            kvs = tr.get_ranges([(prefix, prefix + keys.version_bound(version), 1, True)], True)[0]
+            return struct.unpack(">I", kvs[0][1])[0] if kvs else 0
+        return run(self.kv, body)
+
+    def version_at(self, unix_ms: int) -> int:
+        """The version of the last commit at or before wall-clock time `unix_ms` (0 if none)."""
+        prefix = keys.time_prefix(self.ns)
+
+        def body(tr: Transaction) -> int:
+            kvs = tr.get_ranges([(prefix, keys.time_key(self.ns, unix_ms + 1), 1, True)], True)[0]
+            return keys.stamp_version(kvs[0][0][-keys.STAMP_LEN:]) if kvs else 0
+        return run(self.kv, body)
+
+    def changed_since(self, pgnos: Iterable[int], version: int, tr: Transaction) -> list[int]:
+        """Pages among `pgnos` committed after `version` (serializable reads: they conflict)."""
+        pgnos = list(pgnos)
+        ranges = [(keys.page_prefix(self.ns, p) + keys.version_bound(version),
+                   strinc(keys.page_prefix(self.ns, p)), 1, False) for p in pgnos]
+        return [p for p, kvs in zip(pgnos, tr.get_ranges(ranges)) if kvs]

@@ -1,0 +1,137 @@
+"""The FoundationDB test double's semantics, and the page store on top of it (in process).
+
+The double's Store is driven through the same client (kv_double.DoubleTransaction) that
+storage uses, with its gRPC stub replaced by direct calls: no sockets.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sqld.v1 import common_pb2
+from storage.fdb import double_server, gc, keys
+from storage.fdb.backend import TimeTravelError, open_databases
+from storage.fdb.kv import KvError, get, run
+from storage.fdb.kv_double import DoubleTransaction
+
+
+class InProcessStub:
+    """The FdbDouble stub's three calls, answered by a DoubleServicer in this process."""
+
+    def __init__(self) -> None:
+        self.servicer = double_server.DoubleServicer()
+
+    def GetReadVersion(self, req, timeout=None):  # noqa: N802
+        return asyncio.run(self.servicer.GetReadVersion(req, None))
+
+    def Read(self, req, timeout=None):  # noqa: N802
+        return asyncio.run(self.servicer.Read(req, None))
+
+    def Commit(self, req, timeout=None):  # noqa: N802
+        return asyncio.run(self.servicer.Commit(req, None))
+
+
+class InProcessKv:
+    def __init__(self) -> None:
+        self.stub = InProcessStub()
+
+    def transaction(self) -> DoubleTransaction:
+        return DoubleTransaction(self.stub)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        pass
+
+
+def test_read_conflict_fails_the_later_commit_with_1020():
+    kv = InProcessKv()
+    t1, t2 = kv.transaction(), kv.transaction()
+    assert get(t1, b"k") is None and get(t2, b"k") is None
+    t1.set(b"k", b"1")
+    t2.set(b"k", b"2")
+    t1.commit()
+    with pytest.raises(KvError) as info:
+        t2.commit()
+    assert info.value.code == 1020 and info.value.retryable
+
+
+def test_snapshot_reads_and_limits_conflict_only_on_what_was_read():
+    kv = InProcessKv()
+    run(kv, lambda tr: [tr.set(b"a", b"1"), tr.set(b"c", b"3")])
+    t1 = kv.transaction()
+    assert t1.get_ranges([(b"a", b"z", 1, False)])[0] == [(b"a", b"1")]  # conflicts on [a, a\0)
+    assert get(t1, b"c", snapshot=True) == b"3"
+    run(kv, lambda tr: tr.set(b"c", b"x"))  # outside what t1 read serializably
+    t1.set(b"out", b"")
+    t1.commit()
+
+
+def test_versionstamped_keys_and_reads_at_a_version():
+    kv = InProcessKv()
+
+    def write(value: bytes):
+        return lambda tr: tr.set_versionstamped_key(b"v" + keys.PLACEHOLDER, 1, value)
+    from storage.fdb.kv import run_stamped
+    _, s1 = run_stamped(kv, write(b"one"))
+    _, s2 = run_stamped(kv, write(b"two"))
+    assert keys.stamp_version(s1) < keys.stamp_version(s2)
+    tr = kv.transaction()
+    upto_s1 = tr.get_ranges([(b"v", b"v" + keys.version_bound(keys.stamp_version(s1)), 1, True)])[0]
+    assert upto_s1 == [(b"v" + s1, b"one")]
+
+
+def test_too_old_and_too_large(monkeypatch):
+    kv = InProcessKv()
+    tr = kv.transaction()
+    tr.read_version()
+    monkeypatch.setattr(double_server, "MVCC_WINDOW", -1_000_000)  # every read version is now too old
+    with pytest.raises(KvError) as info:
+        get(tr, b"k")
+    assert info.value.code == 1007
+    monkeypatch.undo()
+    big = kv.transaction()
+    for i in range(110):
+        big.set(b"k%d" % i, b"x" * 100_000)
+    with pytest.raises(KvError) as info:
+        big.commit()
+    assert info.value.code == 2101 and not info.value.retryable
+
+
+def _rows(conn, sql: str):
+    result = conn.execute([common_pb2.Statement(sql=sql)], False)[-1]
+    assert not result.HasField("error"), result.error
+    return [tuple(getattr(v, v.WhichOneof("value")) for v in r.values) for r in result.ok.rows]
+
+
+@pytest.fixture(scope="module")
+def gcdb():
+    return open_databases(InProcessKv(), ["gcdb"], "unit/", retention_seconds=3600, gc_interval=0)["gcdb"]
+
+
+def test_gc_keeps_the_retention_window_and_drops_what_is_behind_it(gcdb):
+    conn = gcdb.connect()
+    _rows(conn, "CREATE TABLE t (v TEXT)")
+    _rows(conn, "INSERT INTO t VALUES ('v0')")
+    t_old = int(time.time() * 1000)
+    while int(time.time() * 1000) <= t_old:
+        pass
+    for i in range(1, 6):
+        _rows(conn, f"UPDATE t SET v = 'v{i}'")
+    old = gcdb.connect_at(unix_ms=t_old)
+    assert _rows(old, "SELECT v FROM t") == [("v0",)]
+    old.close()
+    assert gc.collect(gcdb.store, retention_seconds=3600) == {"index": 0, "images": 0}
+    removed = gc.collect(gcdb.store, retention_seconds=0)
+    assert removed["index"] >= 5 and removed["images"] >= 5
+    assert _rows(conn, "SELECT v FROM t") == [("v5",)]
+    fresh = gcdb.connect()
+    assert _rows(fresh, "SELECT v FROM t") == [("v5",)]
+    assert _rows(fresh, "PRAGMA integrity_check") == [("ok",)]
+    # The old version is gone: its page index entries were collected.
+    assert gcdb.store.read_pages([2], gcdb.store.version_at(t_old)) == {}
+    gcdb.retention_seconds = 0.001
+    with pytest.raises(TimeTravelError):
+        gcdb.connect_at(unix_ms=t_old)
+    conn.close()
+    fresh.close()
