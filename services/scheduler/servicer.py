@@ -33,7 +33,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
         try:
-            pool = await self.pools.get(database or self.cfg.default_database, read_at)
+            pool = await self.pools.get(database or self.cfg.default_database,
+                                        req.read_at if req is not None and req.HasField("read_at") else None)
         except StorageUnavailable as exc:
             await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
         if self.sessions >= self.cfg.max_sessions:

@@ -48,7 +48,7 @@ def test_compose_mvsqlite_profile_runs_the_plan():
     assert {"fdb", "fdb-init", "storage-mv1", "storage-mv2", "scheduler-mv1", "scheduler-mv2"} <= profiled
     assert services["fdb"]["image"].startswith("foundationdb/foundationdb")
     assert "configure new single" in " ".join(services["fdb-init"]["command"])
-    mv = {s.name: s for s in plan.services(plan.Ports(), "data", backend="mvsqlite",
+    mv = {s.name: s for s in plan.services(plan.Ports(), "data", replicas=0, backend="mvsqlite",
                                             fdb_cluster_file="/var/fdb/fdb.cluster")}
     assert "fdbdouble" not in mv  # a real cluster: never the test double
     for name in ("storage-mv1", "storage-mv2"):

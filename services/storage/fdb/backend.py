@@ -46,11 +46,17 @@ class MvConnection(Connection):
 class MvDatabase:
     """One database in the page store (namespace `store.ns`)."""
 
+    capturer = None      # WAL-frame capture is the file backend's; see DESIGN.md for the plan here
+    synchronous = False
+
     def __init__(self, name: str, store: PageStore, retention_seconds: float) -> None:
         self.name = name
         self.path = f"{VFS_NAME}:{store.ns.hex()}"
         self.store = store
         self.retention_seconds = retention_seconds
+
+    def close(self) -> None:
+        """Nothing to release: the pages live in FoundationDB, connections close themselves."""
 
     def connect(self) -> Connection:
         return MvConnection(self)
