@@ -37,11 +37,13 @@ def cpu_seconds(pid: int) -> float:
 class Ours:
     """Start with `start()`, always `stop()` (it also deletes the data and keeps nothing running)."""
 
-    def __init__(self, taken_ports: set[int], log_dir: str) -> None:
+    def __init__(self, taken_ports: set[int], log_dir: str, backend: str = "libsql") -> None:
         # Every port the plan knows gets a free one, so new services (e.g. replicas) need no change here.
         self.ports = plan.Ports(**{f.name: free_port(taken_ports) for f in dataclasses.fields(plan.Ports)})
         self.dir = tempfile.mkdtemp(prefix="sqld-bench-ours-")
-        self.services = plan.services(self.ports, os.path.join(self.dir, "data"))
+        # mvsqlite runs as one site on the FoundationDB test double (no real cluster on these machines)
+        self.services = plan.services(self.ports, os.path.join(self.dir, "data"), backend=backend,
+                                      replicas=0 if backend == "mvsqlite" else 2)
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 

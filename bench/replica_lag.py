@@ -48,6 +48,10 @@ def measure(primary_dsn: str, replica_dsn: str, rate: float, seconds: float) -> 
     def poll() -> None:
         last = 0
         with psycopg.connect(replica_dsn, autocommit=True) as rconn:
+            # Read the replica itself, however far behind: the default (read-your-writes with a
+            # staleness bound) would send a lagging read to the primary and hide the lag.
+            rconn.execute("SET sqld.consistency = bounded_staleness")
+            rconn.execute("SET sqld.max_staleness_ms = 600000")
             while not done.is_set() or last < len(acked):
                 try:
                     top = rconn.execute("SELECT coalesce(max(id), 0) FROM bench_lag").fetchone()[0]

@@ -125,6 +125,8 @@ class Run:
             self.latency(ours, pg)
             self.replica(ours)
             self.profile(ours)
+            ours.stop()
+            self.mvsqlite(ports, pg)
         finally:
             say("stopping ours and PostgreSQL")
             ours.stop()
@@ -153,6 +155,34 @@ class Run:
             o, g = got["ours"], got["PostgreSQL"]
             self.rows.append(report.Row(f"{w.name}", "tps", o.tps if o.ok else None, g.tps if g.ok else None,
                                         o.error, g.error))
+
+    def mvsqlite(self, ports: set[int], pg: Postgres) -> None:
+        """The mvsqlite backend beside the file backend: the same pgbench workloads, a subset.
+
+        It runs on the FoundationDB TEST DOUBLE (in memory, one process), the only FoundationDB
+        these machines can run, so the figures show our layers' cost, not a real cluster's."""
+        mv = Ours(ports, os.path.join(self.log_dir, "mvsqlite"), backend="mvsqlite")
+        try:
+            self.say("starting ours on the mvsqlite backend (FoundationDB test double)")
+            self.step("start ours (mvsqlite)", mv.start)
+            self.step("load ours (mvsqlite)", mv.load, self.m.scale)
+            pg_rows = {r.workload: r for r in self.rows}
+            for w in pgbench.workloads():
+                if w.mode != "prepared":
+                    continue
+                self.say(f"{w.name} on ours (mvsqlite)")
+                out = pgbench.run(pgbench.command(w, "127.0.0.1", mv.pg_port, "main", self.m.seconds,
+                                                  os.cpu_count() or 1, progress_every=max(1, min(5, self.m.seconds // 3))),
+                                  self.m.seconds + 60, lambda s: self.say(f"    mvsqlite: {s}"))
+                self.say("    mvsqlite: " + (f"{out.tps:,.1f} tps" if out.ok else f"FAILED: {out.error}"))
+                ref = pg_rows.get(w.name)
+                self.rows.append(report.Row(f"{w.name} [mvsqlite backend]", "tps", out.tps if out.ok else None,
+                                            ref.pg if ref else None, out.error, ref.pg_error if ref else "not run"))
+        except Exception as exc:  # a failing backend is a finding, not a harness crash
+            self.say(f"    mvsqlite: FAILED: {exc}")
+            self.notes.append(f"mvsqlite backend run failed: {exc}")
+        finally:
+            mv.stop()
 
     def latency(self, ours: Ours, pg: Postgres) -> None:
         accounts = 100_000 * self.m.scale
