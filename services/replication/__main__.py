@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_server, log as logsetup
-from replication import config as replication_config
+from common import grpc_server, log as logsetup, metrics
+from replication import config as replication_config, metrics as replication_metrics
 from replication.service import ReplicationCore
 from replication.servicer import SERVICE_NAME, ReplicationServicer
-from sqld.v1 import replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
 
 
 async def run(argv: list[str]) -> None:
@@ -20,7 +20,15 @@ async def run(argv: list[str]) -> None:
         replication_pb2_grpc.add_ReplicationServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
-    await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams)
+    exporter = None
+    if cfg.metrics_listen:
+        exporter = await metrics.serve(cfg.metrics_listen,
+                                       lambda: replication_metrics.text(core.status(pb.StatusRequest())))
+    try:
+        await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams)
+    finally:
+        if exporter is not None:
+            exporter.close()
 
 
 def main(argv: list[str]) -> None:

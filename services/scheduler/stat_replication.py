@@ -12,6 +12,7 @@ import apsw
 import grpc
 
 from common import errors, grpc_client
+from common.values import to_value
 from sqld.v1 import common_pb2, replication_pb2 as pb, replication_pb2_grpc
 
 _NAMES = re.compile(r"\bpg_stat_replication\b", re.I)
@@ -66,18 +67,9 @@ class ReplicationStatus:
             return common_pb2.StatementResult(error=errors.error("42601", f"pg_stat_replication: {exc}"))
         finally:
             db.close()
-
-        def val(x):
-            if x is None:
-                return common_pb2.Value(null=True)
-            if isinstance(x, int):
-                return common_pb2.Value(integer=x)
-            if isinstance(x, float):
-                return common_pb2.Value(real=x)
-            return common_pb2.Value(text=str(x))
         return common_pb2.StatementResult(ok=common_pb2.ResultSet(
             columns=[common_pb2.Column(name=d[0], decltype=d[1] or "") for d in desc],
-            rows=[common_pb2.Row(values=[val(x) for x in row]) for row in out]))
+            rows=[common_pb2.Row(values=[to_value(x) for x in row]) for row in out]))
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import apsw
@@ -237,6 +238,28 @@ def test_pg_stat_replication_over_pg_wire(stack):
     assert [r[0] for r in rows] == ["replica1", "replica2"]
     for name, state, sent, written, replayed, lag, sync in rows:
         assert state == "streaming" and sent == written == replayed > 0 and lag == 0 and sync == "async", name
+
+
+def test_replication_metrics_endpoint(stack):
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS metrics_probe (a)")
+        c.execute("INSERT INTO metrics_probe VALUES (1)")
+    wait_converged(stack)
+    url = f"http://127.0.0.1:{stack.ports.replication_metrics}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read().decode()
+    values = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    head = values['sqld_replication_head_frame{db="main"}']
+    assert head > 0
+    for replica in ("replica1", "replica2"):
+        labels = f'{{db="main",replica="{replica}"}}'
+        assert values[f"sqld_replication_replica_applied_frame{labels}"] == head
+        assert values[f"sqld_replication_replica_lag_frames{labels}"] == 0
+        assert values[f"sqld_replication_replica_connected{labels}"] == 1
 
 
 def test_synchronous_commit_waits_for_a_replica_to_apply(stack):

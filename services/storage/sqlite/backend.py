@@ -13,6 +13,7 @@ from typing import Any
 
 import apsw
 
+from common.values import to_python, to_value
 from sqld.v1 import common_pb2
 from storage.sqlite import compat
 from storage.sqlite.describe import describe
@@ -30,25 +31,6 @@ class MultipleStatementsError(Exception):
 
 class ReadOnlyViolation(Exception):
     """A read-only batch tried to run a statement that writes."""
-
-
-def _to_python(v: common_pb2.Value) -> Any:
-    kind = v.WhichOneof("value")
-    if kind is None or kind == "null":
-        return None
-    return getattr(v, kind)
-
-
-def _to_value(x: Any) -> common_pb2.Value:
-    if x is None:
-        return common_pb2.Value(null=True)
-    if isinstance(x, int):
-        return common_pb2.Value(integer=x)
-    if isinstance(x, float):
-        return common_pb2.Value(real=x)
-    if isinstance(x, str):
-        return common_pb2.Value(text=x)
-    return common_pb2.Value(blob=bytes(x))
 
 
 class Database:
@@ -160,9 +142,9 @@ class Connection:
                 sqlstate="08P01", message="a statement takes positional or named parameters, not both"))
         bindings: Any = None
         if st.named_params:
-            bindings = {k: _to_python(v) for k, v in st.named_params.items()}
+            bindings = {k: to_python(v) for k, v in st.named_params.items()}
         elif st.params:
-            bindings = tuple(_to_python(v) for v in st.params)
+            bindings = tuple(to_python(v) for v in st.params)
         self._statements_seen = 0
         self._description = ()
         conn = self.conn
@@ -170,7 +152,7 @@ class Connection:
         cursor = conn.cursor()
         cursor.exec_trace = self._exec_trace
         try:
-            rows = [common_pb2.Row(values=[_to_value(x) for x in row])
+            rows = [common_pb2.Row(values=[to_value(x) for x in row])
                     for row in cursor.execute(st.sql, bindings)]
         except MultipleStatementsError:
             return common_pb2.StatementResult(error=common_pb2.StatementError(
