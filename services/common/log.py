@@ -5,6 +5,7 @@ failures at INFO). SQL text is never logged above DEBUG.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -26,6 +27,16 @@ class _LogfmtFormatter(logging.Formatter):
         return line
 
 
+def _not_a_cancelled_rpc(record: logging.LogRecord) -> bool:
+    """grpc.aio reports an RPC cancelled while being scheduled (a peer or this server shutting
+    down at the same moment, e.g. on Ctrl-C) as an unhandled CancelledError at ERROR; it is not
+    an error of ours, so it is dropped."""
+    exc = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage() + (record.exc_text or "")
+    return not (isinstance(exc, asyncio.CancelledError) or
+                ("Exception not handled" in text and "CancelledError" in text))
+
+
 def setup(service: str) -> None:
     level = os.environ.get("SQLD_LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
@@ -34,4 +45,5 @@ def setup(service: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("grpc").setLevel(logging.WARNING)
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_not_a_cancelled_rpc)
     logging.getLogger("asyncio").setLevel(logging.WARNING)

@@ -146,19 +146,19 @@ def _rewrite(sql: str) -> Rewritten:
     return Rewritten("".join(t for _, t in out), max_param, _select_hints(out))
 
 
-_CAST_ITEM = re.compile(r"^CAST\(.*\sAS\s+([A-Z]+)\)$", re.S | re.I)
+SELECT_LIST_END = {"FROM", "WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT"}
 
 
-def _select_hints(toks: list[tuple[str, str]]) -> list[str]:
-    words = [(k, t) for k, t in toks if k != "ws"]
-    if not words or words[0][1].upper() != "SELECT":
-        return []
+def split_select_list(toks: list[tuple[str, str]], start: int
+                      ) -> tuple[list[list[tuple[str, str]]], list[tuple[str, str]]]:
+    """The top-level items of a select list beginning at toks[start] (no whitespace tokens),
+    and the tokens after the list."""
     items: list[list[tuple[str, str]]] = [[]]
     depth = 0
-    for k, t in words[1:]:
-        if depth == 0 and k == "word" and t.upper() in ("FROM", "WHERE", "GROUP", "ORDER", "LIMIT", "UNION",
-                                                         "HAVING", "WINDOW", "EXCEPT", "INTERSECT"):
-            break
+    for i in range(start, len(toks)):
+        k, t = toks[i]
+        if depth == 0 and k == "word" and t.upper() in SELECT_LIST_END:
+            return items, toks[i:]
         if t == "(":
             depth += 1
         elif t == ")":
@@ -167,6 +167,17 @@ def _select_hints(toks: list[tuple[str, str]]) -> list[str]:
             items.append([])
         else:
             items[-1].append((k, t))
+    return items, []
+
+
+_CAST_ITEM = re.compile(r"^CAST\(.*\sAS\s+([A-Z]+)\)$", re.S | re.I)
+
+
+def _select_hints(toks: list[tuple[str, str]]) -> list[str]:
+    words = [(k, t) for k, t in toks if k != "ws"]
+    if not words or words[0][1].upper() != "SELECT":
+        return []
+    items, _ = split_select_list(words, 1)
     hints = []
     for item in items:
         if len(item) >= 2 and item[-1][0] in ("word", "qid") and item[-2][1].upper() == "AS":

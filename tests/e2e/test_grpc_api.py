@@ -6,22 +6,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from common.values import to_value
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 
 def st(sql: str, *params, **named) -> common_pb2.Statement:
-    def val(x):
-        if x is None:
-            return common_pb2.Value(null=True)
-        if isinstance(x, int):
-            return common_pb2.Value(integer=x)
-        if isinstance(x, float):
-            return common_pb2.Value(real=x)
-        if isinstance(x, bytes):
-            return common_pb2.Value(blob=x)
-        return common_pb2.Value(text=x)
-    return common_pb2.Statement(sql=sql, params=[val(p) for p in params],
-                                named_params={k: val(v) for k, v in named.items()})
+    return common_pb2.Statement(sql=sql, params=[to_value(p) for p in params],
+                                named_params={k: to_value(v) for k, v in named.items()})
 
 
 @pytest.fixture

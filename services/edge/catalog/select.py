@@ -4,9 +4,8 @@ from __future__ import annotations
 import re
 
 from edge.catalog import schema
-from edge.sqlrewrite import _tokens
+from edge.sqlrewrite import _tokens, split_select_list
 
-_CLAUSE_END = {"FROM", "WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT"}
 _COMPARE = {"=", "<", ">", "IS", "IN", "NOT", "REGEXP", "LIKE", "EXISTS", "AND", "OR"}
 
 
@@ -34,24 +33,8 @@ def select_items(sql: str) -> tuple[list[list[tuple[str, str]]], list[tuple[str,
     toks = _skip_with(_words(sql))
     if not toks or toks[0][1].upper() != "SELECT":
         return [], []
-    items: list[list[tuple[str, str]]] = [[]]
-    depth = 0
-    start = 1
-    if len(toks) > 1 and toks[1][1].upper() == "DISTINCT":
-        start = 2
-    for i in range(start, len(toks)):
-        k, t = toks[i]
-        if depth == 0 and k == "word" and t.upper() in _CLAUSE_END:
-            return items, toks[i:]
-        if t == "(":
-            depth += 1
-        elif t == ")":
-            depth -= 1
-        if t == "," and depth == 0:
-            items.append([])
-        else:
-            items[-1].append((k, t))
-    return items, []
+    start = 2 if len(toks) > 1 and toks[1][1].upper() == "DISTINCT" else 1
+    return split_select_list(toks, start)
 
 
 def _split_alias(item: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
