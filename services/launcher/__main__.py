@@ -21,16 +21,14 @@ def main(argv: list[str]) -> int:
                         help="PostgreSQL port of the replica site's edge (env SQLD_PG_REPLICA_PORT; default 5433)")
     parser.add_argument("--grpc-base-port", type=int, default=7000,
                         help="the gRPC services take this port and the next ten (7010: replication metrics)")
-    parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=None,
-                        help="replica storages to run (0: one site, no replication; default 2, 0 with mvsqlite)")
+    parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
+                        help="replica storages to run (0: one site, no replication; default 2)")
     parser.add_argument("--backend", choices=["libsql", "mvsqlite"], default=os.environ.get("SQLD_BACKEND", "libsql"),
                         help="storage backend (env SQLD_BACKEND); mvsqlite without --fdb-cluster-file "
                              "runs on the in-memory FoundationDB TEST DOUBLE (trials and benchmarks only)")
     parser.add_argument("--fdb-cluster-file", default=os.environ.get("FDB_CLUSTER_FILE", ""),
                         help="mvsqlite: FoundationDB cluster file (env FDB_CLUSTER_FILE)")
     args = parser.parse_args(argv)
-    if args.replicas is None:
-        args.replicas = 0 if args.backend == "mvsqlite" else 2
     ports = plan.Ports.from_base(args.grpc_base_port, args.pg_port, args.pg_replica_port)
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)

@@ -11,7 +11,8 @@ scheduler and edge on 5433) that reads from replica1 and sends writes to the pri
 
 `backend="mvsqlite"` keeps pages in FoundationDB: in the cluster of `fdb_cluster_file`, or, when
 none is given, in the FoundationDB TEST DOUBLE started as the first service (in memory; for tests
-and local trials only). Replication is not wired to that backend yet, so it runs one site.
+and local trials only). Replication works the same on both backends: the storage primary feeds
+the log (from the WAL, or from the page store's changelog), and replicas are local files.
 """
 from __future__ import annotations
 
@@ -53,8 +54,6 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
              replicas: int = 2, backend: str = "libsql", fdb_cluster_file: str = "",
              fdb_namespace_prefix: str = "sqld/") -> list[Service]:
     """Services in start order (each depends only on those before it)."""
-    if backend == "mvsqlite" and replicas:
-        raise ValueError("the mvsqlite backend runs without replicas for now: use replicas=0 (--replicas 0)")
     def addr(port: int) -> str:
         return f"{host}:{port}"
 

@@ -6,8 +6,9 @@ Files in the log's folder:
   snapshot-<N>.db    the database as of frame N (frames up to N are no longer in `log`)
 
 A record: magic, CRC-32 of the rest, first frame number, frame count, page size,
-commit time, the primary's WAL position after the transaction, then per frame its page
-number, commit size and page image. At open, a torn tail (crash mid-append) fails its CRC
+commit time, the primary's position after the transaction (WAL salts, offset and
+checksums, then the page store's version and id; records with the older magic SQLF lack the
+version), then per frame its page number, commit size and page image. At open, a torn tail (crash mid-append) fails its CRC
 and is cut off. Compaction folds old transactions into a new snapshot file, then
 rewrites the log without them; each step is a rename, so a crash leaves either state.
 """
@@ -23,9 +24,11 @@ import zlib
 from replication import snapshot
 from sqld.v1 import replication_pb2 as pb
 
-_MAGIC = b"SQLF"
+_MAGIC = b"SQLG"
 _HEAD = struct.Struct(">4sIQIIq")   # magic, crc, first frame no, frames, page size, commit ms
-_POS = struct.Struct(">IIQII")      # wal salt1, salt2, offset, checksum1, checksum2
+_POS = struct.Struct(">IIQIIQQ")    # wal salt1, salt2, offset, checksum1, checksum2; page store version, id
+_POS_FIELDS = ("salt1", "salt2", "offset", "checksum1", "checksum2", "page_store_version", "page_store_id")
+_OLD = {b"SQLF": struct.Struct(">IIQII")}  # earlier record formats, still read
 _FRAME = struct.Struct(">II")       # page no, commit size
 
 
@@ -58,21 +61,23 @@ def _write_atomic(path: str, data: bytes) -> None:
 def encode(txn: pb.Transaction, page_size: int, pos: pb.WalPosition) -> bytes:
     body = b"".join(_FRAME.pack(f.page_no, f.commit_size) + f.page for f in txn.frames)
     rest = (_HEAD.pack(_MAGIC, 0, txn.frames[0].frame_no, len(txn.frames), page_size, txn.commit_time_ms)[8:]
-            + _POS.pack(pos.salt1, pos.salt2, pos.offset, pos.checksum1, pos.checksum2) + body)
+            + _POS.pack(*(getattr(pos, f) for f in _POS_FIELDS)) + body)
     return _MAGIC + struct.pack(">I", zlib.crc32(rest)) + rest
 
 
 def decode(data: bytes, offset: int) -> tuple[pb.Transaction, pb.WalPosition, int] | None:
     """The record at `offset` and its length, or None when it is torn or absent."""
-    if offset + _HEAD.size + _POS.size > len(data):
+    if offset + _HEAD.size > len(data):
         return None
     magic, crc, first, n, page_size, ms = _HEAD.unpack_from(data, offset)
-    length = _HEAD.size + _POS.size + n * (_FRAME.size + page_size)
-    if magic != _MAGIC or offset + length > len(data) or zlib.crc32(data[offset + 8:offset + length]) != crc:
+    pos_struct = _POS if magic == _MAGIC else _OLD.get(magic)
+    if pos_struct is None:
         return None
-    pos = pb.WalPosition(**dict(zip(("salt1", "salt2", "offset", "checksum1", "checksum2"),
-                                    _POS.unpack_from(data, offset + _HEAD.size))))
-    frames, p = [], offset + _HEAD.size + _POS.size
+    length = _HEAD.size + pos_struct.size + n * (_FRAME.size + page_size)
+    if offset + length > len(data) or zlib.crc32(data[offset + 8:offset + length]) != crc:
+        return None
+    pos = pb.WalPosition(**dict(zip(_POS_FIELDS, pos_struct.unpack_from(data, offset + _HEAD.size))))
+    frames, p = [], offset + _HEAD.size + pos_struct.size
     for i in range(n):
         page_no, commit = _FRAME.unpack_from(data, p)
         frames.append(pb.Frame(frame_no=first + i, page_no=page_no, commit_size=commit,
@@ -224,8 +229,7 @@ class FrameLog:
         old_path = self.snapshot_path()
         self.meta["snapshot_frame_no"] = upto
         p = self.wal_position
-        self.meta["wal_position"] = {"salt1": p.salt1, "salt2": p.salt2, "offset": p.offset,
-                                     "checksum1": p.checksum1, "checksum2": p.checksum2}
+        self.meta["wal_position"] = {f: getattr(p, f) for f in _POS_FIELDS}
         _write_atomic(self.meta_path, json.dumps(self.meta).encode())
         os.remove(old_path)
         end = self._size

@@ -66,6 +66,8 @@ class ReplicationCore:
     async def reset(self, req: pb.ResetLogRequest) -> pb.HelloResponse:
         d = self.db(req.database)
         async with d.lock:
+            if req.HasField("if_log_id") and req.if_log_id != d.log.log_id:
+                return self._hello(d)  # another primary reset it first
             log_id = d.log.reset()
         log.info("new history db=%s log_id=%s", d.name, log_id)
         async with d.changed:

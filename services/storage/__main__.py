@@ -24,8 +24,15 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 def open_databases(cfg: storage_config.Config) -> dict:
     """The configured databases on the configured backend."""
     if cfg.backend == "mvsqlite":
+        if cfg.replica_of:
+            raise SystemExit("storage: a replica keeps a local SQLite file fed by the log: "
+                             "use --replica-of without --backend mvsqlite")
         from storage.fdb.setup import open_from_config
-        return open_from_config(cfg)
+        try:
+            return open_from_config(cfg)
+        except grpc.RpcError as exc:
+            raise SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
+                             f"({exc.code().name}): start it first or fix --replication") from None
     if cfg.backend != "libsql":
         raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use libsql or mvsqlite")
     databases: dict = {}

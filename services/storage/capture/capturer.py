@@ -22,20 +22,16 @@ import threading
 import time
 
 import apsw
-import grpc
 
-from common.grpc_client import CHANNEL_OPTIONS
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
+from storage.capture.log_client import CaptureError, LogClient
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_BYTES = 4 << 20  # checkpoint once the WAL is larger than this
-APPEND_RETRY_SECONDS = 30.0
 
-
-class CaptureError(Exception):
-    """A commit could not be logged; it is durable on the primary but not acknowledged."""
+__all__ = ["Capturer", "CaptureError", "no_auto_checkpoint"]
 
 
 def no_auto_checkpoint(conn: apsw.Connection) -> None:
@@ -50,8 +46,7 @@ class Capturer:
         self.path = path
         self.wal_path = path + "-wal"
         self.id_path = path + "-logid"
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._stub = replication_pb2_grpc.ReplicationStub(self._channel)
+        self._client = LogClient(name, target)
         self._lock = threading.Lock()
         self.log_id = ""
         self.frame_no = 0      # last logged frame
@@ -65,7 +60,7 @@ class Capturer:
     # -- start-up ------------------------------------------------------------------
     def start(self) -> None:
         """Hello, then either recover uncaptured frames from the WAL or start a new history."""
-        hello = self._stub.Hello(pb.HelloRequest(database=self.name), wait_for_ready=True, timeout=60)
+        hello = self._client.hello()
         local = open(self.id_path).read().strip() if os.path.exists(self.id_path) else ""
         self._writer = apsw.Connection(self.path)
         self._checkpointer = apsw.Connection(self.path)
@@ -86,7 +81,7 @@ class Capturer:
     def _new_history(self) -> None:
         """A new log id; the whole database file becomes its first transaction."""
         self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
-        hello = self._stub.ResetLog(pb.ResetLogRequest(database=self.name), timeout=60)
+        hello = self._client.reset()
         self.log_id, self.frame_no = hello.log_id, 0
         self.page_size = self._checkpointer.execute("PRAGMA page_size").fetchall()[0][0]
         with open(self.path, "rb") as f:
@@ -148,19 +143,7 @@ class Capturer:
         return applied
 
     def _append(self, txns: list[pb.Transaction], pos: pb.WalPosition, wait: bool) -> bool:
-        req = pb.AppendRequest(database=self.name, log_id=self.log_id, page_size=self.page_size,
-                               transactions=txns, wal_position=pos, wait_for_replica=wait)
-        deadline = time.monotonic() + APPEND_RETRY_SECONDS
-        while True:
-            try:
-                return self._stub.Append(req, timeout=APPEND_RETRY_SECONDS, wait_for_ready=True).replica_applied
-            except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                raise CaptureError(f"log commit of db {self.name}: {exc.details()}; the commit is durable on "
-                                   "the primary but not replicated; check the replication service") from exc
+        return self._client.append(self.log_id, self.page_size, txns, pos, wait)
 
     def _checkpoint(self) -> None:
         """Checkpoint only frames that are logged: hold the write lock while doing it."""
@@ -179,4 +162,4 @@ class Capturer:
         for c in (self._writer, self._checkpointer):
             if c is not None:
                 c.close()
-        self._channel.close()
+        self._client.close()

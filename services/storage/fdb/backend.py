@@ -15,6 +15,8 @@ import apsw
 from storage.fdb import gc, keys
 from storage.fdb.kv import Kv
 from storage.fdb.pagestore import PageStore
+from storage.fdb import vfs as pagevfs
+from storage.fdb.capture import PageStoreCapturer
 from storage.fdb.vfs import VFS_NAME, PageStoreVFS
 from storage.sqlite.backend import Connection
 
@@ -42,21 +44,37 @@ class MvConnection(Connection):
         conn.execute(f"PRAGMA journal_mode=MEMORY; PRAGMA cache_size=-{CACHE_KIB}")
         return conn
 
+    def _after_statement(self) -> None:
+        """Log what the statement committed (if it did) before it is acknowledged."""
+        committed = getattr(pagevfs.last_commit, "version", 0)
+        pagevfs.last_commit.version = 0
+        if committed and self.db.capturer is not None:
+            self.frame_no, applied = self.db.capturer.capture(self._sync)
+            if self._sync and not applied:
+                self._sync_missed = True
+
 
 class MvDatabase:
     """One database in the page store (namespace `store.ns`)."""
 
-    capturer = None      # WAL-frame capture is the file backend's; see DESIGN.md for the plan here
-    synchronous = False
-
-    def __init__(self, name: str, store: PageStore, retention_seconds: float) -> None:
+    def __init__(self, name: str, store: PageStore, retention_seconds: float, replication: str = "",
+                 synchronous: bool = False) -> None:
+        """With a `replication` address, every commit is logged there before it is
+        acknowledged (storage/fdb/capture.py); `synchronous`: and applied by a replica."""
         self.name = name
         self.path = f"{VFS_NAME}:{store.ns.hex()}"
         self.store = store
         self.retention_seconds = retention_seconds
+        self.synchronous = synchronous
+        self.capturer: PageStoreCapturer | None = None
+        if replication:
+            self.capturer = PageStoreCapturer(name, store, replication)
+            self.capturer.start()
 
     def close(self) -> None:
-        """Nothing to release: the pages live in FoundationDB, connections close themselves."""
+        """Stop capturing; the pages live in FoundationDB, connections close themselves."""
+        if self.capturer is not None:
+            self.capturer.close()
 
     def connect(self) -> Connection:
         return MvConnection(self)
@@ -76,11 +94,13 @@ class MvDatabase:
 
 
 def open_databases(kv: Kv, names: list[str], prefix: str, retention_seconds: float,
-                   gc_interval: float) -> dict[str, MvDatabase]:
+                   gc_interval: float, replication: str = "",
+                   synchronous: tuple[str, ...] = ()) -> dict[str, MvDatabase]:
     """Databases for `names`, the VFS registered over them, and a GC thread if asked."""
     stores = {name: PageStore(kv, keys.namespace(prefix, name)) for name in names}
     vfs = PageStoreVFS(stores)
-    databases = {name: MvDatabase(name, store, retention_seconds) for name, store in stores.items()}
+    databases = {name: MvDatabase(name, store, retention_seconds, replication, name in synchronous)
+                 for name, store in stores.items()}
     _VFS_KEEPALIVE.append(vfs)
     if gc_interval > 0:
         def loop() -> None:

@@ -10,11 +10,17 @@ deletion transaction reads it: when a commit landed since the index scan, the sw
 (FoundationDB's conflict check covers the last window) and the next round tries again. Each
 sweep transaction also moves the GC epoch key; a commit whose upload overlapped a sweep sees
 the epoch moved, re-checks its images and writes missing ones again (commit.py).
+
+Before it removes anything, a round raises the GC horizon key to its cutoff: a reader of old
+versions (the replication capture) checks after its reads that the horizon is not above the
+version it read from; if it is, what it read may be incomplete. Changelog entries are kept
+for at least CHANGELOG_MIN_SECONDS (connections use them to keep their page index fresh).
 """
 from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
 
 from storage.fdb import keys
@@ -24,6 +30,7 @@ from storage.fdb.pagestore import PageStore
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+CHANGELOG_MIN_SECONDS = 120.0
 
 
 def _scan(store: PageStore, begin: bytes, end: bytes):
@@ -65,17 +72,32 @@ def _prune_versions(store: PageStore, prefix: bytes, group_len: int, cutoff: int
     return doomed, {v for k, v in values.items() if k not in gone}
 
 
+def _raise_horizon(store: PageStore, cutoff: int) -> None:
+    key = keys.horizon(store.ns)
+
+    def body(tr: Transaction) -> None:
+        old = get(tr, key)
+        if old is None or struct.unpack(">Q", old)[0] < cutoff:
+            tr.set(key, struct.pack(">Q", cutoff))
+    run(store.kv, body)
+
+
 def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     """One GC round; returns how many index entries and images it removed."""
     now_ms = int(time.time() * 1000)
     cutoff = store.version_at(now_ms - int(retention_seconds * 1000))
     if not cutoff:
         return {"index": 0, "images": 0}
+    _raise_horizon(store, cutoff)
     marker = keys.write_marker(store.ns)
     before = run(store.kv, lambda tr: get(tr, marker, snapshot=True))
     doomed, live = _prune_versions(store, store.ns + keys.PAGE, 4, cutoff)
     size_doomed, _ = _prune_versions(store, keys.size_prefix(store.ns), 0, cutoff)
     _clear(store, doomed + size_doomed)
+    log_cutoff = min(cutoff, store.version_at(now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)))
+    if log_cutoff:
+        changelog = keys.changelog_prefix(store.ns)
+        run(store.kv, lambda tr: tr.clear_range(changelog, changelog + keys.version_bound(log_cutoff - 1)))
     time_keys = [k for k, _ in _scan(store, keys.time_prefix(store.ns), keys.time_key(store.ns, now_ms))
                  if keys.stamp_version(k[-keys.STAMP_LEN:]) <= cutoff]
     _clear(store, time_keys[:-1])

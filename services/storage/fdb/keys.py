@@ -11,6 +11,8 @@ A versionstamp is the commit version (8 bytes BE) and a batch order (2 bytes), s
 page sort by version and "page P as of version V" is a reverse range read, limit 1, ending
 before <pgno> <V+1>. <ns> is 0x15 and 8 bytes of SHA-256("<prefix><database>"). And:
     <ns> g                                    → GC sweep epoch (commits re-check images when it moved)
+    <ns> h                                    → GC horizon u64 BE: reads below this version may miss pages
+    <ns> s                                    → page store id u64 BE, random, made once (replication)
 """
 from __future__ import annotations
 
@@ -72,3 +74,11 @@ def write_marker(ns: bytes) -> bytes:
 
 def changelog_prefix(ns: bytes) -> bytes:
     return ns + CHANGES
+
+
+def horizon(ns: bytes) -> bytes:
+    return ns + b"h"
+
+
+def store_id(ns: bytes) -> bytes:
+    return ns + b"s"

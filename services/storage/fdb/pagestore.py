@@ -8,14 +8,16 @@ cached process-wide.
 from __future__ import annotations
 
 import collections
+import os
 import struct
 import threading
 from typing import Callable, Iterable
 
 from storage.fdb import keys
-from storage.fdb.kv import Kv, Transaction, run, strinc
+from storage.fdb.kv import Kv, Transaction, get, run, strinc
 
 CommitListener = Callable[[int, dict[int, bytes], int], None]  # version, pages, page count
+READ_CHUNK = 500  # pages per FoundationDB read transaction in bulk reads (pages_at)
 
 
 class SnapshotTooOld(Exception):
@@ -116,6 +118,60 @@ class PageStore:
             count = struct.unpack(">I", value[:4])[0]
             pages.update(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
         return pages, count
+
+    def commits(self, since: int, until: int, max_pages: int) -> list[tuple[int, list[tuple[int, list[int]]]]]:
+        """Commits in (since, until] from the changelog, in commit order, grouped by version:
+        [(version, [(page count, changed pages), ...])]. Stops after the version that brings
+        the total past `max_pages` (a version is never split)."""
+        prefix = keys.changelog_prefix(self.ns)
+        out: list[tuple[int, list[tuple[int, list[int]]]]] = []
+        begin, end = prefix + keys.version_bound(since), prefix + keys.version_bound(until)
+        stamps: dict[bytes, tuple[int, list[int]]] = {}
+        pages = 0
+        while True:
+            kvs = run(self.kv, lambda tr: tr.get_ranges([(begin, end, 1000, False)], True)[0])
+            for key, value in kvs:
+                stamp = key[len(prefix):len(prefix) + keys.STAMP_LEN]
+                version = keys.stamp_version(stamp)
+                if out and out[-1][0] != version and pages >= max_pages:
+                    return out
+                if not out or out[-1][0] != version:
+                    out.append((version, []))
+                    stamps = {}
+                changed = list(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
+                if stamp in stamps:
+                    stamps[stamp][1].extend(changed)  # a further chunk of the same commit
+                else:
+                    stamps[stamp] = (struct.unpack(">I", value[:4])[0], changed)
+                    out[-1][1].append(stamps[stamp])
+                pages += len(changed)
+            if len(kvs) < 1000:
+                return out
+            begin = kvs[-1][0] + b"\x00"
+
+    def pages_at(self, pgnos: list[int], version: int) -> dict[int, bytes]:
+        """Images of many pages as of `version`, in FoundationDB transactions of READ_CHUNK pages."""
+        out: dict[int, bytes] = {}
+        for i in range(0, len(pgnos), READ_CHUNK):
+            out.update({p: image for p, (_, image) in self.read_pages(pgnos[i:i + READ_CHUNK], version).items()})
+        return out
+
+    def horizon(self) -> int:
+        """The GC horizon: reads at versions below it may miss pages (see gc.py)."""
+        value = run(self.kv, lambda tr: get(tr, keys.horizon(self.ns), snapshot=True))
+        return struct.unpack(">Q", value)[0] if value else 0
+
+    def store_id(self) -> int:
+        """This page store's random id, made by the first process that asks."""
+        key = keys.store_id(self.ns)
+
+        def body(tr: Transaction) -> int:
+            value = get(tr, key)
+            if value is None:
+                value = os.urandom(8)
+                tr.set(key, value)
+            return struct.unpack(">Q", value)[0]
+        return run(self.kv, body)
 
     def page_count(self, version: int) -> int:
         prefix = keys.size_prefix(self.ns)

@@ -23,7 +23,8 @@ def connect_kv(cluster_file: str, double: str) -> Kv:
 def open_from_config(cfg) -> dict[str, MvDatabase]:  # cfg: storage.config.Config
     kv = connect_kv(cfg.fdb_cluster_file, cfg.fdb_double)
     databases = open_databases(kv, list(cfg.databases), cfg.fdb_namespace_prefix,
-                               cfg.fdb_retention_seconds, cfg.fdb_gc_interval)
+                               cfg.fdb_retention_seconds, cfg.fdb_gc_interval, cfg.replication,
+                               tuple(cfg.synchronous_databases))
     for name, db in databases.items():
         log.info("database open db=%s backend=mvsqlite namespace=%s prefix=%s", name, db.store.ns.hex(),
                  cfg.fdb_namespace_prefix)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 
 import apsw
@@ -40,6 +41,11 @@ _NONE, _SHARED, _RESERVED = apsw.SQLITE_LOCK_NONE, apsw.SQLITE_LOCK_SHARED, apsw
 
 class PageConflictError(apsw.IOError):
     pass
+
+
+# The version of the last page-store commit made on this thread (SQLite calls the VFS on the
+# thread that runs the statement); the connection reads and clears it after each statement.
+last_commit = threading.local()
 
 
 class PageFile:
@@ -173,6 +179,7 @@ class PageFile:
         self._discard()
         self.snapshot = version
         self.count = self.size
+        last_commit.version = version
 
     def _discard(self) -> None:
         self.dirty.clear()

@@ -91,6 +91,10 @@ class Connection:
         """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
         return apsw.Connection(self.db.path, flags=self.db.open_flags)
 
+    def _after_statement(self) -> None:
+        """A hook run after each statement that succeeded (mvsqlite logs its commits here; the
+        file backend does it in SQLite's WAL hook, `_on_commit`). May raise CaptureError."""
+
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1
         if self._statements_seen > 1:
@@ -154,6 +158,7 @@ class Connection:
         try:
             rows = [common_pb2.Row(values=[to_value(x) for x in row])
                     for row in cursor.execute(st.sql, bindings)]
+            self._after_statement()
         except MultipleStatementsError:
             return common_pb2.StatementResult(error=common_pb2.StatementError(
                 sqlstate="42601", message="cannot insert multiple commands into a prepared statement"))

@@ -1,0 +1,67 @@
+"""The storage primary's side of the replication API: Hello, ResetLog and Append.
+
+Blocking gRPC: it is called on the worker thread that committed, before the commit is
+acknowledged. Both capturers use it: the WAL capturer (file backend) and the page-store
+capturer (mvsqlite).
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from common.grpc_client import CHANNEL_OPTIONS
+from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+
+APPEND_RETRY_SECONDS = 30.0
+_STATES = ("FRAME_GAP", "LOG_ID_MISMATCH")
+
+
+class CaptureError(Exception):
+    """A commit could not be logged; it is durable on the primary but not acknowledged."""
+
+
+class LogMoved(CaptureError):
+    """The log is not where this primary thought (FRAME_GAP or LOG_ID_MISMATCH): another
+    primary appended or reset it. Say Hello again."""
+
+
+class LogClient:
+    def __init__(self, name: str, target: str) -> None:
+        self.name = name
+        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = replication_pb2_grpc.ReplicationStub(self._channel)
+
+    def hello(self) -> pb.HelloResponse:
+        return self._stub.Hello(pb.HelloRequest(database=self.name), wait_for_ready=True, timeout=60)
+
+    def reset(self, if_log_id: str | None = None) -> pb.HelloResponse:
+        """A new history (only if the log id is still `if_log_id`, when given)."""
+        req = pb.ResetLogRequest(database=self.name)
+        if if_log_id is not None:
+            req.if_log_id = if_log_id
+        return self._stub.ResetLog(req, wait_for_ready=True, timeout=60)
+
+    def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition,
+               wait_for_replica: bool = False) -> bool:
+        """Make `txns` durable in the log (retrying while the service is unreachable); whether a
+        replica applied them (only asked with `wait_for_replica`)."""
+        req = pb.AppendRequest(database=self.name, log_id=log_id, page_size=page_size,
+                               transactions=txns, wal_position=pos, wait_for_replica=wait_for_replica)
+        deadline = time.monotonic() + APPEND_RETRY_SECONDS
+        while True:
+            try:
+                return self._stub.Append(req, timeout=APPEND_RETRY_SECONDS, wait_for_ready=True).replica_applied
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the service is restarting: try again until the deadline
+                    continue
+                if code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(_STATES):
+                    raise LogMoved(details) from exc
+                raise CaptureError(f"log commit of db {self.name}: {details}; the commit is durable on "
+                                   "the primary but not replicated; check the replication service") from exc
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,171 @@
+"""Capture on an mvsqlite primary: page-store commits become transactions in the replication log.
+
+Every storage process serving the database runs one capturer. The page store's changelog
+(`l <versionstamp>` keys) lists, in commit order across all processes, the pages each commit
+wrote and the page count after it. A capture reads the changelog from the version the log
+already holds (the log's position: `page_store_version`) up to a fresh read version, reads
+those pages as of each commit's version, and appends one log transaction per commit, the
+last frame carrying the page count, exactly as a WAL commit frame would. Replicas cannot
+tell which backend fed the log.
+
+Several processes: whichever appends first wins. The loser's Append meets FRAME_GAP (the head
+moved), so it says Hello again, takes the log's position, and goes on from there. So every
+commit enters the log once, in version order. A commit is acknowledged only after the log
+holds it: the committing connection captures through its commit before it answers. The
+commits of a process that died between its FoundationDB commit and its Append are logged
+by the next capture of any process; each capturer also polls every POLL_SECONDS.
+
+History: the log's position also names the page store it follows (`page_store_id`, a random
+id kept in FoundationDB). A log that is empty of this store, follows another store, or
+whose position GC has passed (the versions it would read from are gone) gets a new history:
+ResetLog with if_log_id (so that of several processes only one resets) and an image of every
+page as of one version as its first transaction; replicas then install a snapshot.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqld.v1 import replication_pb2 as pb
+from storage.capture.log_client import CaptureError, LogClient, LogMoved
+from storage.fdb.pagestore import PageStore
+from storage.fdb.vfs import PAGE_SIZE
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+BATCH_PAGES = 2_000   # pages per Append, roughly (a commit is never split)
+_RESYNC_ATTEMPTS = 20
+
+
+class _BehindGc(Exception):
+    """GC removed versions this capture needed: start a new history."""
+
+
+class PageStoreCapturer:
+    def __init__(self, name: str, store: PageStore, target: str) -> None:
+        self.name = name
+        self.store = store
+        self._client = LogClient(name, target)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.store_id = 0
+        self.log_id = ""
+        self.frame_no = 0   # the log's head as far as this process knows
+        self.version = 0    # the page-store version the log holds everything up to
+
+    def start(self) -> None:
+        self.store_id = self.store.store_id()
+        with self._lock:
+            self._resync(self._client.hello())
+            self._capture(False)
+        log.info("capturing db=%s log_id=%s head=%d version=%d", self.name, self.log_id, self.frame_no,
+                 self.version)
+        self._poller = threading.Thread(target=self._poll, name=f"capture-{self.name}", daemon=True)
+        self._poller.start()
+
+    def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
+        """Log every commit up to now; (the log's head, a replica applied it)."""
+        with self._lock:
+            return self.frame_no, self._capture(wait_for_replica)
+
+    # -- keeping up with the log --------------------------------------------------------
+    def _resync(self, hello: pb.HelloResponse) -> None:
+        """Adopt the log's position, or give the log a new history from this page store."""
+        for _ in range(_RESYNC_ATTEMPTS):
+            pos = hello.wal_position
+            if hello.log_id and hello.head_frame_no:
+                if pos.page_store_id == self.store_id and pos.page_store_version >= self.store.horizon():
+                    self.log_id, self.frame_no, self.version = hello.log_id, hello.head_frame_no, pos.page_store_version
+                    return
+                hello = self._client.reset(if_log_id=hello.log_id)
+            elif hello.log_id:
+                try:
+                    self._append_image(hello.log_id)
+                    return
+                except LogMoved:
+                    hello = self._client.hello()  # another process gave the log its first image
+            else:
+                hello = self._client.reset(if_log_id="")
+        raise CaptureError(f"db {self.name}: the replication log keeps changing under this process; "
+                           "check that only primaries of this database append to it")
+
+    def _append_image(self, log_id: str) -> None:
+        """The whole database as of a current version, as the first transaction of `log_id`."""
+        version = self.store.current_version()
+        count = self.store.page_count(version)
+        self.log_id, self.frame_no, self.version = log_id, 0, version
+        if not count:
+            return  # nothing committed yet: the first commit's pages will be the history
+        images = self.store.pages_at(list(range(1, count + 1)), version)
+        frames = [pb.Frame(frame_no=p, page_no=p, commit_size=count if p == count else 0,
+                           page=images.get(p, bytes(PAGE_SIZE))) for p in range(1, count + 1)]
+        self._client.append(log_id, PAGE_SIZE, [pb.Transaction(frames=frames, commit_time_ms=_now_ms())],
+                            self._position(version))
+        self.frame_no = count
+        log.info("new history db=%s log_id=%s pages=%d version=%d", self.name, log_id, count, version)
+
+    def _position(self, version: int) -> pb.WalPosition:
+        return pb.WalPosition(page_store_version=version, page_store_id=self.store_id)
+
+    def _capture(self, wait_for_replica: bool) -> bool:
+        until = self.store.current_version()
+        applied = False
+        while self.version < until:
+            try:
+                txns, version, head = self._read(until)
+                if not txns:
+                    return applied
+                applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version),
+                                              wait_for_replica)
+                self.frame_no, self.version = head, version
+            except LogMoved:
+                self._resync(self._client.hello())
+            except _BehindGc:
+                log.warning("replication fell behind gc db=%s version=%d: new history", self.name, self.version)
+                self._resync(self._client.reset(if_log_id=self.log_id))
+        return applied
+
+    def _read(self, until: int) -> tuple[list[pb.Transaction], int, int]:
+        """Log transactions for the next commits after self.version (at most about BATCH_PAGES
+        pages); the version of the last one; the head after them."""
+        commits = self.store.commits(self.version, until, BATCH_PAGES)
+        txns, n, now = [], self.frame_no, _now_ms()
+        for version, parts in commits:
+            for count, pages in parts:
+                images = self.store.pages_at(pages, version)
+                frames = []
+                for i, p in enumerate(pages):
+                    n += 1
+                    frames.append(pb.Frame(frame_no=n, page_no=p, commit_size=count if i == len(pages) - 1 else 0,
+                                           page=images.get(p, b"")))
+                txns.append(pb.Transaction(frames=frames, commit_time_ms=now))
+        if self.store.horizon() > self.version or any(not f.page for t in txns for f in t.frames):
+            raise _BehindGc()
+        return txns, commits[-1][0] if commits else self.version, n
+
+    def _poll(self) -> None:
+        """Log commits nobody logged (their process died before its Append)."""
+        failing = False
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.capture()
+                if failing:
+                    log.info("capture works again db=%s head=%d", self.name, self.frame_no)
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - the poller must outlive any one failure
+                if not failing:
+                    log.warning("capture failed db=%s err=%s; retrying", self.name, exc)
+                failing = True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self._client.close()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
