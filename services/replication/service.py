@@ -77,8 +77,9 @@ class ReplicationCore:
     async def append(self, req: pb.AppendRequest) -> pb.AppendResponse:
         d = self.db(req.database)
         async with d.lock:
+            before = d.log.head
             head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position)
-            d.appended += len(req.transactions)
+            d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
                 upto = d.log.compact(self.cfg.keep_frames)
                 log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)

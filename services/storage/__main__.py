@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
             for db in databases.values():
                 db.close()
 
-        await grpc_server.serve(cfg.listen, register, on_stop)
+        await grpc_server.serve(cfg.listen, register, on_stop, on_stopping=servicer.close_streams)
 
     asyncio.run(run())
 

@@ -23,6 +23,13 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self.databases = databases
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
         self.open_connections = 0
+        self._queues: set[asyncio.Queue] = set()
+
+    async def close_streams(self) -> None:
+        """The service is stopping: every Connect stream ends after its running statement
+        (an open transaction rolls back), so none is left for the server to cancel."""
+        for q in self._queues:
+            q.put_nowait(None)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         first = await context.read()
@@ -65,6 +72,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
         reader = asyncio.create_task(read_requests())
         running: asyncio.Future | None = None
+        self._queues.add(pending)
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
             follower = getattr(db, "follower", None)
@@ -83,6 +91,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
                     frame_no=follower.frame_no if follower is not None else conn.frame_no)))
         finally:
+            self._queues.discard(pending)
             reader.cancel()
             if running is not None and not running.done():
                 conn.interrupt()

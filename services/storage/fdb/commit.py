@@ -80,9 +80,10 @@ def upload(store: PageStore, images: dict[bytes, bytes]) -> None:
 
 
 def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[int, bytes],
-           old_count: int, new_count: int, base_page1: bytes | None) -> tuple[int, dict[int, bytes]]:
-    """Commit `pages` written on top of `snapshot`; return the commit version and the hash of
-    every page written (page 1 as stored).
+           old_count: int, new_count: int, base_page1: bytes | None) -> tuple[int, dict[int, bytes], int]:
+    """Commit `pages` written on top of `snapshot`; return the commit version, the hash of
+    every page written (page 1 as stored) and the page count after the commit (a rebased
+    commit keeps the count another writer left: its page 1 says so).
 
     Raises Conflict when a page in `conflict_set` or `pages` changed after `snapshot`."""
     digests = {p: hashlib.sha256(data).digest() for p, data in pages.items()}
@@ -95,6 +96,7 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
     check = (conflict_set | set(pages)) - ({1} if rebase else set())
     final: dict[int, bytes] = {}
     final_digests: dict[int, bytes] = {}
+    count = [new_count]
 
     def body(tr: Transaction) -> int:
         final.clear()
@@ -117,6 +119,7 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
                 raise Conflict("page 1 (the schema) was changed by another writer after this "
                                "transaction's snapshot")
             final[1] = _with_counter(latest, _counter(latest) + 1)
+            count[0] = struct.unpack(">I", latest[28:32])[0] or new_count
         elif 1 in pages:
             # The VFS shows SQLite a per-transaction change counter; store the real one.
             final[1] = _with_counter(pages[1], _counter(base_page1) + 1 if base_page1 else 1)
@@ -136,7 +139,7 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
             part = changed[i:i + keys.CHANGES_PER_KEY]
             key = keys.changelog_prefix(store.ns) + keys.PLACEHOLDER + struct.pack(">H", i // keys.CHANGES_PER_KEY)
             tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN - 2,
-                                      struct.pack(f">I{len(part)}I", new_count, *part))
+                                      struct.pack(f">I{len(part)}I", count[0], *part))
         tr.set(keys.write_marker(store.ns), os.urandom(8))
         key = keys.time_key(store.ns, int(time.time() * 1000)) + keys.PLACEHOLDER
         tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN, b"")
@@ -146,7 +149,5 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
     version = keys.stamp_version(stamp)
     for p, data in final.items():
         store.cache.put(final_digests[p], data)
-    for listener in store.listeners:
-        listener(version, final, new_count)
     log.debug("commit ns=%r version=%d pages=%d", store.ns, version, len(pages))
-    return version, dict(final_digests)
+    return version, dict(final_digests), count[0]

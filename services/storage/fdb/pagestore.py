@@ -11,12 +11,11 @@ import collections
 import os
 import struct
 import threading
-from typing import Callable, Iterable
+from typing import Iterable
 
 from storage.fdb import keys
 from storage.fdb.kv import Kv, Transaction, get, run, strinc
 
-CommitListener = Callable[[int, dict[int, bytes], int], None]  # version, pages, page count
 READ_CHUNK = 500  # pages per FoundationDB read transaction in bulk reads (pages_at)
 
 
@@ -54,7 +53,6 @@ class PageStore:
         self.kv = kv
         self.ns = ns
         self.cache = ContentCache(cache_pages)
-        self.listeners: list[CommitListener] = []
 
     def current_version(self) -> int:
         """A fresh read version: every commit acknowledged so far is visible at it."""

@@ -160,10 +160,22 @@ class PageFile:
         if self.dirty and not self.failed:
             self._commit()
 
+    def _new_count(self) -> int:
+        """The page count this commit leaves. A shrinking commit (VACUUM, incremental vacuum)
+        truncates the file only after xSync; its page 1 already holds the new size."""
+        page1 = self.dirty.get(1)
+        if page1 is not None and page1[92:96] == page1[24:28]:
+            in_header = struct.unpack(">I", page1[28:32])[0]
+            if 0 < in_header < self.size:
+                return in_header
+        return self.size
+
     def _commit(self) -> None:
+        count = self._new_count()
+        pages = {p: data for p, data in self.dirty.items() if p <= count}
         try:
-            version, digests = committer.commit(self.store, self.snapshot, set(self.conflict_set), self.dirty,
-                                       self.count, self.size, self.base_page1)
+            version, digests, count = committer.commit(self.store, self.snapshot, set(self.conflict_set), pages,
+                                                self.count, count, self.base_page1)
         except committer.Conflict as exc:
             self.failed = True
             self._discard()
@@ -178,7 +190,7 @@ class PageFile:
         self.index.update(digests)
         self._discard()
         self.snapshot = version
-        self.count = self.size
+        self.count = self.size = count
         last_commit.version = version
 
     def _discard(self) -> None:
