@@ -16,9 +16,12 @@ run: setup ## start every service locally (edge on 127.0.0.1:5432)
 # The spine end-to-end suites again on the mvsqlite backend (FoundationDB test double, or the
 # cluster named by FDB_CLUSTER_FILE).
 SPINE := tests/e2e/test_psycopg.py tests/e2e/test_psql.py tests/e2e/test_concurrency.py \
-	tests/e2e/test_durability.py tests/e2e/test_grpc_api.py tests/e2e/test_extended.py
+	tests/e2e/test_durability.py tests/e2e/test_grpc_api.py tests/e2e/test_extended.py \
+	$(addprefix tests/e2e/test_replication.py::test_,read_your_writes_through_the_replica_site \
+	  pg_stat_replication_over_pg_wire synchronous_commit_waits_for_a_replica_to_apply \
+	  readers_on_a_replica_never_see_a_torn_transaction replication_metrics_endpoint)
 
-test: setup ## run the whole test suite, then the spine suites on the mvsqlite backend
+test: setup ## run the whole test suite, then the spine and replica-site suites on the mvsqlite backend
 	$(PY) -m pytest $(ARGS)
 	SQLD_TEST_BACKEND=mvsqlite $(PY) -m pytest $(SPINE)
 

@@ -42,20 +42,26 @@ def test_compose_runs_the_plan():
 
 def test_compose_mvsqlite_profile_runs_the_plan():
     """The `mvsqlite` profile: FoundationDB, its one-time configuration, two storage processes
-    started as the plan starts mvsqlite storage, each with a scheduler."""
+    started as the plan starts mvsqlite storage, each with a scheduler, both feeding one
+    replication log that a replica follows."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     profiled = {name for name, svc in services.items() if "mvsqlite" in svc.get("profiles", [])}
-    assert {"fdb", "fdb-init", "storage-mv1", "storage-mv2", "scheduler-mv1", "scheduler-mv2"} <= profiled
+    assert {"fdb", "fdb-init", "storage-mv1", "storage-mv2", "scheduler-mv1", "scheduler-mv2",
+            "replication-mv", "replica-mv1"} <= profiled
     assert services["fdb"]["image"].startswith("foundationdb/foundationdb")
     assert "configure new single" in " ".join(services["fdb-init"]["command"])
-    mv = {s.name: s for s in plan.services(plan.Ports(), "data", replicas=0, backend="mvsqlite",
+    mv = {s.name: s for s in plan.services(plan.Ports(), "data", replicas=1, backend="mvsqlite",
                                             fdb_cluster_file="/var/fdb/fdb.cluster")}
     assert "fdbdouble" not in mv  # a real cluster: never the test double
     for name in ("storage-mv1", "storage-mv2"):
         assert _shape(services[name]["command"]) == _shape(mv["storage"].argv), name
         assert "/var/fdb/fdb.cluster" in services[name]["command"]
+        assert "replication-mv:7004" in services[name]["command"]
+    assert _shape(services["replication-mv"]["command"]) == _shape(mv["replication"].argv)
+    assert _shape(services["replica-mv1"]["command"]) == _shape(mv["replica1"].argv)
+    assert "replication-mv:7004" in services["replica-mv1"]["command"]
     for n in ("1", "2"):
-        assert services[f"scheduler-mv{n}"]["command"][-1] == f"storage-mv{n}:7003"
+        assert f"storage-mv{n}:7003" in services[f"scheduler-mv{n}"]["command"]
 
 
 def test_compose_file_validates():
