@@ -41,9 +41,8 @@ class Ours:
         # Every port the plan knows gets a free one, so new services (e.g. replicas) need no change here.
         self.ports = plan.Ports(**{f.name: free_port(taken_ports) for f in dataclasses.fields(plan.Ports)})
         self.dir = tempfile.mkdtemp(prefix="sqld-bench-ours-")
-        # mvsqlite runs as one site on the FoundationDB test double (no real cluster on these machines)
-        self.services = plan.services(self.ports, os.path.join(self.dir, "data"), backend=backend,
-                                      replicas=0 if backend == "mvsqlite" else 2)
+        # mvsqlite runs on the FoundationDB test double (no real cluster on these machines)
+        self.services = plan.services(self.ports, os.path.join(self.dir, "data"), backend=backend)
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 

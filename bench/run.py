@@ -178,6 +178,16 @@ class Run:
                 ref = pg_rows.get(w.name)
                 self.rows.append(report.Row(f"{w.name} [mvsqlite backend]", "tps", out.tps if out.ok else None,
                                             ref.pg if ref else None, out.error, ref.pg_error if ref else "not run"))
+            port, _ = replica_lag.find_replica(mv.services, mv.ports)
+            if port is not None:
+                dsn = "host=127.0.0.1 port={} user=postgres dbname=main connect_timeout=10"
+                self.say(f"replica lag on ours (mvsqlite) at 1,000 commits/s for {self.m.lag_seconds}s")
+                lag = self.step("replica lag (mvsqlite)", replica_lag.measure, dsn.format(mv.pg_port),
+                                dsn.format(port), 1000.0, self.m.lag_seconds)
+                self.say(f"    p50 {lag.p50_ms:.2f} ms, p99 {lag.p99_ms:.2f} ms")
+                self.notes.append(f"Replica lag with the mvsqlite backend (replicas fed from the page store's "
+                                  f"changelog): p50 {lag.p50_ms:.1f} ms, p99 {lag.p99_ms:.1f} ms at "
+                                  f"{lag.rate_achieved:,.0f} commits/s achieved ({lag.commits} commits).")
         except Exception as exc:  # a failing backend is a finding, not a harness crash
             self.say(f"    mvsqlite: FAILED: {exc}")
             self.notes.append(f"mvsqlite backend run failed: {exc}")

@@ -19,7 +19,7 @@ from sqld.v1 import replication_pb2, replication_pb2_grpc
 from storage.fdb import keys
 from storage.fdb.pagestore import PageStore
 from storage.fdb.setup import connect_kv
-from tests.e2e.test_replication import dbhash, integrity, status, wait_converged
+from tests.e2e.test_replication import Session, dbhash, integrity, status, wait_converged
 
 
 def page_store_copy(stack, dest) -> None:
@@ -190,6 +190,14 @@ def test_replication_status_over_grpc_names_the_page_store(own_stack):
         hello = replication_pb2_grpc.ReplicationStub(ch).Hello(replication_pb2.HelloRequest(database="main"), timeout=5)
     assert hello.wal_position.page_store_version > 0 and hello.wal_position.page_store_id != 0
     assert hello.head_frame_no == status(stack).head_frame_no
+    # a commit answers with the frame number that holds it (replica reads wait for that frame)
+    session = Session(stack.scheduler_addr)
+    try:
+        for i in range(5):
+            w = session.run(f"INSERT INTO s VALUES ({i})")
+            assert w.frame_no == status(stack).head_frame_no > hello.head_frame_no
+    finally:
+        session.close()
 
 
 def test_a_log_restored_from_before_the_gc_horizon_gets_a_new_history(own_stack, tmp_path):

@@ -69,7 +69,8 @@ class PageStoreCapturer:
     def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
         """Log every commit up to now; (the log's head, a replica applied it)."""
         with self._lock:
-            return self.frame_no, self._capture(wait_for_replica)
+            applied = self._capture(wait_for_replica)
+            return self.frame_no, applied
 
     # -- keeping up with the log --------------------------------------------------------
     def _resync(self, hello: pb.HelloResponse) -> None:
@@ -111,40 +112,46 @@ class PageStoreCapturer:
         return pb.WalPosition(page_store_version=version, page_store_id=self.store_id)
 
     def _capture(self, wait_for_replica: bool) -> bool:
-        until = self.store.current_version()
         applied = False
-        while self.version < until:
+        while True:
             try:
-                txns, version, head = self._read(until)
-                if not txns:
+                txns, version, more = self._read()
+                if txns:
+                    applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version),
+                                                  wait_for_replica)
+                    self.frame_no += sum(len(t.frames) for t in txns)
+                    self.version = version
+                if not more:
                     return applied
-                applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version),
-                                              wait_for_replica)
-                self.frame_no, self.version = head, version
             except LogMoved:
                 self._resync(self._client.hello())
             except _BehindGc:
                 log.warning("replication fell behind gc db=%s version=%d: new history", self.name, self.version)
                 self._resync(self._client.reset(if_log_id=self.log_id))
-        return applied
 
-    def _read(self, until: int) -> tuple[list[pb.Transaction], int, int]:
-        """Log transactions for the next commits after self.version (at most about BATCH_PAGES
-        pages); the version of the last one; the head after them."""
-        commits = self.store.commits(self.version, until, BATCH_PAGES)
+    def _read(self) -> tuple[list[pb.Transaction], int, bool]:
+        """Log transactions for the next commits after self.version (about BATCH_PAGES pages
+        at most), the version of the last one, and whether more commits follow. Usually one
+        FoundationDB transaction; a large commit's pages are read in several, then the GC
+        horizon is read again."""
+        batch = self.store.changelog_batch(self.version, BATCH_PAGES)
+        images, horizon = batch.images, batch.horizon
+        if images is None:
+            images = {(v, p): image for v, parts in batch.commits for _, pages in parts
+                      for p, image in self.store.pages_at(pages, v).items()}
+            horizon = self.store.horizon()
         txns, n, now = [], self.frame_no, _now_ms()
-        for version, parts in commits:
+        for version, parts in batch.commits:
             for count, pages in parts:
-                images = self.store.pages_at(pages, version)
                 frames = []
                 for i, p in enumerate(pages):
                     n += 1
                     frames.append(pb.Frame(frame_no=n, page_no=p, commit_size=count if i == len(pages) - 1 else 0,
-                                           page=images.get(p, b"")))
+                                           page=images.get((version, p), b"")))
                 txns.append(pb.Transaction(frames=frames, commit_time_ms=now))
-        if self.store.horizon() > self.version or any(not f.page for t in txns for f in t.frames):
+        if horizon > self.version or any(not f.page for t in txns for f in t.frames):
             raise _BehindGc()
-        return txns, commits[-1][0] if commits else self.version, n
+        return txns, batch.commits[-1][0] if batch.commits else self.version, batch.more
 
     def _poll(self) -> None:
         """Log commits nobody logged (their process died before its Append)."""

@@ -8,6 +8,7 @@ cached process-wide.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import struct
 import threading
@@ -17,6 +18,43 @@ from storage.fdb import keys
 from storage.fdb.kv import Kv, Transaction, get, run, strinc
 
 READ_CHUNK = 500  # pages per FoundationDB read transaction in bulk reads (pages_at)
+CHANGELOG_LIMIT = 1000  # changelog entries per read (a commit has at most a few)
+Commits = list[tuple[int, list[tuple[int, list[int]]]]]  # [(version, [(page count, pages), ...])]
+
+
+@dataclasses.dataclass
+class Batch:
+    """What changelog_batch read: the commits, the version read up to, and more to come."""
+    version: int                 # every commit up to here is in `commits` (unless `more`)
+    commits: Commits
+    horizon: int                 # the GC horizon at the read version
+    more: bool = False           # cut short: read again from `version`
+    images: dict[tuple[int, int], bytes] | None = None  # (version, page) → image, when read
+
+
+def _group(prefix: bytes, kvs: list[tuple[bytes, bytes]], max_pages: int) -> tuple[Commits, bool]:
+    """Changelog entries grouped by version and commit, cut after `max_pages` pages (and
+    whether it was cut)."""
+    out: Commits = []
+    stamps: dict[bytes, tuple[int, list[int]]] = {}
+    pages = 0
+    for key, value in kvs:
+        stamp = key[len(prefix):len(prefix) + keys.STAMP_LEN]
+        version = keys.stamp_version(stamp)
+        if out and out[-1][0] != version:
+            if pages >= max_pages:
+                return out, True
+            stamps = {}
+        if not out or out[-1][0] != version:
+            out.append((version, []))
+        changed = list(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
+        if stamp in stamps:
+            stamps[stamp][1].extend(changed)  # a further chunk of the same commit
+        else:
+            stamps[stamp] = (struct.unpack(">I", value[:4])[0], changed)
+            out[-1][1].append(stamps[stamp])
+        pages += len(changed)
+    return out, False
 
 
 class SnapshotTooOld(Exception):
@@ -117,35 +155,35 @@ class PageStore:
             pages.update(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
         return pages, count
 
-    def commits(self, since: int, until: int, max_pages: int) -> list[tuple[int, list[tuple[int, list[int]]]]]:
-        """Commits in (since, until] from the changelog, in commit order, grouped by version:
-        [(version, [(page count, changed pages), ...])]. Stops after the version that brings
-        the total past `max_pages` (a version is never split)."""
+    def changelog_batch(self, since: int, max_pages: int) -> "Batch":
+        """The next commits after version `since`, read in one FoundationDB transaction: the
+        changelog up to its read version (grouped by version, cut after the version that
+        brings the total past `max_pages`; a version is never split), the GC horizon, and,
+        when they fit in READ_CHUNK pages, every commit's page images as of its version."""
         prefix = keys.changelog_prefix(self.ns)
-        out: list[tuple[int, list[tuple[int, list[int]]]]] = []
-        begin, end = prefix + keys.version_bound(since), prefix + keys.version_bound(until)
-        stamps: dict[bytes, tuple[int, list[int]]] = {}
-        pages = 0
-        while True:
-            kvs = run(self.kv, lambda tr: tr.get_ranges([(begin, end, 1000, False)], True)[0])
-            for key, value in kvs:
-                stamp = key[len(prefix):len(prefix) + keys.STAMP_LEN]
-                version = keys.stamp_version(stamp)
-                if out and out[-1][0] != version and pages >= max_pages:
-                    return out
-                if not out or out[-1][0] != version:
-                    out.append((version, []))
-                    stamps = {}
-                changed = list(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
-                if stamp in stamps:
-                    stamps[stamp][1].extend(changed)  # a further chunk of the same commit
-                else:
-                    stamps[stamp] = (struct.unpack(">I", value[:4])[0], changed)
-                    out[-1][1].append(stamps[stamp])
-                pages += len(changed)
-            if len(kvs) < 1000:
-                return out
-            begin = kvs[-1][0] + b"\x00"
+        horizon_key = keys.horizon(self.ns)
+
+        def body(tr: Transaction) -> Batch:
+            version = tr.read_version()
+            kvs, hz = tr.get_ranges([(prefix + keys.version_bound(since), strinc(prefix), CHANGELOG_LIMIT, False),
+                                     (horizon_key, horizon_key + b"\x00", 1, False)], True)
+            commits, cut = _group(prefix, kvs, max_pages)
+            if len(kvs) == CHANGELOG_LIMIT and not cut:
+                if len(commits) < 2:
+                    raise RuntimeError("changelog: one version has more entries than a read takes")
+                commits.pop()  # the last version may continue past the limit
+                cut = True
+            batch = Batch(commits[-1][0] if cut else version, commits,
+                          struct.unpack(">Q", hz[0][1])[0] if hz else 0, cut)
+            wanted = [(v, p) for v, parts in batch.commits for _, pages in parts for p in pages]
+            if len(wanted) <= READ_CHUNK:
+                ranges = [(keys.page_prefix(self.ns, p), keys.page_prefix(self.ns, p) + keys.version_bound(v), 1, True)
+                          for v, p in wanted]
+                digests = {vp: kv[0][1] for vp, kv in zip(wanted, tr.get_ranges(ranges, True)) if kv}
+                content = self._content(tr, digests.values())
+                batch.images = {vp: content[d] for vp, d in digests.items() if d in content}
+            return batch
+        return run(self.kv, body)
 
     def pages_at(self, pgnos: list[int], version: int) -> dict[int, bytes]:
         """Images of many pages as of `version`, in FoundationDB transactions of READ_CHUNK pages."""
