@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import commands, copy, cursors, handshake, render, timetravel, types
+from edge import colnames, commands, copy, cursors, handshake, render, timetravel, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
@@ -244,9 +244,12 @@ class Connection:
 
     async def _simple_remote(self, group: list[str], implicit: bool) -> bool:
         was_failed = self.status == b"E"
-        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(t).sql) for t in group], implicit=implicit)
+        rewritten = [rewrite(t) for t in group]
+        batch = await self.run_batch([common_pb2.Statement(sql=r.sql) for r in rewritten], implicit=implicit)
         out: list[bytes] = []
-        for text, result in zip(group, batch.results):
+        for text, r, result in zip(group, rewritten, batch.results):
+            if result.HasField("ok"):
+                colnames.apply(r.column_names, result.ok.columns)
             out += render.simple_messages(text, result, was_failed)
             if not result.HasField("error"):
                 commands.remember_forwarded(text, self.settings)
@@ -309,21 +312,24 @@ class Connection:
         hold = (m_.group("hold") or "").upper() == "WITH"
         if self.status != b"T" and not hold:
             raise cursors.CursorError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
-        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(m_.group("query")).sql)], implicit=False)
+        query = rewrite(m_.group("query"))
+        batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
         result = batch.results[0]
         if result.HasField("error"):
             raise cursors.CursorError(result.error.sqlstate, result.error.message)
+        colnames.apply(query.column_names, result.ok.columns)
         self.cursors.declare(cursors.unquote(m_.group("name")), result.ok, hold)
 
     async def _copy(self, sql: str) -> None:
         spec = copy.parse(sql)
         if spec.direction == "TO":
-            query = spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}"
-            batch = await self.run_batch([common_pb2.Statement(sql=rewrite(query).sql)], implicit=False)
+            query = rewrite(spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}")
+            batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
             result = batch.results[0]
             if result.HasField("error"):
                 raise copy.CopyError(result.error.sqlstate, result.error.message)
             rs = result.ok
+            colnames.apply(query.column_names, rs.columns)
             oids = render.result_oids(rs)
             rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
                     for r in rs.rows]

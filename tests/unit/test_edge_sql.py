@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from edge import commands, copy, cursors, params, types
+from edge import colnames, commands, copy, cursors, params, types
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
 
@@ -31,6 +31,48 @@ def test_select_list_hints():
     assert rewrite("select $1::int8, count(*), 1, 2.5, 'x', a + b as s from t").column_hints == \
         ["INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", ""]
     assert rewrite("insert into t values (1)").column_hints == []
+
+
+@pytest.mark.parametrize("sql, names", [
+    ("SELECT 1, 'x', a + 1, -a, a || b, a IS NULL, NOT a, a BETWEEN 1 AND 2, a IN (1, 2), x NOTNULL FROM t",
+     ["?column?"] * 10),
+    ("SELECT true, false, null, 1.5, $1", ["?column?"] * 5),
+    ("SELECT a, t.b, \"C\", *, t.*, a AS x, b y, count(*) n, 1 one, a AS \"Q\" FROM t",
+     [None, None, None, "*", "*", None, None, None, None, None]),
+    ("select count(*), max(a), pg_catalog.lower(b), \"Upper\"(c), coalesce(a, 1), nullif(a, 1) from t",
+     ["count", "max", "lower", "Upper", "coalesce", "nullif"]),
+    ("SELECT row_number() OVER (ORDER BY a), count(*) FILTER (WHERE a > 1), rank() OVER w, EXISTS (SELECT 1) FROM t",
+     ["row_number", "count", "rank", "exists"]),
+    ("SELECT a::int, 1::int, '1'::integer, x::text::int, 1::text::int8, $1::double precision, 2::numeric(10,2)",
+     ["a", "int4", "int4", "x", "int8", "float8", "numeric"]),
+    ("SELECT CAST(a AS int), CAST(1 AS bigint), CAST(1+2 AS text), (a+b)::real, 1::\"char\", 1::pg_catalog.int4",
+     ["a", "int8", "text", "float4", "char", "int4"]),
+    ("SELECT 1::timestamp with time zone, a::varchar(3), 'x'::character varying, 1::int[], a COLLATE nocase",
+     ["timestamptz", "a", "varchar", "int4", "a"]),
+    ("SELECT CASE WHEN a THEN 1 END, CASE WHEN a THEN 1 ELSE b END, CASE a WHEN 1 THEN 2 ELSE 3 END, "
+     "CASE WHEN a THEN 1 ELSE 2::int END FROM t", ["case", "b", "case", "case"]),
+    ("SELECT (a), (a + 1), (1, 2), (SELECT max(b) FROM u), (SELECT 1), (SELECT b AS z FROM u), (SELECT u.c FROM u)",
+     ["a", "?column?", "row", "max", "?column?", "z", "c"]),
+    ("SELECT current_timestamp, CURRENT_DATE, date '2020-01-01', x'ff', trim(a), trim(LEADING 'x' FROM a)",
+     ["current_timestamp", "current_date", "date", "?column?", "btrim", "ltrim"]),
+    ("WITH w AS (SELECT 1) SELECT DISTINCT count(*) FROM w;", ["count"]),
+    ("/* hi */ SELECT 1 UNION SELECT a FROM t", ["?column?"]),
+    ("INSERT INTO t VALUES (1) RETURNING a, a + 1, lower(b)", [None, "?column?", "lower"]),
+    ("UPDATE t SET a = 1", []),
+    ("VALUES (1, 2)", []),
+    ("SELECT a[1], f(x) y z, a zone, (SELECT *  FROM t)", [None, None, None, None]),  # unsure: SQLite's names
+])
+def test_postgres_column_names(sql, names):
+    assert rewrite(sql).column_names == names
+
+
+def test_column_names_applied_around_stars():
+    cols = [pb.Column(name=n) for n in ("1", "a", "b", "c", "a+1")]
+    colnames.apply(["?column?", colnames.STAR, "?column?"], cols)
+    assert [c.name for c in cols] == ["?column?", "a", "b", "c", "?column?"]
+    cols = [pb.Column(name=n) for n in ("1", "2")]
+    colnames.apply(["?column?"], cols)  # the list and the columns disagree: SQLite's names stay
+    assert [c.name for c in cols] == ["1", "2"]
 
 
 @pytest.mark.parametrize("data, oid, fmt, value", [
