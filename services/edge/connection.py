@@ -141,7 +141,11 @@ class Connection:
             kind, length = codec.message_header(await self._read(5), max_len)
             body = await self._read(length) if length else b""
             if kind == b"Q":
-                sql, _ = codec.cstring(body)
+                try:
+                    sql, _ = codec.cstring(body)
+                except codec.EncodingError as exc:
+                    await self._query_error("22021", str(exc))
+                    continue
                 await self._simple_query(sql)
             elif kind == b"X":
                 return
@@ -239,6 +243,16 @@ class Connection:
                 i += 1
             if not ok:
                 break
+        self.send(m.ready_for_query(self.status))
+        await self.flush_socket()
+
+    async def _query_error(self, sqlstate: str, message: str) -> None:
+        """A Query refused before it runs: ErrorResponse, ReadyForQuery, the connection stays."""
+        if self.extended.out or self.extended.batch:
+            await self.extended.flush()
+        self.send(m.error_response(sqlstate, message))
+        if self.status == b"T":
+            await self._fail_transaction()
         self.send(m.ready_for_query(self.status))
         await self.flush_socket()
 
@@ -358,7 +372,9 @@ class Connection:
                 raise codec.ProtocolError(f"unexpected message type {kind!r} during COPY")
         try:
             rows = copy.parse_rows(b"".join(chunks).decode(), spec)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except UnicodeDecodeError as exc:
+            raise copy.CopyError("22021", codec.utf8_error(exc)) from exc
+        except ValueError as exc:
             raise copy.CopyError("22P02", f"COPY data: {exc}") from exc
         if not rows:
             self.send(m.command_complete("COPY 0"))

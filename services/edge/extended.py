@@ -127,6 +127,9 @@ class Extended:
         except (StatementFailed, params.ParamError) as exc:
             await self.flush()
             self._fail(exc.sqlstate, str(exc))
+        except codec.EncodingError as exc:  # text that is not UTF-8: an error, not a broken protocol
+            await self.flush()
+            self._fail("22021", str(exc))
 
     def _fail(self, sqlstate: str, message: str) -> None:
         self.out.append(m.error_response(sqlstate, message))

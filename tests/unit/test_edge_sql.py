@@ -105,6 +105,14 @@ def test_bad_params_are_22p02(data, oid, fmt):
     assert info.value.sqlstate == "22P02"
 
 
+@pytest.mark.parametrize("data, fmt, shown", [(b"a\xff", 0, "0xff"), (b"\xc3(", 1, "0xc3 0x28"),
+                                              (b"\xf0\x9f\x98", 0, "0xf0 0x9f 0x98")])
+def test_params_not_utf8_are_22021(data, fmt, shown):
+    with pytest.raises(params.ParamError) as info:
+        params.decode(data, types.TEXT, fmt)
+    assert (info.value.sqlstate, str(info.value)) == ("22021", 'invalid byte sequence for encoding "UTF8": ' + shown)
+
+
 def test_binary_numeric_round_trip():
     import decimal
     for text in ["0", "1", "-12.25", "10000", "123456789.000123", "0.0001", "1e20"]:
