@@ -353,6 +353,8 @@ class Connection:
             return
         if spec.table is None:
             raise copy.CopyError("42601", "COPY FROM needs a table")
+        named = [c for c in spec.force_not_null + spec.force_null if c != "*"]
+        columns = await self._copy_columns(spec) if named else []
         self.send(m.copy_in_response(len(spec.columns)))
         await self.flush_socket()
         chunks: list[bytes] = []
@@ -376,6 +378,7 @@ class Connection:
             raise copy.CopyError("22021", codec.utf8_error(exc)) from exc
         except ValueError as exc:
             raise copy.CopyError("22P02", f"COPY data: {exc}") from exc
+        copy.force(rows, spec, columns)
         if not rows:
             self.send(m.command_complete("COPY 0"))
             return
@@ -393,3 +396,12 @@ class Connection:
         if last is not None and last.HasField("error"):
             raise copy.CopyError(last.error.sqlstate, f"COPY line {len(batch.results)}: {last.error.message}")
         self.send(m.command_complete(f"COPY {len(rows)}"))
+
+    async def _copy_columns(self, spec: copy.CopySpec) -> list[str]:
+        """The columns a COPY FROM fills (its list, else the table's), for FORCE_NOT_NULL / FORCE_NULL."""
+        if spec.columns:
+            return [copy.column_key(c) for c in spec.columns]
+        result = await self.describe(rewrite(f"SELECT * FROM {spec.table}").sql)
+        if result.HasField("error"):
+            raise copy.CopyError(result.error.sqlstate, result.error.message)
+        return [copy.column_key(c.name) for c in result.description.columns]

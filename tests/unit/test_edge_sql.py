@@ -161,6 +161,46 @@ def test_copy_parse_and_formats():
         copy.parse("COPY t FROM '/etc/passwd'")
 
 
+def test_copy_csv_quoted_empty_is_a_string_and_unquoted_empty_is_null():
+    spec = copy.parse("COPY t FROM STDIN WITH (FORMAT csv)")
+    data = 'a,"",,"x,""y""",\r\n"multi\nline",z"q"w, \n\\.\n'
+    assert copy.parse_rows(data, spec) == [["a", "", None, 'x,"y"', None], ["multi\nline", "zqw", " "]]
+    assert copy.parse_rows('1,"\\."\n\\.\nignored\n', spec) == [["1", "\\."]]
+    with pytest.raises(copy.CopyError) as info:
+        copy.parse_rows('1,"open\n', spec)
+    assert info.value.sqlstate == "22P04"
+
+
+def test_copy_csv_options():
+    spec = copy.parse("COPY t (a, \"B\", c) FROM STDIN (FORMAT csv, NULL 'NA', FORCE_NOT_NULL (a, b), "
+                      "FORCE_NULL (c), ESCAPE '\\', QUOTE '''')")
+    assert (spec.null, spec.escape, spec.quote, spec.force_not_null, spec.force_null) == \
+        ("NA", "\\", "'", ["a", "b"], ["c"])
+    rows = copy.parse_rows("NA,'NA','NA'\n,'it\\'s',NA\n", spec)
+    assert rows == [[None, "NA", "NA"], ["", "it's", None]]
+    copy.force(rows, spec, ["a", "b", "c"])
+    assert rows == [["NA", "NA", None], ["", "it's", None]]
+    with pytest.raises(copy.CopyError) as info:
+        copy.force(rows, copy.parse("COPY t (a) FROM STDIN (FORMAT csv, FORCE_NULL (zz))"), ["a"])
+    assert info.value.sqlstate == "42P10"
+    star = copy.parse("COPY t FROM STDIN (FORMAT csv, FORCE_NOT_NULL *)")
+    rows = copy.parse_rows(',""\n', star)
+    copy.force(rows, star, [])
+    assert rows == [["", ""]]
+    for bad in ("COPY t FROM STDIN (FORCE_NOT_NULL (a))", "COPY t TO STDOUT (FORMAT csv, FORCE_NULL (a))"):
+        with pytest.raises(copy.CopyError) as info:
+            copy.parse(bad)
+        assert info.value.sqlstate == "0A000"
+    assert copy.parse("COPY t FROM STDIN (FORMAT csv, NULL '\\N')").null == "\\N"  # given: not CSV's default ''
+
+
+def test_copy_csv_out_quotes_empty_strings_not_nulls():
+    spec = copy.parse("COPY t TO STDOUT (FORMAT csv, HEADER)")
+    out = copy.format_rows(["a", "b c"], [["", None], ['x,"y"', "line\nbreak"]], spec)
+    assert out == [b"a,b c\n", b'"",\n', b'"x,""y""","line\nbreak"\n']
+    assert copy.format_rows(["a"], [["\\."]], copy.parse("COPY t TO STDOUT (FORMAT csv)")) == [b'"\\."\n']
+
+
 def test_cursor_fetch_forward_only():
     cs = cursors.Cursors()
     rs = pb.ResultSet(columns=[pb.Column(name="a")], rows=[pb.Row(values=[pb.Value(integer=i)]) for i in range(5)])
