@@ -49,7 +49,7 @@ def parse(sql: str) -> CopySpec:
         opts = opts[4:].strip()
     if opts.startswith("(") and opts.endswith(")"):
         opts = opts[1:-1]
-    given = set()
+    given: set[str] = set()  # options written out, so CSV defaults do not overwrite them
     tokens = re.findall(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[()]|[^\s,()]+", opts)
     i = 0
     while i < len(tokens):
