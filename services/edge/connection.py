@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import commands, copy, cursors, handshake, render, timetravel, types
+from edge import colnames, commands, copy, cursors, handshake, render, timetravel, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
 from edge.scheduler_client import SchedulerSession, SessionEnded
@@ -141,7 +141,11 @@ class Connection:
             kind, length = codec.message_header(await self._read(5), max_len)
             body = await self._read(length) if length else b""
             if kind == b"Q":
-                sql, _ = codec.cstring(body)
+                try:
+                    sql, _ = codec.cstring(body)
+                except codec.EncodingError as exc:
+                    await self._query_error("22021", str(exc))
+                    continue
                 await self._simple_query(sql)
             elif kind == b"X":
                 return
@@ -242,11 +246,24 @@ class Connection:
         self.send(m.ready_for_query(self.status))
         await self.flush_socket()
 
+    async def _query_error(self, sqlstate: str, message: str) -> None:
+        """A Query refused before it runs: ErrorResponse, ReadyForQuery, the connection stays."""
+        if self.extended.out or self.extended.batch:
+            await self.extended.flush()
+        self.send(m.error_response(sqlstate, message))
+        if self.status == b"T":
+            await self._fail_transaction()
+        self.send(m.ready_for_query(self.status))
+        await self.flush_socket()
+
     async def _simple_remote(self, group: list[str], implicit: bool) -> bool:
         was_failed = self.status == b"E"
-        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(t).sql) for t in group], implicit=implicit)
+        rewritten = [rewrite(t) for t in group]
+        batch = await self.run_batch([common_pb2.Statement(sql=r.sql) for r in rewritten], implicit=implicit)
         out: list[bytes] = []
-        for text, result in zip(group, batch.results):
+        for text, r, result in zip(group, rewritten, batch.results):
+            if result.HasField("ok"):
+                colnames.apply(r.column_names, result.ok.columns)
             out += render.simple_messages(text, result, was_failed)
             if not result.HasField("error"):
                 commands.remember_forwarded(text, self.settings)
@@ -309,21 +326,24 @@ class Connection:
         hold = (m_.group("hold") or "").upper() == "WITH"
         if self.status != b"T" and not hold:
             raise cursors.CursorError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
-        batch = await self.run_batch([common_pb2.Statement(sql=rewrite(m_.group("query")).sql)], implicit=False)
+        query = rewrite(m_.group("query"))
+        batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
         result = batch.results[0]
         if result.HasField("error"):
             raise cursors.CursorError(result.error.sqlstate, result.error.message)
+        colnames.apply(query.column_names, result.ok.columns)
         self.cursors.declare(cursors.unquote(m_.group("name")), result.ok, hold)
 
     async def _copy(self, sql: str) -> None:
         spec = copy.parse(sql)
         if spec.direction == "TO":
-            query = spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}"
-            batch = await self.run_batch([common_pb2.Statement(sql=rewrite(query).sql)], implicit=False)
+            query = rewrite(spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}")
+            batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
             result = batch.results[0]
             if result.HasField("error"):
                 raise copy.CopyError(result.error.sqlstate, result.error.message)
             rs = result.ok
+            colnames.apply(query.column_names, rs.columns)
             oids = render.result_oids(rs)
             rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
                     for r in rs.rows]
@@ -333,6 +353,8 @@ class Connection:
             return
         if spec.table is None:
             raise copy.CopyError("42601", "COPY FROM needs a table")
+        named = [c for c in spec.force_not_null + spec.force_null if c != "*"]
+        columns = await self._copy_columns(spec) if named else []
         self.send(m.copy_in_response(len(spec.columns)))
         await self.flush_socket()
         chunks: list[bytes] = []
@@ -352,8 +374,11 @@ class Connection:
                 raise codec.ProtocolError(f"unexpected message type {kind!r} during COPY")
         try:
             rows = copy.parse_rows(b"".join(chunks).decode(), spec)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except UnicodeDecodeError as exc:
+            raise copy.CopyError("22021", codec.utf8_error(exc)) from exc
+        except ValueError as exc:
             raise copy.CopyError("22P02", f"COPY data: {exc}") from exc
+        copy.force(rows, spec, columns)
         if not rows:
             self.send(m.command_complete("COPY 0"))
             return
@@ -371,3 +396,12 @@ class Connection:
         if last is not None and last.HasField("error"):
             raise copy.CopyError(last.error.sqlstate, f"COPY line {len(batch.results)}: {last.error.message}")
         self.send(m.command_complete(f"COPY {len(rows)}"))
+
+    async def _copy_columns(self, spec: copy.CopySpec) -> list[str]:
+        """The columns a COPY FROM fills (its list, else the table's), for FORCE_NOT_NULL / FORCE_NULL."""
+        if spec.columns:
+            return [copy.column_key(c) for c in spec.columns]
+        result = await self.describe(rewrite(f"SELECT * FROM {spec.table}").sql)
+        if result.HasField("error"):
+            raise copy.CopyError(result.error.sqlstate, result.error.message)
+        return [copy.column_key(c.name) for c in result.description.columns]

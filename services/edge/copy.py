@@ -5,10 +5,8 @@ text or CSV. Rows read by COPY FROM are inserted in one batch: atomically, as Po
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _COPY = re.compile(
     r"^COPY\s+(?:(?P<table>(?:\"(?:[^\"]|\"\")+\"|[\w.$]+))\s*(?:\((?P<cols>[^)]*)\))?|\((?P<query>.+)\))\s+"
@@ -29,9 +27,12 @@ class CopySpec:
     direction: str        # "FROM" or "TO"
     csv: bool = False
     header: bool = False
-    delimiter: str = "\t"
-    null: str = "\\N"
+    delimiter: str = "\t"  # ',' in CSV unless given
+    null: str = "\\N"       # '' in CSV unless given
     quote: str = '"'
+    escape: str = ""      # CSV; "" = the quote character
+    force_not_null: list[str] = field(default_factory=list)  # CSV COPY FROM: column names, or ["*"]
+    force_null: list[str] = field(default_factory=list)
 
 
 def parse(sql: str) -> CopySpec:
@@ -48,7 +49,8 @@ def parse(sql: str) -> CopySpec:
         opts = opts[4:].strip()
     if opts.startswith("(") and opts.endswith(")"):
         opts = opts[1:-1]
-    tokens = re.findall(r"'(?:[^']|'')*'|[^\s,]+", opts)
+    given: set[str] = set()  # options written out, so CSV defaults do not overwrite them
+    tokens = re.findall(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[()]|[^\s,()]+", opts)
     i = 0
     while i < len(tokens):
         word = tokens[i].upper()
@@ -71,20 +73,42 @@ def parse(sql: str) -> CopySpec:
             else:
                 spec.header = True
                 i += 1
-        elif word in ("DELIMITER", "NULL", "QUOTE"):
+        elif word in ("DELIMITER", "NULL", "QUOTE", "ESCAPE"):
             value = nxt[1:-1].replace("''", "'") if nxt.startswith("'") else nxt
             setattr(spec, word.lower(), value)
+            given.add(word)
             i += 2
+        elif word in ("FORCE_NOT_NULL", "FORCE_NULL"):
+            names, i = _column_list(tokens, i + 1)
+            setattr(spec, word.lower(), names)
         elif word == "AS":
             i += 1
         else:
             raise CopyError("42601", f"COPY option {tokens[i]!r} is not supported")
+    if spec.force_not_null or spec.force_null:
+        if not spec.csv:
+            raise CopyError("0A000", "COPY FORCE_NOT_NULL and FORCE_NULL are available only in CSV mode")
+        if spec.direction != "FROM":
+            raise CopyError("0A000", "COPY FORCE_NOT_NULL and FORCE_NULL are only available using COPY FROM")
     if spec.csv:
-        if spec.delimiter == "\t":
-            spec.delimiter = ","
-        if spec.null == "\\N":
-            spec.null = ""
+        spec.delimiter = spec.delimiter if "DELIMITER" in given else ","
+        spec.null = spec.null if "NULL" in given else ""
     return spec
+
+
+def column_key(name: str) -> str:
+    """A column name as SQLite compares it: unquoted, case-insensitive."""
+    return (name[1:-1].replace('""', '"') if name.startswith('"') else name).lower()
+
+
+def _column_list(tokens: list[str], i: int) -> tuple[list[str], int]:
+    """`*` or `(a, b)` at tokens[i], and the index after it."""
+    if i < len(tokens) and tokens[i] == "*":
+        return ["*"], i + 1
+    if i >= len(tokens) or tokens[i] != "(" or ")" not in tokens[i:]:
+        raise CopyError("42601", "COPY FORCE_NOT_NULL and FORCE_NULL need a column list in parentheses, or *")
+    end = tokens.index(")", i)
+    return [column_key(t) for t in tokens[i + 1:end]], end + 1
 
 
 _UNESCAPE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
@@ -110,10 +134,7 @@ def _text_field(raw: str, null: str) -> str | None:
 def parse_rows(data: str, spec: CopySpec) -> list[list[str | None]]:
     """Rows from the bytes a client sent with COPY FROM STDIN."""
     if spec.csv:
-        # Python's csv reader loses the quoted/unquoted distinction, so with the default NULL ''
-        # every empty field is NULL (PostgreSQL keeps a quoted "" as an empty string).
-        reader = csv.reader(io.StringIO(data), delimiter=spec.delimiter, quotechar=spec.quote)
-        rows: list[list[str | None]] = [[None if f == spec.null else f for f in rec] for rec in reader]
+        rows = _csv_rows(data, spec)
         return rows[1:] if spec.header else rows
     lines = data.split("\n")
     if lines and lines[-1] == "":
@@ -124,23 +145,109 @@ def parse_rows(data: str, spec: CopySpec) -> list[list[str | None]]:
     return rows[1:] if spec.header else rows
 
 
+def _csv_rows(data: str, spec: CopySpec) -> list[list[str | None]]:
+    """PostgreSQL's CSV reading: quotes may start anywhere in a field, the escape character
+    (the quote by default) escapes a quote or itself inside quotes, and a field is NULL when its
+    unquoted text is the NULL string, so a quoted "" is an empty string. `\\.` alone ends the data."""
+    delim, quote, escape = spec.delimiter, spec.quote, spec.escape or spec.quote
+    rows: list[list[str | None]] = []
+    row: list[str | None] = []
+    chars: list[str] = []
+    saw_quote = in_quote = False
+    i, n = 0, len(data)
+
+    def end_field() -> None:
+        nonlocal saw_quote
+        value = "".join(chars)
+        row.append(None if not saw_quote and value == spec.null else value)
+        chars.clear()
+        saw_quote = False
+
+    while i < n:
+        if not row and not chars and not saw_quote and data.startswith("\\.", i) \
+                and data[i + 2:i + 3] in ("", "\n", "\r"):
+            return rows
+        c = data[i]
+        i += 1
+        if in_quote:
+            if c == escape and data[i:i + 1] in (quote, escape):
+                chars.append(data[i])
+                i += 1
+            elif c == quote:
+                in_quote = False
+            else:
+                chars.append(c)
+        elif c == delim:
+            end_field()
+        elif c == quote:
+            saw_quote = in_quote = True
+        elif c in "\r\n":
+            if c == "\r" and data[i:i + 1] == "\n":
+                i += 1
+            end_field()
+            rows.append(row)
+            row = []
+        else:
+            chars.append(c)
+    if in_quote:
+        raise CopyError("22P04", "unterminated CSV quoted field")
+    if row or chars or saw_quote:
+        end_field()
+        rows.append(row)
+    return rows
+
+
+def force(rows: list[list[str | None]], spec: CopySpec, columns: list[str]) -> None:
+    """FORCE_NOT_NULL (an unquoted NULL string is the string) and FORCE_NULL (a quoted one is
+    NULL) on the rows, in place; `columns` names the rows' columns (column_key), needed
+    unless the options say `*`."""
+    width = max((len(r) for r in rows), default=0)
+    not_null = _picked("FORCE_NOT_NULL", spec.force_not_null, columns, width)
+    null = _picked("FORCE_NULL", spec.force_null, columns, width)
+    for row in rows:
+        for j in not_null | null:
+            if j >= len(row):
+                continue
+            if row[j] is None and j in not_null:
+                row[j] = spec.null
+            elif row[j] is not None and j in null and row[j] == spec.null:
+                row[j] = None
+
+
+def _picked(option: str, names: list[str], columns: list[str], width: int) -> set[int]:
+    if names == ["*"]:
+        return set(range(width))
+    for name in names:
+        if name not in columns:
+            raise CopyError("42P10", f'{option} column "{name}" not referenced by COPY')
+    return {columns.index(name) for name in names}
+
+
 def _escape_text(value: str, delimiter: str) -> str:
     return (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
             .replace(delimiter, "\\" + delimiter) if delimiter != "\t" else
             value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
 
 
+def _csv_field(value: str | None, spec: CopySpec, single: bool) -> str:
+    """One CSV field as PostgreSQL writes it: quoted when it holds a delimiter, quote or newline,
+    or equals the NULL string (so an empty string is \"\" and NULL stays unquoted)."""
+    if value is None:
+        return spec.null
+    quote, escape = spec.quote, spec.escape or spec.quote
+    special = (spec.delimiter, quote, "\n", "\r")
+    if value == spec.null or (single and value == "\\.") or any(c in value for c in special):
+        return quote + "".join(escape + c if c in (quote, escape) else c for c in value) + quote
+    return value
+
+
 def format_rows(names: list[str], rows: list[list[str | None]], spec: CopySpec) -> list[bytes]:
     """CopyData payloads (one per row, plus the header) for COPY TO STDOUT."""
     out = []
     if spec.csv:
-        buf = io.StringIO()
-        writer = csv.writer(buf, delimiter=spec.delimiter, quotechar=spec.quote, lineterminator="\n")
-        if spec.header:
-            writer.writerow(names)
-        for row in rows:
-            writer.writerow([spec.null if v is None else v for v in row])
-        return [line.encode() + b"\n" for line in buf.getvalue().splitlines()]
+        lines = [names] if spec.header else []
+        return [(spec.delimiter.join(_csv_field(v, spec, len(r) == 1) for v in r) + "\n").encode()
+                for r in lines + rows]
     if spec.header:
         out.append(spec.delimiter.join(names).encode() + b"\n")
     for row in rows:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from common.sqltext import is_empty, split
-from edge import commands, cursors, params, render, tags, types
+from edge import colnames, commands, cursors, params, render, tags, types
 from edge.pgwire import codec, messages as m
 from edge.sqlrewrite import Rewritten, rewrite
 from sqld.v1 import common_pb2
@@ -127,6 +127,9 @@ class Extended:
         except (StatementFailed, params.ParamError) as exc:
             await self.flush()
             self._fail(exc.sqlstate, str(exc))
+        except codec.EncodingError as exc:  # text that is not UTF-8: an error, not a broken protocol
+            await self.flush()
+            self._fail("22021", str(exc))
 
     def _fail(self, sqlstate: str, message: str) -> None:
         self.out.append(m.error_response(sqlstate, message))
@@ -179,6 +182,7 @@ class Extended:
         result = await self.conn.describe(stmt.rewritten.sql)
         if result.HasField("error"):
             raise StatementFailed(result.error.sqlstate, result.error.message)
+        colnames.apply(stmt.rewritten.column_names, result.description.columns)
         stmt.description = result.description
 
     async def _describe(self, target: str, name: str) -> None:
@@ -255,7 +259,9 @@ class Extended:
             results = list(batch.results)
             for item in self.out:
                 if isinstance(item, _Exec) and item.index is not None:
-                    item.portal.result = results[item.index] if item.index < len(results) else None
+                    item.portal.result = res = results[item.index] if item.index < len(results) else None
+                    if res is not None and res.HasField("ok"):
+                        colnames.apply(item.portal.stmt.rewritten.column_names, res.ok.columns)
         executed = {id(i.portal) for i in self.out if isinstance(i, _Exec)}
         for item in self.out:  # a portal described but not executed: describe its statement
             if isinstance(item, _DescribePortal) and id(item.portal) not in executed:

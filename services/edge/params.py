@@ -12,6 +12,7 @@ import struct
 import uuid
 
 from edge import types as t
+from edge.pgwire import codec
 from sqld.v1 import common_pb2
 
 INT2, INT4 = t.INT2, t.INT4
@@ -63,7 +64,9 @@ def decode(data: bytes | None, oid: int, fmt: int) -> common_pb2.Value:
         return _decode_binary(data, oid) if fmt == 1 else _decode_text(data.decode(), oid)
     except ParamError:
         raise
-    except (ValueError, struct.error, decimal.InvalidOperation, UnicodeDecodeError, OverflowError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ParamError("22021", codec.utf8_error(exc)) from exc
+    except (ValueError, struct.error, decimal.InvalidOperation, OverflowError) as exc:
         raise ParamError("22P02", f"invalid input for parameter of type oid {oid}: {exc}") from exc
 
 

@@ -4,7 +4,8 @@
   first appearance, so `select $2, $1` would silently bind in the wrong order.
 - `expr::type` casts become `CAST(expr AS type)` with the type mapped to SQLite's.
 Strings, quoted identifiers and comments are left alone. Also extracts type hints for the
-select list (casts, literals, count(...)), used to describe expression columns before they run.
+select list (casts, literals, count(...)), used to describe expression columns before they run,
+and PostgreSQL's names for its columns (colnames.py).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class Rewritten:
     sql: str
     param_count: int = 0
     column_hints: list[str] = field(default_factory=list)  # SQLite decltype per select-list item, "" unknown
+    column_names: list[str | None] = field(default_factory=list)  # colnames.output_names of the client's SQL
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
@@ -113,12 +115,15 @@ def _read_type(toks: list[tuple[str, str]], j: int) -> tuple[str, int]:
 
 
 def rewrite(sql: str) -> Rewritten:
-    from edge import catalog  # the pg_catalog emulation (it uses this module's tokenizer)
-    return catalog.rewrite(sql, _rewrite) or _rewrite(sql)
-
-
-def _rewrite(sql: str) -> Rewritten:
+    from edge import catalog, colnames  # both use this module's tokenizer
     toks = _tokens(sql)
+    out = catalog.rewrite(sql, _rewrite) or _rewrite(sql, toks)
+    out.column_names = colnames.output_names(toks)  # named from the client's text, as PostgreSQL would
+    return out
+
+
+def _rewrite(sql: str, toks: list[tuple[str, str]] | None = None) -> Rewritten:
+    toks = _tokens(sql) if toks is None else toks
     out: list[tuple[str, str]] = []
     max_param = 0
     i = 0

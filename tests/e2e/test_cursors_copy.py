@@ -75,7 +75,7 @@ def test_copy_binary_is_refused_clearly(conn):
 
 def test_psql_backslash_copy(stack, tmp_path):
     src = tmp_path / "in.csv"
-    src.write_text("id,name\n1,alpha\n2,\"be,ta\"\n3,\n")
+    src.write_text("id,name\n1,alpha\n2,\"be,ta\"\n3,\n4,\"\"\n")
     dst = tmp_path / "out.csv"
     base = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(stack.ports.pg), "-U", "postgres"]
     script = (f"DROP TABLE IF EXISTS pc; CREATE TABLE pc (id INTEGER, name TEXT);\n"
@@ -83,8 +83,8 @@ def test_psql_backslash_copy(stack, tmp_path):
               f"\\copy (SELECT id, name FROM pc ORDER BY id) TO '{dst}' WITH (FORMAT csv)\n")
     out = subprocess.run(base + ["main"], input=script, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "COPY 3" in out.stdout
-    assert dst.read_text().splitlines() == ["1,alpha", '2,"be,ta"', "3,"]
+    assert "COPY 4" in out.stdout
+    assert dst.read_text().splitlines() == ["1,alpha", '2,"be,ta"', "3,", '4,""']  # NULL, then an empty string
 
 
 def test_cursor_error_fails_the_transaction(stack):
@@ -95,3 +95,47 @@ def test_cursor_error_fails_the_transaction(stack):
             c.execute("SELECT 1")
         c.rollback()
         assert c.execute("SELECT 2").fetchone() == (2,)
+
+
+def copy_in(conn, sql: str, data: bytes) -> str:
+    with conn.cursor() as cur:
+        with cur.copy(sql) as cp:
+            cp.write(data)
+        return cur.statusmessage
+
+
+def test_copy_csv_quoted_empty_is_empty_string_unquoted_is_null(conn):
+    conn.execute("DROP TABLE IF EXISTS csvnull; CREATE TABLE csvnull (id INTEGER, a TEXT, b TEXT)")
+    data = b'1,"",\n2,,""\n3,"x,""y""","two\nlines"\n'
+    assert copy_in(conn, "COPY csvnull FROM STDIN WITH (FORMAT csv)", data) == "COPY 3"
+    rows = conn.execute("SELECT id, a, b, a IS NULL, b IS NULL FROM csvnull ORDER BY id").fetchall()
+    assert rows == [(1, "", None, False, True), (2, None, "", True, False), (3, 'x,"y"', "two\nlines", False, False)]
+    with conn.cursor() as cur:  # and back out: NULL unquoted, the empty string quoted, as PostgreSQL writes them
+        with cur.copy("COPY (SELECT id, a, b FROM csvnull ORDER BY id) TO STDOUT WITH (FORMAT csv)") as cp:
+            out = b"".join(bytes(b) for b in cp)
+    assert out == data
+
+
+def test_copy_csv_null_string_and_force_options(conn):
+    conn.execute("DROP TABLE IF EXISTS csvopt; CREATE TABLE csvopt (id INTEGER, a TEXT, b TEXT)")
+    copy_in(conn, "COPY csvopt FROM STDIN WITH (FORMAT csv, NULL 'NA')", b'1,NA,"NA"\n2,,""\n')
+    assert conn.execute("SELECT id, a, b FROM csvopt ORDER BY id").fetchall() == [(1, None, "NA"), (2, "", "")]
+    conn.execute("DELETE FROM csvopt")
+    copy_in(conn, "COPY csvopt (id, a, b) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (a), FORCE_NULL (b))",
+            b'1,,""\n2,"",\n')
+    assert conn.execute("SELECT id, a, b FROM csvopt ORDER BY id").fetchall() == [(1, "", None), (2, "", None)]
+    conn.execute("DELETE FROM csvopt")
+    copy_in(conn, "COPY csvopt FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (A))", b"1,,\n")  # the table's columns
+    assert conn.execute("SELECT a, b FROM csvopt").fetchall() == [("", None)]
+    with pytest.raises(pgerr.InvalidColumnReference):
+        copy_in(conn, "COPY csvopt (id) FROM STDIN WITH (FORMAT csv, FORCE_NULL (b))", b"1\n")
+    with pytest.raises(pgerr.FeatureNotSupported):
+        copy_in(conn, "COPY csvopt FROM STDIN WITH (FORCE_NOT_NULL (a))", b"1\t\t\n")
+
+
+def test_copy_data_not_utf8_is_22021(conn):
+    conn.execute("DROP TABLE IF EXISTS csvbad; CREATE TABLE csvbad (a TEXT)")
+    with pytest.raises(pgerr.CharacterNotInRepertoire) as info:
+        copy_in(conn, "COPY csvbad FROM STDIN WITH (FORMAT csv)", b"ok\nbad \xff\n")
+    assert 'invalid byte sequence for encoding "UTF8": 0xff' in str(info.value)
+    assert conn.execute("SELECT count(*) FROM csvbad").fetchone() == (0,)

@@ -1,5 +1,6 @@
 """Hostile and broken clients over real sockets: each gets 08P01 (or silence) and a closed
 connection; the edge keeps serving, and a session opened before the attack is unharmed.
+Text that is not UTF-8 is an ordinary ERROR (22021) instead, as in PostgreSQL.
 """
 from __future__ import annotations
 
@@ -60,7 +61,6 @@ AFTER_LOGIN = {
     "negative length": b"Q" + struct.pack("!i", -5),
     "length below 4": b"Q" + struct.pack("!i", 2),
     "unknown message type": frame(b"@", b"hello"),
-    "invalid UTF-8 in a Query": query(b"SELECT '\xff\xfe'"),
     "unterminated Query": frame(b"Q", b"SELECT 1"),
     "truncated Bind": frame(b"B", b"\x00\x00\x00\x02\x00"),
     "Bind with a value past the end": frame(b"B", b"\x00\x00\x00\x00\x00\x01\x00\x00\x10\x00ab"),
@@ -202,4 +202,47 @@ def test_fuzz_findings_stay_fixed(site, bystander):
     msgs = raw.until_ready()
     assert [k for k, _ in msgs] == [b"1", b"2", b"D", b"C", b"Z"], msgs
     assert msgs[2][1].endswith(b"Infinity")
+    raw.close()
+
+
+def errors_of(msgs: list[tuple[bytes, bytes]]) -> list[dict[str, str]]:
+    return [error_fields(body) for kind, body in msgs if kind == b"E"]
+
+
+BAD_UTF8 = 'invalid byte sequence for encoding "UTF8": '
+
+
+def test_invalid_utf8_is_an_error_not_a_closed_connection(site, bystander):
+    """As PostgreSQL: ERROR 22021 naming the bytes of the first bad character, and the session goes on."""
+    raw = Raw(site.ports.pg)
+    raw.login()
+    raw.send(query(b"SELECT '\xff\xfe'"))
+    msgs = raw.until_ready()
+    assert [k for k, _ in msgs] == [b"E", b"Z"] and msgs[-1][1] == b"I"
+    err = errors_of(msgs)[0]
+    assert (err["S"], err["C"], err["M"]) == ("ERROR", "22021", BAD_UTF8 + "0xff")
+    raw.send(query(b"SELECT 'caf\xc3\x28'"))  # a two-byte lead byte shows both bytes
+    assert errors_of(raw.until_ready())[0]["M"] == BAD_UTF8 + "0xc3 0x28"
+    # extended protocol (the quote after the cut character counts as its third byte, as in PostgreSQL):
+    # Parse fails, the Bind and Execute after it are skipped up to Sync
+    raw.send(parse(b"", b"SELECT '\xe2\x82'", []) + frame(b"B", b"\x00\x00" + b"\x00\x00" * 3)
+             + frame(b"E", b"\x00\x00\x00\x00\x00") + frame(b"S", b""))
+    msgs = raw.until_ready()
+    assert [k for k, _ in msgs] == [b"E", b"Z"]
+    assert errors_of(msgs)[0]["C"] == "22021" and errors_of(msgs)[0]["M"] == BAD_UTF8 + "0xe2 0x82 0x27"
+    # a text parameter that is not UTF-8
+    raw.send(parse(b"", b"SELECT $1", [25]) + frame(b"B", b"\x00\x00\x00\x00\x00\x01" + struct.pack("!i", 2)
+                                                     + b"\xc3\xc3\x00\x00") + frame(b"E", b"\x00\x00\x00\x00\x00")
+             + frame(b"S", b""))
+    msgs = raw.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"E", b"Z"] and errors_of(msgs)[0]["C"] == "22021"
+    raw.send(query("SELECT 'still here'"))
+    assert raw.until_ready()[1] == (b"D", struct.pack("!hi", 1, 10) + b"still here")
+    # inside a transaction block the error fails the transaction, as any error does
+    raw.send(query("BEGIN"))
+    assert raw.until_ready()[-1] == (b"Z", b"T")
+    raw.send(query(b"SELECT '\xff'"))
+    assert raw.until_ready()[-1] == (b"Z", b"E")
+    raw.send(query("ROLLBACK"))
+    assert raw.until_ready()[-1] == (b"Z", b"I")
     raw.close()

@@ -77,3 +77,12 @@ def test_psql_unknown_database_is_refused(stack, dbname, sqlstate):
                           "-c", "select 1", dbname], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert f'database "{dbname}" does not exist' in out.stderr
+
+
+def test_psql_column_headers_are_postgres_names(stack):
+    out = psql(stack, "-A", "-F", "|", "-c", "SELECT 1, 2 + 3, count(*), lower('A'), 1::int, 'x' AS named")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == ["?column?|?column?|count|lower|int4|named", "1|5|1|a|1|x"]
+    gset = psql(stack, "-A", "-t", input_text="SELECT max(3, 4), count(*) \\gset\n\\echo :max :count\n")
+    assert gset.returncode == 0, gset.stderr
+    assert gset.stdout.strip() == "4 1"

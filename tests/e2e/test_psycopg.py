@@ -142,3 +142,55 @@ def test_begin_twice_and_commit_outside_warn(conn):
     conn.execute("COMMIT")
     conn.execute("COMMIT")
     assert notices == ["25001", "25P01"]
+
+
+# Unaliased select items named as PostgreSQL's FigureColname names them (SQLite would say `1`,
+# `count(*)`, `n + 1`, ...); bare columns and aliases keep their names, `*` expands as before.
+COLNAMES_SQL = ("SELECT 1, 'x', n + 1, -n, n IS NULL, count(*), max(n), lower(s), coalesce(s, ''), "
+                "n::text, 1::int, '2'::bigint, CAST(n AS REAL), CAST(1 AS TEXT), "
+                "CASE WHEN n > 0 THEN 'p' END, CASE WHEN n > 0 THEN 1 ELSE n END, "
+                "(SELECT max(n) FROM colnames_t), EXISTS (SELECT 1), (n), "
+                "n, t.s, n AS alias, s other, current_timestamp "
+                "FROM colnames_t t GROUP BY n, s")
+COLNAMES_WANT = ["?column?", "?column?", "?column?", "?column?", "?column?", "count", "max", "lower", "coalesce",
+                 "n", "int4", "int8", "n", "text", "case", "n", "max", "exists", "n",
+                 "n", "s", "alias", "other", "current_timestamp"]
+
+
+@pytest.fixture
+def colnames_table(conn):
+    conn.execute("DROP TABLE IF EXISTS colnames_t")
+    conn.execute("CREATE TABLE colnames_t (n INTEGER, s TEXT)")
+    conn.execute("INSERT INTO colnames_t VALUES (1, 'a')")
+
+
+def names(cur) -> list[str]:
+    return [d.name for d in cur.description]
+
+
+def test_column_names_follow_postgres_simple_protocol(conn, colnames_table):
+    assert names(conn.execute(COLNAMES_SQL)) == COLNAMES_WANT
+    assert names(conn.execute("SELECT *, n * 2, 7 FROM colnames_t")) == ["n", "s", "?column?", "?column?"]
+    assert names(conn.execute("SELECT 1 UNION ALL SELECT count(*) FROM colnames_t")) == ["?column?"]
+    assert names(conn.execute("WITH w AS (SELECT n FROM colnames_t) SELECT sum(n), avg(n) FROM w")) == ["sum", "avg"]
+    cur = conn.execute("INSERT INTO colnames_t VALUES (2, 'b') RETURNING n, n * 10, upper(s)")
+    assert names(cur) == ["n", "?column?", "upper"]
+
+
+def test_column_names_follow_postgres_extended_protocol(conn, colnames_table):
+    with_param = COLNAMES_SQL.replace("SELECT 1,", "SELECT %s::int,")
+    want = ["int4"] + COLNAMES_WANT[1:]
+    assert names(conn.execute(with_param, (5,))) == want
+    cur = conn.cursor()
+    cur.execute(with_param, (5,), prepare=True)  # Parse + Describe S: the names come before the rows
+    assert names(cur) == want and cur.fetchone()[0] == 5
+    cur.execute(with_param, (6,), prepare=True)
+    assert names(cur) == want and cur.fetchone()[0] == 6
+
+
+def test_column_names_of_server_side_cursor(stack, colnames_table):
+    with psycopg.connect(stack.dsn) as c:
+        with c.cursor(name="named") as cur:
+            cur.execute("SELECT n + %s, count(*), n FROM colnames_t GROUP BY n", (1,))
+            assert cur.fetchall() == [(2, 1, 1)]
+            assert names(cur) == ["?column?", "count", "n"]

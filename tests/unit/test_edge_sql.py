@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from edge import commands, copy, cursors, params, types
+from edge import colnames, commands, copy, cursors, params, types
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
 
@@ -31,6 +31,48 @@ def test_select_list_hints():
     assert rewrite("select $1::int8, count(*), 1, 2.5, 'x', a + b as s from t").column_hints == \
         ["INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", ""]
     assert rewrite("insert into t values (1)").column_hints == []
+
+
+@pytest.mark.parametrize("sql, names", [
+    ("SELECT 1, 'x', a + 1, -a, a || b, a IS NULL, NOT a, a BETWEEN 1 AND 2, a IN (1, 2), x NOTNULL FROM t",
+     ["?column?"] * 10),
+    ("SELECT true, false, null, 1.5, $1", ["?column?"] * 5),
+    ("SELECT a, t.b, \"C\", *, t.*, a AS x, b y, count(*) n, 1 one, a AS \"Q\" FROM t",
+     [None, None, None, "*", "*", None, None, None, None, None]),
+    ("select count(*), max(a), pg_catalog.lower(b), \"Upper\"(c), coalesce(a, 1), nullif(a, 1) from t",
+     ["count", "max", "lower", "Upper", "coalesce", "nullif"]),
+    ("SELECT row_number() OVER (ORDER BY a), count(*) FILTER (WHERE a > 1), rank() OVER w, EXISTS (SELECT 1) FROM t",
+     ["row_number", "count", "rank", "exists"]),
+    ("SELECT a::int, 1::int, '1'::integer, x::text::int, 1::text::int8, $1::double precision, 2::numeric(10,2)",
+     ["a", "int4", "int4", "x", "int8", "float8", "numeric"]),
+    ("SELECT CAST(a AS int), CAST(1 AS bigint), CAST(1+2 AS text), (a+b)::real, 1::\"char\", 1::pg_catalog.int4",
+     ["a", "int8", "text", "float4", "char", "int4"]),
+    ("SELECT 1::timestamp with time zone, a::varchar(3), 'x'::character varying, 1::int[], a COLLATE nocase",
+     ["timestamptz", "a", "varchar", "int4", "a"]),
+    ("SELECT CASE WHEN a THEN 1 END, CASE WHEN a THEN 1 ELSE b END, CASE a WHEN 1 THEN 2 ELSE 3 END, "
+     "CASE WHEN a THEN 1 ELSE 2::int END FROM t", ["case", "b", "case", "case"]),
+    ("SELECT (a), (a + 1), (1, 2), (SELECT max(b) FROM u), (SELECT 1), (SELECT b AS z FROM u), (SELECT u.c FROM u)",
+     ["a", "?column?", "row", "max", "?column?", "z", "c"]),
+    ("SELECT current_timestamp, CURRENT_DATE, date '2020-01-01', x'ff', trim(a), trim(LEADING 'x' FROM a)",
+     ["current_timestamp", "current_date", "date", "?column?", "btrim", "ltrim"]),
+    ("WITH w AS (SELECT 1) SELECT DISTINCT count(*) FROM w;", ["count"]),
+    ("/* hi */ SELECT 1 UNION SELECT a FROM t", ["?column?"]),
+    ("INSERT INTO t VALUES (1) RETURNING a, a + 1, lower(b)", [None, "?column?", "lower"]),
+    ("UPDATE t SET a = 1", []),
+    ("VALUES (1, 2)", []),
+    ("SELECT a[1], f(x) y z, a zone, (SELECT *  FROM t)", [None, None, None, None]),  # unsure: SQLite's names
+])
+def test_postgres_column_names(sql, names):
+    assert rewrite(sql).column_names == names
+
+
+def test_column_names_applied_around_stars():
+    cols = [pb.Column(name=n) for n in ("1", "a", "b", "c", "a+1")]
+    colnames.apply(["?column?", colnames.STAR, "?column?"], cols)
+    assert [c.name for c in cols] == ["?column?", "a", "b", "c", "?column?"]
+    cols = [pb.Column(name=n) for n in ("1", "2")]
+    colnames.apply(["?column?"], cols)  # the list and the columns disagree: SQLite's names stay
+    assert [c.name for c in cols] == ["1", "2"]
 
 
 @pytest.mark.parametrize("data, oid, fmt, value", [
@@ -61,6 +103,14 @@ def test_bad_params_are_22p02(data, oid, fmt):
     with pytest.raises(params.ParamError) as info:
         params.decode(data, oid, fmt)
     assert info.value.sqlstate == "22P02"
+
+
+@pytest.mark.parametrize("data, fmt, shown", [(b"a\xff", 0, "0xff"), (b"\xc3(", 1, "0xc3 0x28"),
+                                              (b"\xf0\x9f\x98", 0, "0xf0 0x9f 0x98")])
+def test_params_not_utf8_are_22021(data, fmt, shown):
+    with pytest.raises(params.ParamError) as info:
+        params.decode(data, types.TEXT, fmt)
+    assert (info.value.sqlstate, str(info.value)) == ("22021", 'invalid byte sequence for encoding "UTF8": ' + shown)
 
 
 def test_binary_numeric_round_trip():
@@ -109,6 +159,46 @@ def test_copy_parse_and_formats():
     assert info.value.sqlstate == "0A000"
     with pytest.raises(copy.CopyError):
         copy.parse("COPY t FROM '/etc/passwd'")
+
+
+def test_copy_csv_quoted_empty_is_a_string_and_unquoted_empty_is_null():
+    spec = copy.parse("COPY t FROM STDIN WITH (FORMAT csv)")
+    data = 'a,"",,"x,""y""",\r\n"multi\nline",z"q"w, \n\\.\n'
+    assert copy.parse_rows(data, spec) == [["a", "", None, 'x,"y"', None], ["multi\nline", "zqw", " "]]
+    assert copy.parse_rows('1,"\\."\n\\.\nignored\n', spec) == [["1", "\\."]]
+    with pytest.raises(copy.CopyError) as info:
+        copy.parse_rows('1,"open\n', spec)
+    assert info.value.sqlstate == "22P04"
+
+
+def test_copy_csv_options():
+    spec = copy.parse("COPY t (a, \"B\", c) FROM STDIN (FORMAT csv, NULL 'NA', FORCE_NOT_NULL (a, b), "
+                      "FORCE_NULL (c), ESCAPE '\\', QUOTE '''')")
+    assert (spec.null, spec.escape, spec.quote, spec.force_not_null, spec.force_null) == \
+        ("NA", "\\", "'", ["a", "b"], ["c"])
+    rows = copy.parse_rows("NA,'NA','NA'\n,'it\\'s',NA\n", spec)
+    assert rows == [[None, "NA", "NA"], ["", "it's", None]]
+    copy.force(rows, spec, ["a", "b", "c"])
+    assert rows == [["NA", "NA", None], ["", "it's", None]]
+    with pytest.raises(copy.CopyError) as info:
+        copy.force(rows, copy.parse("COPY t (a) FROM STDIN (FORMAT csv, FORCE_NULL (zz))"), ["a"])
+    assert info.value.sqlstate == "42P10"
+    star = copy.parse("COPY t FROM STDIN (FORMAT csv, FORCE_NOT_NULL *)")
+    rows = copy.parse_rows(',""\n', star)
+    copy.force(rows, star, [])
+    assert rows == [["", ""]]
+    for bad in ("COPY t FROM STDIN (FORCE_NOT_NULL (a))", "COPY t TO STDOUT (FORMAT csv, FORCE_NULL (a))"):
+        with pytest.raises(copy.CopyError) as info:
+            copy.parse(bad)
+        assert info.value.sqlstate == "0A000"
+    assert copy.parse("COPY t FROM STDIN (FORMAT csv, NULL '\\N')").null == "\\N"  # given: not CSV's default ''
+
+
+def test_copy_csv_out_quotes_empty_strings_not_nulls():
+    spec = copy.parse("COPY t TO STDOUT (FORMAT csv, HEADER)")
+    out = copy.format_rows(["a", "b c"], [["", None], ['x,"y"', "line\nbreak"]], spec)
+    assert out == [b"a,b c\n", b'"",\n', b'"x,""y""","line\nbreak"\n']
+    assert copy.format_rows(["a"], [["\\."]], copy.parse("COPY t TO STDOUT (FORMAT csv)")) == [b'"\\."\n']
 
 
 def test_cursor_fetch_forward_only():

@@ -27,6 +27,19 @@ class ProtocolError(Exception):
     """The client broke the protocol; the connection gets 08P01 and is closed."""
 
 
+class EncodingError(ProtocolError):
+    """Text in a message is not UTF-8. Where PostgreSQL reads SQL text (Query, Parse, Bind...) it
+    answers ERROR 22021 and keeps the connection; where nobody catches it, it stays a ProtocolError."""
+
+
+def utf8_error(exc: UnicodeDecodeError) -> str:
+    """PostgreSQL's message for the first invalid character: as many bytes as its first byte announces."""
+    data, i = exc.object, exc.start
+    first = data[i]
+    n = 2 if first & 0xE0 == 0xC0 else 3 if first & 0xF0 == 0xE0 else 4 if first & 0xF8 == 0xF0 else 1
+    return 'invalid byte sequence for encoding "UTF8": ' + " ".join(f"0x{b:02x}" for b in data[i:i + n])
+
+
 @dataclass(frozen=True)
 class Startup:
     code: int
@@ -92,7 +105,7 @@ def cstring(body: bytes, offset: int = 0) -> tuple[str, int]:
     try:
         return body[offset:end].decode(), end + 1
     except UnicodeDecodeError as exc:
-        raise ProtocolError("invalid UTF-8 in message") from exc
+        raise EncodingError(utf8_error(exc)) from exc
 
 
 def _i16(body: bytes, off: int) -> tuple[int, int]:
