@@ -162,11 +162,7 @@ class Connection:
         timer = loop.call_later(timeout, self._cancel_running, "statement timeout") if timeout > 0 else None
         self._running, self._cancel_reason = True, None
         try:
-            batch = await self.session.run(statements, implicit_transaction=implicit)
-        except SessionEnded as exc:
-            self._fatal(exc.error.sqlstate, exc.error.message)
-            await self.flush_socket()
-            raise ClientGone() from exc
+            batch = await self._session_run(statements, implicit)
         finally:
             self._running = False
             if timer is not None:
@@ -180,15 +176,25 @@ class Connection:
             self.cursors.end_transaction()
         return batch
 
-    async def describe(self, sql: str) -> common_pb2.StatementResult:
+    async def _session_run(self, statements: list[common_pb2.Statement], implicit: bool,
+                           **kind: bool) -> query_pb2.BatchResult:
+        """One Batch on the scheduler session; a session that ended ends the connection (FATAL)."""
         assert self.session is not None
         try:
-            batch = await self.session.run([common_pb2.Statement(sql=sql)], False, describe_only=True)
+            return await self.session.run(statements, implicit, **kind)
         except SessionEnded as exc:
             self._fatal(exc.error.sqlstate, exc.error.message)
             await self.flush_socket()
             raise ClientGone() from exc
+
+    async def describe(self, sql: str) -> common_pb2.StatementResult:
+        batch = await self._session_run([common_pb2.Statement(sql=sql)], False, describe_only=True)
         return batch.results[0]
+
+    async def fail_transaction(self) -> None:
+        """An error the edge raised inside a transaction fails it, as any error does in PostgreSQL."""
+        batch = await self._session_run([], False, fail_transaction=True)
+        self.status = _STATUS[batch.status]
 
     def _cancel_running(self, reason: str) -> None:
         if self._running and self.session is not None:
@@ -252,7 +258,7 @@ class Connection:
             await self.extended.flush()
         self.send(m.error_response(sqlstate, message))
         if self.status == b"T":
-            await self._fail_transaction()
+            await self.fail_transaction()
         self.send(m.ready_for_query(self.status))
         await self.flush_socket()
 
@@ -300,7 +306,7 @@ class Connection:
         except (cursors.CursorError, copy.CopyError) as exc:
             self.send(m.error_response(exc.sqlstate, str(exc)))
             if self.status == b"T":
-                await self._fail_transaction()
+                await self.fail_transaction()
             return False
 
     def _session_side_effects(self, sql: str) -> None:
@@ -313,11 +319,6 @@ class Connection:
             self.extended.statements = {k: v for k, v in self.extended.statements.items() if k == ""}
         elif verb == "DEALLOCATE":
             self.extended.statements.pop(words[-1].strip('"'), None)
-
-    async def _fail_transaction(self) -> None:
-        """An error the edge raised inside a transaction fails it, as any error does in PostgreSQL."""
-        batch = await self.run_batch([common_pb2.Statement(sql="SELECT raise(ABORT, 'edge error')")], False)
-        del batch
 
     async def declare(self, sql: str) -> None:
         """DECLARE: run the cursor's query now and keep its rows."""

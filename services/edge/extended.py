@@ -99,6 +99,8 @@ class Extended:
     async def handle(self, kind: bytes, body: bytes) -> None:
         if kind == b"S":
             await self.flush()
+            if self.skipping and self.conn.status == b"T":
+                await self.conn.fail_transaction()  # an error of the edge's own (the scheduler's set "E")
             self.skipping = False
             self.portals.pop("", None)
             self.conn.send(m.ready_for_query(self.conn.status))

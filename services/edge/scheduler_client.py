@@ -71,7 +71,7 @@ class SchedulerSession:
                 self._on_closed(self._ended)
 
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool,
-                  describe_only: bool = False) -> query_pb2.BatchResult:
+                  describe_only: bool = False, fail_transaction: bool = False) -> query_pb2.BatchResult:
         if self._ended is not None or self._call is None:
             raise SessionEnded(self._ended or errors.error("08006", "session is not open"))
         batch_id = next(self._ids)
@@ -79,7 +79,7 @@ class SchedulerSession:
         try:
             await self._call.write(query_pb2.SessionRequest(batch=query_pb2.Batch(
                 id=batch_id, statements=statements, implicit_transaction=implicit_transaction,
-                describe_only=describe_only)))
+                describe_only=describe_only, fail_transaction=fail_transaction)))
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "session")) from exc
         try:

@@ -89,7 +89,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 if req.WhichOneof("kind") != "batch":
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: expected a Batch")
                 batch = req.batch
-                if batch.describe_only:
+                if batch.fail_transaction:
+                    session.fail()
+                    results = []
+                elif batch.describe_only:
                     results = await session.describe(batch.statements)
                 else:
                     results = await session.run(batch.statements, batch.implicit_transaction)

@@ -120,6 +120,11 @@ class Session:
             await self._end("ROLLBACK" if self.status == FAILED else "COMMIT", results)
         return results
 
+    def fail(self) -> None:
+        """The client met an error of its own inside the transaction: fail it."""
+        if self.status == IN_TRANSACTION:
+            self.status = FAILED
+
     async def describe(self, statements: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult]:
         """Describe without running: on the pinned connection (it sees this transaction's
         schema changes), else on any connection; never takes the writer token."""
