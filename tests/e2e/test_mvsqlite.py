@@ -6,6 +6,7 @@ when FDB_CLUSTER_FILE is set.
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 
@@ -14,6 +15,10 @@ import psycopg
 import pytest
 
 from sqld.v1 import common_pb2, fdbdouble_pb2, fdbdouble_pb2_grpc, query_pb2, query_pb2_grpc
+from storage.fdb import keys
+
+ON_THE_DOUBLE = pytest.mark.skipif(bool(os.environ.get("FDB_CLUSTER_FILE")),
+                                   reason="uses the FoundationDB test double's instrumentation")
 
 
 @pytest.fixture
@@ -219,3 +224,27 @@ def test_time_travel_as_an_edge_session_setting(own_stack):
             c.execute("DELETE FROM hist")
     with psycopg.connect(s.dsn, autocommit=True) as c:
         assert c.execute("SELECT v FROM hist").fetchone() == ("now",)
+
+
+@ON_THE_DOUBLE
+def test_commit_answered_1021_after_it_was_applied_succeeds_once(own_stack):
+    """FoundationDB may apply a commit and still answer commit_unknown_result (1021); the
+    retry must see that it committed: no 40001, and the rows are there exactly once."""
+    s = own_stack(backend_name="mvsqlite")
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE once (id INTEGER PRIMARY KEY, n INTEGER)")
+        c.execute("INSERT INTO once VALUES (1, 0)")
+        with grpc.insecure_channel(f"127.0.0.1:{s.ports.fdb_double}") as ch:
+            stub = fdbdouble_pb2_grpc.FdbDoubleStub(ch)
+            # The next two page-store commits (they write the `w` key) are applied, then answer 1021.
+            stub.InjectUnknownResult(fdbdouble_pb2.InjectUnknownResultRequest(
+                count=2, key_prefix=keys.write_marker(keys.namespace(s.prefix, "main")), apply=True))
+            c.execute("INSERT INTO once (n) VALUES (100)")  # no rowid given: a second apply would add a row
+            c.execute("UPDATE once SET n = n + 1")
+            assert stub.Stats(fdbdouble_pb2.StatsRequest()).unknown_results == 2
+        assert c.execute("SELECT id, n FROM once ORDER BY id").fetchall() == [(1, 1), (2, 101)]
+        c.execute("UPDATE once SET n = n + 1 WHERE id = 1")  # the session goes on committing
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        assert c.execute("SELECT id, n FROM once ORDER BY id").fetchall() == [(1, 2), (2, 101)]
+        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+

@@ -13,8 +13,9 @@ the epoch moved, re-checks its images and writes missing ones again (commit.py).
 
 Before it removes anything, a round raises the GC horizon key to its cutoff: a reader of old
 versions (the replication capture) checks after its reads that the horizon is not above the
-version it read from; if it is, what it read may be incomplete. Changelog entries are kept
-for at least CHANGELOG_MIN_SECONDS (connections use them to keep their page index fresh).
+version it read from; if it is, what it read may be incomplete. Changelog entries and commit
+ids (commit.py) are kept for at least CHANGELOG_MIN_SECONDS: connections use the changelog to
+keep their page index fresh, and a commit retried after 1021 looks for its id.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import struct
 import time
 
 from storage.fdb import keys
+from storage.fdb.commit import commit_id_prefix
 from storage.fdb.kv import Transaction, get, run, strinc
 from storage.fdb.pagestore import PageStore
 
@@ -94,10 +96,13 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     doomed, live = _prune_versions(store, store.ns + keys.PAGE, 4, cutoff)
     size_doomed, _ = _prune_versions(store, keys.size_prefix(store.ns), 0, cutoff)
     _clear(store, doomed + size_doomed)
-    log_cutoff = min(cutoff, store.version_at(now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)))
+    keep_ms = now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)
+    log_cutoff = min(cutoff, store.version_at(keep_ms))
     if log_cutoff:
         changelog = keys.changelog_prefix(store.ns)
         run(store.kv, lambda tr: tr.clear_range(changelog, changelog + keys.version_bound(log_cutoff - 1)))
+    ids = commit_id_prefix(store.ns)
+    run(store.kv, lambda tr: tr.clear_range(ids, ids + struct.pack(">Q", max(keep_ms, 0))))
     time_keys = [k for k, _ in _scan(store, keys.time_prefix(store.ns), keys.time_key(store.ns, now_ms))
                  if keys.stamp_version(k[-keys.STAMP_LEN:]) <= cutoff]
     _clear(store, time_keys[:-1])
