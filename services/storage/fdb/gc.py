@@ -22,16 +22,18 @@ points at. Each deletion transaction D (read version R, commit version Vd):
   2. reads, at R, the changelog after S (after where the previous D read it) and the index
      entries those commits wrote, and spares every image they point at; it gives up the round
      when the changelog floor is above S (what it would read may be gone);
-  3. moves the GC epoch key and deletes the other candidates.
+  3. deletes the other candidates, and moves the GC epoch key when it deletes any.
 So the images D deletes are referenced by no commit at or before Vd: commits up to S are in
 the scan, those in (S, R] are in the changelog at R (written in the same transaction as their
-index entries), and none lands in (R, Vd). A commit C landing after Vd uploaded its images
-after reading the epoch; if the upload preceded Vd, C's final transaction reads the epoch
-serializably and finds it moved (or fails with 1020 and then finds it moved), so it checks
-its images in FoundationDB and writes the missing ones again, atomically with its index
-entries; if the upload followed Vd, its images are there. An index entry GC itself prunes
+index entries), and none lands in (R, Vd). A commit C landing after Vd reads the epoch
+before it uploads its images (commit.py). If it uploaded an image D deletes, that upload
+came before Vd, and so did its epoch read; C's final transaction reads the epoch
+serializably, after Vd, and finds it moved (at a read version below Vd it fails with 1020
+on D's epoch write and runs again), so it checks its images in FoundationDB, not in a
+cache, and writes the missing ones again, atomically with its index entries. An upload
+after Vd rewrites the image, which D then has not deleted. An index entry GC itself prunes
 (older than the newest at the cutoff) may lose its image: reads below the horizon are not
-promised. Commits never stop the sweep: at worst one D is retried (bounded by kv.run).
+promised. Commits never stop the sweep: at worst a D is retried (bounded by kv.run).
 """
 from __future__ import annotations
 
@@ -121,8 +123,9 @@ def _prune_logs(store: PageStore, log_cutoff: int, keep_ms: int) -> None:
 
 
 class _Recent:
-    """Images pointed at by commits after version `since`, from the changelog; grows as each
-    deletion transaction reads further (what a transaction read at its version stays true)."""
+    """Images pointed at by commits after version `since`, found through the changelog. Each
+    deletion transaction reads on from where the last one stopped: what a transaction read
+    at its read version stays true, even if it then fails to commit."""
 
     def __init__(self, store: PageStore, since: int) -> None:
         self.store = store
@@ -174,11 +177,12 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
         part = images[i:i + CHUNK]
 
         def body(tr: Transaction) -> int | None:
-            get(tr, marker)  # serializable: a commit landing before this transaction's does fails it
+            get(tr, marker)  # serializable: a commit landing between this read and this commit fails it
             if not recent.read(tr):
                 return None
-            tr.set(keys.gc_epoch(store.ns), os.urandom(8))
             gone = [key for key in part if key[len(store.ns) + 1:] not in recent.digests]
+            if gone:
+                tr.set(keys.gc_epoch(store.ns), os.urandom(8))
             for key in gone:
                 tr.clear(key)
             return len(gone)
