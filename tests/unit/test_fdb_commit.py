@@ -1,5 +1,6 @@
-"""Page-store commits when FoundationDB answers 1021 (commit_unknown_result), on the test
-double in process (its client with the gRPC stub replaced by direct calls: no sockets)."""
+"""Page-store commits: when FoundationDB answers 1021 (commit_unknown_result), and page 1
+rebased between concurrent writers; on the test double in process (its client with the
+gRPC stub replaced by direct calls: no sockets)."""
 from __future__ import annotations
 
 import pytest
@@ -64,3 +65,23 @@ def test_commit_ids_are_collected_behind_the_window(db, monkeypatch):
     assert _rows(conn, "SELECT count(*) FROM t") == [(5,)]
     conn.close()
 
+
+
+def test_a_rebased_commit_keeps_the_page_count_another_writer_left(db):
+    """Page 1 is rebased between writers of different tables, also over another writer's
+    growth of the file: the rebased commit must leave that page count, in its connection and
+    in the changelog other connections follow, or they read past the end of the file they
+    believe in ("database disk image is malformed")."""
+    c1, c2 = db.connect(), db.connect()
+    _rows(c1, "CREATE TABLE t1 (x)")
+    _rows(c1, "CREATE TABLE t2 (x)")
+    _rows(c2, "SELECT count(*) FROM t2")  # c2 follows the changelog from here on
+    _rows(c1, "BEGIN")
+    _rows(c1, "INSERT INTO t1 VALUES (1)")  # changes t1's page, and page 1's counter only
+    _rows(c2, "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20) "
+              "INSERT INTO t2 SELECT randomblob(1000) FROM n")  # grows the file
+    _rows(c1, "COMMIT")  # rebased over c2's page 1
+    for conn in (c1, c2, db.connect()):
+        assert _rows(conn, "SELECT (SELECT count(*) FROM t1), (SELECT count(*) FROM t2)") == [(1, 20)]
+        assert _rows(conn, "PRAGMA integrity_check") == [("ok",)]
+        conn.close()
