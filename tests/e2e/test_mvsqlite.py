@@ -6,6 +6,7 @@ when FDB_CLUSTER_FILE is set.
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 
@@ -14,6 +15,12 @@ import psycopg
 import pytest
 
 from sqld.v1 import common_pb2, fdbdouble_pb2, fdbdouble_pb2_grpc, query_pb2, query_pb2_grpc
+from storage.fdb import keys
+from storage.fdb.kv import strinc
+from storage.fdb.setup import connect_kv
+
+ON_THE_DOUBLE = pytest.mark.skipif(bool(os.environ.get("FDB_CLUSTER_FILE")),
+                                   reason="uses the FoundationDB test double's instrumentation")
 
 
 @pytest.fixture
@@ -219,3 +226,118 @@ def test_time_travel_as_an_edge_session_setting(own_stack):
             c.execute("DELETE FROM hist")
     with psycopg.connect(s.dsn, autocommit=True) as c:
         assert c.execute("SELECT v FROM hist").fetchone() == ("now",)
+
+
+@ON_THE_DOUBLE
+def test_commit_answered_1021_after_it_was_applied_succeeds_once(own_stack):
+    """FoundationDB may apply a commit and still answer commit_unknown_result (1021); the
+    retry must see that it committed: no 40001, and the rows are there exactly once."""
+    s = own_stack(backend_name="mvsqlite")
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE once (id INTEGER PRIMARY KEY, n INTEGER)")
+        c.execute("INSERT INTO once VALUES (1, 0)")
+        with grpc.insecure_channel(f"127.0.0.1:{s.ports.fdb_double}") as ch:
+            stub = fdbdouble_pb2_grpc.FdbDoubleStub(ch)
+            # The next two page-store commits (they write the `w` key) are applied, then answer 1021.
+            stub.InjectUnknownResult(fdbdouble_pb2.InjectUnknownResultRequest(
+                count=2, key_prefix=keys.write_marker(keys.namespace(s.prefix, "main")), apply=True))
+            c.execute("INSERT INTO once (n) VALUES (100)")  # no rowid given: a second apply would add a row
+            c.execute("UPDATE once SET n = n + 1")
+            assert stub.Stats(fdbdouble_pb2.StatsRequest()).unknown_results == 2
+        assert c.execute("SELECT id, n FROM once ORDER BY id").fetchall() == [(1, 1), (2, 101)]
+        c.execute("UPDATE once SET n = n + 1 WHERE id = 1")  # the session goes on committing
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        assert c.execute("SELECT id, n FROM once ORDER BY id").fetchall() == [(1, 2), (2, 101)]
+        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def _image_count(s) -> int:
+    """Page images (keys under the namespace's `c` prefix), counted through the kv interface."""
+    cluster = os.environ.get("FDB_CLUSTER_FILE", "")
+    kv = connect_kv(cluster, "" if cluster else f"127.0.0.1:{s.ports.fdb_double}")
+    begin = keys.namespace(s.prefix, "main") + keys.CONTENT
+    end, n = strinc(begin), 0
+    try:
+        while True:
+            kvs = kv.transaction().get_ranges([(begin, end, 500, False)], True)[0]
+            n += len(kvs)
+            if len(kvs) < 500:
+                return n
+            begin = kvs[-1][0] + b"\x00"
+    finally:
+        kv.close()
+
+
+def test_gc_deletes_images_under_a_constant_write_load(own_stack):
+    """Two storage processes, each with a writer committing without pause and GC rounds every
+    0.2 s with a 1 s window: commits land during every sweep, yet each burst of garbage is
+    collected, and nothing is lost."""
+    gc_env = {"SQLD_STORAGE_FDB_GC_INTERVAL": "0.2", "SQLD_STORAGE_FDB_RETENTION_SECONDS": "1"}
+    a = own_stack(backend_name="mvsqlite", env=gc_env)
+    b = own_stack(share_with=a, env=gc_env)
+    for site in (a, b):
+        site.allowed_errors.append(r"storage call failed")
+    with psycopg.connect(a.dsn, autocommit=True) as c:
+        for tag in "ab":
+            c.execute(f"CREATE TABLE steady_{tag} (id INTEGER PRIMARY KEY, b BLOB)")
+        c.execute("CREATE TABLE churn (id INTEGER PRIMARY KEY, b BLOB)")
+        c.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300) "
+                  "INSERT INTO churn SELECT x, randomblob(1000) FROM n")  # about 80 pages
+    acknowledged: dict[str, list[int]] = {"a": [], "b": []}
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(site, tag: str) -> None:
+        try:
+            with psycopg.connect(site.dsn, autocommit=True) as c:
+                while not stop.is_set():
+                    try:
+                        row = c.execute(f"INSERT INTO steady_{tag} (b) VALUES (randomblob(100)) RETURNING id").fetchone()
+                        acknowledged[tag].append(row[0])
+                    except psycopg.errors.SerializationFailure:
+                        pass  # both grew the file at once (page 1 conflicts): retry
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=writer, args=(site, tag)) for site, tag in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    try:
+        rounds = []
+        t0, n0 = time.monotonic(), sum(map(len, acknowledged.values()))
+        for _ in range(3):
+            if stop.is_set():
+                break
+            with psycopg.connect(a.dsn, autocommit=True) as c:
+                updates = 0
+                while updates < 30:  # a burst of garbage: every UPDATE rewrites every page of churn
+                    try:
+                        c.execute("UPDATE churn SET b = randomblob(1000)")
+                        updates += 1
+                    except psycopg.errors.SerializationFailure:
+                        pass  # a writer grew the file meanwhile: retry
+            counts, deadline = [_image_count(a)], time.monotonic() + 10
+            while counts[-1] > counts[0] // 2 and time.monotonic() < deadline:
+                time.sleep(0.2)  # polling interval while the writers and GC run
+                counts.append(_image_count(a))
+            rounds.append(counts)
+            if counts[-1] > counts[0] // 2:
+                break
+        elapsed, commits = time.monotonic() - t0, sum(map(len, acknowledged.values())) - n0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    print(f"writers: {commits} commits in {elapsed:.1f}s ({commits / elapsed:.0f}/s); image counts after "
+          f"each burst: {rounds}")
+    assert not failures, f"a writer failed: {failures}"
+    assert commits / elapsed >= 5, "the writers must commit several times per second throughout"
+    assert len(rounds) == 3 and all(r[-1] <= r[0] // 2 for r in rounds), \
+        f"the image count did not fall under constant writes: {rounds}"
+    for site in (a, b):
+        with psycopg.connect(site.dsn, autocommit=True) as c:
+            assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            for tag, ids in acknowledged.items():
+                assert {r[0] for r in c.execute(f"SELECT id FROM steady_{tag}")} == set(ids)
+            assert c.execute("SELECT count(*), sum(length(b)) FROM churn").fetchone() == (300, 300_000)

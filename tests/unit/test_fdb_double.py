@@ -18,7 +18,7 @@ from storage.fdb.kv_double import DoubleTransaction
 
 
 class InProcessStub:
-    """The FdbDouble stub's three calls, answered by a DoubleServicer in this process."""
+    """The FdbDouble stub's calls, answered by a DoubleServicer in this process."""
 
     def __init__(self) -> None:
         self.servicer = double_server.DoubleServicer()
@@ -31,6 +31,12 @@ class InProcessStub:
 
     def Commit(self, req, timeout=None):  # noqa: N802
         return asyncio.run(self.servicer.Commit(req, None))
+
+    def Stats(self, req, timeout=None):  # noqa: N802
+        return asyncio.run(self.servicer.Stats(req, None))
+
+    def InjectUnknownResult(self, req, timeout=None):  # noqa: N802
+        return asyncio.run(self.servicer.InjectUnknownResult(req, None))
 
 
 class InProcessKv:

@@ -8,6 +8,15 @@
    with versionstamped keys; it re-checks that its images exist only when a GC sweep ran
    meanwhile (the GC epoch key moved). FoundationDB's own conflict check covers the window
    between these reads and the commit (1020 → retry the small transaction).
+3. Idempotency: FoundationDB may apply a commit and still answer 1021 (commit_unknown_result).
+   Retried blindly, the commit would find its own index keys newer than its snapshot and
+   report a false conflict for a transaction that is durable. So, as FoundationDB
+   recommends, each commit writes a key of its own, `i <unix ms> <random>`, whose value is
+   the versionstamp (a versionstamped value) and the attempt number; every attempt first
+   reads that key, and when it is there an earlier attempt committed: its version and what
+   it wrote are the result. The read is serializable, so an earlier attempt still in flight
+   that lands after it makes this attempt fail with 1020 and look again. GC removes these
+   keys behind the retention window, and never before CHANGELOG_MIN_SECONDS (gc.py).
 
 Page 1 holds SQLite's change counter, which every write transaction bumps. When a
 transaction changed nothing else in page 1, and another writer's later page 1 differs from
@@ -35,6 +44,13 @@ UPLOAD_BYTES = 2_000_000
 # Header bytes another writer may change without conflicting with a rebased page 1.
 _REBASABLE = [(24, 40), (92, 100)]
 _COUNTERS = [(24, 28), (92, 96)]  # the only bytes a rebased transaction may have changed
+
+
+ID = b"i"  # <ns> i <unix ms u64> <random 8> → versionstamp (10), attempt u16: the commit was made
+
+
+def commit_id_prefix(ns: bytes) -> bytes:
+    return ns + ID
 
 
 class Conflict(Exception):
@@ -79,6 +95,13 @@ def upload(store: PageStore, images: dict[bytes, bytes]) -> None:
         flush()
 
 
+def _missing(store: PageStore, tr: Transaction, images: dict[bytes, bytes]) -> list[bytes]:
+    """Hashes of `images` whose content key is not in FoundationDB (serializable reads)."""
+    digests = list(images)
+    ranges = [(keys.content_key(store.ns, d), keys.content_key(store.ns, d) + b"\x00", 1, False) for d in digests]
+    return [d for d, kvs in zip(digests, tr.get_ranges(ranges)) if not kvs]
+
+
 def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[int, bytes],
            old_count: int, new_count: int, base_page1: bytes | None) -> tuple[int, dict[int, bytes], int]:
     """Commit `pages` written on top of `snapshot`; return the commit version, the hash of
@@ -94,21 +117,24 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
     rebase = (1 in pages and base_page1 is not None and new_count == old_count
               and _strip(base_page1, _COUNTERS) == _strip(pages[1], _COUNTERS))
     check = (conflict_set | set(pages)) - ({1} if rebase else set())
-    final: dict[int, bytes] = {}
-    final_digests: dict[int, bytes] = {}
-    count = [new_count]
+    id_key = commit_id_prefix(store.ns) + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(8)
+    attempts: list[tuple[dict[int, bytes], dict[int, bytes], int]] = []  # pages, hashes, count of each attempt
 
-    def body(tr: Transaction) -> int:
-        final.clear()
-        final.update(pages)
+    def body(tr: Transaction) -> bytes | None:
+        # Serializable reads: an earlier attempt landing after them fails this one (1020).
+        done, now = [kvs[0][1] if kvs else None for kvs in
+                     tr.get_ranges([(id_key, id_key + b"\x00", 1, False), (epoch_key, epoch_key + b"\x00", 1, False)])]
+        if done is not None:
+            return done  # an earlier attempt committed; its answer was lost (1021)
+        final, count = dict(pages), new_count
         conflicted = store.changed_since(sorted(check), snapshot, tr)
         if conflicted:
             raise Conflict(f"pages {conflicted[:5]} were committed by another writer after this "
                            "transaction's snapshot")
-        if get(tr, epoch_key) != epoch:
-            # A GC sweep ran since the upload: make sure every image is still there.
-            present = store._content(tr, images, snapshot=False)  # noqa: SLF001 - same package
-            for d in images.keys() - present.keys():
+        if now != epoch:
+            # A GC sweep ran since the upload: make sure every image is still in FoundationDB
+            # (not only in the cache, which keeps images GC may have deleted).
+            for d in _missing(store, tr, images):
                 tr.set(keys.content_key(store.ns, d), images[d])
         index = dict(digests)
         if rebase:
@@ -119,15 +145,13 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
                 raise Conflict("page 1 (the schema) was changed by another writer after this "
                                "transaction's snapshot")
             final[1] = _with_counter(latest, _counter(latest) + 1)
-            count[0] = struct.unpack(">I", latest[28:32])[0] or new_count
+            count = struct.unpack(">I", latest[28:32])[0] or new_count
         elif 1 in pages:
             # The VFS shows SQLite a per-transaction change counter; store the real one.
             final[1] = _with_counter(pages[1], _counter(base_page1) + 1 if base_page1 else 1)
         if 1 in pages:
             index[1] = hashlib.sha256(final[1]).digest()
             tr.set(keys.content_key(store.ns, index[1]), final[1])
-        final_digests.clear()
-        final_digests.update(index)
         for p, d in index.items():
             key = keys.page_prefix(store.ns, p) + keys.PLACEHOLDER
             tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN, d)
@@ -139,15 +163,23 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
             part = changed[i:i + keys.CHANGES_PER_KEY]
             key = keys.changelog_prefix(store.ns) + keys.PLACEHOLDER + struct.pack(">H", i // keys.CHANGES_PER_KEY)
             tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN - 2,
-                                      struct.pack(f">I{len(part)}I", count[0], *part))
+                                      struct.pack(f">I{len(part)}I", count, *part))
         tr.set(keys.write_marker(store.ns), os.urandom(8))
         key = keys.time_key(store.ns, int(time.time() * 1000)) + keys.PLACEHOLDER
         tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN, b"")
-        return 0
+        attempts.append((final, index, count))
+        tr.set_versionstamped_value(id_key, keys.PLACEHOLDER + struct.pack(">H", len(attempts) - 1), 0)
+        return None
 
-    _, stamp = run_stamped(store.kv, body)
+    done, stamp = run_stamped(store.kv, body)
+    attempt = len(attempts) - 1
+    if done is not None:
+        stamp, attempt = done[:keys.STAMP_LEN], struct.unpack(">H", done[keys.STAMP_LEN:])[0]
+        log.info("commit ns=%r: attempt %d had committed although FoundationDB could not say so", store.ns,
+                 attempt + 1)
+    final, final_digests, count = attempts[attempt]
     version = keys.stamp_version(stamp)
     for p, data in final.items():
         store.cache.put(final_digests[p], data)
     log.debug("commit ns=%r version=%d pages=%d", store.ns, version, len(pages))
-    return version, dict(final_digests), count[0]
+    return version, final_digests, count

@@ -6,9 +6,11 @@ in memory, so that several storage processes can share one "cluster" in tests wh
 FoundationDB can be installed. It implements: read versions (about 1,000,000 per second, as
 FoundationDB's), multi-version reads at a read version, range reads with limits in both
 directions, read-conflict ranges checked at commit against every later commit (1020
-not_committed), versionstamped keys, transaction_too_old (1007) for read versions older than
-5 s and transaction_too_large (2101) above 10 MB. Not implemented: durability (data lives
-in memory until the process ends), read-your-writes, watches, atomic ops, tenants.
+not_committed), versionstamped keys and values, transaction_too_old (1007) for read versions
+older than 5 s and transaction_too_large (2101) above 10 MB. Test instrumentation: Stats, and
+InjectUnknownResult, which makes the next commits answer 1021 (commit_unknown_result) after
+being applied or not, as a real cluster can. Not implemented: durability (data lives in
+memory until the process ends), read-your-writes, watches, other atomic ops, tenants.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from sqld.v1 import fdbdouble_pb2 as pb, fdbdouble_pb2_grpc as pb_grpc
 
 log = logging.getLogger("fdbdouble")
 
-TOO_OLD, NOT_COMMITTED, TOO_LARGE = 1007, 1020, 2101
+TOO_OLD, NOT_COMMITTED, UNKNOWN_RESULT, TOO_LARGE = 1007, 1020, 1021, 2101
 MVCC_WINDOW = 5_000_000      # versions: FoundationDB keeps 5 s of history at 1e6 versions/s
 MAX_BYTES = 10_000_000
 
@@ -39,6 +41,8 @@ class Store:
         self.range_clears: list[tuple[int, bytes, bytes]] = []     # recent clear_range writes
         self.version = self._clock()
         self.commits = 0
+        self.unknown_results = 0
+        self.inject = pb.InjectUnknownResultRequest()  # armed by a test: answer 1021
 
     @staticmethod
     def _clock() -> int:
@@ -88,7 +92,17 @@ class Store:
         self.history[key].append((version, value))
         self.last_write[key] = version
 
+    def _unknown_result(self, req: pb.CommitRequest) -> bool:
+        """Whether this commit is one a test asked to answer with 1021."""
+        if not self.inject.count or not any(m.key.startswith(self.inject.key_prefix) for m in req.mutations):
+            return False
+        self.inject.count -= 1
+        self.unknown_results += 1
+        return True
+
     def commit(self, req: pb.CommitRequest) -> pb.CommitResponse:
+        if not self.inject.apply and self._unknown_result(req):
+            return pb.CommitResponse(error=UNKNOWN_RESULT)  # lost on the way: not applied
         size = sum(len(m.key) + len(m.value) + len(m.end) for m in req.mutations)
         size += sum(len(r.begin) + len(r.end) for r in req.read_conflicts)
         if size > MAX_BYTES:
@@ -112,10 +126,14 @@ class Store:
                 self.range_clears.append((version, m.key, m.end))
             elif m.type == pb.Mutation.SET_VERSIONSTAMPED_KEY:
                 self._put(m.key[:m.offset] + stamp + m.key[m.offset + 10:], version, m.value)
+            elif m.type == pb.Mutation.SET_VERSIONSTAMPED_VALUE:
+                self._put(m.key, version, m.value[:m.offset] + stamp + m.value[m.offset + 10:])
         self.version = version
         self.commits += 1
         horizon = self._clock() - MVCC_WINDOW
         self.range_clears = [c for c in self.range_clears if c[0] >= horizon]
+        if self.inject.apply and self._unknown_result(req):
+            return pb.CommitResponse(error=UNKNOWN_RESULT)  # applied, but the answer was lost
         return pb.CommitResponse(version=version, versionstamp=stamp)
 
 
@@ -136,7 +154,13 @@ class DoubleServicer(pb_grpc.FdbDoubleServicer):
         return self.store.commit(request)
 
     async def Stats(self, request, context):  # noqa: N802
-        return pb.StatsResponse(commits=self.store.commits)
+        return pb.StatsResponse(commits=self.store.commits, unknown_results=self.store.unknown_results)
+
+    async def InjectUnknownResult(self, request: pb.InjectUnknownResultRequest, context):  # noqa: N802
+        self.store.inject.CopyFrom(request)
+        log.warning("test instrumentation: the next %d commits writing %r answer 1021 (applied: %s)",
+                    request.count, request.key_prefix, request.apply)
+        return pb.InjectUnknownResultResponse()
 
 
 def main(argv: list[str] | None = None) -> None:

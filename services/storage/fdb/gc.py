@@ -2,19 +2,38 @@
 
 Versions committed within the last `retention_seconds` stay readable (time travel); older
 ones are removed except the newest version of each page at the window's edge, which is still
-what a read at the edge sees. Then page images no index entry points at are deleted.
-
-Every step runs in small FoundationDB transactions (CHUNK keys each). Deleting images races
-with commits that point at them; every commit writes the namespace's `w` key, and each image
-deletion transaction reads it: when a commit landed since the index scan, the sweep stops
-(FoundationDB's conflict check covers the last window) and the next round tries again. Each
-sweep transaction also moves the GC epoch key; a commit whose upload overlapped a sweep sees
-the epoch moved, re-checks its images and writes missing ones again (commit.py).
+what a read at the edge sees. Then page images no index entry points at are deleted. Every
+step runs in small FoundationDB transactions (CHUNK keys each).
 
 Before it removes anything, a round raises the GC horizon key to its cutoff: a reader of old
 versions (the replication capture) checks after its reads that the horizon is not above the
-version it read from; if it is, what it read may be incomplete. Changelog entries are kept
-for at least CHANGELOG_MIN_SECONDS (connections use them to keep their page index fresh).
+version it read from; if it is, what it read may be incomplete. Changelog entries and commit
+ids (commit.py) are kept for at least CHANGELOG_MIN_SECONDS: connections use the changelog to
+keep their page index fresh, a commit retried after 1021 looks for its id, and the sweep
+below reads the changelog. The changelog is pruned in the transaction that records how far
+(the `f` key, its floor).
+
+The image sweep, and why no commit can end up pointing at a deleted image. The round takes a
+read version S, then scans the page index (every chunk at a version >= S, so it sees every
+commit up to S) and then the images, which are the candidates: those no index entry seen
+points at. Each deletion transaction D (read version R, commit version Vd):
+  1. reads the `w` key serializably: every commit writes it, so a commit landing in (R, Vd)
+     makes D fail with 1020 and run again at a newer read version;
+  2. reads, at R, the changelog after S (after where the previous D read it) and the index
+     entries those commits wrote, and spares every image they point at; it gives up the round
+     when the changelog floor is above S (what it would read may be gone);
+  3. deletes the other candidates, and moves the GC epoch key when it deletes any.
+So the images D deletes are referenced by no commit at or before Vd: commits up to S are in
+the scan, those in (S, R] are in the changelog at R (written in the same transaction as their
+index entries), and none lands in (R, Vd). A commit C landing after Vd reads the epoch
+before it uploads its images (commit.py). If it uploaded an image D deletes, that upload
+came before Vd, and so did its epoch read; C's final transaction reads the epoch
+serializably, after Vd, and finds it moved (at a read version below Vd it fails with 1020
+on D's epoch write and runs again), so it checks its images in FoundationDB, not in a
+cache, and writes the missing ones again, atomically with its index entries. An upload
+after Vd rewrites the image, which D then has not deleted. An index entry GC itself prunes
+(older than the newest at the cutoff) may lose its image: reads below the horizon are not
+promised. Commits never stop the sweep: at worst a D is retried (bounded by kv.run).
 """
 from __future__ import annotations
 
@@ -24,6 +43,7 @@ import struct
 import time
 
 from storage.fdb import keys
+from storage.fdb.commit import commit_id_prefix
 from storage.fdb.kv import Transaction, get, run, strinc
 from storage.fdb.pagestore import PageStore
 
@@ -31,6 +51,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 CHANGELOG_MIN_SECONDS = 120.0
+
+
+def changelog_floor(ns: bytes) -> bytes:
+    """<ns> f → u64 BE: changelog entries at or below this version may have been pruned."""
+    return ns + b"f"
 
 
 def _scan(store: PageStore, begin: bytes, end: bytes):
@@ -82,6 +107,50 @@ def _raise_horizon(store: PageStore, cutoff: int) -> None:
     run(store.kv, body)
 
 
+def _prune_logs(store: PageStore, log_cutoff: int, keep_ms: int) -> None:
+    """Changelog entries below `log_cutoff` (recording the floor), commit ids made before `keep_ms`."""
+    changelog, floor = keys.changelog_prefix(store.ns), changelog_floor(store.ns)
+    ids = commit_id_prefix(store.ns)
+
+    def body(tr: Transaction) -> None:
+        if log_cutoff:
+            old = get(tr, floor)
+            if old is None or struct.unpack(">Q", old)[0] < log_cutoff - 1:
+                tr.set(floor, struct.pack(">Q", log_cutoff - 1))
+            tr.clear_range(changelog, changelog + keys.version_bound(log_cutoff - 1))
+        tr.clear_range(ids, ids + struct.pack(">Q", max(keep_ms, 0)))
+    run(store.kv, body)
+
+
+class _Recent:
+    """Images pointed at by commits after version `since`, found through the changelog. Each
+    deletion transaction reads on from where the last one stopped: what a transaction read
+    at its read version stays true, even if it then fails to commit."""
+
+    def __init__(self, store: PageStore, since: int) -> None:
+        self.store = store
+        self.since = self.upto = since
+        self.digests: set[bytes] = set()
+
+    def read(self, tr: Transaction) -> bool:
+        """Catch up to `tr`'s read version; False when the changelog after `since` may be gone."""
+        ns, prefix = self.store.ns, keys.changelog_prefix(self.store.ns)
+        floor, entries = tr.get_ranges([(changelog_floor(ns), changelog_floor(ns) + b"\x00", 1, False),
+                                        (prefix + keys.version_bound(self.upto), strinc(prefix), 0, False)], True)
+        if floor and struct.unpack(">Q", floor[0][1])[0] > self.since:
+            return False
+        ranges = []
+        for key, value in entries:
+            stamp = key[len(prefix):len(prefix) + keys.STAMP_LEN]
+            for pgno in struct.unpack(f">{len(value) // 4 - 1}I", value[4:]):
+                k = keys.page_prefix(ns, pgno) + stamp
+                ranges.append((k, k + b"\x00", 1, False))
+        for kvs in tr.get_ranges(ranges, True) if ranges else []:
+            self.digests.update(v for _, v in kvs)
+        self.upto = max(self.upto, tr.read_version())
+        return True
+
+
 def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     """One GC round; returns how many index entries and images it removed."""
     now_ms = int(time.time() * 1000)
@@ -89,35 +158,38 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     if not cutoff:
         return {"index": 0, "images": 0}
     _raise_horizon(store, cutoff)
-    marker = keys.write_marker(store.ns)
-    before = run(store.kv, lambda tr: get(tr, marker, snapshot=True))
+    since = store.current_version()  # the index scan sees every commit up to here
     doomed, live = _prune_versions(store, store.ns + keys.PAGE, 4, cutoff)
     size_doomed, _ = _prune_versions(store, keys.size_prefix(store.ns), 0, cutoff)
     _clear(store, doomed + size_doomed)
-    log_cutoff = min(cutoff, store.version_at(now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)))
-    if log_cutoff:
-        changelog = keys.changelog_prefix(store.ns)
-        run(store.kv, lambda tr: tr.clear_range(changelog, changelog + keys.version_bound(log_cutoff - 1)))
+    keep_ms = now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)
+    _prune_logs(store, min(cutoff, store.version_at(keep_ms)), keep_ms)
     time_keys = [k for k, _ in _scan(store, keys.time_prefix(store.ns), keys.time_key(store.ns, now_ms))
                  if keys.stamp_version(k[-keys.STAMP_LEN:]) <= cutoff]
     _clear(store, time_keys[:-1])
     kept = set(live)
     images = [k for k, _ in _scan(store, store.ns + keys.CONTENT, strinc(store.ns + keys.CONTENT))
               if k[len(store.ns) + 1:] not in kept]
+    recent = _Recent(store, since)
+    marker = keys.write_marker(store.ns)
     removed = 0
     for i in range(0, len(images), CHUNK):
         part = images[i:i + CHUNK]
 
-        def body(tr: Transaction) -> bool:
-            if get(tr, marker) != before:
-                return False
-            tr.set(keys.gc_epoch(store.ns), os.urandom(8))
-            for key in part:
+        def body(tr: Transaction) -> int | None:
+            get(tr, marker)  # serializable: a commit landing between this read and this commit fails it
+            if not recent.read(tr):
+                return None
+            gone = [key for key in part if key[len(store.ns) + 1:] not in recent.digests]
+            if gone:
+                tr.set(keys.gc_epoch(store.ns), os.urandom(8))
+            for key in gone:
                 tr.clear(key)
-            return True
-        if not run(store.kv, body):
-            log.info("gc: a commit landed during the sweep; images are left for the next round")
+            return len(gone)
+        n = run(store.kv, body)
+        if n is None:
+            log.info("gc: the changelog was pruned past this round's scan; images are left for the next round")
             break
-        removed += len(part)
+        removed += n
     log.debug("gc ns=%r cutoff=%d index=%d images=%d", store.ns, cutoff, len(doomed), removed)
     return {"index": len(doomed) + len(size_doomed), "images": removed}

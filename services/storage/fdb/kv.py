@@ -11,7 +11,10 @@ talks to. Semantics, as in FoundationDB:
   a key in a read-conflict range was written by a transaction committed after the read
   version; 1007 (transaction_too_old) when the read version is more than 5 s old;
   2101 (transaction_too_large) above 10 MB of mutations and conflict ranges;
-- a versionstamped key gets the commit's 10-byte versionstamp written over a placeholder;
+- a versionstamped key (or value) gets the commit's 10-byte versionstamp written over a
+  placeholder;
+- 1021 (commit_unknown_result): the commit may or may not have been applied; retrying the
+  same body may apply it twice unless the body checks (commit.py does, with a commit id);
 - reads do not see the transaction's own writes here (the page store never relies on it).
 """
 from __future__ import annotations
@@ -67,10 +70,13 @@ class Transaction(Protocol):
     def set_versionstamped_key(self, key: bytes, offset: int, value: bytes) -> None:
         """Write `value` at `key` with the commit's versionstamp over key[offset:offset+10]."""
 
+    def set_versionstamped_value(self, key: bytes, value: bytes, offset: int) -> None:
+        """Write `value` at `key` with the commit's versionstamp over value[offset:offset+10]."""
+
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None: ...
 
     def commit(self) -> bytes:
-        """Commit; returns the 10-byte versionstamp. Raises KvError."""
+        """Commit; returns the 10-byte versionstamp (b"" for a read-only transaction). Raises KvError."""
 
 
 class Kv(Protocol):

@@ -61,6 +61,10 @@ class DoubleTransaction:
         self._mutations.append(pb.Mutation(type=pb.Mutation.SET_VERSIONSTAMPED_KEY, key=key,
                                            offset=offset, value=value))
 
+    def set_versionstamped_value(self, key: bytes, value: bytes, offset: int) -> None:
+        self._mutations.append(pb.Mutation(type=pb.Mutation.SET_VERSIONSTAMPED_VALUE, key=key,
+                                           offset=offset, value=value))
+
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._conflicts.append(pb.KeyRange(begin=begin, end=end))
 

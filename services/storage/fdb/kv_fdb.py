@@ -21,6 +21,7 @@ class FdbTransaction:
     def __init__(self, tr: Any, fdb: Any) -> None:
         self._tr = tr
         self._fdb = fdb
+        self._writes = False  # FoundationDB has no versionstamp for a read-only transaction
 
     def read_version(self) -> int:
         try:
@@ -37,25 +38,35 @@ class FdbTransaction:
             raise _error(exc, "read") from exc
 
     def set(self, key: bytes, value: bytes) -> None:
+        self._writes = True
         self._tr.set(key, value)
 
     def clear(self, key: bytes) -> None:
+        self._writes = True
         self._tr.clear(key)
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
+        self._writes = True
         self._tr.clear_range(begin, end)
 
+    # API version >= 520: the placeholder's offset follows the key (or value), 4 bytes little-endian.
     def set_versionstamped_key(self, key: bytes, offset: int, value: bytes) -> None:
+        self._writes = True
         self._tr.set_versionstamped_key(key + struct.pack("<I", offset), value)
+
+    def set_versionstamped_value(self, key: bytes, value: bytes, offset: int) -> None:
+        self._writes = True
+        self._tr.set_versionstamped_value(key, value + struct.pack("<I", offset))
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._tr.add_read_conflict_range(begin, end)
 
     def commit(self) -> bytes:
         try:
-            stamp = self._tr.get_versionstamp()
+            # Asked before commit, ready after it; an error for a read-only transaction.
+            stamp = self._tr.get_versionstamp() if self._writes else None
             self._tr.commit().wait()
-            return bytes(stamp.wait())
+            return bytes(stamp.wait()) if stamp is not None else b""
         except self._fdb.FDBError as exc:
             raise _error(exc, "commit") from exc
 
