@@ -46,13 +46,6 @@ _REBASABLE = [(24, 40), (92, 100)]
 _COUNTERS = [(24, 28), (92, 96)]  # the only bytes a rebased transaction may have changed
 
 
-ID = b"i"  # <ns> i <unix ms u64> <random 8> → versionstamp (10), attempt u16: the commit was made
-
-
-def commit_id_prefix(ns: bytes) -> bytes:
-    return ns + ID
-
-
 class Conflict(Exception):
     """A page this transaction read or wrote was committed by another writer after its snapshot."""
 
@@ -117,7 +110,7 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
     rebase = (1 in pages and base_page1 is not None and new_count == old_count
               and _strip(base_page1, _COUNTERS) == _strip(pages[1], _COUNTERS))
     check = (conflict_set | set(pages)) - ({1} if rebase else set())
-    id_key = commit_id_prefix(store.ns) + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(8)
+    id_key = keys.commit_id_prefix(store.ns) + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(8)
     attempts: list[tuple[dict[int, bytes], dict[int, bytes], int]] = []  # pages, hashes, count of each attempt
 
     def body(tr: Transaction) -> bytes | None:

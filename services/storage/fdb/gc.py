@@ -43,7 +43,6 @@ import struct
 import time
 
 from storage.fdb import keys
-from storage.fdb.commit import commit_id_prefix
 from storage.fdb.kv import Transaction, get, run, strinc
 from storage.fdb.pagestore import PageStore
 
@@ -51,11 +50,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 CHANGELOG_MIN_SECONDS = 120.0
-
-
-def changelog_floor(ns: bytes) -> bytes:
-    """<ns> f → u64 BE: changelog entries at or below this version may have been pruned."""
-    return ns + b"f"
 
 
 def _scan(store: PageStore, begin: bytes, end: bytes):
@@ -109,8 +103,8 @@ def _raise_horizon(store: PageStore, cutoff: int) -> None:
 
 def _prune_logs(store: PageStore, log_cutoff: int, keep_ms: int) -> None:
     """Changelog entries below `log_cutoff` (recording the floor), commit ids made before `keep_ms`."""
-    changelog, floor = keys.changelog_prefix(store.ns), changelog_floor(store.ns)
-    ids = commit_id_prefix(store.ns)
+    changelog, floor = keys.changelog_prefix(store.ns), keys.changelog_floor(store.ns)
+    ids = keys.commit_id_prefix(store.ns)
 
     def body(tr: Transaction) -> None:
         if log_cutoff:
@@ -135,7 +129,7 @@ class _Recent:
     def read(self, tr: Transaction) -> bool:
         """Catch up to `tr`'s read version; False when the changelog after `since` may be gone."""
         ns, prefix = self.store.ns, keys.changelog_prefix(self.store.ns)
-        floor, entries = tr.get_ranges([(changelog_floor(ns), changelog_floor(ns) + b"\x00", 1, False),
+        floor, entries = tr.get_ranges([(keys.changelog_floor(ns), keys.changelog_floor(ns) + b"\x00", 1, False),
                                         (prefix + keys.version_bound(self.upto), strinc(prefix), 0, False)], True)
         if floor and struct.unpack(">Q", floor[0][1])[0] > self.since:
             return False

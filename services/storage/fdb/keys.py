@@ -13,6 +13,8 @@ before <pgno> <V+1>. <ns> is 0x15 and 8 bytes of SHA-256("<prefix><database>"). 
     <ns> g                                    → GC sweep epoch (commits re-check images when it moved)
     <ns> h                                    → GC horizon u64 BE: reads below this version may miss pages
     <ns> s                                    → page store id u64 BE, random, made once (replication)
+    <ns> f                                    → changelog floor u64 BE: entries at or below may be pruned
+    <ns> i <unix ms:u64 BE> <random:8>        → versionstamp + attempt (a commit's id: idempotent under 1021)
 """
 from __future__ import annotations
 
@@ -82,3 +84,11 @@ def horizon(ns: bytes) -> bytes:
 
 def store_id(ns: bytes) -> bytes:
     return ns + b"s"
+
+
+def changelog_floor(ns: bytes) -> bytes:
+    return ns + b"f"
+
+
+def commit_id_prefix(ns: bytes) -> bytes:
+    return ns + b"i"
