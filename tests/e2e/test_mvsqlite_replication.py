@@ -14,6 +14,7 @@ import time
 import apsw
 import grpc
 import psycopg
+import pytest
 
 from sqld.v1 import replication_pb2, replication_pb2_grpc
 from storage.fdb import keys
@@ -72,11 +73,18 @@ def test_replicas_of_an_mvsqlite_primary_converge(own_stack, tmp_path):
             assert c.execute("SELECT count(*) FROM t").fetchone()[0] == len(primary) + i + 1
 
 
-def test_two_storage_processes_feed_one_log_each_commit_once(own_stack, tmp_path):
+@pytest.fixture
+def pair(own_stack):
+    """Two storage processes on one mvsqlite database, both feeding a's log; a has replica1."""
     a = own_stack(backend_name="mvsqlite", replicas=1)
     b = own_stack(share_with=a)
     for s in (a, b):
-        s.allowed_errors.append(r"storage call failed")
+        s.allowed_errors.append(r"storage call failed|capture failed")
+    return a, b
+
+
+def test_two_storage_processes_feed_one_log_each_commit_once(pair, tmp_path):
+    a, b = pair
     with psycopg.connect(a.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE ta (id INTEGER PRIMARY KEY, site TEXT)")
         c.execute("CREATE TABLE tb (id INTEGER PRIMARY KEY, site TEXT)")
@@ -128,11 +136,8 @@ def _commit_unacknowledged(dsn: str, sql: str) -> None:
         pass  # its storage process is killed before it answers
 
 
-def test_a_commit_whose_process_died_before_logging_it_reaches_the_replicas(own_stack):
-    a = own_stack(backend_name="mvsqlite", replicas=1)
-    b = own_stack(share_with=a)
-    for s in (a, b):
-        s.allowed_errors.append(r"storage call failed|capture failed")
+def test_a_commit_whose_process_died_before_logging_it_reaches_the_replicas(pair):
+    a, b = pair
     with psycopg.connect(a.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE k (n INTEGER)")
     wait_converged(a, names=("replica1",))
