@@ -12,7 +12,20 @@ Checkpoints: once the WAL is large, a dedicated connection takes the write lock
 checkpoints PASSIVE; only then may SQLite restart the WAL, so no frame is ever
 checkpointed away before it is logged. At start-up the frames the log lacks are
 recovered from the WAL; a database whose log id differs from the service's (or that
-the service has never seen) starts a new history with an image of the whole file.
+the service has never seen) starts a new history with an image of the whole database.
+
+The log can also move while we run (the replication service lost its data, or was
+restored from a backup): an Append answers LOG_ID_MISMATCH or FRAME_GAP. Then, holding
+the write lock, we say Hello again and, unless the log is exactly where we left it,
+start a new history there and then. The commit that met the problem is in the image,
+so it is acknowledged as usual.
+
+A new history: with the write lock held (BEGIN IMMEDIATE on our own connection), the
+image is read through SQLite (`serialize`: every page of the latest commit, from the
+file or the WAL, whatever readers keep SQLite from checkpointing), and the capture
+position moves to the WAL's last commit, all of which the image holds. ResetLog is
+conditional (`if_log_id`: the log we saw in Hello), and the image is appended with that
+position, so a restart resumes from it.
 """
 from __future__ import annotations
 
@@ -20,16 +33,21 @@ import logging
 import os
 import threading
 import time
+from typing import Callable, TypeVar
 
 import apsw
+import grpc
 
 from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
-from storage.capture.log_client import CaptureError, LogClient
+from storage.capture.log_client import CaptureError, LogClient, LogMoved
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHECKPOINT_BYTES = 4 << 20  # checkpoint once the WAL is larger than this
+LOCK_WAIT_MS = 10_000       # how long a new history waits for the write lock
+_RESYNC_ATTEMPTS = 5
 
 __all__ = ["Capturer", "CaptureError", "no_auto_checkpoint"]
 
@@ -67,7 +85,7 @@ class Capturer:
         for c in (self._writer, self._checkpointer):
             no_auto_checkpoint(c)
         if not hello.log_id or local != hello.log_id:
-            self._new_history()
+            self._write_locked(lambda: self._new_history(hello.log_id, False))
         else:
             self.log_id, self.frame_no, self.page_size = hello.log_id, hello.head_frame_no, hello.page_size
             p = hello.wal_position
@@ -78,22 +96,60 @@ class Capturer:
                 log.info("recovered frames from the wal db=%s frames=%d..%d", self.name, before + 1, self.frame_no)
         log.info("capturing db=%s log_id=%s head=%d", self.name, self.log_id, self.frame_no)
 
-    def _new_history(self) -> None:
-        """A new log id; the whole database file becomes its first transaction."""
-        self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
-        hello = self._client.reset()
-        self.log_id, self.frame_no = hello.log_id, 0
-        self.page_size = self._checkpointer.execute("PRAGMA page_size").fetchall()[0][0]
-        with open(self.path, "rb") as f:
-            data = f.read()
-        n = len(data) // self.page_size
+    # -- history -------------------------------------------------------------------
+    def _write_locked(self, fn: Callable[[], T]) -> T:
+        """fn() while our writer connection holds the write lock: nothing commits meanwhile."""
+        w = self._writer
+        w.set_busy_timeout(LOCK_WAIT_MS)
+        try:
+            w.execute("BEGIN IMMEDIATE")
+        except apsw.BusyError as exc:
+            raise CaptureError(f"new history of db {self.name}: write lock not obtained in "
+                               f"{LOCK_WAIT_MS} ms") from exc
+        finally:
+            w.set_busy_timeout(0)
+        try:
+            return fn()
+        finally:
+            w.execute("ROLLBACK")
+
+    def _resync(self, wait_for_replica: bool) -> bool:
+        """The log moved (write lock held): go on if it is where we left it, else a new history."""
+        try:
+            for _ in range(_RESYNC_ATTEMPTS):
+                hello = self._client.hello()
+                try:
+                    if hello.log_id == self.log_id and hello.head_frame_no == self.frame_no:
+                        return self._capture(wait_for_replica)
+                    log.warning("the replication log moved db=%s log_id=%s head=%d, was log_id=%s head=%d: "
+                                "new history", self.name, hello.log_id, hello.head_frame_no, self.log_id,
+                                self.frame_no)
+                    return self._new_history(hello.log_id, wait_for_replica)
+                except LogMoved:
+                    continue
+        except grpc.RpcError as exc:
+            raise CaptureError(f"resync with the log of db {self.name}: {exc.details()}") from exc
+        raise CaptureError(f"db {self.name}: the replication log keeps changing under this primary; "
+                           "check that only this primary appends to it")
+
+    def _new_history(self, seen_log_id: str, wait_for_replica: bool) -> bool:
+        """A new log id (if the log is still `seen_log_id`); the whole database, read through
+        SQLite, is its first transaction. Write lock held. Whether a replica applied it."""
+        position = self._skip_wal()
+        page_size = self._writer.execute("PRAGMA page_size").fetchall()[0][0]
+        data = self._writer.serialize("main") or b""
+        hello = self._client.reset(if_log_id=seen_log_id)
+        if hello.head_frame_no:
+            raise LogMoved(f"db {self.name}: log {hello.log_id} was reset and written by another primary")
+        n = len(data) // page_size
+        applied = False
         if n:
             frames = [pb.Frame(frame_no=i + 1, page_no=i + 1, commit_size=n if i == n - 1 else 0,
-                               page=data[i * self.page_size:(i + 1) * self.page_size]) for i in range(n)]
-            self._append([pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))],
-                         pb.WalPosition(), False)
-            self.frame_no = n
-        self._salts, self._offset, self._sum = (0, 0), 0, (0, 0)
+                               page=data[i * page_size:(i + 1) * page_size]) for i in range(n)]
+            applied = self._client.append(hello.log_id, page_size,
+                                          [pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))],
+                                          position, wait_for_replica)
+        self.log_id, self.frame_no, self.page_size = hello.log_id, n, page_size
         tmp = self.id_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(self.log_id)
@@ -101,6 +157,19 @@ class Capturer:
             os.fsync(f.fileno())
         os.replace(tmp, self.id_path)
         log.info("new history db=%s log_id=%s pages=%d", self.name, self.log_id, n)
+        return applied
+
+    def _skip_wal(self) -> pb.WalPosition:
+        """Move the capture position to the WAL's last commit without logging anything (a new
+        history's image holds it all); that position."""
+        header, offset, data = wal.read_file(self.wal_path, self._offset_for)
+        if header is None:
+            self._salts, self._offset, self._sum = (0, 0), 0, (0, 0)
+            return pb.WalPosition()
+        found = wal.read_frames(data, header, offset, self._sum)
+        self._offset, self._sum = found.end_offset, found.checksum
+        return pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
+                              checksum1=found.checksum[0], checksum2=found.checksum[1])
 
     # -- the commit path -------------------------------------------------------------
     def _offset_for(self, header: wal.WalHeader) -> int:
@@ -113,7 +182,11 @@ class Capturer:
     def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
         """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
         with self._lock:
-            applied = self._capture(wait_for_replica)
+            try:
+                applied = self._capture(wait_for_replica)
+            except LogMoved as exc:
+                log.warning("append refused db=%s err=%s; saying hello again", self.name, exc)
+                applied = self._write_locked(lambda: self._resync(wait_for_replica))
             if self._offset > self._checkpoint_at:
                 self._checkpoint()
                 # if readers kept SQLite from restarting the WAL, try again only after more growth
@@ -138,12 +211,9 @@ class Capturer:
         pos = pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
                              checksum1=found.checksum[0], checksum2=found.checksum[1])
         self.page_size = header.page_size
-        applied = self._append(txns, pos, wait_for_replica)
+        applied = self._client.append(self.log_id, self.page_size, txns, pos, wait_for_replica)
         self.frame_no, self._offset, self._sum = n, found.end_offset, found.checksum
         return applied
-
-    def _append(self, txns: list[pb.Transaction], pos: pb.WalPosition, wait: bool) -> bool:
-        return self._client.append(self.log_id, self.page_size, txns, pos, wait)
 
     def _checkpoint(self) -> None:
         """Checkpoint only frames that are logged: hold the write lock while doing it."""
@@ -153,7 +223,10 @@ class Capturer:
         except apsw.BusyError:
             return  # a writer is busy; try after a later commit
         try:
-            self._capture(False)
+            try:
+                self._capture(False)
+            except LogMoved:
+                return  # checkpoint nothing now; the next commit's capture resyncs
             self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
         finally:
             w.execute("ROLLBACK")
