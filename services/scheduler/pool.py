@@ -39,6 +39,11 @@ class DatabasePool:
         self.wait_timeout = wait_timeout
         self.open_timeout = open_timeout
 
+    @property
+    def busy(self) -> bool:
+        """Every connection slot is taken: acquire() will wait."""
+        return self._slots.locked()
+
     async def acquire(self) -> StorageConnection:
         try:
             if self._slots.locked():
@@ -57,6 +62,7 @@ class DatabasePool:
         try:
             await conn.open(self.open_timeout)
         except BaseException:
+            conn.close()
             self._slots.release()
             raise
         return conn

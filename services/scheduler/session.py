@@ -12,6 +12,7 @@ transaction control travel in one message.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -31,6 +32,7 @@ IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
 FAILED = common_pb2.TRANSACTION_STATUS_FAILED
 
+_CANCELED = errors.error("57014", "canceling statement due to user request")
 _ABORTED = errors.error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 
 
@@ -80,6 +82,9 @@ class Session:
         self.read_only = False
         self.implicit = False
         self.active: StorageConnection | None = None  # the connection running a call now
+        self._in_batch = False
+        self._cancel_pending = False  # a Cancel came while the batch ran but not on storage
+        self._waiting: asyncio.Future | None = None  # a wait for the writer token or a connection
 
     @property
     def pinned(self) -> bool:
@@ -88,6 +93,41 @@ class Session:
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False
                   ) -> list[common_pb2.StatementResult]:
         """Run a batch; stop at the first error. `self.status` tells where the session stands."""
+        self._in_batch, self._cancel_pending = True, False
+        try:
+            return await self._run(statements, implicit_transaction)
+        finally:
+            self._in_batch = self._cancel_pending = False
+
+    def _take_cancel(self) -> common_pb2.StatementResult | None:
+        """A Cancel that came before this batch's statement reached storage: it fails now."""
+        if not self._cancel_pending:
+            return None
+        self._cancel_pending = False
+        return _fail(_CANCELED)
+
+    async def _wait(self, aw, contended: bool):
+        """Wait for the writer token or a connection; a Cancel ends the wait with 57014.
+        Uncontended, it is awaited directly (no task: the fast path)."""
+        if self._cancel_pending:
+            aw.close()
+            self._cancel_pending = False
+            raise Busy(_CANCELED.sqlstate, _CANCELED.message)
+        if not contended:
+            return await aw
+        self._waiting = asyncio.ensure_future(aw)
+        try:
+            return await self._waiting
+        except asyncio.CancelledError:
+            if not (self._cancel_pending and self._waiting.cancelled()):
+                raise  # the session itself is being cancelled
+            self._cancel_pending = False
+            raise Busy(_CANCELED.sqlstate, _CANCELED.message) from None
+        finally:
+            self._waiting = None
+
+    async def _run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool
+                   ) -> list[common_pb2.StatementResult]:
         expanded = expand(statements)
         if isinstance(expanded, common_pb2.StatementError):
             return [_fail(expanded)]
@@ -172,6 +212,8 @@ class Session:
             pool = await self.replicas.pools.get(self.pool.name)
             conn = await pool.acquire()
             self.active = conn
+            if self._cancel_pending:
+                return None  # the primary path answers the cancel
             results = await conn.execute(
                 group, True, min_frame_no=self.frame_no if ryw else 0,
                 wait_ms=self.replicas.read_your_writes_wait_ms if ryw else 0,
@@ -233,10 +275,10 @@ class Session:
         prefix: list[common_pb2.Statement] = []
         try:
             if writes and not self.read_only and not self.holds_writer:
-                await self.pool.acquire_writer()
+                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 self.holds_writer = True
             if self.conn is None:
-                self.conn = await self.pool.acquire()
+                self.conn = await self._wait(self.pool.acquire(), self.pool.busy)
                 prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
         except (Busy, StorageUnavailable) as exc:
             self.status = FAILED
@@ -252,6 +294,9 @@ class Session:
     async def _send(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult]:
         """Run on the pinned connection; any error fails the transaction."""
         assert self.conn is not None
+        if (cancelled := self._take_cancel()) is not None:
+            self.status = FAILED
+            return [cancelled]
         try:
             self.active = self.conn
             results = await self.conn.execute(group, self.read_only,
@@ -277,10 +322,12 @@ class Session:
         conn = None
         try:
             if writes:
-                await self.pool.acquire_writer()
+                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 took_writer = True
-            conn = await self.pool.acquire()
+            conn = await self._wait(self.pool.acquire(), self.pool.busy)
             self.active = conn
+            if (cancelled := self._take_cancel()) is not None:
+                return [cancelled]
             results = await conn.execute(group, read_only=not writes,
                                          synchronous_commit=self.policy.synchronous_commit)
             self._wrote(conn)
@@ -330,9 +377,14 @@ class Session:
         return errors.error(errors.sqlstate_for_status(exc.code), f"{exc}; the statement did not complete, retry")
 
     async def interrupt(self) -> None:
-        """Stop the statement running now, if any (it fails with 57014)."""
+        """Stop the statement running now, if any (it fails with 57014); a batch whose
+        statement is not on storage yet fails when it gets there."""
         if self.active is not None:
             await self.active.interrupt()
+        elif self._in_batch:
+            self._cancel_pending = True
+            if self._waiting is not None:
+                self._waiting.cancel()
 
     async def close(self) -> None:
         """End the session: roll back and release everything, even when cancelled midway."""

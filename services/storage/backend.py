@@ -15,7 +15,11 @@ class Connection(Protocol):
     def in_transaction(self) -> bool: ...
 
     def interrupt(self) -> None:
-        """Stop the running statement (safe to call from any thread)."""
+        """Stop the running batch, even if its first statement has not started yet (safe to
+        call from any thread); it stays interrupted until reset_interrupt."""
+
+    def reset_interrupt(self) -> None:
+        """Let later batches run (called once the interrupted batch is answered)."""
 
     def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
                 describe_only: bool = False) -> list[common_pb2.StatementResult]:

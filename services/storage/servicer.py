@@ -55,8 +55,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
         self.open_connections += 1
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
+        outstanding = 0  # Executes received and not answered yet
 
         async def read_requests() -> None:
+            nonlocal outstanding
             try:
                 while True:
                     req = await context.read()
@@ -64,11 +66,21 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                         break
                     kind = req.WhichOneof("kind")
                     if kind == "interrupt":
-                        conn.interrupt()
+                        if outstanding:  # an interrupt between batches is meant for none of them
+                            conn.interrupt()
                     elif kind == "execute":
+                        outstanding += 1
                         pending.put_nowait(req.execute)
             finally:
                 pending.put_nowait(None)
+
+        def done() -> None:
+            """A batch is answered. On the event loop, as interrupts are taken: one taken
+            before this was meant for this batch, one after it for none."""
+            nonlocal outstanding
+            outstanding -= 1
+            if not outstanding:
+                conn.reset_interrupt()
 
         reader = asyncio.create_task(read_requests())
         running: asyncio.Future | None = None
@@ -79,6 +91,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             while (ex := await pending.get()) is not None:
                 if follower is not None and not await follower.admit(ex.min_frame_no, ex.wait_ms,
                                                                      ex.max_staleness_ms):
+                    done()
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
@@ -87,6 +100,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                                                ex.synchronous_commit)
                 results = await running
                 running = None
+                done()
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
                     frame_no=follower.frame_no if follower is not None else conn.frame_no)))

@@ -1,6 +1,7 @@
 """The idle-in-transaction limit: an idle transaction does not hold the writer forever."""
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
@@ -22,3 +23,32 @@ def test_idle_transaction_is_rolled_back_and_client_told(own_stack):
         assert info.value.sqlstate == "25P03" and "idle-in-transaction" in str(info.value)
         idler.close()
         assert other.execute("SELECT a FROM idle").fetchall() == [(2,)]
+
+
+def test_statement_timeout_and_cancel_stop_a_wait_for_the_write_lock(own_stack):
+    """A write waiting for another transaction's write lock (in the scheduler, before storage
+    runs anything) is cancelled by statement_timeout and by a CancelRequest, as in PostgreSQL."""
+    stack = own_stack()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE w (a INTEGER)")
+    holder = psycopg.connect(stack.dsn)
+    holder.execute("INSERT INTO w VALUES (1)")  # holds the write lock until it ends
+    try:
+        with psycopg.connect(stack.dsn, autocommit=True) as waiter:
+            waiter.execute("SET statement_timeout = 300")
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled) as info:
+                waiter.execute("INSERT INTO w VALUES (2)")
+            assert "statement timeout" in str(info.value)
+            assert time.monotonic() - started < 3  # not the scheduler's lock wait limit
+            waiter.execute("RESET statement_timeout")
+            timer = threading.Timer(0.3, waiter.cancel)
+            timer.start()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                waiter.execute("INSERT INTO w VALUES (3)")
+            timer.join()
+            holder.commit()
+            waiter.execute("INSERT INTO w VALUES (4)")  # the session goes on
+            assert waiter.execute("SELECT a FROM w ORDER BY a").fetchall() == [(1,), (4,)]
+    finally:
+        holder.close()

@@ -84,6 +84,7 @@ class Connection:
             no_auto_checkpoint(self.conn)
             self.conn.set_wal_hook(self._on_commit)
         self._read_only = False
+        self._interrupted = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()
 
@@ -109,8 +110,14 @@ class Connection:
         return self.conn.in_transaction
 
     def interrupt(self) -> None:
-        """Stop the running statement (safe to call from any thread)."""
+        """Stop the running batch (safe to call from any thread): the statement running now, or
+        the next one if none has started (SQLite ignores an interrupt when nothing runs)."""
+        self._interrupted = True
         self.conn.interrupt()
+
+    def reset_interrupt(self) -> None:
+        """The interrupted batch is over: later batches run."""
+        self._interrupted = False
 
     def _on_commit(self, conn: apsw.Connection, schema: str, pages: int) -> int:  # noqa: ARG002
         """SQLite's WAL hook: runs right after a commit, before the statement returns."""
@@ -128,6 +135,10 @@ class Connection:
         self._sync = synchronous or self.db.synchronous
         self._read_only = read_only
         for st in statements:
+            if self._interrupted:
+                results.append(common_pb2.StatementResult(error=common_pb2.StatementError(
+                    sqlite_code=9, sqlstate="57014", message="canceling statement due to user request")))
+                break
             result = self._describe_one(st) if describe_only else self._execute_one(st)
             results.append(result)
             if result.HasField("error"):
