@@ -24,8 +24,7 @@ Commits = list[tuple[int, list[tuple[int, list[int]]]]]  # [(version, [(page cou
 
 @dataclasses.dataclass
 class Batch:
-    """What changelog_batch read: the commits, the version read up to, and more to come."""
-    version: int                 # every commit up to here is in `commits` (unless `more`)
+    """What changelog_batch read: the commits, and whether more come after them."""
     commits: Commits
     horizon: int                 # the GC horizon at the read version
     more: bool = False           # cut short: read again from `version`
@@ -164,7 +163,6 @@ class PageStore:
         horizon_key = keys.horizon(self.ns)
 
         def body(tr: Transaction) -> Batch:
-            version = tr.read_version()
             kvs, hz = tr.get_ranges([(prefix + keys.version_bound(since), strinc(prefix), CHANGELOG_LIMIT, False),
                                      (horizon_key, horizon_key + b"\x00", 1, False)], True)
             commits, cut = _group(prefix, kvs, max_pages)
@@ -173,8 +171,7 @@ class PageStore:
                     raise RuntimeError("changelog: one version has more entries than a read takes")
                 commits.pop()  # the last version may continue past the limit
                 cut = True
-            batch = Batch(commits[-1][0] if cut else version, commits,
-                          struct.unpack(">Q", hz[0][1])[0] if hz else 0, cut)
+            batch = Batch(commits, struct.unpack(">Q", hz[0][1])[0] if hz else 0, cut)
             wanted = [(v, p) for v, parts in batch.commits for _, pages in parts for p in pages]
             if len(wanted) <= READ_CHUNK:
                 ranges = [(keys.page_prefix(self.ns, p), keys.page_prefix(self.ns, p) + keys.version_bound(v), 1, True)
