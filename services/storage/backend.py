@@ -14,6 +14,9 @@ class Connection(Protocol):
     @property
     def in_transaction(self) -> bool: ...
 
+    # The connection carries a session's settings or TEMP objects (Executed.session_state).
+    session_state: bool
+
     def interrupt(self) -> None:
         """Stop the running batch, even if its first statement has not started yet (safe to
         call from any thread); it stays interrupted until reset_interrupt."""

@@ -103,7 +103,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 done()
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
-                    frame_no=follower.frame_no if follower is not None else conn.frame_no)))
+                    frame_no=follower.frame_no if follower is not None else conn.frame_no,
+                    session_state=conn.session_state)))
         finally:
             self._queues.discard(pending)
             reader.cancel()

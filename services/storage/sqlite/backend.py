@@ -2,7 +2,8 @@
 
 Durability: WAL mode with `synchronous=FULL`, so the WAL is fsynced at every commit and
 an acknowledged commit survives kill -9 and power loss. Foreign keys are enforced, as in
-PostgreSQL. A connection runs one batch at a time on a worker thread, never on the event
+PostgreSQL. Once the server's own setup is done, every connection is guarded
+(storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs one batch at a time on a worker thread, never on the event
 loop; apsw releases the GIL while SQLite works.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from storage.sqlite import compat
 from storage.sqlite.describe import describe
 from storage.capture.capturer import Capturer, CaptureError, no_auto_checkpoint
 from storage.sqlite.errors import to_error
+from storage.sqlite.guard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,9 @@ class Connection:
         self._interrupted = False
         self._statements_seen = 0
         self._description: tuple[tuple[str, str | None], ...] = ()
+        self.session_state = False  # the connection carries a session's settings or TEMP objects
+        self.guard = Guard(self.conn)
+        self.guard.install()  # last: the setup above is the server's, not a client's
 
     def _open(self) -> apsw.Connection:
         """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
@@ -103,6 +108,7 @@ class Connection:
         if self._read_only and not cursor.is_readonly:
             raise ReadOnlyViolation()
         self._description = cursor.description if cursor.has_vdbe else ()
+        self.guard.running = True
         return True
 
     @property
@@ -143,13 +149,16 @@ class Connection:
             results.append(result)
             if result.HasField("error"):
                 break
+        if self.guard.noted or self.session_state:
+            self.session_state = self.guard.session_state()
         return results
 
     def _describe_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        self.guard.denied = None
         try:
             return common_pb2.StatementResult(description=describe(self.conn, st.sql))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
-            return common_pb2.StatementResult(error=to_error(exc))
+            return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
 
     def _execute_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
         if st.params and st.named_params:
@@ -166,6 +175,7 @@ class Connection:
         before = conn.total_changes()
         cursor = conn.cursor()
         cursor.exec_trace = self._exec_trace
+        self.guard.denied, self.guard.running = None, False
         try:
             rows = [common_pb2.Row(values=[to_value(x) for x in row])
                     for row in cursor.execute(st.sql, bindings)]
@@ -181,8 +191,9 @@ class Connection:
             log.error("%s", exc)
             return common_pb2.StatementResult(error=common_pb2.StatementError(sqlstate="58000", message=str(exc)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
-            return common_pb2.StatementResult(error=to_error(exc))
+            return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
         finally:
+            self.guard.running = False
             cursor.close(force=True)
         changed = conn.total_changes() != before
         notices = []

@@ -25,4 +25,5 @@ def regexp(pattern: object, value: object) -> int | None:
 
 
 def register(conn: apsw.Connection) -> None:
-    conn.create_scalar_function("regexp", regexp, 2, deterministic=True)
+    # innocuous: usable in views, triggers and CHECKs with TRUSTED_SCHEMA off (guard.py)
+    conn.create_scalar_function("regexp", regexp, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS)

@@ -2,6 +2,8 @@
 
 Extended result codes decide first; SQLITE_ERROR (the generic code) is refined by its
 message, since SQLite reports syntax, missing tables and missing columns all as code 1.
+A refusal by the SQL guard (storage.sqlite.guard) is SQLITE_AUTH: 42501, with the guard's
+reason as the message instead of SQLite's bare "not authorized".
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ BY_MESSAGE: list[tuple[str, str]] = [
     ("values were supplied", "42601"),
     ("has no column named", "42703"),
     ("not authorized", "42501"),
+    ("may not be modified", "42501"),  # sqlite_schema and shadow tables (the guard's DEFENSIVE)
+    ("unsafe use of", "42501"),        # a non-innocuous function in a view/trigger (TRUSTED_SCHEMA off)
     ("division by zero", "22012"),
     ("integer overflow", "22003"),
     ("malformed json", "22P02"),
@@ -89,13 +93,19 @@ def sqlstate_for(code: int, message: str) -> str:
     return "XX000"
 
 
-def to_error(exc: BaseException) -> common_pb2.StatementError:
-    """A statement error for an exception raised while running SQL."""
+SQLITE_AUTH = 23
+
+
+def to_error(exc: BaseException, denied: str | None = None) -> common_pb2.StatementError:
+    """A statement error for an exception raised while running SQL; `denied` is the SQL
+    guard's reason when it refused part of the statement."""
     if isinstance(exc, apsw.BindingsError):
         return common_pb2.StatementError(sqlstate="08P01", message=f"bind: {exc}")
     if isinstance(exc, apsw.Error):
         code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None) or 1
         message = str(exc)
+        if denied is not None and (code & 0xFF == SQLITE_AUTH or "not authorized" in message):
+            return common_pb2.StatementError(sqlite_code=SQLITE_AUTH, sqlstate="42501", message=denied)
         return common_pb2.StatementError(sqlite_code=code, sqlstate=sqlstate_for(code, message),
                                          message=message)
     if isinstance(exc, (TypeError, ValueError, OverflowError)):
