@@ -9,6 +9,12 @@ first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK.
 
 Statements sent to storage together form a group: consecutive statements that are not
 transaction control travel in one message.
+
+Session state: when storage answers that a connection now carries state of the session
+(a per-session PRAGMA such as foreign_keys, or a TEMP table; Executed.session_state), the
+session keeps that connection as its own: every later statement and transaction runs on
+it (reads no longer go to a replica), and it is closed, never pooled, when the session
+ends. If its stream dies the state is gone, as with a lost PostgreSQL connection.
 """
 from __future__ import annotations
 
@@ -77,7 +83,8 @@ class Session:
         self.frame_no = frame_no          # the frame number of this session's last write
         self.served_by_replica = False    # the last batch's reads ran on a replica
         self.status = IDLE
-        self.conn: StorageConnection | None = None
+        self.conn: StorageConnection | None = None  # pinned by the open transaction
+        self.own: StorageConnection | None = None   # carries this session's state; never pooled
         self.holds_writer = False
         self.read_only = False
         self.implicit = False
@@ -170,12 +177,17 @@ class Session:
         schema changes), else on any connection; never takes the writer token."""
         if self.status == FAILED:
             return [_fail(_ABORTED)]
-        if self.conn is not None:
+        if self.conn is not None or self.own is not None:
+            mine = self.conn or self.own
+            assert mine is not None
             try:
-                return await self.conn.execute(statements, read_only=True, describe_only=True)
+                return await mine.execute(statements, read_only=True, describe_only=True)
             except StorageUnavailable as exc:
-                self._unpin(reuse=False)
-                self.status = FAILED
+                if self.conn is not None:
+                    self._unpin(reuse=False)
+                    self.status = FAILED
+                else:
+                    self._settle(mine, reuse=False)
                 return [_fail(self._transport_error(exc))]
         conn = None
         try:
@@ -203,7 +215,7 @@ class Session:
     async def _on_replica(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult] | None:
         """Run an autocommit read on the replica when the policy allows; None: use the primary."""
         if self.replicas.pools is None or self.policy.consistency == routing.STRONG \
-                or time.monotonic() < self.replicas.skip_until:
+                or self.own is not None or time.monotonic() < self.replicas.skip_until:
             return None
         ryw = self.policy.consistency == routing.READ_YOUR_WRITES
         conn = None
@@ -278,7 +290,7 @@ class Session:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 self.holds_writer = True
             if self.conn is None:
-                self.conn = await self._wait(self.pool.acquire(), self.pool.busy)
+                self.conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
                 prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
         except (Busy, StorageUnavailable) as exc:
             self.status = FAILED
@@ -324,7 +336,7 @@ class Session:
             if writes:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 took_writer = True
-            conn = await self._wait(self.pool.acquire(), self.pool.busy)
+            conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
             self.active = conn
             if (cancelled := self._take_cancel()) is not None:
                 return [cancelled]
@@ -339,7 +351,7 @@ class Session:
         finally:
             self.active = None
             if conn is not None:
-                self.pool.release(conn)
+                self._settle(conn)
             if took_writer:
                 self.pool.writer.release()
 
@@ -361,9 +373,24 @@ class Session:
         self._unpin(reuse=True)
         self.status, self.implicit, self.read_only = IDLE, False, False
 
+    def _settle(self, conn: StorageConnection, reuse: bool = True) -> None:
+        """A connection's call outside a transaction is over: the session keeps it when it
+        carries session state, else it goes back to the pool."""
+        if conn is self.own:
+            if not (reuse and conn.alive and not conn.in_transaction):
+                if not conn.alive:
+                    log.warning("session connection lost; its settings and TEMP objects are gone db=%s",
+                                self.pool.name)
+                self.own = None
+                self.pool.release(conn, reuse=False)
+        elif reuse and conn.alive and conn.session_state and self.own is None:
+            self.own = conn
+        else:
+            self.pool.release(conn, reuse=reuse)
+
     def _unpin(self, reuse: bool) -> None:
         if self.conn is not None:
-            self.pool.release(self.conn, reuse=reuse)
+            self._settle(self.conn, reuse)
             self.conn = None
         if self.holds_writer:
             self.pool.writer.release()
@@ -393,4 +420,6 @@ class Session:
                 await self._end("ROLLBACK", [])
         finally:
             self._unpin(reuse=False)  # a stream closed mid-transaction is rolled back by storage
+            if self.own is not None:  # its state belongs to this session: close, never pool
+                self._settle(self.own, reuse=False)
             self.status = IDLE

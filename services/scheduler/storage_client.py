@@ -31,6 +31,7 @@ class StorageConnection:
         self.in_transaction = False
         self.frame_no = 0             # from the last Executed
         self.not_caught_up = False    # the last Execute was refused by a replica
+        self.session_state = False    # carries a session's settings or TEMP objects (never shared)
 
     async def open(self, timeout: float) -> None:
         self._call = self._stub.Connect(wait_for_ready=True)
@@ -72,6 +73,7 @@ class StorageConnection:
         self.in_transaction = resp.executed.in_transaction
         self.frame_no = resp.executed.frame_no
         self.not_caught_up = resp.executed.not_caught_up
+        self.session_state = resp.executed.session_state
         return list(resp.executed.results)
 
     async def interrupt(self) -> None:
