@@ -58,6 +58,9 @@ class StorageConnection:
         """Run (or describe) a batch; `replication` takes Execute's min_frame_no, wait_ms,
         max_staleness_ms and synchronous_commit."""
         assert self._call is not None
+        if self._call.done():  # the stream ended between calls (storage restarted): writing would raise
+            self.in_transaction = False
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was lost")
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
             id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
             **replication))

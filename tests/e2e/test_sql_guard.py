@@ -216,3 +216,20 @@ def test_session_settings_and_temp_tables_stay_in_their_session(site):
         for b in others:
             b.close()
     settings_untouched(site)
+
+
+def test_a_lost_session_connection_loses_its_state_and_the_session_goes_on(site):
+    a = connect(site)
+    try:
+        a.execute("PRAGMA foreign_keys=OFF")
+        a.execute("CREATE TEMP TABLE gone (x INTEGER)")
+        site.stop_one("storage")  # the session's own connection dies with its stream
+        site.start("storage")
+        with pytest.raises(psycopg.Error) as info:
+            a.execute("SELECT count(*) FROM gone")  # answered with the transport error
+        assert info.value.sqlstate in ("57P03", "57014"), info.value
+        assert a.execute("PRAGMA foreign_keys").fetchone() == (1,)  # a fresh connection
+        with pytest.raises(pgerr.UndefinedTable):
+            a.execute("SELECT count(*) FROM gone")
+    finally:
+        a.close()
