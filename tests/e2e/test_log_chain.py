@@ -7,6 +7,9 @@ history brings the replicas back to the primary's content.
 """
 from __future__ import annotations
 
+import threading
+import time
+
 import grpc
 import psycopg
 import pytest
@@ -136,3 +139,38 @@ def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(o
         primary.close()
     storage_log = (stack.log_dir / "storage.log").read_text()
     assert "replication log follows this primary again" in storage_log
+
+
+def test_kill_9_of_the_primary_mid_append_is_not_a_fork(own_stack):
+    """Commits stream while storage is killed: after the restart it goes on with the same
+    chain (re-appending what the log lacks), no fork is reported, and replicas equal it."""
+    stack = own_stack(replicas=1, backend_name="libsql")
+    stack.allowed_errors.append(r"storage call failed")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE k9 (n INTEGER PRIMARY KEY, b BLOB)")
+    acknowledged: list[int] = []
+
+    def writer() -> None:
+        with psycopg.connect(stack.dsn, autocommit=True) as c:
+            for n in range(1, 100_000):
+                try:
+                    c.execute("INSERT INTO k9 VALUES (%s, randomblob(3000))", (n,))
+                except psycopg.Error:
+                    return
+                acknowledged.append(n)
+    t = threading.Thread(target=writer)
+    t.start()
+    while len(acknowledged) < 40:
+        time.sleep(0.005)
+    stack.kill("storage")
+    t.join(30)
+    stack.start("storage")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        for n in range(200_000, 200_020):
+            c.execute("INSERT INTO k9 VALUES (%s, randomblob(100))", (n,))
+    s = wait_converged(stack, names=("replica1",))
+    assert s.last_forked_append == ""
+    assert DIVERGED not in (stack.log_dir / "storage.log").read_text()
+    assert dbhash(stack.db_path("replica1")) == dbhash(stack.db_path("storage"))
+    present = {r[0] for r in rows(stack.db_path("replica1"), "SELECT n FROM k9")}
+    assert set(acknowledged) <= present
