@@ -1,16 +1,25 @@
 """The durable, append-only frame log of one database, and its compaction.
 
 Files in the log's folder:
-  meta.json          log id, page size, the snapshot the log starts after
+  meta.json          log id, page size, record format, the primary that writes this
+                     history, the snapshot the log starts after and its chain value
   log                one record per committed transaction, appended and fsynced
   snapshot-<N>.db    the database as of frame N (frames up to N are no longer in `log`)
 
 A record: magic, CRC-32 of the rest, first frame number, frame count, page size,
 commit time, the primary's position after the transaction (WAL salts, offset and
-checksums, then the page store's version and id; records with the older magic SQLF lack the
-version), then per frame its page number, commit size and page image. At open, a torn tail (crash mid-append) fails its CRC
-and is cut off. Compaction folds old transactions into a new snapshot file, then
-rewrites the log without them; each step is a rename, so a crash leaves either state.
+checksums, then the page store's version and id), the transaction's chain value
+(`common.log_chain`), then per frame its page number, commit size and page image. At
+open, a torn tail (crash mid-append) fails its CRC and is cut off. Compaction folds old
+transactions into a new snapshot file, then rewrites the log without them; each step is
+a rename, so a crash leaves either state.
+
+The chain: an Append names the chain value it continues (`prev_chain`) and who appends
+(`primary_id`); it is refused (LOG_FORKED) unless the log's chain agrees at every
+transaction boundary it covers that the log still holds. A retry of transactions the log
+already holds is accepted when they are the same (same chain value), and refused when they
+differ: nothing is ever skipped silently. A log from before the chain (records SQLG/SQLF,
+meta without "format") starts a new history when opened.
 """
 from __future__ import annotations
 
@@ -21,15 +30,22 @@ import struct
 import uuid
 import zlib
 
+from common import log_chain
 from replication import snapshot
 from sqld.v1 import replication_pb2 as pb
 
-_MAGIC = b"SQLG"
+_MAGIC = b"SQLH"
+FORMAT = 2                          # meta.json "format": records carry chain values
 _HEAD = struct.Struct(">4sIQIIq")   # magic, crc, first frame no, frames, page size, commit ms
 _POS = struct.Struct(">IIQIIQQ")    # wal salt1, salt2, offset, checksum1, checksum2; page store version, id
 _POS_FIELDS = ("salt1", "salt2", "offset", "checksum1", "checksum2", "page_store_version", "page_store_id")
-_OLD = {b"SQLF": struct.Struct(">IIQII")}  # earlier record formats, still read
+_OLD = {b"SQLG": _POS, b"SQLF": struct.Struct(">IIQII")}  # earlier record formats (no chain), still read
+_CHAIN = log_chain.DIGEST_SIZE
 _FRAME = struct.Struct(">II")       # page no, commit size
+
+LOG_ID_MISMATCH = "LOG_ID_MISMATCH"
+FRAME_GAP = "FRAME_GAP"
+LOG_FORKED = "LOG_FORKED"
 
 
 class LogError(Exception):
@@ -59,31 +75,37 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def encode(txn: pb.Transaction, page_size: int, pos: pb.WalPosition) -> bytes:
+    """The record of `txn`, whose `chain` must be set (to the log's own computation)."""
+    assert len(txn.chain) == _CHAIN, "a record needs the transaction's chain value"
     body = b"".join(_FRAME.pack(f.page_no, f.commit_size) + f.page for f in txn.frames)
     rest = (_HEAD.pack(_MAGIC, 0, txn.frames[0].frame_no, len(txn.frames), page_size, txn.commit_time_ms)[8:]
-            + _POS.pack(*(getattr(pos, f) for f in _POS_FIELDS)) + body)
+            + _POS.pack(*(getattr(pos, f) for f in _POS_FIELDS)) + txn.chain + body)
     return _MAGIC + struct.pack(">I", zlib.crc32(rest)) + rest
 
 
 def decode(data: bytes, offset: int) -> tuple[pb.Transaction, pb.WalPosition, int] | None:
-    """The record at `offset` and its length, or None when it is torn or absent."""
+    """The record at `offset` and its length, or None when it is torn or absent. Records of
+    the older formats have no chain value (`chain` empty)."""
     if offset + _HEAD.size > len(data):
         return None
     magic, crc, first, n, page_size, ms = _HEAD.unpack_from(data, offset)
     pos_struct = _POS if magic == _MAGIC else _OLD.get(magic)
     if pos_struct is None:
         return None
-    length = _HEAD.size + pos_struct.size + n * (_FRAME.size + page_size)
+    chain_size = _CHAIN if magic == _MAGIC else 0
+    length = _HEAD.size + pos_struct.size + chain_size + n * (_FRAME.size + page_size)
     if offset + length > len(data) or zlib.crc32(data[offset + 8:offset + length]) != crc:
         return None
     pos = pb.WalPosition(**dict(zip(_POS_FIELDS, pos_struct.unpack_from(data, offset + _HEAD.size))))
-    frames, p = [], offset + _HEAD.size + pos_struct.size
+    p = offset + _HEAD.size + pos_struct.size
+    chain = data[p:p + chain_size]
+    frames, p = [], p + chain_size
     for i in range(n):
         page_no, commit = _FRAME.unpack_from(data, p)
         frames.append(pb.Frame(frame_no=first + i, page_no=page_no, commit_size=commit,
                                page=data[p + _FRAME.size:p + _FRAME.size + page_size]))
         p += _FRAME.size + page_size
-    return pb.Transaction(frames=frames, commit_time_ms=ms), pos, length
+    return pb.Transaction(frames=frames, commit_time_ms=ms, chain=chain), pos, length
 
 
 class FrameLog:
@@ -100,6 +122,13 @@ class FrameLog:
         else:
             self.meta = {"log_id": "", "page_size": 0, "snapshot_frame_no": 0}
         self._load()
+        if self.meta["log_id"] and self.meta.get("format") != FORMAT:
+            # written before the chain: its transactions have no chain values to continue
+            old = self.meta["log_id"]
+            self.reset()
+            self.migrated_from = old
+        else:
+            self.migrated_from = ""
 
     # -- state -------------------------------------------------------------------
     @property
@@ -118,6 +147,23 @@ class FrameLog:
     def head(self) -> int:
         return self._last[-1] if self._last else self.snapshot_frame_no
 
+    @property
+    def primary_id(self) -> str:
+        """Who writes this history ("" until its first transaction)."""
+        return self.meta.get("primary_id", "")
+
+    @property
+    def head_chain(self) -> bytes:
+        return self._chain[-1] if self._chain else bytes.fromhex(self.meta.get("snapshot_chain", ""))
+
+    def chain_at(self, frame_no: int) -> bytes | None:
+        """The chain value after the transaction ending at `frame_no` (the snapshot's, for the
+        snapshot's frame), or None when no transaction the log holds ends there."""
+        if frame_no == self.snapshot_frame_no:
+            return bytes.fromhex(self.meta.get("snapshot_chain", ""))
+        i = bisect.bisect_left(self._last, frame_no)
+        return self._chain[i] if i < len(self._last) and self._last[i] == frame_no else None
+
     def snapshot_path(self, frame_no: int | None = None) -> str:
         n = self.snapshot_frame_no if frame_no is None else frame_no
         return os.path.join(self.folder, f"snapshot-{n}.db")
@@ -128,6 +174,7 @@ class FrameLog:
         self._last: list[int] = []    # last frame no of each transaction
         self._offset: list[int] = []
         self._time: list[int] = []
+        self._chain: list[bytes] = []
         data = open(self.log_path, "rb").read() if os.path.exists(self.log_path) else b""
         self.wal_position = pb.WalPosition(**self.meta.get("wal_position", {}))
         off = 0
@@ -135,7 +182,7 @@ class FrameLog:
             txn, pos, length = rec
             first, last = txn.frames[0].frame_no, txn.frames[-1].frame_no
             if last > self.snapshot_frame_no:
-                self._index(first, last, off, txn.commit_time_ms)
+                self._index(first, last, off, txn.commit_time_ms, txn.chain)
             self.wal_position = pos
             off += length
         self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -144,18 +191,21 @@ class FrameLog:
             os.fsync(self._fd)
         self._size = off
 
-    def _index(self, first: int, last: int, offset: int, ms: int) -> None:
+    def _index(self, first: int, last: int, offset: int, ms: int, chain: bytes) -> None:
         self._first.append(first)
         self._last.append(last)
         self._offset.append(offset)
         self._time.append(ms)
+        self._chain.append(chain)
 
     # -- writing -----------------------------------------------------------------
     def reset(self, page_size: int = 0) -> str:
         """Start a new history: a new log id, no frames, an empty snapshot at frame 0."""
         old = self.snapshot_path()
         os.close(self._fd)
-        self.meta = {"log_id": uuid.uuid4().hex, "page_size": page_size, "snapshot_frame_no": 0}
+        log_id = uuid.uuid4().hex
+        self.meta = {"log_id": log_id, "page_size": page_size, "snapshot_frame_no": 0, "format": FORMAT,
+                     "primary_id": "", "snapshot_chain": log_chain.genesis(log_id).hex()}
         open(self.snapshot_path(0), "wb").close()
         _write_atomic(self.log_path, b"")
         _write_atomic(self.meta_path, json.dumps(self.meta).encode())
@@ -164,33 +214,71 @@ class FrameLog:
         self._load()
         return self.log_id
 
-    def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition) -> int:
-        """Make `txns` durable (frame numbers must continue the log); the new head.
+    def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition,
+               prev_chain: bytes = b"", primary_id: str = "") -> int:
+        """Make `txns` durable; the new head. They must continue the log: frame numbers that
+        follow on, chain values that agree with the log's wherever the log holds them.
 
-        Frames the log already holds are skipped, so a retried append is harmless.
+        Transactions the log already holds are checked, not written again: a retried append of
+        the same transactions is harmless, one of different transactions is LOG_FORKED.
         """
         if log_id != self.log_id:
-            raise LogError("LOG_ID_MISMATCH", f"the log of this database is {self.log_id!r}, not {log_id!r}; "
+            raise LogError(LOG_ID_MISMATCH, f"the log of this database is {self.log_id!r}, not {log_id!r}; "
                            "call Hello again")
         if self.page_size and page_size != self.page_size:
-            raise LogError("FRAME_GAP", f"page size {page_size} differs from the log's {self.page_size}")
-        fresh = [t for t in txns if t.frames and t.frames[-1].frame_no > self.head]
-        if fresh and fresh[0].frames[0].frame_no != self.head + 1:
-            raise LogError("FRAME_GAP", f"append starts at frame {fresh[0].frames[0].frame_no}, "
-                           f"the log's head is {self.head}")
-        if not fresh:
+            raise LogError(FRAME_GAP, f"page size {page_size} differs from the log's {self.page_size}")
+        txns = [t for t in txns if t.frames]
+        if not txns:
             return self.head
-        if not self.page_size:
-            self.meta["page_size"] = page_size
+        if self.primary_id and primary_id != self.primary_id:
+            raise LogError(LOG_FORKED, f"this history is written by primary {self.primary_id!r}, "
+                           f"not {primary_id!r}")
+        head, base = self.head, txns[0].frames[0].frame_no - 1
+        if base > head:
+            raise LogError(FRAME_GAP, f"append starts at frame {base + 1}, the log's head is {head}")
+        self._check_chain(base, prev_chain, "the chain value it continues")
+        fresh: list[pb.Transaction] = []
+        chain, end = prev_chain, base
+        for t in txns:
+            first, last = t.frames[0].frame_no, t.frames[-1].frame_no
+            if first != end + 1 or last - first + 1 != len(t.frames):
+                raise ValueError(f"append: frames {first}..{last} do not follow frame {end} one by one")
+            chain = log_chain.next_chain(chain, primary_id, t.frames)
+            if t.chain and t.chain != chain:
+                raise ValueError(f"append: the chain value of frames {first}..{last} does not match them")
+            if last <= head:
+                self._check_chain(last, chain, f"frames {first}..{last}")
+            elif first <= head:
+                raise LogError(LOG_FORKED, f"frames {first}..{last} overlap the log's head transaction, "
+                               f"which ends at frame {head}")
+            else:
+                fresh.append(pb.Transaction(frames=t.frames, commit_time_ms=t.commit_time_ms, chain=chain))
+            end = last
+        if not fresh:
+            return head
+        if not self.page_size or not self.primary_id:
+            self.meta["page_size"], self.meta["primary_id"] = page_size, primary_id
             _write_atomic(self.meta_path, json.dumps(self.meta).encode())
         blobs = [encode(t, page_size, pos) for t in fresh]
         os.pwrite(self._fd, b"".join(blobs), self._size)
         os.fsync(self._fd)
         for t, blob in zip(fresh, blobs):
-            self._index(t.frames[0].frame_no, t.frames[-1].frame_no, self._size, t.commit_time_ms)
+            self._index(t.frames[0].frame_no, t.frames[-1].frame_no, self._size, t.commit_time_ms, t.chain)
             self._size += len(blob)
         self.wal_position = pos
         return self.head
+
+    def _check_chain(self, frame_no: int, chain: bytes, what: str) -> None:
+        """LOG_FORKED unless the log's chain value after `frame_no` is `chain` (frames folded
+        into the snapshot before it cannot be compared; they are never written again)."""
+        if frame_no < self.snapshot_frame_no:
+            return
+        held = self.chain_at(frame_no)
+        if held is None:
+            raise LogError(LOG_FORKED, f"{what}: no transaction of the log ends at frame {frame_no}")
+        if held != chain:
+            raise LogError(LOG_FORKED, f"{what}: the log holds other transactions up to frame {frame_no} "
+                           f"(chain {held.hex()[:16]}, append {chain.hex()[:16]})")
 
     # -- reading -----------------------------------------------------------------
     def read_from(self, frame_no: int, max_bytes: int = 4 << 20) -> list[pb.Transaction]:
@@ -228,6 +316,7 @@ class FrameLog:
         snapshot.build(self.snapshot_path(), new_path, self.page_size, self.read_from(1, max_bytes=1 << 62)[:i])
         old_path = self.snapshot_path()
         self.meta["snapshot_frame_no"] = upto
+        self.meta["snapshot_chain"] = self._chain[i - 1].hex()
         p = self.wal_position
         self.meta["wal_position"] = {f: getattr(p, f) for f in _POS_FIELDS}
         _write_atomic(self.meta_path, json.dumps(self.meta).encode())

@@ -17,7 +17,7 @@ from typing import AsyncIterator
 
 from replication import snapshot
 from replication.config import Config
-from replication.frame_log import FrameLog, LogError
+from replication.frame_log import LOG_FORKED, FrameLog, LogError
 from replication.replicas import Replicas
 from sqld.v1 import replication_pb2 as pb
 
@@ -35,6 +35,10 @@ class DatabaseLog:
         self.lock = asyncio.Lock()          # appends, resets, compaction, snapshot builds
         self.changed = asyncio.Condition()  # notified after every append and reset
         self.appended = 0
+        self.last_forked_append = ""  # why the last LOG_FORKED refusal happened (Status shows it)
+        if self.log.migrated_from:
+            log.warning("log written before the chain: new history db=%s old_log_id=%s log_id=%s",
+                        name, self.log.migrated_from, self.log.log_id)
 
 
 class ReplicationCore:
@@ -58,7 +62,8 @@ class ReplicationCore:
     def _hello(self, d: DatabaseLog) -> pb.HelloResponse:
         lg = d.log
         return pb.HelloResponse(log_id=lg.log_id, head_frame_no=lg.head, page_size=lg.page_size,
-                                wal_position=lg.wal_position, first_frame_no=lg.snapshot_frame_no + 1)
+                                wal_position=lg.wal_position, first_frame_no=lg.snapshot_frame_no + 1,
+                                head_chain=lg.head_chain, primary_id=lg.primary_id)
 
     async def hello(self, req: pb.HelloRequest) -> pb.HelloResponse:
         return self._hello(self.db(req.database))
@@ -69,6 +74,7 @@ class ReplicationCore:
             if req.HasField("if_log_id") and req.if_log_id != d.log.log_id:
                 return self._hello(d)  # another primary reset it first
             log_id = d.log.reset()
+            d.last_forked_append = ""
         log.info("new history db=%s log_id=%s", d.name, log_id)
         async with d.changed:
             d.changed.notify_all()
@@ -78,7 +84,15 @@ class ReplicationCore:
         d = self.db(req.database)
         async with d.lock:
             before = d.log.head
-            head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position)
+            try:
+                head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position,
+                                    req.prev_chain, req.primary_id)
+            except LogError as exc:
+                if exc.state == LOG_FORKED:
+                    d.last_forked_append = f"primary {req.primary_id!r}: {exc}"
+                    log.warning("append refused db=%s primary=%s head=%d err=%s", d.name, req.primary_id,
+                                before, exc)
+                raise
             d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
                 upto = d.log.compact(self.cfg.keep_frames)
@@ -169,5 +183,7 @@ class ReplicationCore:
             out.append(pb.LogStatus(database=name, log_id=lg.log_id, head_frame_no=lg.head,
                                     first_frame_no=lg.snapshot_frame_no + 1,
                                     snapshot_frame_no=lg.snapshot_frame_no,
-                                    appended_transactions=d.appended, replicas=replicas))
+                                    appended_transactions=d.appended, replicas=replicas,
+                                    head_chain=lg.head_chain, primary_id=lg.primary_id,
+                                    last_forked_append=d.last_forked_append))
         return pb.StatusResponse(logs=out)

@@ -1,6 +1,6 @@
 """gRPC adapter for the replication service: translates; `replication.service` decides.
 
-Replication states (NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP) become FAILED_PRECONDITION
+Replication states (NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP, LOG_FORKED) become FAILED_PRECONDITION
 with the constant at the start of the details, as in sqld's replication protocol.
 """
 from __future__ import annotations

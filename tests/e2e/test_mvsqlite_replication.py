@@ -120,6 +120,8 @@ def test_two_storage_processes_feed_one_log_each_commit_once(pair, tmp_path):
     s = wait_converged(a, names=("replica1",))
     # every commit of both processes entered the log exactly once
     assert s.appended_transactions - before == 2 * per_writer
+    # as one primary, the page store: their racing appends of the same commits never looked forked
+    assert s.primary_id.startswith("pagestore-") and s.last_forked_append == ""
     path = a.db_path("replica1")
     assert integrity(path) == "ok"
     page_store_copy(a, tmp_path / "primary.db")

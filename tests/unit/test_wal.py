@@ -74,7 +74,7 @@ def test_frame_log_cuts_a_torn_tail_and_compacts(tmp_path):
     page = lambda b: bytes([b]) * 512  # noqa: E731
     for i in range(1, 6):
         lg.append(log_id, 512, [pb.Transaction(frames=[pb.Frame(frame_no=i, page_no=1, commit_size=1, page=page(i))])],
-                  pb.WalPosition(offset=i))
+                  pb.WalPosition(offset=i), lg.head_chain, "p")
     assert lg.head == 5
     lg.close()
     with open(tmp_path / "log" / "log", "ab") as f:

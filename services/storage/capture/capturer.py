@@ -20,6 +20,21 @@ the write lock, we say Hello again and, unless the log is exactly where we left 
 start a new history there and then. The commit that met the problem is in the image,
 so it is acknowledged as usual.
 
+The chain (`common.log_chain`): we keep the chain value of the last transaction we logged
+and every Append continues it. When the log holds something else where we continue
+(Append answers LOG_FORKED; or Hello shows, in our history, a head beyond ours or our head
+with another chain; or, at start-up, a history written by another primary id), the log was
+forged or another primary writes it: we stop acknowledging commits (each answers a
+CaptureError naming the problem and the way out), log it at ERROR once, and leave the
+frames in the WAL (no capture moves past them, no checkpoint). Nothing new is started
+automatically: that would hide a forgery from the operator and let two primaries reset each
+other's log in turn. The way out is a new log id (ResetLog with if_log_id, by the operator):
+the next commit then starts a new history, as for any log id change. Our id is a random
+one kept in `<db>-primaryid`. A fork is remembered across restarts (`<db>-forked`: the
+log id and the message) until that log id is gone. Otherwise, at start-up we have no memory
+of our chain: a history with our id is taken at its word (authentication is what keeps
+others from appending).
+
 A new history: with the write lock held (BEGIN IMMEDIATE on our own connection), the
 image is read through SQLite (`serialize`: every page of the latest commit, from the
 file or the WAL, whatever readers keep SQLite from checkpointing), and the capture
@@ -33,6 +48,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from typing import Callable, TypeVar
 
 import apsw
@@ -40,7 +56,7 @@ import grpc
 
 from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
-from storage.capture.log_client import CaptureError, LogClient, LogMoved
+from storage.capture.log_client import CaptureError, LogClient, LogForked, LogMoved, chain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +65,7 @@ CHECKPOINT_BYTES = 4 << 20  # checkpoint once the WAL is larger than this
 LOCK_WAIT_MS = 10_000       # how long a new history waits for the write lock
 _RESYNC_ATTEMPTS = 5
 
-__all__ = ["Capturer", "CaptureError", "no_auto_checkpoint"]
+__all__ = ["Capturer", "CaptureError", "LogForked", "no_auto_checkpoint"]
 
 
 def no_auto_checkpoint(conn: apsw.Connection) -> None:
@@ -64,7 +80,11 @@ class Capturer:
         self.path = path
         self.wal_path = path + "-wal"
         self.id_path = path + "-logid"
+        self.forked_path = path + "-forked"
         self._client = LogClient(name, target)
+        self.primary_id = self._client.primary_id = _primary_id(path + "-primaryid")
+        self.chain = b""       # chain value of the last logged transaction
+        self.forked = ""       # why commits are not acknowledged ("" while the log follows us)
         self._lock = threading.Lock()
         self.log_id = ""
         self.frame_no = 0      # last logged frame
@@ -88,13 +108,45 @@ class Capturer:
             self._write_locked(lambda: self._new_history(hello.log_id, False))
         else:
             self.log_id, self.frame_no, self.page_size = hello.log_id, hello.head_frame_no, hello.page_size
+            self.chain = hello.head_chain
             p = hello.wal_position
             self._salts, self._offset, self._sum = (p.salt1, p.salt2), p.offset, (p.checksum1, p.checksum2)
+            remembered = open(self.forked_path).read().split("\n", 1) if os.path.exists(self.forked_path) else []
+            if len(remembered) == 2 and remembered[0] == hello.log_id:
+                self.forked = remembered[1]
+                log.error("%s", self.forked)
+                return  # storage serves; commits answer the error until the log is reset
+            if hello.primary_id and hello.primary_id != self.primary_id:
+                self._fork(f"history {hello.log_id} is written by primary {hello.primary_id!r}, "
+                           f"not by this one ({self.primary_id!r})")
+                return  # storage serves; commits answer the error until the log is reset
             before = self.frame_no
-            self.capture()
+            try:
+                self.capture()
+            except LogForked:
+                return
             if self.frame_no > before:
                 log.info("recovered frames from the wal db=%s frames=%d..%d", self.name, before + 1, self.frame_no)
         log.info("capturing db=%s log_id=%s head=%d", self.name, self.log_id, self.frame_no)
+
+    def _fork(self, reason: str) -> LogForked:
+        """Stop acknowledging commits (said at ERROR once); the error each commit answers."""
+        if not self.forked:
+            self.forked = (f"replication log diverged from this primary: db {self.name}: {reason}; "
+                           f"commits are durable here but not acknowledged or replicated; "
+                           f"inspect the log, then start a new history: Replication/ResetLog "
+                           f"database={self.name} if_log_id={self.log_id} (README: Replication)")
+            log.error("%s", self.forked)
+            _write_durably(self.forked_path, f"{self.log_id}\n{self.forked}")
+        return LogForked(self.forked)
+
+    def _unfork(self) -> None:
+        if os.path.exists(self.forked_path):
+            os.remove(self.forked_path)
+        if self.forked:
+            self.forked = ""
+            log.warning("replication log follows this primary again db=%s log_id=%s head=%d", self.name,
+                        self.log_id, self.frame_no)
 
     # -- history -------------------------------------------------------------------
     def _write_locked(self, fn: Callable[[], T]) -> T:
@@ -114,13 +166,20 @@ class Capturer:
             w.execute("ROLLBACK")
 
     def _resync(self, wait_for_replica: bool) -> bool:
-        """The log moved (write lock held): go on if it is where we left it, else a new history."""
+        """The log moved, or forked (write lock held): go on if it is where we left it; a fork
+        if our history is ahead of us or on another chain; else (a new log id, or our history
+        behind us: a restored backup) a new history."""
         try:
             for _ in range(_RESYNC_ATTEMPTS):
                 hello = self._client.hello()
                 try:
-                    if hello.log_id == self.log_id and hello.head_frame_no == self.frame_no:
+                    if hello.log_id == self.log_id and hello.head_frame_no == self.frame_no \
+                            and hello.head_chain == self.chain and not self.forked:
                         return self._capture(wait_for_replica)
+                    if hello.log_id == self.log_id and hello.head_frame_no >= self.frame_no:
+                        raise self._fork(f"log {self.log_id} holds frames up to {hello.head_frame_no} "
+                                         f"(chain {hello.head_chain.hex()[:16]}); this primary wrote up to "
+                                         f"{self.frame_no} (chain {self.chain.hex()[:16]})")
                     log.warning("the replication log moved db=%s log_id=%s head=%d, was log_id=%s head=%d: "
                                 "new history", self.name, hello.log_id, hello.head_frame_no, self.log_id,
                                 self.frame_no)
@@ -143,20 +202,20 @@ class Capturer:
             raise LogMoved(f"db {self.name}: log {hello.log_id} was reset and written by another primary")
         n = len(data) // page_size
         applied = False
+        head_chain = hello.head_chain
         if n:
             frames = [pb.Frame(frame_no=i + 1, page_no=i + 1, commit_size=n if i == n - 1 else 0,
                                page=data[i * page_size:(i + 1) * page_size]) for i in range(n)]
-            applied = self._client.append(hello.log_id, page_size,
-                                          [pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))],
-                                          position, wait_for_replica)
-        self.log_id, self.frame_no, self.page_size = hello.log_id, n, page_size
-        tmp = self.id_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(self.log_id)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.id_path)
+            txns = [pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))]
+            prev, head_chain = head_chain, chain(txns, head_chain, self.primary_id)
+            try:
+                applied = self._client.append(hello.log_id, page_size, txns, position, prev, wait_for_replica)
+            except LogForked as exc:  # someone appended to the fresh log first
+                raise LogMoved(str(exc)) from exc
+        self.log_id, self.frame_no, self.page_size, self.chain = hello.log_id, n, page_size, head_chain
+        _write_durably(self.id_path, self.log_id)
         log.info("new history db=%s log_id=%s pages=%d", self.name, self.log_id, n)
+        self._unfork()
         return applied
 
     def _skip_wal(self) -> pb.WalPosition:
@@ -183,10 +242,15 @@ class Capturer:
         """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
         with self._lock:
             try:
-                applied = self._capture(wait_for_replica)
+                if self.forked:  # until the log gets a new id: see whether it did
+                    applied = self._write_locked(lambda: self._resync(wait_for_replica))
+                else:
+                    applied = self._capture(wait_for_replica)
             except LogMoved as exc:
                 log.warning("append refused db=%s err=%s; saying hello again", self.name, exc)
                 applied = self._write_locked(lambda: self._resync(wait_for_replica))
+            except LogForked as exc:
+                raise self._fork(str(exc)) from None
             if self._offset > self._checkpoint_at:
                 self._checkpoint()
                 # if readers kept SQLite from restarting the WAL, try again only after more growth
@@ -211,8 +275,9 @@ class Capturer:
         pos = pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
                              checksum1=found.checksum[0], checksum2=found.checksum[1])
         self.page_size = header.page_size
-        applied = self._client.append(self.log_id, self.page_size, txns, pos, wait_for_replica)
-        self.frame_no, self._offset, self._sum = n, found.end_offset, found.checksum
+        last = chain(txns, self.chain, self.primary_id)
+        applied = self._client.append(self.log_id, self.page_size, txns, pos, self.chain, wait_for_replica)
+        self.frame_no, self._offset, self._sum, self.chain = n, found.end_offset, found.checksum, last
         return applied
 
     def _checkpoint(self) -> None:
@@ -225,8 +290,8 @@ class Capturer:
         try:
             try:
                 self._capture(False)
-            except LogMoved:
-                return  # checkpoint nothing now; the next commit's capture resyncs
+            except (LogMoved, LogForked):
+                return  # checkpoint nothing now; the next commit's capture resyncs or reports
             self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
         finally:
             w.execute("ROLLBACK")
@@ -236,3 +301,23 @@ class Capturer:
             if c is not None:
                 c.close()
         self._client.close()
+
+
+def _primary_id(path: str) -> str:
+    """This primary's id for its database's log: random, made once, kept beside the database."""
+    if os.path.exists(path):
+        pid = open(path).read().strip()
+        if pid:
+            return pid
+    pid = uuid.uuid4().hex
+    _write_durably(path, pid)
+    return pid
+
+
+def _write_durably(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

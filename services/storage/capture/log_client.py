@@ -2,7 +2,8 @@
 
 Blocking gRPC: it is called on the worker thread that committed, before the commit is
 acknowledged. Both capturers use it: the WAL capturer (file backend) and the page-store
-capturer (mvsqlite).
+capturer (mvsqlite). Every Append states the chain value it continues and who appends
+(`common.log_chain`); `chain` computes the values a primary claims for its transactions.
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import time
 
 import grpc
 
+from common import log_chain
 from common.grpc_client import CHANNEL_OPTIONS
 from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
 
 APPEND_RETRY_SECONDS = 30.0
 _STATES = ("FRAME_GAP", "LOG_ID_MISMATCH")
+LOG_FORKED = "LOG_FORKED"
 
 
 class CaptureError(Exception):
@@ -26,9 +29,23 @@ class LogMoved(CaptureError):
     primary appended or reset it. Say Hello again."""
 
 
+class LogForked(CaptureError):
+    """The log holds transactions this primary did not write where it continues (LOG_FORKED,
+    or a Hello that shows the log ahead of it or on another chain)."""
+
+
+def chain(txns: list[pb.Transaction], prev: bytes, primary_id: str) -> bytes:
+    """Set each transaction's chain value, continuing `prev`; the last one."""
+    for t in txns:
+        prev = log_chain.next_chain(prev, primary_id, t.frames)
+        t.chain = prev
+    return prev
+
+
 class LogClient:
     def __init__(self, name: str, target: str) -> None:
         self.name = name
+        self.primary_id = ""  # set by the capturer: who appends (AppendRequest.primary_id)
         self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = replication_pb2_grpc.ReplicationStub(self._channel)
 
@@ -43,11 +60,13 @@ class LogClient:
         return self._stub.ResetLog(req, wait_for_ready=True, timeout=60)
 
     def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition,
-               wait_for_replica: bool = False) -> bool:
-        """Make `txns` durable in the log (retrying while the service is unreachable); whether a
-        replica applied them (only asked with `wait_for_replica`)."""
+               prev_chain: bytes, wait_for_replica: bool = False) -> bool:
+        """Make `txns` (chain values set, continuing `prev_chain`) durable in the log (retrying
+        while the service is unreachable: a retry of what landed is accepted as the same);
+        whether a replica applied them (only asked with `wait_for_replica`)."""
         req = pb.AppendRequest(database=self.name, log_id=log_id, page_size=page_size,
-                               transactions=txns, wal_position=pos, wait_for_replica=wait_for_replica)
+                               transactions=txns, wal_position=pos, wait_for_replica=wait_for_replica,
+                               prev_chain=prev_chain, primary_id=self.primary_id)
         deadline = time.monotonic() + APPEND_RETRY_SECONDS
         while True:
             try:
@@ -60,6 +79,8 @@ class LogClient:
                     continue
                 if code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(_STATES):
                     raise LogMoved(details) from exc
+                if code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(LOG_FORKED):
+                    raise LogForked(details) from exc
                 raise CaptureError(f"log commit of db {self.name}: {details}; the commit is durable on "
                                    "the primary but not replicated; check the replication service") from exc
 

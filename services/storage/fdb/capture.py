@@ -20,6 +20,15 @@ id kept in FoundationDB). A log that is empty of this store, follows another sto
 whose position GC has passed (the versions it would read from are gone) gets a new history:
 ResetLog with if_log_id (so that of several processes only one resets) and an image of every
 page as of one version as its first transaction; replicas then install a snapshot.
+
+The chain (`common.log_chain`): every process appends as the same primary, the page store
+("pagestore-<store id>"), so the processes compute the same chain value for the same commit
+and a loser's retry of commits the log holds is accepted as the same. A capture continues
+the chain value of the last transaction it logged or adopted; when the log answers
+LOG_FORKED (it holds other transactions there), or a history carries our store's position
+but another primary id, this process stops acknowledging commits, says so at ERROR once,
+and waits for a new log id (ResetLog by the operator), as the file backend does. A first
+image that meets LOG_FORKED lost a race with another process's image: Hello again.
 """
 from __future__ import annotations
 
@@ -28,7 +37,7 @@ import threading
 import time
 
 from sqld.v1 import replication_pb2 as pb
-from storage.capture.log_client import CaptureError, LogClient, LogMoved
+from storage.capture.log_client import CaptureError, LogClient, LogForked, LogMoved, chain
 from storage.fdb.pagestore import PageStore
 from storage.fdb.vfs import PAGE_SIZE
 
@@ -55,12 +64,18 @@ class PageStoreCapturer:
         self.log_id = ""
         self.frame_no = 0   # the log's head as far as this process knows
         self.version = 0    # the page-store version the log holds everything up to
+        self.chain = b""    # the log's chain value at frame_no
+        self.forked = ""    # why commits are not acknowledged ("" while the log follows the store)
 
     def start(self) -> None:
         self.store_id = self.store.store_id()
+        self._client.primary_id = f"pagestore-{self.store_id:016x}"
         with self._lock:
-            self._resync(self._client.hello())
-            self._capture(False)
+            try:
+                self._resync(self._client.hello())
+                self._capture(False)
+            except LogForked as exc:
+                self._fork(str(exc))  # storage serves; commits answer the error until the log is reset
         log.info("capturing db=%s log_id=%s head=%d version=%d", self.name, self.log_id, self.frame_no,
                  self.version)
         self._poller = threading.Thread(target=self._poll, name=f"capture-{self.name}", daemon=True)
@@ -69,8 +84,32 @@ class PageStoreCapturer:
     def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
         """Log every commit up to now; (the log's head, a replica applied it)."""
         with self._lock:
-            applied = self._capture(wait_for_replica)
+            try:
+                if self.forked:  # until the log gets a new id: see whether it did
+                    hello = self._client.hello()
+                    if hello.log_id == self.log_id:
+                        raise LogForked(self.forked)
+                    self._resync(hello)
+                    self._unfork()
+                applied = self._capture(wait_for_replica)
+            except LogForked as exc:
+                raise self._fork(str(exc)) from None
             return self.frame_no, applied
+
+    def _fork(self, reason: str) -> LogForked:
+        """Stop acknowledging commits (said at ERROR once); the error each commit answers."""
+        if not self.forked:
+            self.forked = (f"replication log diverged from this page store: db {self.name}: {reason}; "
+                           f"commits are durable here but not acknowledged or replicated; "
+                           f"inspect the log, then start a new history: Replication/ResetLog "
+                           f"database={self.name} if_log_id={self.log_id} (README: Replication)")
+            log.error("%s", self.forked)
+        return LogForked(self.forked)
+
+    def _unfork(self) -> None:
+        if self.forked:
+            self.forked = ""
+            log.warning("replication log follows the page store again db=%s log_id=%s", self.name, self.log_id)
 
     # -- keeping up with the log --------------------------------------------------------
     def _resync(self, hello: pb.HelloResponse) -> None:
@@ -78,34 +117,41 @@ class PageStoreCapturer:
         for _ in range(_RESYNC_ATTEMPTS):
             pos = hello.wal_position
             if hello.log_id and hello.head_frame_no:
+                if pos.page_store_id == self.store_id and hello.primary_id not in ("", self._client.primary_id):
+                    self.log_id = hello.log_id
+                    raise LogForked(f"history {hello.log_id} follows this page store but is written by "
+                                    f"primary {hello.primary_id!r}, not {self._client.primary_id!r}")
                 if pos.page_store_id == self.store_id and pos.page_store_version >= self.store.horizon():
                     self.log_id, self.frame_no, self.version = hello.log_id, hello.head_frame_no, pos.page_store_version
+                    self.chain = hello.head_chain
                     return
                 hello = self._client.reset(if_log_id=hello.log_id)
             elif hello.log_id:
                 try:
-                    self._append_image(hello.log_id)
+                    self._append_image(hello.log_id, hello.head_chain)
                     return
-                except LogMoved:
+                except (LogMoved, LogForked):
                     hello = self._client.hello()  # another process gave the log its first image
             else:
                 hello = self._client.reset(if_log_id="")
         raise CaptureError(f"db {self.name}: the replication log keeps changing under this process; "
                            "check that only primaries of this database append to it")
 
-    def _append_image(self, log_id: str) -> None:
-        """The whole database as of a current version, as the first transaction of `log_id`."""
+    def _append_image(self, log_id: str, genesis: bytes) -> None:
+        """The whole database as of a current version, as the first transaction of `log_id`
+        (whose chain starts from `genesis`)."""
         version = self.store.current_version()
         count = self.store.page_count(version)
-        self.log_id, self.frame_no, self.version = log_id, 0, version
+        self.log_id, self.frame_no, self.version, self.chain = log_id, 0, version, genesis
         if not count:
             return  # nothing committed yet: the first commit's pages will be the history
         images = self.store.pages_at(list(range(1, count + 1)), version)
         frames = [pb.Frame(frame_no=p, page_no=p, commit_size=count if p == count else 0,
                            page=images.get(p, bytes(PAGE_SIZE))) for p in range(1, count + 1)]
-        self._client.append(log_id, PAGE_SIZE, [pb.Transaction(frames=frames, commit_time_ms=_now_ms())],
-                            self._position(version))
-        self.frame_no = count
+        txns = [pb.Transaction(frames=frames, commit_time_ms=_now_ms())]
+        last = chain(txns, genesis, self._client.primary_id)
+        self._client.append(log_id, PAGE_SIZE, txns, self._position(version), genesis)
+        self.frame_no, self.chain = count, last
         log.info("new history db=%s log_id=%s pages=%d version=%d", self.name, log_id, count, version)
 
     def _position(self, version: int) -> pb.WalPosition:
@@ -117,10 +163,11 @@ class PageStoreCapturer:
             try:
                 txns, version, more = self._read()
                 if txns:
+                    last = chain(txns, self.chain, self._client.primary_id)
                     applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version),
-                                                  wait_for_replica)
+                                                  self.chain, wait_for_replica)
                     self.frame_no += sum(len(t.frames) for t in txns)
-                    self.version = version
+                    self.version, self.chain = version, last
                 if not more:
                     return applied
             except LogMoved:
