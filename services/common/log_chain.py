@@ -36,12 +36,35 @@ def genesis(log_id: str) -> bytes:
     return hashlib.blake2b(log_id.encode(), digest_size=DIGEST_SIZE, person=b"sqld-genesis-v1").digest()
 
 
+class Chainer:
+    """The chain value of one transaction computed as its frames arrive, in order, in any
+    number of pieces (a transaction larger than one message): the same value as `next_chain`
+    over all of them, without holding them all."""
+
+    def __init__(self, prev: bytes, primary_id: str) -> None:
+        self._h = hashlib.blake2b(digest_size=DIGEST_SIZE, person=b"sqld-chain-v1")
+        pid = primary_id.encode()
+        self._h.update(struct.pack(">H", len(prev)) + prev + struct.pack(">H", len(pid)) + pid)
+
+    def update(self, frames: Iterable[_Frame]) -> None:
+        for f in frames:
+            self.add(f.frame_no, f.page_no, f.commit_size, f.page)
+
+    def add(self, frame_no: int, page_no: int, commit_size: int, page: bytes) -> None:
+        self._h.update(_FRAME.pack(frame_no, page_no, commit_size, len(page)))
+        self._h.update(page)
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+    def copy(self) -> "Chainer":
+        c = Chainer.__new__(Chainer)
+        c._h = self._h.copy()
+        return c
+
+
 def next_chain(prev: bytes, primary_id: str, frames: Iterable[_Frame]) -> bytes:
     """The chain value after a transaction of `frames` appended by `primary_id` after `prev`."""
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE, person=b"sqld-chain-v1")
-    pid = primary_id.encode()
-    h.update(struct.pack(">H", len(prev)) + prev + struct.pack(">H", len(pid)) + pid)
-    for f in frames:
-        h.update(_FRAME.pack(f.frame_no, f.page_no, f.commit_size, len(f.page)))
-        h.update(f.page)
-    return h.digest()
+    c = Chainer(prev, primary_id)
+    c.update(frames)
+    return c.digest()

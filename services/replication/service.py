@@ -3,7 +3,9 @@
 Plain asyncio over protobuf messages; `servicer.py` adapts it to gRPC. Log file work
 runs on the event loop (appends are one write and one fsync), so a Frames stream never
 sees a log halfway through an append or a compaction; building a snapshot copy runs on
-a worker thread while the database's lock keeps compaction away.
+a worker thread while the database's lock keeps compaction away. Every message holds at
+most about `frame_log.PART_BYTES` of pages: a larger transaction arrives as Append parts
+and leaves as FrameBatch parts (`more`).
 """
 from __future__ import annotations
 
@@ -86,13 +88,15 @@ class ReplicationCore:
             before = d.log.head
             try:
                 head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position,
-                                    req.prev_chain, req.primary_id)
+                                    req.prev_chain, req.primary_id, req.more)
             except LogError as exc:
                 if exc.state == LOG_FORKED:
                     d.last_forked_append = f"primary {req.primary_id!r}: {exc}"
                     log.warning("append refused db=%s primary=%s head=%d err=%s", d.name, req.primary_id,
                                 before, exc)
                 raise
+            if req.more:
+                return pb.AppendResponse(head_frame_no=head)  # a part: staged, nothing visible yet
             d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
                 upto = d.log.compact(self.cfg.keep_frames)
@@ -119,11 +123,13 @@ class ReplicationCore:
                 if nxt <= lg.snapshot_frame_no or nxt > lg.head + 1:
                     raise LogError(NEED_SNAPSHOT, f"frame {nxt} is not in the log "
                                    f"(it holds {lg.snapshot_frame_no + 1}..{lg.head})")
-                txns = lg.read_from(nxt)
+                txns, more = lg.read_part(nxt)
                 if txns:
                     nxt = txns[-1].frames[-1].frame_no + 1
-                    progress.sent, progress.seen = nxt - 1, time.monotonic()
-                    yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size)
+                    if not more:
+                        progress.sent, progress.seen = nxt - 1, time.monotonic()
+                    yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size,
+                                        more=more)
                     continue
                 async with d.changed:
                     await d.changed.wait_for(
@@ -142,9 +148,8 @@ class ReplicationCore:
         async with d.lock:
             lg = d.log
             log_id, head, page_size = lg.log_id, lg.head, lg.page_size
-            txns = lg.read_from(lg.snapshot_frame_no + 1, max_bytes=1 << 62)
             await asyncio.get_running_loop().run_in_executor(
-                None, snapshot.build, lg.snapshot_path(), tmp, page_size, txns)
+                None, snapshot.build, lg.snapshot_path(), tmp, page_size, lg.frames(head))
         try:
             for chunk in snapshot.chunks(tmp, log_id, head, page_size):
                 yield chunk

@@ -56,16 +56,21 @@ import grpc
 
 from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
-from storage.capture.log_client import CaptureError, LogClient, LogForked, LogMoved, chain
+from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHECKPOINT_BYTES = 4 << 20  # checkpoint once the WAL is larger than this
 LOCK_WAIT_MS = 10_000       # how long a new history waits for the write lock
+BROKEN_RETRY_SECONDS = 5.0  # while replication is broken, how often a commit tries again
 _RESYNC_ATTEMPTS = 5
 
-__all__ = ["Capturer", "CaptureError", "LogForked", "no_auto_checkpoint"]
+__all__ = ["Capturer", "CaptureError", "LogForked", "ReplicationBroken", "no_auto_checkpoint"]
+
+
+class ReplicationBroken(CaptureError):
+    """Commits cannot be logged now (the reason was said at ERROR once); retried later."""
 
 
 def no_auto_checkpoint(conn: apsw.Connection) -> None:
@@ -85,6 +90,8 @@ class Capturer:
         self.primary_id = self._client.primary_id = _primary_id(path + "-primaryid")
         self.chain = b""       # chain value of the last logged transaction
         self.forked = ""       # why commits are not acknowledged ("" while the log follows us)
+        self.broken = ""       # why logging failed otherwise ("" while it works); retried
+        self._retry_at = 0.0
         self._lock = threading.Lock()
         self.log_id = ""
         self.frame_no = 0      # last logged frame
@@ -104,8 +111,14 @@ class Capturer:
         self._checkpointer = apsw.Connection(self.path)
         for c in (self._writer, self._checkpointer):
             no_auto_checkpoint(c)
+        # a read makes SQLite check the wal-index (-shm): from now on `_trusted` may use it
+        self._checkpointer.execute("SELECT count(*) FROM sqlite_schema").fetchall()
         if not hello.log_id or local != hello.log_id:
-            self._write_locked(lambda: self._new_history(hello.log_id, False))
+            try:
+                self._write_locked(lambda: self._new_history(hello.log_id, False))
+            except (CaptureError, wal.WalError) as exc:
+                self._break(f"new history: {exc}")
+                return  # storage serves; commits answer the error until logging works again
         else:
             self.log_id, self.frame_no, self.page_size = hello.log_id, hello.head_frame_no, hello.page_size
             self.chain = hello.head_chain
@@ -123,8 +136,8 @@ class Capturer:
             before = self.frame_no
             try:
                 self.capture()
-            except LogForked:
-                return
+            except CaptureError:
+                return  # forked or broken (said at ERROR): storage serves, commits answer the error
             if self.frame_no > before:
                 log.info("recovered frames from the wal db=%s frames=%d..%d", self.name, before + 1, self.frame_no)
         log.info("capturing db=%s log_id=%s head=%d", self.name, self.log_id, self.frame_no)
@@ -139,6 +152,21 @@ class Capturer:
             log.error("%s", self.forked)
             _write_durably(self.forked_path, f"{self.log_id}\n{self.forked}")
         return LogForked(self.forked)
+
+    def _break(self, reason: str) -> ReplicationBroken:
+        """Commits are not acknowledged until logging works again (said at ERROR once; a commit
+        tries again at most every BROKEN_RETRY_SECONDS); the error each commit answers."""
+        if not self.broken:
+            self.broken = (f"replication of db {self.name} is broken: {reason}; commits are durable here "
+                           f"but not acknowledged or replicated until it works again")
+            log.error("%s", self.broken)
+        self._retry_at = time.monotonic() + BROKEN_RETRY_SECONDS
+        return ReplicationBroken(self.broken)
+
+    def _mend(self) -> None:
+        if self.broken:
+            self.broken = ""
+            log.warning("replication works again db=%s log_id=%s head=%d", self.name, self.log_id, self.frame_no)
 
     def _unfork(self) -> None:
         if os.path.exists(self.forked_path):
@@ -194,22 +222,21 @@ class Capturer:
     def _new_history(self, seen_log_id: str, wait_for_replica: bool) -> bool:
         """A new log id (if the log is still `seen_log_id`); the whole database, read through
         SQLite, is its first transaction. Write lock held. Whether a replica applied it."""
-        position = self._skip_wal()
         page_size = self._writer.execute("PRAGMA page_size").fetchall()[0][0]
-        data = self._writer.serialize("main") or b""
+        image = _Image(self.path, page_size, self._scan(from_start=True))
+        position = self._skip_to(image.scan)
         hello = self._client.reset(if_log_id=seen_log_id)
         if hello.head_frame_no:
             raise LogMoved(f"db {self.name}: log {hello.log_id} was reset and written by another primary")
-        n = len(data) // page_size
+        n = image.pages
         applied = False
         head_chain = hello.head_chain
         if n:
-            frames = [pb.Frame(frame_no=i + 1, page_no=i + 1, commit_size=n if i == n - 1 else 0,
-                               page=data[i * page_size:(i + 1) * page_size]) for i in range(n)]
-            txns = [pb.Transaction(frames=frames, commit_time_ms=int(time.time() * 1000))]
-            prev, head_chain = head_chain, chain(txns, head_chain, self.primary_id)
             try:
-                applied = self._client.append(hello.log_id, page_size, txns, position, prev, wait_for_replica)
+                with image:
+                    head_chain, applied = self._client.append_large(
+                        hello.log_id, page_size, 1, n, n, image.read, position, head_chain,
+                        int(time.time() * 1000), wait_for_replica)
             except LogForked as exc:  # someone appended to the fresh log first
                 raise LogMoved(str(exc)) from exc
         self.log_id, self.frame_no, self.page_size, self.chain = hello.log_id, n, page_size, head_chain
@@ -218,17 +245,29 @@ class Capturer:
         self._unfork()
         return applied
 
-    def _skip_wal(self) -> pb.WalPosition:
-        """Move the capture position to the WAL's last commit without logging anything (a new
-        history's image holds it all); that position."""
-        header, offset, data = wal.read_file(self.wal_path, self._offset_for)
-        if header is None:
+    def _skip_to(self, scan: wal.WalScan | None) -> pb.WalPosition:
+        """Move the capture position to the end of `scan` (the WAL's last commit) without logging
+        anything (a new history's image holds it all); that position."""
+        if scan is None:
             self._salts, self._offset, self._sum = (0, 0), 0, (0, 0)
             return pb.WalPosition()
-        found = wal.read_frames(data, header, offset, self._sum)
-        self._offset, self._sum = found.end_offset, found.checksum
-        return pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
-                              checksum1=found.checksum[0], checksum2=found.checksum[1])
+        h = scan.header
+        self._salts, self._offset, self._sum = (h.salt1, h.salt2), scan.end_offset, scan.checksum
+        return pb.WalPosition(salt1=h.salt1, salt2=h.salt2, offset=scan.end_offset,
+                              checksum1=scan.checksum[0], checksum2=scan.checksum[1])
+
+    def _scan(self, from_start: bool = False) -> wal.WalScan | None:
+        """The committed transactions in the WAL after the capture position (all of them with
+        `from_start`), as positions, not pages."""
+        def offset_for(header: wal.WalHeader) -> tuple[int, tuple[int, int]]:
+            if from_start:
+                return wal.HEADER_SIZE, (header.checksum1, header.checksum2)
+            return self._offset_for(header), self._sum
+
+        def trusted(header: wal.WalHeader, raw: bytes) -> int:
+            return wal.shm_frames(self.path + "-shm", header, raw)
+
+        return wal.scan(self.wal_path, offset_for, trusted)
 
     # -- the commit path -------------------------------------------------------------
     def _offset_for(self, header: wal.WalHeader) -> int:
@@ -241,16 +280,23 @@ class Capturer:
     def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
         """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
         with self._lock:
+            if self.broken and not self.forked and time.monotonic() < self._retry_at:
+                raise ReplicationBroken(self.broken)
             try:
-                if self.forked:  # until the log gets a new id: see whether it did
+                try:
+                    if self.forked:  # until the log gets a new id: see whether it did
+                        applied = self._write_locked(lambda: self._resync(wait_for_replica))
+                    else:
+                        applied = self._capture(wait_for_replica)
+                except LogMoved as exc:
+                    log.warning("append refused db=%s err=%s; saying hello again", self.name, exc)
                     applied = self._write_locked(lambda: self._resync(wait_for_replica))
-                else:
-                    applied = self._capture(wait_for_replica)
-            except LogMoved as exc:
-                log.warning("append refused db=%s err=%s; saying hello again", self.name, exc)
-                applied = self._write_locked(lambda: self._resync(wait_for_replica))
             except LogForked as exc:
                 raise self._fork(str(exc)) from None
+            except (CaptureError, wal.WalError, grpc.RpcError) as exc:
+                detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
+                raise self._break(detail) from None
+            self._mend()
             if self._offset > self._checkpoint_at:
                 self._checkpoint()
                 # if readers kept SQLite from restarting the WAL, try again only after more growth
@@ -258,26 +304,63 @@ class Capturer:
             return self.frame_no, applied
 
     def _capture(self, wait_for_replica: bool) -> bool:
-        header, offset, data = wal.read_file(self.wal_path, self._offset_for)
-        if header is None:
+        """Log the WAL's new transactions: small ones together, up to PART_BYTES of pages per
+        Append, a larger one alone in parts; the position moves after each Append that landed.
+        Memory: the scan keeps 4 bytes per frame; pages are read PART_BYTES at a time."""
+        scan = self._scan()
+        if scan is None or not scan.transactions:
             return False
-        found = wal.read_frames(data, header, offset, self._sum)
-        if not found.transactions:
-            return False
+        header = scan.header
+        fs, ps = header.frame_size, header.page_size
+        self.page_size = ps
         now = int(time.time() * 1000)
-        txns, n = [], self.frame_no
-        for frames in found.transactions:
-            out = []
-            for f in frames:
-                n += 1
-                out.append(pb.Frame(frame_no=n, page_no=f.page_no, commit_size=f.commit_size, page=f.page))
-            txns.append(pb.Transaction(frames=out, commit_time_ms=now))
-        pos = pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=found.end_offset,
-                             checksum1=found.checksum[0], checksum2=found.checksum[1])
-        self.page_size = header.page_size
-        last = chain(txns, self.chain, self.primary_id)
-        applied = self._client.append(self.log_id, self.page_size, txns, pos, self.chain, wait_for_replica)
-        self.frame_no, self._offset, self._sum, self.chain = n, found.end_offset, found.checksum, last
+        applied = False
+        batch: list[tuple[pb.Transaction, wal.WalTxn]] = []
+        fd = os.open(self.wal_path, os.O_RDONLY)
+        try:
+            def position(t: wal.WalTxn) -> pb.WalPosition:
+                return pb.WalPosition(salt1=header.salt1, salt2=header.salt2, offset=t.end(fs),
+                                      checksum1=t.end_checksum[0], checksum2=t.end_checksum[1])
+
+            def flush() -> bool:
+                txns = [b[0] for b in batch]
+                last = chain(txns, self.chain, self.primary_id)
+                done = self._client.append(self.log_id, ps, txns, position(batch[-1][1]), self.chain,
+                                           wait_for_replica)
+                self.frame_no += sum(len(t.frames) for t in txns)
+                self._offset, self._sum, self.chain = batch[-1][1].end(fs), batch[-1][1].end_checksum, last
+                batch.clear()
+                return done
+
+            size = 0
+            for t in scan.transactions:
+                count = len(t.page_nos)
+                if count * ps > PART_BYTES:
+                    if batch:
+                        applied = flush()
+                        size = 0
+
+                    def read(i: int, n: int, t: wal.WalTxn = t) -> list[tuple[int, bytes]]:
+                        return [(f.page_no, f.page) for f in wal.read_range(fd, header, t, i, n)]
+
+                    self.chain, applied = self._client.append_large(
+                        self.log_id, ps, self.frame_no + 1, count, t.commit_size, read, position(t),
+                        self.chain, now, wait_for_replica)
+                    self.frame_no += count
+                    self._offset, self._sum = t.end(fs), t.end_checksum
+                    continue
+                first = self.frame_no + 1 + sum(len(b[0].frames) for b in batch)
+                frames = [pb.Frame(frame_no=first + k, page_no=f.page_no, commit_size=f.commit_size, page=f.page)
+                          for k, f in enumerate(wal.read_range(fd, header, t, 0, count))]
+                batch.append((pb.Transaction(frames=frames, commit_time_ms=now), t))
+                size += count * ps
+                if size >= PART_BYTES:
+                    applied = flush()
+                    size = 0
+            if batch:
+                applied = flush()
+        finally:
+            os.close(fd)
         return applied
 
     def _checkpoint(self) -> None:
@@ -301,6 +384,64 @@ class Capturer:
             if c is not None:
                 c.close()
         self._client.close()
+
+
+class _Image:
+    """The database as of the WAL's last commit, page by page, read from outside SQLite: the
+    newest committed WAL frame of each page, else the page in the database file (under the
+    write lock, and no checkpoint runs meanwhile: both files hold still). `read(i, n)` gives
+    pages i+1..i+n, so a new history never holds the database in memory (4 bytes of index
+    per WAL frame, and one part of pages)."""
+
+    def __init__(self, path: str, page_size: int, scan: wal.WalScan | None) -> None:
+        self.path, self.page_size, self.scan = path, page_size, scan
+        self._latest: dict[int, int] = {}  # page no -> file offset of its newest WAL frame
+        self.pages = 0
+        if scan is not None and scan.transactions:
+            fs = scan.header.frame_size
+            if scan.header.page_size != page_size:
+                raise wal.WalError(f"read wal: page size {scan.header.page_size}, the database's is {page_size}")
+            for t in scan.transactions:
+                for k, page_no in enumerate(t.page_nos):
+                    self._latest[page_no] = t.offset + k * fs + wal.FRAME_HEADER_SIZE
+            self.pages = scan.transactions[-1].commit_size
+        else:
+            self.pages = _file_pages(path, page_size)
+        self._db = self._wal = -1
+
+    def __enter__(self) -> "_Image":
+        self._db = os.open(self.path, os.O_RDONLY)
+        if self._latest:
+            self._wal = os.open(self.path + "-wal", os.O_RDONLY)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in (self._db, self._wal):
+            if fd >= 0:
+                os.close(fd)
+        self._db = self._wal = -1
+
+    def read(self, i: int, n: int) -> list[tuple[int, bytes]]:
+        ps = self.page_size
+        out = []
+        for page_no in range(i + 1, i + n + 1):
+            off = self._latest.get(page_no)
+            page = os.pread(self._wal, ps, off) if off is not None else os.pread(self._db, ps, (page_no - 1) * ps)
+            out.append((page_no, page.ljust(ps, b"\0")))
+        return out
+
+
+def _file_pages(path: str, page_size: int) -> int:
+    """The database file's size in pages: its header's count when valid (the change counter
+    equals version-valid-for), else the file's length."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+        size = os.fstat(f.fileno()).st_size
+    if len(header) == 100 and header[24:28] == header[92:96]:
+        n = int.from_bytes(header[28:32], "big")
+        if n:
+            return n
+    return size // page_size
 
 
 def _primary_id(path: str) -> str:

@@ -4,10 +4,16 @@ Blocking gRPC: it is called on the worker thread that committed, before the comm
 acknowledged. Both capturers use it: the WAL capturer (file backend) and the page-store
 capturer (mvsqlite). Every Append states the chain value it continues and who appends
 (`common.log_chain`); `chain` computes the values a primary claims for its transactions.
+
+No message holds more than about PART_BYTES of pages: a larger transaction goes as a
+sequence of Appends with `more` (`append_large`), its chain value computed as it goes; the
+caller reads its frames a part at a time, so a capture holds ~3 × PART_BYTES at most (the
+frames read, their messages, the serialized request).
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import grpc
 
@@ -16,6 +22,7 @@ from common.grpc_client import CHANNEL_OPTIONS
 from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
 
 APPEND_RETRY_SECONDS = 30.0
+PART_BYTES = 4 << 20  # page bytes per Append
 _STATES = ("FRAME_GAP", "LOG_ID_MISMATCH")
 LOG_FORKED = "LOG_FORKED"
 
@@ -59,14 +66,37 @@ class LogClient:
             req.if_log_id = if_log_id
         return self._stub.ResetLog(req, wait_for_ready=True, timeout=60)
 
+    def append_large(self, log_id: str, page_size: int, first_frame_no: int, count: int, commit_size: int,
+                     read: Callable[[int, int], list[tuple[int, bytes]]], pos: pb.WalPosition,
+                     prev_chain: bytes, commit_time_ms: int, wait_for_replica: bool = False) -> tuple[bytes, bool]:
+        """Log one transaction of `count` frames, numbered from `first_frame_no`, in parts of
+        PART_BYTES: `read(i, n)` gives (page no, page) of its frames i..i+n-1 (0-based); the
+        last frame carries `commit_size`. Its chain value, whether a replica applied it."""
+        per_part = max(1, PART_BYTES // page_size)
+        chainer = log_chain.Chainer(prev_chain, self.primary_id)
+        i, applied = 0, False
+        while i < count:
+            n = min(per_part, count - i)
+            frames = [pb.Frame(frame_no=first_frame_no + i + k, page_no=page_no, page=page,
+                               commit_size=commit_size if i + k == count - 1 else 0)
+                      for k, (page_no, page) in enumerate(read(i, n))]
+            chainer.update(frames)
+            i += n
+            last = i == count
+            txn = pb.Transaction(frames=frames, commit_time_ms=commit_time_ms,
+                                 chain=chainer.digest() if last else b"")
+            applied = self.append(log_id, page_size, [txn], pos if last else pb.WalPosition(), prev_chain,
+                                  wait_for_replica and last, more=not last)
+        return chainer.digest(), applied
+
     def append(self, log_id: str, page_size: int, txns: list[pb.Transaction], pos: pb.WalPosition,
-               prev_chain: bytes, wait_for_replica: bool = False) -> bool:
+               prev_chain: bytes, wait_for_replica: bool = False, more: bool = False) -> bool:
         """Make `txns` (chain values set, continuing `prev_chain`) durable in the log (retrying
         while the service is unreachable: a retry of what landed is accepted as the same);
         whether a replica applied them (only asked with `wait_for_replica`)."""
         req = pb.AppendRequest(database=self.name, log_id=log_id, page_size=page_size,
                                transactions=txns, wal_position=pos, wait_for_replica=wait_for_replica,
-                               prev_chain=prev_chain, primary_id=self.primary_id)
+                               prev_chain=prev_chain, primary_id=self.primary_id, more=more)
         deadline = time.monotonic() + APPEND_RETRY_SECONDS
         while True:
             try:

@@ -12,6 +12,7 @@ written now).
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 
 HEADER_SIZE = 32
@@ -132,3 +133,117 @@ def read_file(path: str, offset_for) -> tuple[WalHeader | None, int, bytes]:
             return header, offset, f.read()
     except FileNotFoundError:
         return None, HEADER_SIZE, b""
+
+
+# -- reading without holding the WAL in memory ------------------------------------------
+SCAN_BYTES = 4 << 20  # bytes of frames read at a time by `scan`
+_SHM_HEADER = struct.Struct("=IIIBBHIIII8sII")  # SQLite's WalIndexHdr, native byte order
+
+
+@dataclasses.dataclass(frozen=True)
+class WalTxn:
+    """A committed transaction found by `scan`: where its frames are, not their pages."""
+    offset: int            # file offset of its first frame
+    page_nos: list[int]    # page number of each frame
+    commit_size: int       # database size in pages after it
+    end_checksum: tuple[int, int]  # running checksum after its commit frame
+
+    def end(self, frame_size: int) -> int:
+        return self.offset + len(self.page_nos) * frame_size
+
+
+@dataclasses.dataclass
+class WalScan:
+    header: WalHeader
+    transactions: list[WalTxn]
+    end_offset: int
+    checksum: tuple[int, int]
+    stop: str
+
+
+def shm_frames(shm_path: str, header: WalHeader, raw_header: bytes) -> int:
+    """How many frames of the WAL generation `header` SQLite's wal-index (the -shm file) says
+    are committed; 0 when it cannot tell (missing, being written, another generation). Only
+    meaningful while a connection of this process keeps the database open and has read it
+    (the index is then current: SQLite rebuilds it when the first connection opens)."""
+    try:
+        with open(shm_path, "rb") as f:
+            raw = f.read(2 * _SHM_HEADER.size)
+    except FileNotFoundError:
+        return 0
+    if len(raw) < 2 * _SHM_HEADER.size or raw[:_SHM_HEADER.size] != raw[_SHM_HEADER.size:]:
+        return 0
+    _, _, _, is_init, _, _, mx_frame, _, _, _, salts, _, _ = _SHM_HEADER.unpack_from(raw, 0)
+    if not is_init or salts != raw_header[16:24]:
+        return 0
+    return mx_frame
+
+
+def scan(path: str, offset_for, trusted_frames=None) -> WalScan | None:
+    """Committed transactions of the WAL at `path` from the offset `offset_for(header)` picks
+    (the running checksum there is `offset_for`'s second value), reading SCAN_BYTES at a time
+    and keeping only frame positions; None when there is no WAL. `trusted_frames(header, raw)`
+    gives how many frames SQLite already validated (their checksums are read, not computed:
+    CPython needs ~75 ms per MiB to compute them)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with f:
+        raw = f.read(HEADER_SIZE)
+        if len(raw) < HEADER_SIZE:
+            return None
+        header = parse_header(raw)
+        offset, running = offset_for(header)
+        trusted_end = HEADER_SIZE + (trusted_frames(header, raw) if trusted_frames else 0) * header.frame_size
+        fs = header.frame_size
+        per_read = max(1, SCAN_BYTES // fs)
+        s1, s2 = running
+        txns: list[WalTxn] = []
+        pages: list[int] = []
+        start = offset
+        pos = offset
+        end, end_sum = offset, running
+        stop = "eof"
+        while stop == "eof":
+            data = os.pread(f.fileno(), per_read * fs, pos)
+            if len(data) < fs:
+                break
+            for k in range(len(data) // fs):
+                base = k * fs
+                page_no, commit, salt1, salt2, c1, c2 = struct.unpack_from(">6I", data, base)
+                if (salt1, salt2) != (header.salt1, header.salt2):
+                    stop = "salt-mismatch"
+                    break
+                if pos + base + fs <= trusted_end:
+                    s1, s2 = c1, c2
+                else:
+                    s1, s2 = checksum(data[base:base + 8], s1, s2, header.big_endian)
+                    s1, s2 = checksum(data[base + FRAME_HEADER_SIZE:base + fs], s1, s2, header.big_endian)
+                if (s1, s2) != (c1, c2) or page_no == 0:
+                    stop = "checksum-mismatch"
+                    break
+                if not pages:
+                    start = pos + base
+                pages.append(page_no)
+                if commit:
+                    txns.append(WalTxn(start, pages, commit, (s1, s2)))
+                    pages = []
+                    end, end_sum = pos + base + fs, (s1, s2)
+            pos += len(data) // fs * fs
+        return WalScan(header, txns, end, end_sum, stop)
+
+
+def read_range(fd: int, header: WalHeader, txn: WalTxn, first: int, count: int) -> list[WalFrame]:
+    """Frames first..first+count-1 (0-based) of `txn`, checked to be the ones `scan` found."""
+    fs = header.frame_size
+    data = os.pread(fd, count * fs, txn.offset + first * fs)
+    out = []
+    for k in range(count):
+        page_no, commit, salt1, salt2 = struct.unpack_from(">4I", data, k * fs)
+        if len(data) < (k + 1) * fs or (salt1, salt2) != (header.salt1, header.salt2) \
+                or page_no != txn.page_nos[first + k]:
+            raise WalError(f"read wal frames at {txn.offset + (first + k) * fs}: the WAL changed while "
+                           "it was being captured")
+        out.append(WalFrame(page_no, commit, data[k * fs + FRAME_HEADER_SIZE:(k + 1) * fs]))
+    return out

@@ -19,7 +19,9 @@ History: the log's position also names the page store it follows (`page_store_id
 id kept in FoundationDB). A log that is empty of this store, follows another store, or
 whose position GC has passed (the versions it would read from are gone) gets a new history:
 ResetLog with if_log_id (so that of several processes only one resets) and an image of every
-page as of one version as its first transaction; replicas then install a snapshot.
+page as of one version as its first transaction, read and appended a part at a time
+(`LogClient.append_large`); replicas then install a snapshot. A commit's own pages are
+appended whole (BATCH_PAGES is a target, and a commit is at most ~350 MiB: see DESIGN.md).
 
 The chain (`common.log_chain`): every process appends as the same primary, the page store
 ("pagestore-<store id>"), so the processes compute the same chain value for the same commit
@@ -37,7 +39,7 @@ import threading
 import time
 
 from sqld.v1 import replication_pb2 as pb
-from storage.capture.log_client import CaptureError, LogClient, LogForked, LogMoved, chain
+from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain
 from storage.fdb.pagestore import PageStore
 from storage.fdb.vfs import PAGE_SIZE
 
@@ -145,12 +147,13 @@ class PageStoreCapturer:
         self.log_id, self.frame_no, self.version, self.chain = log_id, 0, version, genesis
         if not count:
             return  # nothing committed yet: the first commit's pages will be the history
-        images = self.store.pages_at(list(range(1, count + 1)), version)
-        frames = [pb.Frame(frame_no=p, page_no=p, commit_size=count if p == count else 0,
-                           page=images.get(p, bytes(PAGE_SIZE))) for p in range(1, count + 1)]
-        txns = [pb.Transaction(frames=frames, commit_time_ms=_now_ms())]
-        last = chain(txns, genesis, self._client.primary_id)
-        self._client.append(log_id, PAGE_SIZE, txns, self._position(version), genesis)
+        def read(i: int, n: int) -> list[tuple[int, bytes]]:
+            images = self.store.pages_at(list(range(i + 1, i + n + 1)), version)
+            return [(p, images.get(p, bytes(PAGE_SIZE))) for p in range(i + 1, i + n + 1)]
+
+        # in parts (AppendRequest.more): one part of pages in memory at a time
+        last, _ = self._client.append_large(log_id, PAGE_SIZE, 1, count, count, read, self._position(version),
+                                            genesis, _now_ms())
         self.frame_no, self.chain = count, last
         log.info("new history db=%s log_id=%s pages=%d version=%d", self.name, log_id, count, version)
 
@@ -163,11 +166,7 @@ class PageStoreCapturer:
             try:
                 txns, version, more = self._read()
                 if txns:
-                    last = chain(txns, self.chain, self._client.primary_id)
-                    applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version),
-                                                  self.chain, wait_for_replica)
-                    self.frame_no += sum(len(t.frames) for t in txns)
-                    self.version, self.chain = version, last
+                    applied = self._append(txns, version, wait_for_replica)
                 if not more:
                     return applied
             except LogMoved:
@@ -175,6 +174,32 @@ class PageStoreCapturer:
             except _BehindGc:
                 log.warning("replication fell behind gc db=%s version=%d: new history", self.name, self.version)
                 self._resync(self._client.reset(if_log_id=self.log_id))
+
+    def _append(self, txns: list[pb.Transaction], version: int, wait_for_replica: bool) -> bool:
+        """Append `txns` (the commits up to `version`): a commit larger than one message in parts
+        (AppendRequest.more), no message above ~PART_BYTES of pages."""
+        big = [t for t in txns if len(t.frames) * PAGE_SIZE > PART_BYTES]
+        if not big:
+            last = chain(txns, self.chain, self._client.primary_id)
+            applied = self._client.append(self.log_id, PAGE_SIZE, txns, self._position(version), self.chain,
+                                          wait_for_replica)
+            self.frame_no += sum(len(t.frames) for t in txns)
+            self.version, self.chain = version, last
+            return applied
+        applied = False
+        for t in txns:  # one by one; the position moves only after the last one
+            frames = t.frames
+            pos = self._position(version) if t is txns[-1] else self._position(self.version)
+
+            def read(i: int, n: int, frames=frames) -> list[tuple[int, bytes]]:
+                return [(f.page_no, f.page) for f in frames[i:i + n]]
+
+            self.chain, applied = self._client.append_large(
+                self.log_id, PAGE_SIZE, self.frame_no + 1, len(frames), frames[-1].commit_size, read, pos,
+                self.chain, t.commit_time_ms, wait_for_replica)
+            self.frame_no += len(frames)
+        self.version = version
+        return applied
 
     def _read(self) -> tuple[list[pb.Transaction], int, bool]:
         """Log transactions for the next commits after self.version (about BATCH_PAGES pages

@@ -4,7 +4,10 @@ States, driven by the replication service's answers (as sqld's replicator does):
 HELLO (learn the log id and the oldest frame kept) → SNAPSHOT when the log id differs
 from ours or our position was compacted away (or the service answers NEED_SNAPSHOT) →
 STREAMING: whole transactions arrive as they commit and are applied in batches on a
-worker thread. Any transport failure goes back to HELLO after a short pause.
+worker thread. Any transport failure goes back to HELLO after a short pause. A transaction
+larger than a message arrives in parts (FrameBatch.more) and a snapshot in chunks: both are
+written to the applier's pending file as they come and applied only once whole, so a
+replica holds one message at a time and its readers only ever see whole transactions.
 
 `admit` decides whether a read may run here now: the replica must have applied the
 session's last write (waiting briefly for it) and lag no more than the session allows.
@@ -21,7 +24,7 @@ import grpc
 
 from common import grpc_client
 from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
-from storage.replica.applier import Applier, pages_of
+from storage.replica.applier import Applier, Batch
 
 log = logging.getLogger(__name__)
 
@@ -110,30 +113,49 @@ class Follower:
                                             from_frame_no=self.frame_no + 1, replica_id=self.replica_id))
         self.state = "STREAMING"
         self.streaming = True
-        async for batch in call:
-            self.head_known = batch.head_frame_no
-            if not batch.transactions:
-                continue
-            self._unapplied_since_ms = batch.transactions[0].commit_time_ms
-            size = os.fstat(self.applier.fd).st_size // batch.page_size
-            last, pages, smallest, db_pages = pages_of(batch.transactions, size)
-            await loop.run_in_executor(self._executor, self.applier.apply, self.applier.log_id, last,
-                                       batch.page_size, smallest, db_pages, pages)
-            if self.frame_no >= self.head_known:
-                self._unapplied_since_ms = None
-            await self._applied_now(stub)
+        pending: Batch | None = None
+        try:
+            async for batch in call:
+                self.head_known = batch.head_frame_no
+                if not batch.transactions:
+                    continue
+                if pending is None:
+                    self._unapplied_since_ms = batch.transactions[0].commit_time_ms
+                    size = os.fstat(self.applier.fd).st_size // batch.page_size
+                    pending = self.applier.begin(self.applier.log_id, batch.page_size, size)
+                frames = [f for t in batch.transactions for f in t.frames]
+                await loop.run_in_executor(self._executor, pending.add, frames)
+                if batch.more:
+                    continue  # a transaction goes on in the next message: nothing to apply yet
+                last = batch.transactions[-1].frames[-1].frame_no
+                await loop.run_in_executor(self._executor, self.applier.commit, pending, last)
+                pending = None
+                if self.frame_no >= self.head_known:
+                    self._unapplied_since_ms = None
+                await self._applied_now(stub)
+        finally:
+            if pending is not None:
+                pending.discard()
 
     async def _snapshot(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
-        pages: list[tuple[int, bytes]] = []
+        loop = asyncio.get_running_loop()
         first = None
-        async for chunk in stub.Snapshot(pb.SnapshotRequest(database=self.name), wait_for_ready=True):
-            first = first or chunk
-            pages.extend((f.page_no, f.page) for f in chunk.pages)
-        if first is None:
-            raise RuntimeError("snapshot: the stream was empty")
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.applier.apply, first.log_id, first.frame_no, first.page_size, 0,
-            first.db_pages, pages)
+        pending: Batch | None = None
+        try:
+            async for chunk in stub.Snapshot(pb.SnapshotRequest(database=self.name), wait_for_ready=True):
+                if first is None:
+                    first = chunk
+                    pending = self.applier.begin(chunk.log_id, chunk.page_size, 0)
+                assert pending is not None
+                await loop.run_in_executor(self._executor, pending.add, list(chunk.pages))
+            if first is None or pending is None:
+                raise RuntimeError("snapshot: the stream was empty")
+            await loop.run_in_executor(self._executor, self.applier.commit, pending, first.frame_no,
+                                       first.db_pages)
+            pending = None
+        finally:
+            if pending is not None:
+                pending.discard()
         log.info("installed snapshot db=%s log_id=%s frame_no=%d pages=%d", self.name, first.log_id,
                  first.frame_no, first.db_pages)
         await self._applied_now(stub)

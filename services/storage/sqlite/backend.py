@@ -18,7 +18,7 @@ from common.values import to_python, to_value
 from sqld.v1 import common_pb2
 from storage.sqlite import compat
 from storage.sqlite.describe import describe
-from storage.capture.capturer import Capturer, CaptureError, LogForked, no_auto_checkpoint
+from storage.capture.capturer import Capturer, CaptureError, LogForked, ReplicationBroken, no_auto_checkpoint
 from storage.sqlite.errors import to_error
 from storage.sqlite.guard import Guard
 
@@ -188,7 +188,7 @@ class Connection:
                 sqlite_code=8, sqlstate="25006",
                 message="cannot execute a statement that writes in a read-only transaction"))
         except CaptureError as exc:
-            if not isinstance(exc, LogForked):  # a fork is logged once, by the capturer
+            if not isinstance(exc, (LogForked, ReplicationBroken)):  # said once, by the capturer
                 log.error("%s", exc)
             return common_pb2.StatementResult(error=common_pb2.StatementError(sqlstate="58000", message=str(exc)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
