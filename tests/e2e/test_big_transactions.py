@@ -107,7 +107,7 @@ def test_a_database_over_a_gib_starts_a_new_history_and_replicas_install_it(own_
         assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 1100
         c.execute("INSERT INTO small VALUES (2)")
     s = _converged_wait_and_check(stack)
-    assert s.log_id == hello.log_id and s.head_frame_no > 1100 * MIB // 4096
+    assert s.log_id not in (old, "") and s.head_frame_no > 1100 * MIB // 4096  # the primary resets once more
     print("new history of", s.head_frame_no, "frames converged in", round(time.monotonic() - t0, 1), "s",
           "peaks MiB", _check_peaks(stack, 250))
 
