@@ -24,6 +24,8 @@ import logging
 import time
 from typing import Sequence
 
+import grpc
+
 from common import errors
 from common.sqltext import split
 from scheduler import routing, stat_replication
@@ -332,6 +334,7 @@ class Session:
                 return on_replica
         took_writer = False
         conn = None
+        answered = False
         try:
             if writes:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
@@ -342,12 +345,13 @@ class Session:
                 return [cancelled]
             results = await conn.execute(group, read_only=not writes,
                                          synchronous_commit=self.policy.synchronous_commit)
+            answered = True
             self._wrote(conn)
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
                 await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             return results
         except (Busy, StorageUnavailable) as exc:
-            return [_fail(self._transport_error(exc))]
+            return [_fail(self._transport_error(exc, could_commit=writes and not answered))]
         finally:
             self.active = None
             if conn is not None:
@@ -358,9 +362,11 @@ class Session:
     async def _end(self, verb: str, results: list[common_pb2.StatementResult]) -> None:
         """COMMIT or ROLLBACK the transaction and release what it held."""
         if self.conn is not None and self.conn.alive and self.conn.in_transaction:
+            answered = False
             try:
                 res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False,
                                               synchronous_commit=self.policy.synchronous_commit)
+                answered = True
                 self._wrote(self.conn)
                 if verb == "COMMIT" and res and res[-1].notices and not self.implicit:
                     results.append(res[-1])
@@ -369,7 +375,10 @@ class Session:
                     if self.conn.in_transaction:
                         await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             except StorageUnavailable as exc:
-                results.append(_fail(self._transport_error(exc)))
+                results.append(_fail(self._transport_error(exc, could_commit=verb == "COMMIT" and not answered)))
+        elif verb == "COMMIT" and self.conn is not None and not self.conn.alive:  # storage ended it: rolled back
+            results.append(_fail(self._transport_error(StorageUnavailable(
+                grpc.StatusCode.UNAVAILABLE, "storage: the connection was lost before COMMIT"))))
         self._unpin(reuse=True)
         self.status, self.implicit, self.read_only = IDLE, False, False
 
@@ -396,12 +405,15 @@ class Session:
             self.pool.writer.release()
             self.holds_writer = False
 
-    def _transport_error(self, exc: Exception) -> common_pb2.StatementError:
+    def _transport_error(self, exc: Exception, could_commit: bool = False) -> common_pb2.StatementError:
+        """`could_commit`: the call was a COMMIT or an autocommit write, so once sent its
+        outcome is unknown; anything else (a read, a statement inside a transaction, which
+        storage rolls back when the stream ends) certainly did not commit."""
         if isinstance(exc, Busy):
             return errors.error(exc.sqlstate, str(exc))
         assert isinstance(exc, StorageUnavailable)
         log.warning("storage call failed db=%s err=%s", self.pool.name, exc)
-        return errors.error(errors.sqlstate_for_status(exc.code), f"{exc}; the statement did not complete, retry")
+        return errors.lost(exc.code, str(exc), in_doubt=could_commit and exc.sent)
 
     async def interrupt(self) -> None:
         """Stop the statement running now, if any (it fails with 57014); a batch whose
