@@ -27,9 +27,8 @@ from typing import Sequence
 import grpc
 
 from common import errors
-from common.sqltext import split
 from scheduler import routing, stat_replication
-from scheduler.classify import CONTROL, Kind, classify, is_read_only_begin
+from scheduler.classify import CONTROL, Kind, classify, expand, is_read_only_begin
 from scheduler.pool import Busy, DatabasePool, Pools
 from scheduler.storage_client import StorageConnection, StorageUnavailable
 from sqld.v1 import common_pb2
@@ -50,20 +49,6 @@ def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
 
 def _fail(err: common_pb2.StatementError) -> common_pb2.StatementResult:
     return common_pb2.StatementResult(error=err)
-
-
-def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statement] | common_pb2.StatementError:
-    """Split statements that hold several SQL statements; parameters allow only one."""
-    out: list[common_pb2.Statement] = []
-    for st in statements:
-        if ";" not in st.sql:
-            out.append(st)
-            continue
-        parts = split(st.sql)
-        if len(parts) > 1 and (st.params or st.named_params):
-            return errors.error("42601", "cannot insert multiple commands into a prepared statement")
-        out.extend(common_pb2.Statement(sql=p) for p in parts) if len(parts) > 1 else out.append(st)
-    return out
 
 
 @dataclasses.dataclass
