@@ -5,7 +5,9 @@ transaction; only ROLLBACK, COMMIT or ROLLBACK TO SAVEPOINT are accepted). BEGIN
 no storage connection is taken until the first statement. A transaction whose first
 statement reads runs on a pinned connection in a deferred SQLite transaction; its first
 write takes the writer token. A transaction that starts with a write takes the token
-first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK.
+first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK; when a
+transaction begins as a writer even if it reads first, and how long it may hold the
+token, is `scheduler.writer`'s policy.
 
 Statements sent to storage together form a group: consecutive statements that are not
 transaction control travel in one message.
@@ -31,6 +33,7 @@ from scheduler import routing, stat_replication
 from scheduler.classify import CONTROL, Kind, classify, expand, is_read_only_begin
 from scheduler.pool import Busy, DatabasePool, Pools
 from scheduler.storage_client import StorageConnection, StorageUnavailable
+from scheduler.writer import WriterTurn
 from sqld.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ class Replicas:
 
 class Session:
     def __init__(self, pool: DatabasePool, replicas: Replicas | None = None,
-                 policy: routing.Policy | None = None, frame_no: int = 0) -> None:
+                 policy: routing.Policy | None = None, frame_no: int = 0, max_write_hold: float = 0.0) -> None:
         self.pool = pool
         self.replicas = replicas or Replicas()
         self.policy = policy or routing.Policy()
@@ -79,6 +82,8 @@ class Session:
         self._in_batch = False
         self._cancel_pending = False  # a Cancel came while the batch ran but not on storage
         self._waiting: asyncio.Future | None = None  # a wait for the writer token or a connection
+        self.turn = WriterTurn(max_write_hold, self._write_hold_expired)
+        self._expiring: asyncio.Task | None = None
 
     @property
     def pinned(self) -> bool:
@@ -273,9 +278,11 @@ class Session:
             return await self._autocommit(group, writes)
         prefix: list[common_pb2.Statement] = []
         try:
-            if writes and not self.read_only and not self.holds_writer:
+            as_writer = writes or (self.conn is None and self.turn.begins_as_writer(self.policy.begin_as_writer))
+            if as_writer and not self.read_only and not self.holds_writer:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 self.holds_writer = True
+                self.turn.taken()
             if self.conn is None:
                 self.conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
                 prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
@@ -309,6 +316,7 @@ class Session:
             self.active = None
         if results and results[-1].HasField("error"):
             self.status = FAILED
+            self.turn.note(results)
         return results
 
     async def _autocommit(self, group: Sequence[common_pb2.Statement], writes: bool
@@ -357,6 +365,7 @@ class Session:
                     results.append(res[-1])
                 if res and res[-1].HasField("error"):
                     results.append(res[-1])
+                    self.turn.note(res)
                     if self.conn.in_transaction:
                         await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             except StorageUnavailable as exc:
@@ -389,6 +398,7 @@ class Session:
         if self.holds_writer:
             self.pool.writer.release()
             self.holds_writer = False
+            self.turn.released()
 
     def _transport_error(self, exc: Exception, could_commit: bool = False) -> common_pb2.StatementError:
         """`could_commit`: the call was a COMMIT or an autocommit write, so once sent its
@@ -409,6 +419,11 @@ class Session:
             self._cancel_pending = True
             if self._waiting is not None:
                 self._waiting.cancel()
+
+    def _write_hold_expired(self) -> None:
+        """The transaction held the writer token too long: stop what it runs; the servicer
+        ends the session (it sees `turn.expired`)."""
+        self._expiring = asyncio.ensure_future(self.interrupt())
 
     async def close(self) -> None:
         """End the session: roll back and release everything, even when cancelled midway."""
