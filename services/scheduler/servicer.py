@@ -2,7 +2,8 @@
 
 Session streams: requests are read by a helper task into a queue, so the handler can
 wait for the next batch with a deadline (the idle-in-transaction timeout, or the end of
-the transaction's allowed hold on the writer token) and end the session on its own. Everything that decides lives in `scheduler.session`.
+the transaction's allowed hold on the writer token) and end the session on its own.
+Everything that decides lives in `scheduler.session`.
 """
 from __future__ import annotations
 

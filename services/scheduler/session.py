@@ -92,7 +92,7 @@ class Session:
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False
                   ) -> list[common_pb2.StatementResult]:
         """Run a batch; stop at the first error. `self.status` tells where the session stands."""
-        self._in_batch, self._cancel_pending = True, False
+        self._in_batch, self._cancel_pending = True, self.turn.expired  # expired: the session is ending
         try:
             return await self._run(statements, implicit_transaction)
         finally:

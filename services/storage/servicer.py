@@ -30,6 +30,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
         self.open_connections = 0
         self._queues: set[asyncio.Queue] = set()
+        self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
 
     async def close_streams(self) -> None:
@@ -64,6 +65,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             opening.add_done_callback(self._close_orphan)
             raise
         self.open_connections += 1
+        self._open.add(conn)
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
         outstanding = 0  # Executes received and not answered yet
 
@@ -132,16 +134,22 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await asyncio.wait([asyncio.wrap_future(running)])
         try:
             await asyncio.get_running_loop().run_in_executor(self.executor, conn.close)
-        except RuntimeError:  # the executor has shut down: no thread uses the connection any more
+        except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
             conn.close()
+        self._open.discard(conn)
 
     def _close_orphan(self, opening: concurrent.futures.Future) -> None:
         """A connection opened for a client that is gone: close it (on the opening thread)."""
         if not opening.cancelled() and opening.exception() is None:
             opening.result().close()
 
-    async def shutdown(self) -> None:
-        """After the server stopped: let every connection finish closing, then the threads."""
-        if self._ending:
-            await asyncio.wait(list(self._ending))
-        self.executor.shutdown(wait=True, cancel_futures=False)
+    async def shutdown(self, wait: float = 5.0) -> None:
+        """After the server stopped: interrupt what still runs (a stream the server has not
+        ended yet), let every connection close, then stop the threads. The event loop keeps
+        running meanwhile, so the streams' own endings can run."""
+        for conn in list(self._open):
+            conn.interrupt()
+        deadline = asyncio.get_running_loop().time() + wait
+        while self._open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=False)
