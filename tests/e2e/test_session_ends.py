@@ -77,6 +77,21 @@ def test_cancelled_session_call_frees_the_write_lock(own_stack):
     assert not any("ThreadingViolation" in line for line in open(stack.log_dir / "storage.log"))
 
 
+def test_execute_deadline_mid_statement_frees_the_write_lock(own_stack):
+    stack = own_stack()
+    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+        stub = query_pb2_grpc.QueryServiceStub(ch)
+        stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[st("CREATE TABLE ends_deadline (a INTEGER)")]))
+        try:
+            stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[
+                st("BEGIN"), st("INSERT INTO ends_deadline VALUES (1)"), st(LONG)]), timeout=1)
+            raise AssertionError("the long statement finished within its deadline")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        waited, result = timed_write(stub, "ends_deadline")
+        assert result.HasField("ok") and waited < 2, (waited, result)
+
+
 def test_scheduler_killed_mid_statement_frees_the_write_lock(own_stack):
     stack = own_stack()
     stack.allowed_errors.append(r"storage call failed")
