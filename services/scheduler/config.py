@@ -18,6 +18,7 @@ class Config:
     max_sessions: int = dataclasses.field(default=1000, metadata={"help": "open sessions before new ones are refused"})
     wait_timeout: float = dataclasses.field(default=30.0, metadata={"help": "seconds to wait for a connection or the writer token"})
     idle_in_transaction_timeout: float = dataclasses.field(default=60.0, metadata={"help": "seconds an open transaction may sit idle before it is rolled back and its session closed (0 = never)"})
+    max_write_transaction_seconds: float = dataclasses.field(default=600.0, metadata={"help": "seconds a transaction may hold the database's writer token before it is rolled back and its session closed with 25P04 (0 = never)"})
     open_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds to wait for storage when opening a connection"})
     replica: str = dataclasses.field(default="", metadata={"help": "address of a replica storage serving this site's reads (empty: every read on --storage, the primary)"})
     replication: str = dataclasses.field(default="", metadata={"help": "address of the replication service, for pg_stat_replication"})

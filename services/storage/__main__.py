@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
-            servicer.shutdown()
+            await servicer.shutdown()
             for db in databases.values():
                 db.close()
 
