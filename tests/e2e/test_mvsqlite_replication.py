@@ -191,12 +191,12 @@ def test_replication_status_over_grpc_names_the_page_store(own_stack):
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE s (a INTEGER); INSERT INTO s VALUES (1)")
     wait_converged(stack, names=("replica1",))
-    with grpc.insecure_channel(stack.addr("replication")) as ch:
+    with stack.channel("replication", "storage") as ch:  # Hello: a storage certificate
         hello = replication_pb2_grpc.ReplicationStub(ch).Hello(replication_pb2.HelloRequest(database="main"), timeout=5)
     assert hello.wal_position.page_store_version > 0 and hello.wal_position.page_store_id != 0
     assert hello.head_frame_no == status(stack).head_frame_no
     # a commit answers with the frame number that holds it (replica reads wait for that frame)
-    session = Session(stack.scheduler_addr)
+    session = Session(stack)
     try:
         for i in range(5):
             w = session.run(f"INSERT INTO s VALUES ({i})")
