@@ -6,6 +6,7 @@ Runs on the FoundationDB TEST DOUBLE, or on a real cluster when FDB_CLUSTER_FILE
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
@@ -172,8 +173,8 @@ def test_a_log_that_follows_another_page_store_gets_a_new_history(own_stack):
     for name in ("replica-edge", "replica-scheduler", "edge", "scheduler", "storage"):
         stack.stop_one(name)
     svc = stack.services["storage"]
-    stack.services["storage"] = svc.__class__(svc.name, [x if not x.startswith(stack.prefix) else stack.prefix + "v2/"
-                                                         for x in svc.argv], svc.health)
+    stack.services["storage"] = dataclasses.replace(svc, argv=[x if not x.startswith(stack.prefix) else stack.prefix + "v2/"
+                                                               for x in svc.argv])
     for name in ("storage", "scheduler", "edge", "replica-scheduler", "replica-edge"):
         stack.start(name)
     with psycopg.connect(stack.dsn, autocommit=True) as c:
