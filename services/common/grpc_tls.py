@@ -57,7 +57,7 @@ def load_identity(cfg: Any, service: str) -> Identity | None:
     missing = [flag for flag, value in files.items() if not value]
     if missing:
         raise SystemExit(f"{service}: gRPC needs TLS: give {', '.join(missing)} (certificates from "
-                         "`python -m launcher.pki`), or --grpc-insecure for a development run in plaintext")
+                         "`python -m launcher.pki`), or --grpc-insecure true for a development run in plaintext")
     ca, cert, key = (_read(flag, path, service) for flag, path in files.items())
     try:
         role = pki.role_of(cert)

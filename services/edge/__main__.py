@@ -15,7 +15,7 @@ async def run(argv: list[str]) -> None:
     grpc_client.configure(identity)
     if identity is not None and not cfg.scheduler_token_file:
         raise SystemExit("edge: give --scheduler-token-file (a token the scheduler accepts, from "
-                         "python -m common.tokens mint), or --grpc-insecure for a development run")
+                         "python -m common.tokens mint), or --grpc-insecure true for a development run")
     try:
         edge = EdgeServer(cfg)
     except ValueError as exc:  # users file, auth method or TLS files that cannot work

@@ -18,7 +18,7 @@ def load_verifier(path: str, tls: bool) -> Verifier | None:
     if not path:
         if tls:
             raise SystemExit("scheduler: give --auth-public-key (PEM Ed25519 key; make one with "
-                             "python -m common.tokens keygen), or --grpc-insecure for a development run")
+                             "python -m common.tokens keygen), or --grpc-insecure true for a development run")
         return None
     try:
         with open(path, "rb") as f:
