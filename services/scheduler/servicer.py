@@ -14,6 +14,8 @@ import logging
 import grpc
 
 from common import errors
+from common.tokens import TokenError, Verifier
+from scheduler.access import ReadOnlyPool
 from scheduler.config import Config
 from scheduler import routing
 from scheduler.pool import Pools
@@ -25,19 +27,35 @@ log = logging.getLogger(__name__)
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, cfg: Config, pools: Pools, replicas: Replicas | None = None) -> None:
+    def __init__(self, cfg: Config, pools: Pools, replicas: Replicas | None = None,
+                 verifier: Verifier | None = None) -> None:
         self.cfg = cfg
+        self.verifier = verifier  # None: no token needed (a development run)
         self.pools = pools
         self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
+        database = database or self.cfg.default_database
+        read_only = False
+        if self.verifier is not None:  # the token was checked by common.authz; here: what it allows
+            try:
+                claims = self.verifier.from_metadata(context.invocation_metadata())
+            except TokenError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            if not claims.allows(database):
+                log.info("refused db=%s sub=%s: not in the token's databases", database, claims.sub)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"the token does not grant access to database {database!r}")
+            read_only = claims.read_only
         try:
-            pool = await self.pools.get(database or self.cfg.default_database,
+            pool = await self.pools.get(database,
                                         req.read_at if req is not None and req.HasField("read_at") else None)
         except StorageUnavailable as exc:
             await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
+        if read_only:
+            pool = ReadOnlyPool(pool)  # type: ignore[assignment]
         if self.sessions >= self.cfg.max_sessions:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"sorry, too many sessions already ({self.cfg.max_sessions})")

@@ -23,7 +23,7 @@ DIVERGED = "replication log diverged"
 
 
 def _stub(stack) -> tuple[grpc.Channel, replication_pb2_grpc.ReplicationStub]:
-    ch = grpc.insecure_channel(stack.addr("replication"))
+    ch = stack.channel("replication", "storage")  # a primary's certificate: only the chain can tell a forgery
     return ch, replication_pb2_grpc.ReplicationStub(ch)
 
 
@@ -123,7 +123,9 @@ def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(o
             assert status(stack).head_frame_no == forged_head
 
             # the documented way out: a new history, asked for by the operator
-            stub.ResetLog(pb.ResetLogRequest(database="main", if_log_id=hello.log_id), timeout=10)
+            with stack.channel("replication", "admin") as admin:
+                replication_pb2_grpc.ReplicationStub(admin).ResetLog(
+                    pb.ResetLogRequest(database="main", if_log_id=hello.log_id), timeout=10)
         primary.execute("INSERT INTO f VALUES (7, 'real')")
         s = wait_converged(stack)
         assert s.log_id != hello.log_id and not s.last_forked_append

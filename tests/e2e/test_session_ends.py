@@ -63,7 +63,7 @@ def timed_write(stub, table: str) -> tuple[float, common_pb2.StatementResult]:
 
 def test_cancelled_session_call_frees_the_write_lock(own_stack):
     stack = own_stack()
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[st("CREATE TABLE ends_cancel (a INTEGER)")]))
         call, reqs = start_long_statement_in_write_transaction(stub, "ends_cancel")
@@ -79,7 +79,7 @@ def test_cancelled_session_call_frees_the_write_lock(own_stack):
 
 def test_execute_deadline_mid_statement_frees_the_write_lock(own_stack):
     stack = own_stack()
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[st("CREATE TABLE ends_deadline (a INTEGER)")]))
         try:
@@ -95,14 +95,14 @@ def test_execute_deadline_mid_statement_frees_the_write_lock(own_stack):
 def test_scheduler_killed_mid_statement_frees_the_write_lock(own_stack):
     stack = own_stack()
     stack.allowed_errors.append(r"storage call failed")
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[st("CREATE TABLE ends_kill (a INTEGER)")]))
         call, reqs = start_long_statement_in_write_transaction(stub, "ends_kill")
         stack.kill("scheduler")
         reqs.end()
         stack.start("scheduler")
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         waited, result = timed_write(stub, "ends_kill")
         assert result.HasField("ok"), result
@@ -115,7 +115,7 @@ def test_storage_stopping_mid_statement_ends_it(own_stack):
     exits within its grace period (not when the statement would have finished)."""
     stack = own_stack()
     stack.allowed_errors.append(r"storage call failed")
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[st("CREATE TABLE ends_stop (a INTEGER)")]))
         call, reqs = start_long_statement_in_write_transaction(stub, "ends_stop")
