@@ -18,5 +18,9 @@ RUN if [ "$WITH_FDB" = "1" ]; then \
       && pip install --no-cache-dir "foundationdb==${FDB_VERSION}"; \
     fi
 ENV PYTHONPATH=/app/services PYTHONUNBUFFERED=1
-USER nobody
+# Every service runs as this unprivileged user (fixed uid, so volumes and Envoy agree). Named
+# volumes mounted on /data and /pki start as copies of these folders, so they belong to it.
+RUN groupadd --gid 10001 sqld && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin sqld \
+ && mkdir -p /data /pki && chown sqld:sqld /data /pki && chmod 0700 /pki
+USER 10001:10001
 EXPOSE 5432 7000 7001 7003

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 
-from launcher import plan, procs
+from launcher import pki, plan, procs
 
 from bench import schema
 
@@ -43,6 +43,7 @@ class Ours:
         self.dir = tempfile.mkdtemp(prefix="sqld-bench-ours-")
         # mvsqlite runs on the FoundationDB test double (no real cluster on these machines)
         self.services = plan.services(self.ports, os.path.join(self.dir, "data"), backend=backend)
+        self.pki_dir = os.path.join(self.dir, "data", "pki")  # plan.services' default
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -52,12 +53,13 @@ class Ours:
 
     def start(self) -> None:
         os.makedirs(os.path.join(self.dir, "data"))
+        pki.ensure(self.pki_dir, pki.instances(self.services))  # TLS on every hop, as `make run`
         os.makedirs(self.log_dir, exist_ok=True)
         for svc in self.services:
             with open(os.path.join(self.log_dir, f"{svc.name}.log"), "ab") as log:
                 proc = procs.start(svc.argv, log)
             self.procs[svc.name] = proc
-            procs.wait_healthy(svc.health, 30, proc)
+            procs.wait_healthy(svc.health, 30, proc, self.pki_dir if svc.role else None)
         dead = [n for n, p in self.procs.items() if p.poll() is not None]
         if dead:  # e.g. a port taken between choosing and binding: another process answered health
             raise RuntimeError(f"our services exited right after start: {', '.join(dead)}; see {self.log_dir}")

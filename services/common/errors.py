@@ -29,8 +29,22 @@ BY_STATUS: dict[grpc.StatusCode, str] = {
 }
 
 
+# transaction_resolution_unknown: a statement that could commit was sent, and its answer lost.
+IN_DOUBT = "08007"
+
+
 def sqlstate_for_status(code: grpc.StatusCode | None) -> str:
     return BY_STATUS.get(code, "XX000") if code is not None else "XX000"
+
+
+def lost(code: grpc.StatusCode | None, message: str, in_doubt: bool) -> common_pb2.StatementError:
+    """A call broke mid-statement. `in_doubt`: a COMMIT or an autocommit write had been sent,
+    so it may have committed (08007, check before retrying); otherwise nothing committed for
+    certain and the client may simply retry (the status's own SQLSTATE, such as 57P03)."""
+    if in_doubt:
+        return error(IN_DOUBT, f"{message}; the connection was lost after the statement was sent, so it may "
+                     "or may not have committed: check before retrying")
+    return error(sqlstate_for_status(code), f"{message}; the statement did not complete, retry")
 
 
 def error(sqlstate: str, message: str, sqlite_code: int = 0) -> common_pb2.StatementError:

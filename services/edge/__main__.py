@@ -4,13 +4,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_server, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls, log as logsetup
 from edge import config as edge_config
 from edge.server import EdgeServer
 
 
 async def run(argv: list[str]) -> None:
     cfg = edge_config.load(argv)
+    identity = grpc_tls.load_identity(cfg, "edge")
+    grpc_client.configure(identity)
+    if identity is not None and not cfg.scheduler_token_file:
+        raise SystemExit("edge: give --scheduler-token-file (a token the scheduler accepts, from "
+                         "python -m common.tokens mint), or --grpc-insecure true for a development run")
     try:
         edge = EdgeServer(cfg)
     except ValueError as exc:  # users file, auth method or TLS files that cannot work
@@ -25,7 +30,8 @@ async def run(argv: list[str]) -> None:
         await edge.stop(grace=5.0)
 
     # The edge serves gRPC health and reflection too, so every process is checked the same way.
-    await grpc_server.serve(cfg.health_listen, lambda server: [], on_stop)
+    await grpc_server.serve(cfg.health_listen, lambda server: [], on_stop,
+                            security=grpc_server.Security(identity))
 
 
 def main(argv: list[str]) -> None:

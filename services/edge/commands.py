@@ -23,7 +23,7 @@ DEFAULTS = {
     "statement_timeout": "0", "lock_timeout": "0", "idle_in_transaction_session_timeout": "0",
     "extra_float_digits": "1", "search_path": '"$user", public', "max_identifier_length": "63",
     "datestyle": "ISO, MDY", "timezone": "UTC", "synchronous_commit": "on", "bytea_output": "hex",
-    "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0",
+    "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0", "sqld.begin_as_writer": "off",
 }
 REPORTED = ["application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
             "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
@@ -88,7 +88,7 @@ class Settings:
 
 # Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
 # and the edge keeps a copy for SHOW once the scheduler accepted it.
-FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms"}
+FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer"}
 
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)

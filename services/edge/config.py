@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-from common import config
+from common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(grpc_tls.TlsConfig):
     """sqld edge: terminates the PostgreSQL wire protocol and forwards to the scheduler."""
 
     listen: str = dataclasses.field(default="127.0.0.1:5432", metadata={"help": "PostgreSQL address, host:port"})
@@ -21,6 +21,7 @@ class Config:
     tls_cert: str = dataclasses.field(default="", metadata={"help": "PEM certificate chain; with --tls-key, SSLRequest is answered 'S'"})
     tls_key: str = dataclasses.field(default="", metadata={"help": "PEM private key of --tls-cert"})
     tls_required: bool = dataclasses.field(default=False, metadata={"help": "refuse clients that do not switch to TLS (FATAL 28000)"})
+    scheduler_token_file: str = dataclasses.field(default="", metadata={"help": "file holding the bearer token (JWT) the edge presents to the scheduler"})
     startup_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a client has to finish TLS and authentication; 0 = no limit"})
 
 

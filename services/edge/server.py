@@ -5,7 +5,7 @@ import asyncio
 import itertools
 import logging
 
-from common import grpc_client
+from common import grpc_client, grpc_tls
 from edge import tls
 from edge.auth import exchange
 from edge.config import Config
@@ -20,7 +20,7 @@ class EdgeServer:
         self.cfg = cfg
         self.auth = exchange.policy(cfg.auth, cfg.users)  # raises ValueError subclasses on bad config
         self.tls = tls.server_context(cfg)
-        self.channel = grpc_client.channel(cfg.scheduler)
+        self.channel = grpc_client.channel(cfg.scheduler, grpc_tls.read_token(cfg.scheduler_token_file, "edge"))
         self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
         self._pids = itertools.count(1000)
         self._live: dict[int, Connection] = {}

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from launcher import plan, procs
+from launcher import pki, plan, procs
 
 
 def main(argv: list[str]) -> int:
@@ -32,6 +32,11 @@ def main(argv: list[str]) -> int:
     ports = plan.Ports.from_base(args.grpc_base_port, args.pg_port, args.pg_replica_port)
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
+    pki_dir = os.path.join(data_dir, "pki")
+    services = plan.services(ports, data_dir, args.host, replicas=args.replicas, backend=args.backend,
+                             fdb_cluster_file=args.fdb_cluster_file, pki_dir=pki_dir)
+    # The deployment's CA, certificates and token keys: made on the first start, kept after.
+    pki.ensure(pki_dir, pki.instances(services), ["localhost", "127.0.0.1", args.host])
 
     stopping = False
 
@@ -45,17 +50,21 @@ def main(argv: list[str]) -> int:
     running: list[tuple[plan.Service, object]] = []
     code = 0
     try:
-        for svc in plan.services(ports, data_dir, args.host, replicas=args.replicas, backend=args.backend,
-                                 fdb_cluster_file=args.fdb_cluster_file):
+        for svc in services:
             proc = procs.start(svc.argv, None)
             running.append((svc, proc))
-            procs.wait_healthy(svc.health, 30, proc)
+            procs.wait_healthy(svc.health, 30, proc, pki_dir if svc.role else None)
         print(f"\nsqld-py is running; data in {data_dir}\n"
               f"  connect: psql -h {args.host} -p {ports.pg} -U postgres main\n"
               + (f"  replica site (reads on a replica, writes to the primary): "
                  f"psql -h {args.host} -p {ports.pg_replica} -U postgres main\n"
                  f"  replication status: SELECT * FROM pg_stat_replication;\n" if args.replicas else "") +
-              f"  gRPC query API: {args.host}:{ports.scheduler} (sqld.v1.QueryService)\n"
+              f"  gRPC query API: {args.host}:{ports.scheduler} (sqld.v1.QueryService; TLS, bearer token "
+              f"in {pki_dir}/admin.token):\n"
+              f"    grpcurl -cacert {pki_dir}/ca.crt -H \"authorization: Bearer $(cat {pki_dir}/admin.token)\" "
+              f"-d '{{\"database\":\"main\",\"statements\":[{{\"sql\":\"select 1 as one\"}}]}}' "
+              f"{args.host}:{ports.scheduler} sqld.v1.QueryService/Execute\n"
+              f"    more tokens: python -m common.tokens mint --key {pki_dir}/auth.key [--read-only] [--database main]\n"
               f"  Ctrl-C stops everything.\n", flush=True)
         while not stopping:
             for svc, proc in running:

@@ -13,6 +13,11 @@ scheduler and edge on 5433) that reads from replica1 and sends writes to the pri
 none is given, in the FoundationDB TEST DOUBLE started as the first service (in memory; for tests
 and local trials only). Replication works the same on both backends: the storage primary feeds
 the log (from the WAL, or from the page store's changelog), and replicas are local files.
+
+Every service runs gRPC over TLS with a certificate of the deployment CA from `pki_dir`
+(`<instance>.crt`/`.key`, made by `launcher.pki.ensure` before the first start); the schedulers
+check bearer tokens with `auth.pub`, and the edges present `edge.token`. The FoundationDB test
+double is the one plaintext service (a test stand-in, never a deployment member).
 """
 from __future__ import annotations
 
@@ -48,12 +53,22 @@ class Service:
     name: str
     argv: list[str]
     health: str  # gRPC address answering grpc.health.v1
+    role: str = ""  # the role in its certificate (common.pki); "" for the plaintext test double
+
+
+def tls_args(pki_dir: str, instance: str) -> list[str]:
+    """The flags giving a service its certificate, key and the deployment CA."""
+    return ["--grpc-ca", os.path.join(pki_dir, "ca.crt"),
+            "--grpc-cert", os.path.join(pki_dir, f"{instance}.crt"),
+            "--grpc-key", os.path.join(pki_dir, f"{instance}.key")]
 
 
 def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable,
              replicas: int = 2, backend: str = "libsql", fdb_cluster_file: str = "",
-             fdb_namespace_prefix: str = "sqld/") -> list[Service]:
-    """Services in start order (each depends only on those before it)."""
+             fdb_namespace_prefix: str = "sqld/", pki_dir: str | None = None) -> list[Service]:
+    """Services in start order (each depends only on those before it). `pki_dir` holds the
+    deployment's certificates and keys (default `<data_dir>/pki`)."""
+    pki = pki_dir or os.path.join(data_dir, "pki")
     def addr(port: int) -> str:
         return f"{host}:{port}"
 
@@ -74,26 +89,35 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
     if replicas:
         out.append(Service("replication", m("replication", "--listen", repl,
                                              "--data-dir", os.path.join(data_dir, "replication"),
-                                             "--metrics-listen", addr(ports.replication_metrics)), repl))
+                                             "--metrics-listen", addr(ports.replication_metrics),
+                                             *tls_args(pki, "replication")), repl, "replication"))
     out.append(Service("storage", m("storage", "--listen", addr(ports.storage), "--data-dir", data_dir,
-                                    *(["--replication", repl] if replicas else []), *storage_args),
-                       addr(ports.storage)))
+                                    *(["--replication", repl] if replicas else []), *storage_args,
+                                    *tls_args(pki, "storage")),
+                       addr(ports.storage), "storage-primary"))
     replica_ports = [ports.replica1, ports.replica2][:replicas]
     for i, port in enumerate(replica_ports, 1):
         out.append(Service(f"replica{i}", m("storage", "--listen", addr(port),
                                             "--data-dir", os.path.join(data_dir, f"replica{i}"),
-                                            "--replica-of", repl, "--replica-id", f"replica{i}"), addr(port)))
+                                            "--replica-of", repl, "--replica-id", f"replica{i}",
+                                            *tls_args(pki, f"replica{i}")), addr(port), "storage-replica"))
+    auth_key = ["--auth-public-key", os.path.join(pki, "auth.pub")]
+    edge_token = ["--scheduler-token-file", os.path.join(pki, "edge.token")]
     out.append(Service("scheduler", m("scheduler", "--listen", addr(ports.scheduler), "--storage", addr(ports.storage),
-                                      *(["--replication", repl] if replicas else [])), addr(ports.scheduler)))
+                                      *(["--replication", repl] if replicas else []),
+                                      *tls_args(pki, "scheduler"), *auth_key), addr(ports.scheduler), "scheduler"))
     out.append(Service("edge", m("edge", "--listen", addr(ports.pg), "--health-listen", addr(ports.edge),
-                                 "--scheduler", addr(ports.scheduler)), addr(ports.edge)))
+                                 "--scheduler", addr(ports.scheduler), *tls_args(pki, "edge"), *edge_token),
+                       addr(ports.edge), "edge"))
     if replicas:
         out.append(Service("replica-scheduler", m("scheduler", "--listen", addr(ports.replica_scheduler),
                                                   "--storage", addr(ports.storage),
-                                                  "--replica", addr(ports.replica1), "--replication", repl),
-                           addr(ports.replica_scheduler)))
+                                                  "--replica", addr(ports.replica1), "--replication", repl,
+                                                  *tls_args(pki, "replica-scheduler"), *auth_key),
+                           addr(ports.replica_scheduler), "scheduler"))
         out.append(Service("replica-edge", m("edge", "--listen", addr(ports.pg_replica),
                                              "--health-listen", addr(ports.replica_edge),
-                                             "--scheduler", addr(ports.replica_scheduler)),
-                           addr(ports.replica_edge)))
+                                             "--scheduler", addr(ports.replica_scheduler),
+                                             *tls_args(pki, "replica-edge"), *edge_token),
+                           addr(ports.replica_edge), "edge"))
     return out

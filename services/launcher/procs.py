@@ -11,10 +11,22 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Block until the gRPC health service at `target` answers SERVING."""
+def admin_credentials(pki_dir: str) -> grpc.ChannelCredentials:
+    """TLS client credentials of the deployment's `admin` certificate in `pki_dir`."""
+    def read(name: str) -> bytes:
+        with open(os.path.join(pki_dir, name), "rb") as f:
+            return f.read()
+    return grpc.ssl_channel_credentials(read("ca.crt"), read("admin.key"), read("admin.crt"))
+
+
+def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = None,
+                 pki_dir: str | None = None) -> None:
+    """Block until the gRPC health service at `target` answers SERVING; over TLS with the
+    `admin` certificate of `pki_dir` when given (plaintext otherwise, e.g. the test double)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
+    channel = (grpc.secure_channel(target, admin_credentials(pki_dir)) if pki_dir
+               else grpc.insecure_channel(target))
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if proc is not None and proc.poll() is not None:

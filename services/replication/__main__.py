@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_server, log as logsetup, metrics
+from common import grpc_client, grpc_server, grpc_tls, log as logsetup, metrics
 from replication import config as replication_config, metrics as replication_metrics
 from replication.service import ReplicationCore
 from replication.servicer import SERVICE_NAME, ReplicationServicer
@@ -13,6 +13,8 @@ from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
 
 async def run(argv: list[str]) -> None:
     cfg = replication_config.load(argv)
+    identity = grpc_tls.load_identity(cfg, "replication")
+    grpc_client.configure(identity)
     core = ReplicationCore(cfg)
     servicer = ReplicationServicer(core)
 
@@ -25,7 +27,8 @@ async def run(argv: list[str]) -> None:
         exporter = await metrics.serve(cfg.metrics_listen,
                                        lambda: replication_metrics.text(core.status(pb.StatusRequest())))
     try:
-        await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams)
+        await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams,
+                                security=grpc_server.Security(identity))
     finally:
         if exporter is not None:
             exporter.close()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-from common import config
+from common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(grpc_tls.TlsConfig):
     """sqld replication: the durable WAL frame log of each database, streamed to replicas."""
 
     listen: str = dataclasses.field(default="127.0.0.1:7004", metadata={"help": "gRPC address, host:port or unix:/path"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_server, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls, log as logsetup
+from common.tokens import Verifier
 from scheduler import config as scheduler_config
 from scheduler.pool import Pools
 from scheduler.servicer import QueryServicer
@@ -13,8 +14,26 @@ from scheduler.stat_replication import ReplicationStatus
 from sqld.v1 import query_pb2, query_pb2_grpc
 
 
+def load_verifier(path: str, tls: bool) -> Verifier | None:
+    if not path:
+        if tls:
+            raise SystemExit("scheduler: give --auth-public-key (PEM Ed25519 key; make one with "
+                             "python -m common.tokens keygen), or --grpc-insecure true for a development run")
+        return None
+    try:
+        with open(path, "rb") as f:
+            return Verifier(f.read())
+    except OSError as exc:
+        raise SystemExit(f"scheduler: cannot read --auth-public-key {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SystemExit(f"scheduler: --auth-public-key {path}: {exc}") from None
+
+
 async def run(argv: list[str]) -> None:
     cfg = scheduler_config.load(argv)
+    identity = grpc_tls.load_identity(cfg, "scheduler")
+    grpc_client.configure(identity)
+    verifier = load_verifier(cfg.auth_public_key, identity is not None)
     pools = Pools(cfg.storage, cfg.max_connections, cfg.wait_timeout, cfg.open_timeout)
     replicas = Replicas(
         # a replica that does not answer quickly is skipped (reads go to the primary)
@@ -23,7 +42,7 @@ async def run(argv: list[str]) -> None:
         status=ReplicationStatus(cfg.replication) if cfg.replication else None,
         read_your_writes_wait_ms=int(cfg.read_your_writes_wait * 1000),
         max_lag_ms=int(cfg.max_replica_lag * 1000))
-    servicer = QueryServicer(cfg, pools, replicas)
+    servicer = QueryServicer(cfg, pools, replicas, verifier)
 
     async def on_stop() -> None:
         await pools.close()
@@ -36,7 +55,10 @@ async def run(argv: list[str]) -> None:
         query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
         return [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name]
 
-    await grpc_server.serve(cfg.listen, register, on_stop)
+    # The public port: TLS without client certificates (python grpc cannot make them optional);
+    # the bearer token is the caller's credential.
+    await grpc_server.serve(cfg.listen, register, on_stop,
+                            security=grpc_server.Security(identity, client_certs=False, verifier=verifier))
 
 
 def main(argv: list[str]) -> None:

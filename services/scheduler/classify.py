@@ -1,4 +1,5 @@
-"""Statement kinds as the scheduler sees them: transaction control, reads and writes.
+"""Statement kinds as the scheduler sees them: transaction control, reads and writes; and
+`expand`, which splits a string that holds several statements.
 
 A statement is a read only when its leading keyword says so for certain; anything
 unsure is a write (it then takes the writer token, which is always safe). Storage
@@ -9,7 +10,11 @@ from __future__ import annotations
 import enum
 import re
 
-from common.sqltext import leading_words, strip_leading
+from typing import Sequence
+
+from common import errors
+from common.sqltext import leading_words, split, strip_leading
+from sqld.v1 import common_pb2
 
 
 class Kind(enum.Enum):
@@ -52,3 +57,17 @@ def classify(sql: str) -> Kind:
 def is_read_only_begin(sql: str) -> bool:
     """BEGIN READ ONLY / START TRANSACTION READ ONLY."""
     return bool(_READ_ONLY_TXN.search(sql))
+
+
+def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statement] | common_pb2.StatementError:
+    """Split statements that hold several SQL statements; parameters allow only one."""
+    out: list[common_pb2.Statement] = []
+    for st in statements:
+        if ";" not in st.sql:
+            out.append(st)
+            continue
+        parts = split(st.sql)
+        if len(parts) > 1 and (st.params or st.named_params):
+            return errors.error("42601", "cannot insert multiple commands into a prepared statement")
+        out.extend(common_pb2.Statement(sql=p) for p in parts) if len(parts) > 1 else out.append(st)
+    return out

@@ -12,6 +12,8 @@ Settings can also be changed over pg-wire with SET (the scheduler answers these 
   SET synchronous_commit = remote_apply | on | off | local
   SET sqld.consistency = strong | read_your_writes | bounded_staleness
   SET sqld.max_staleness_ms = 250
+  SET sqld.begin_as_writer = on | off   (every transaction takes the writer token at its
+                                         first statement; see scheduler.writer)
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ STRONG = query_pb2.CONSISTENCY_STRONG
 READ_YOUR_WRITES = query_pb2.CONSISTENCY_READ_YOUR_WRITES
 BOUNDED_STALENESS = query_pb2.CONSISTENCY_BOUNDED_STALENESS
 
-_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(synchronous_commit|sqld\.consistency|sqld\.max_staleness_ms)"
+_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(synchronous_commit|sqld\.consistency|sqld\.max_staleness_ms|sqld\.begin_as_writer)"
                   r"\s*(?:=|\bTO\b)\s*'?([A-Za-z_0-9]+)'?\s*;?\s*$", re.I)
+_BOOL = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _CONSISTENCY = {"strong": STRONG, "read_your_writes": READ_YOUR_WRITES, "bounded_staleness": BOUNDED_STALENESS}
 
 
@@ -34,6 +37,7 @@ class Policy:
     consistency: int = READ_YOUR_WRITES
     max_staleness_ms: int = 0          # 0: the scheduler's default bound
     synchronous_commit: bool = False   # remote_apply
+    begin_as_writer: bool = False      # every transaction takes the writer token first
 
 
 def is_setting(sql: str) -> bool:
@@ -53,6 +57,10 @@ def apply_setting(policy: Policy, sql: str) -> str | None:
         if value not in _CONSISTENCY:
             return f'invalid value for parameter "sqld.consistency": "{value}" (use strong, read_your_writes or bounded_staleness)'
         policy.consistency = _CONSISTENCY[value]
+    elif name == "sqld.begin_as_writer":
+        if value not in _BOOL:
+            return f'invalid value for parameter "sqld.begin_as_writer": "{value}" (use on or off)'
+        policy.begin_as_writer = _BOOL[value]
     else:
         if not value.isdigit():
             return f'invalid value for parameter "sqld.max_staleness_ms": "{value}" (milliseconds)'

@@ -1,8 +1,9 @@
 """gRPC adapter for the public query service (sqld.v1.QueryService).
 
 Session streams: requests are read by a helper task into a queue, so the handler can
-wait for the next batch with a deadline (the idle-in-transaction timeout) and end the
-session on its own. Everything that decides lives in `scheduler.session`.
+wait for the next batch with a deadline (the idle-in-transaction timeout, or the end of
+the transaction's allowed hold on the writer token) and end the session on its own.
+Everything that decides lives in `scheduler.session`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import logging
 import grpc
 
 from common import errors
+from common.tokens import TokenError, Verifier
+from scheduler.access import ReadOnlyPool
 from scheduler.config import Config
 from scheduler import routing
 from scheduler.pool import Pools
@@ -24,19 +27,35 @@ log = logging.getLogger(__name__)
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, cfg: Config, pools: Pools, replicas: Replicas | None = None) -> None:
+    def __init__(self, cfg: Config, pools: Pools, replicas: Replicas | None = None,
+                 verifier: Verifier | None = None) -> None:
         self.cfg = cfg
+        self.verifier = verifier  # None: no token needed (a development run)
         self.pools = pools
         self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
+        database = database or self.cfg.default_database
+        read_only = False
+        if self.verifier is not None:  # the token was checked by common.authz; here: what it allows
+            try:
+                claims = self.verifier.from_metadata(context.invocation_metadata())
+            except TokenError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            if not claims.allows(database):
+                log.info("refused db=%s sub=%s: not in the token's databases", database, claims.sub)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"the token does not grant access to database {database!r}")
+            read_only = claims.read_only
         try:
-            pool = await self.pools.get(database or self.cfg.default_database,
+            pool = await self.pools.get(database,
                                         req.read_at if req is not None and req.HasField("read_at") else None)
         except StorageUnavailable as exc:
             await context.abort(exc.code or grpc.StatusCode.UNAVAILABLE, str(exc))
+        if read_only:
+            pool = ReadOnlyPool(pool)  # type: ignore[assignment]
         if self.sessions >= self.cfg.max_sessions:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"sorry, too many sessions already ({self.cfg.max_sessions})")
@@ -45,7 +64,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if req is not None:
             policy = routing.Policy(req.consistency, req.max_staleness_ms, req.synchronous_commit)
             frame_no = req.min_frame_no
-        return Session(pool, self.replicas, policy, frame_no)
+        return Session(pool, self.replicas, policy, frame_no, self.cfg.max_write_transaction_seconds)
+
+    def _too_long(self) -> common_pb2.StatementError:
+        return errors.error("25P04", "terminating connection due to transaction timeout: the transaction held the "
+                            f"write lock longer than {self.cfg.max_write_transaction_seconds:g}s "
+                            "(max_write_transaction_seconds) and was rolled back")
 
     async def Session(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         first = await context.read()
@@ -74,15 +98,20 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         try:
             await context.write(query_pb2.SessionResponse(opened=query_pb2.SessionOpened(session_id=session_id)))
             while True:
-                timeout = self.cfg.idle_in_transaction_timeout if session.status != IDLE else None
+                idle = self.cfg.idle_in_transaction_timeout if session.status != IDLE else 0
+                hold = session.turn.time_left()  # None unless a transaction holds the writer token
+                limits = [t for t in (idle if idle > 0 else None, hold) if t is not None]
                 try:
-                    req = await asyncio.wait_for(queue.get(), timeout if timeout and timeout > 0 else None)
+                    req = await asyncio.wait_for(queue.get(), max(min(limits), 0) if limits else None)
                 except asyncio.TimeoutError:
-                    log.info("idle transaction timeout session=%s db=%s", session_id, session.pool.name)
+                    too_long = session.turn.expired or (hold is not None and (idle <= 0 or hold <= idle))
+                    log.info("%s session=%s db=%s", "write transaction too long" if too_long else
+                             "idle transaction timeout", session_id, session.pool.name)
                     await session.close()
                     await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
-                        reason=errors.error("25P03", "terminating connection due to idle-in-transaction timeout "
-                                            f"({timeout:.0f}s): the transaction was rolled back"))))
+                        reason=self._too_long() if too_long else errors.error(
+                            "25P03", "terminating connection due to idle-in-transaction timeout "
+                            f"({idle:.0f}s): the transaction was rolled back"))))
                     return
                 if req is None:
                     return
@@ -96,6 +125,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     results = await session.describe(batch.statements)
                 else:
                     results = await session.run(batch.statements, batch.implicit_transaction)
+                if session.turn.expired:  # its statement was interrupted: end instead of answering
+                    log.info("write transaction too long session=%s db=%s", session_id, session.pool.name)
+                    await session.close()
+                    await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
+                        reason=self._too_long())))
+                    return
                 await context.write(query_pb2.SessionResponse(result=query_pb2.BatchResult(
                     id=batch.id, results=results, status=session.status, frame_no=session.frame_no,
                     served_by_replica=session.served_by_replica)))

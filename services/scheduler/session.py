@@ -5,7 +5,9 @@ transaction; only ROLLBACK, COMMIT or ROLLBACK TO SAVEPOINT are accepted). BEGIN
 no storage connection is taken until the first statement. A transaction whose first
 statement reads runs on a pinned connection in a deferred SQLite transaction; its first
 write takes the writer token. A transaction that starts with a write takes the token
-first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK.
+first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK; when a
+transaction begins as a writer even if it reads first, and how long it may hold the
+token, is `scheduler.writer`'s policy.
 
 Statements sent to storage together form a group: consecutive statements that are not
 transaction control travel in one message.
@@ -24,12 +26,14 @@ import logging
 import time
 from typing import Sequence
 
+import grpc
+
 from common import errors
-from common.sqltext import split
 from scheduler import routing, stat_replication
-from scheduler.classify import CONTROL, Kind, classify, is_read_only_begin
+from scheduler.classify import CONTROL, Kind, classify, expand, is_read_only_begin
 from scheduler.pool import Busy, DatabasePool, Pools
 from scheduler.storage_client import StorageConnection, StorageUnavailable
+from scheduler.writer import WriterTurn
 from sqld.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -50,20 +54,6 @@ def _fail(err: common_pb2.StatementError) -> common_pb2.StatementResult:
     return common_pb2.StatementResult(error=err)
 
 
-def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statement] | common_pb2.StatementError:
-    """Split statements that hold several SQL statements; parameters allow only one."""
-    out: list[common_pb2.Statement] = []
-    for st in statements:
-        if ";" not in st.sql:
-            out.append(st)
-            continue
-        parts = split(st.sql)
-        if len(parts) > 1 and (st.params or st.named_params):
-            return errors.error("42601", "cannot insert multiple commands into a prepared statement")
-        out.extend(common_pb2.Statement(sql=p) for p in parts) if len(parts) > 1 else out.append(st)
-    return out
-
-
 @dataclasses.dataclass
 class Replicas:
     """A site's read replica and what the session needs to route reads there."""
@@ -76,7 +66,7 @@ class Replicas:
 
 class Session:
     def __init__(self, pool: DatabasePool, replicas: Replicas | None = None,
-                 policy: routing.Policy | None = None, frame_no: int = 0) -> None:
+                 policy: routing.Policy | None = None, frame_no: int = 0, max_write_hold: float = 0.0) -> None:
         self.pool = pool
         self.replicas = replicas or Replicas()
         self.policy = policy or routing.Policy()
@@ -92,6 +82,8 @@ class Session:
         self._in_batch = False
         self._cancel_pending = False  # a Cancel came while the batch ran but not on storage
         self._waiting: asyncio.Future | None = None  # a wait for the writer token or a connection
+        self.turn = WriterTurn(max_write_hold, self._write_hold_expired)
+        self._expiring: asyncio.Task | None = None
 
     @property
     def pinned(self) -> bool:
@@ -100,7 +92,7 @@ class Session:
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False
                   ) -> list[common_pb2.StatementResult]:
         """Run a batch; stop at the first error. `self.status` tells where the session stands."""
-        self._in_batch, self._cancel_pending = True, False
+        self._in_batch, self._cancel_pending = True, self.turn.expired  # expired: the session is ending
         try:
             return await self._run(statements, implicit_transaction)
         finally:
@@ -286,9 +278,11 @@ class Session:
             return await self._autocommit(group, writes)
         prefix: list[common_pb2.Statement] = []
         try:
-            if writes and not self.read_only and not self.holds_writer:
+            as_writer = writes or (self.conn is None and self.turn.begins_as_writer(self.policy.begin_as_writer))
+            if as_writer and not self.read_only and not self.holds_writer:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
                 self.holds_writer = True
+                self.turn.taken()
             if self.conn is None:
                 self.conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
                 prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
@@ -322,6 +316,7 @@ class Session:
             self.active = None
         if results and results[-1].HasField("error"):
             self.status = FAILED
+            self.turn.note(results)
         return results
 
     async def _autocommit(self, group: Sequence[common_pb2.Statement], writes: bool
@@ -332,6 +327,7 @@ class Session:
                 return on_replica
         took_writer = False
         conn = None
+        answered = False
         try:
             if writes:
                 await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
@@ -342,12 +338,13 @@ class Session:
                 return [cancelled]
             results = await conn.execute(group, read_only=not writes,
                                          synchronous_commit=self.policy.synchronous_commit)
+            answered = True
             self._wrote(conn)
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
                 await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             return results
         except (Busy, StorageUnavailable) as exc:
-            return [_fail(self._transport_error(exc))]
+            return [_fail(self._transport_error(exc, could_commit=writes and not answered))]
         finally:
             self.active = None
             if conn is not None:
@@ -358,18 +355,24 @@ class Session:
     async def _end(self, verb: str, results: list[common_pb2.StatementResult]) -> None:
         """COMMIT or ROLLBACK the transaction and release what it held."""
         if self.conn is not None and self.conn.alive and self.conn.in_transaction:
+            answered = False
             try:
                 res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False,
                                               synchronous_commit=self.policy.synchronous_commit)
+                answered = True
                 self._wrote(self.conn)
                 if verb == "COMMIT" and res and res[-1].notices and not self.implicit:
                     results.append(res[-1])
                 if res and res[-1].HasField("error"):
                     results.append(res[-1])
+                    self.turn.note(res)
                     if self.conn.in_transaction:
                         await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             except StorageUnavailable as exc:
-                results.append(_fail(self._transport_error(exc)))
+                results.append(_fail(self._transport_error(exc, could_commit=verb == "COMMIT" and not answered)))
+        elif verb == "COMMIT" and self.conn is not None and not self.conn.alive:  # storage ended it: rolled back
+            results.append(_fail(self._transport_error(StorageUnavailable(
+                grpc.StatusCode.UNAVAILABLE, "storage: the connection was lost before COMMIT"))))
         self._unpin(reuse=True)
         self.status, self.implicit, self.read_only = IDLE, False, False
 
@@ -395,13 +398,17 @@ class Session:
         if self.holds_writer:
             self.pool.writer.release()
             self.holds_writer = False
+            self.turn.released()
 
-    def _transport_error(self, exc: Exception) -> common_pb2.StatementError:
+    def _transport_error(self, exc: Exception, could_commit: bool = False) -> common_pb2.StatementError:
+        """`could_commit`: the call was a COMMIT or an autocommit write, so once sent its
+        outcome is unknown; anything else (a read, a statement inside a transaction, which
+        storage rolls back when the stream ends) certainly did not commit."""
         if isinstance(exc, Busy):
             return errors.error(exc.sqlstate, str(exc))
         assert isinstance(exc, StorageUnavailable)
         log.warning("storage call failed db=%s err=%s", self.pool.name, exc)
-        return errors.error(errors.sqlstate_for_status(exc.code), f"{exc}; the statement did not complete, retry")
+        return errors.lost(exc.code, str(exc), in_doubt=could_commit and exc.sent)
 
     async def interrupt(self) -> None:
         """Stop the statement running now, if any (it fails with 57014); a batch whose
@@ -412,6 +419,11 @@ class Session:
             self._cancel_pending = True
             if self._waiting is not None:
                 self._waiting.cancel()
+
+    def _write_hold_expired(self) -> None:
+        """The transaction held the writer token too long: stop what it runs; the servicer
+        ends the session (it sees `turn.expired`)."""
+        self._expiring = asyncio.ensure_future(self.interrupt())
 
     async def close(self) -> None:
         """End the session: roll back and release everything, even when cancelled midway."""

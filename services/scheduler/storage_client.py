@@ -11,11 +11,15 @@ from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
 
 class StorageUnavailable(Exception):
-    """The storage stream failed; the connection (and any transaction on it) is gone."""
+    """The storage stream failed; the connection (and any transaction on it) is gone.
 
-    def __init__(self, code: grpc.StatusCode | None, message: str) -> None:
+    `sent`: the request had been sent when the stream broke, so storage may have run it
+    (and committed it); otherwise it certainly did not run."""
+
+    def __init__(self, code: grpc.StatusCode | None, message: str, sent: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.sent = sent
 
 
 class StorageConnection:
@@ -64,15 +68,23 @@ class StorageConnection:
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
             id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
             **replication))
+        sent = False
         try:
             await self._call.write(req)
+            sent = True
             resp = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             self.in_transaction = False
-            raise StorageUnavailable(exc.code(), f"storage: {exc.details()}") from exc
+            raise StorageUnavailable(exc.code(), f"storage: {exc.details()}", sent) from exc
+        except BaseException:
+            # Cancelled midway (the session is ending): the answer will never be read, so
+            # end the stream; storage interrupts the statement and rolls back.
+            self.in_transaction = False
+            self.close()
+            raise
         if resp is grpc.aio.EOF:
             self.in_transaction = False
-            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended")
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended", sent)
         self.in_transaction = resp.executed.in_transaction
         self.frame_no = resp.executed.frame_no
         self.not_caught_up = resp.executed.not_caught_up

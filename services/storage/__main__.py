@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from common import grpc_server, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls, log as logsetup
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
 from storage.servicer import StorageServicer
@@ -54,6 +54,8 @@ def open_databases(cfg: storage_config.Config) -> dict:
 def main(argv: list[str]) -> None:
     logsetup.setup("storage")
     cfg = storage_config.load(argv)
+    identity = grpc_tls.load_identity(cfg, "storage")
+    grpc_client.configure(identity)  # before anything opens a channel to the replication service
     if cfg.replication and cfg.replica_of:
         raise SystemExit("storage: --replication (primary) and --replica-of (replica) exclude each other; pick one")
     for name in cfg.databases:
@@ -74,11 +76,12 @@ def main(argv: list[str]) -> None:
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
-            servicer.shutdown()
+            await servicer.shutdown()
             for db in databases.values():
                 db.close()
 
-        await grpc_server.serve(cfg.listen, register, on_stop, on_stopping=servicer.close_streams)
+        await grpc_server.serve(cfg.listen, register, on_stop, on_stopping=servicer.close_streams,
+                                security=grpc_server.Security(identity))
 
     asyncio.run(run())
 

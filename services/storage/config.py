@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Sequence
 
-from common import config
+from common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(grpc_tls.TlsConfig):
     """sqld storage: serves SQLite databases to the scheduler over gRPC."""
 
     listen: str = dataclasses.field(default="127.0.0.1:7003", metadata={"help": "gRPC address, host:port or unix:/path"})

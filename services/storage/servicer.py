@@ -2,6 +2,12 @@
 
 The servicer only translates; `storage.sqlite.backend` decides. SQLite work runs on a
 thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement).
+
+However a stream ends (the client half-closes or cancels, its process dies, the service
+stops), `_end` interrupts the statement still running, waits for its worker thread to
+finish it, then rolls back and closes the connection on a worker thread: an apsw
+connection is used by one thread at a time, and closing it under a running statement
+would fail and leave the transaction, and SQLite's write lock, held.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
         self.open_connections = 0
         self._queues: set[asyncio.Queue] = set()
+        self._open: set[Connection] = set()      # connections not closed yet
+        self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
 
     async def close_streams(self) -> None:
         """The service is stopping: every Connect stream ends after its running statement
@@ -41,7 +49,6 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         if db is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f'database "{first.open.database}" does not exist')
-        loop = asyncio.get_running_loop()
         connect = db.connect
         if first.open.HasField("read_at"):
             connect_at = getattr(db, "connect_at", None)
@@ -49,11 +56,16 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     "time travel needs the mvsqlite backend (storage --backend mvsqlite)")
             connect = functools.partial(connect_at, first.open.read_at.version, first.open.read_at.unix_ms)
+        opening = self.executor.submit(connect)
         try:
-            conn: Connection = await loop.run_in_executor(self.executor, connect)
+            conn: Connection = await asyncio.wrap_future(opening)
         except ValueError as exc:  # the backend refused the time-travel target
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        except asyncio.CancelledError:  # the client left while the connection opened
+            opening.add_done_callback(self._close_orphan)
+            raise
         self.open_connections += 1
+        self._open.add(conn)
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
         outstanding = 0  # Executes received and not answered yet
 
@@ -83,7 +95,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 conn.reset_interrupt()
 
         reader = asyncio.create_task(read_requests())
-        running: asyncio.Future | None = None
+        running: concurrent.futures.Future | None = None  # the batch on a worker thread
         self._queues.add(pending)
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
@@ -95,10 +107,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
-                running = loop.run_in_executor(self.executor, conn.execute, ex.statements,
+                running = self.executor.submit(conn.execute, ex.statements,
                                                ex.read_only or follower is not None, ex.describe_only,
                                                ex.synchronous_commit)
-                results = await running
+                results = await asyncio.wrap_future(running)
                 running = None
                 done()
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
@@ -108,11 +120,36 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         finally:
             self._queues.discard(pending)
             reader.cancel()
-            if running is not None and not running.done():
-                conn.interrupt()
-                await asyncio.wait([running])
             self.open_connections -= 1
-            conn.close()  # quick (a rollback at most); also runs after the executor has shut down
+            # In a task of its own: a cancelled stream (client gone) must not cut it short.
+            ending = asyncio.ensure_future(self._end(conn, running))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            await asyncio.shield(ending)
 
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=False)
+    async def _end(self, conn: Connection, running: concurrent.futures.Future | None) -> None:
+        """Stop the batch still running, wait for its thread, then roll back and close."""
+        if running is not None and not running.done():
+            conn.interrupt()
+            await asyncio.wait([asyncio.wrap_future(running)])
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, conn.close)
+        except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
+            conn.close()
+        self._open.discard(conn)
+
+    def _close_orphan(self, opening: concurrent.futures.Future) -> None:
+        """A connection opened for a client that is gone: close it (on the opening thread)."""
+        if not opening.cancelled() and opening.exception() is None:
+            opening.result().close()
+
+    async def shutdown(self, wait: float = 5.0) -> None:
+        """After the server stopped: interrupt what still runs (a stream the server has not
+        ended yet), let every connection close, then stop the threads. The event loop keeps
+        running meanwhile, so the streams' own endings can run."""
+        for conn in list(self._open):
+            conn.interrupt()
+        deadline = asyncio.get_running_loop().time() + wait
+        while self._open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=False)

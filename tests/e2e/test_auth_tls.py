@@ -173,7 +173,7 @@ def test_trust_without_users(stack):
 ])
 def test_bad_settings_stop_the_edge_with_a_clear_message(args, message):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
-    out = subprocess.run([sys.executable, "-m", "edge", "--listen", "127.0.0.1:0", *args],
+    out = subprocess.run([sys.executable, "-m", "edge", "--listen", "127.0.0.1:0", "--grpc-insecure", "true", *args],
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert message in out.stderr

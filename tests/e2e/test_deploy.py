@@ -36,8 +36,75 @@ def test_compose_runs_the_plan():
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
     assert set(clusters) == {"edge", "scheduler", "replica-edge"}
     assert "http2_protocol_options" in str(clusters["scheduler"])
-    extra = {name for name, svc in services.items() if not svc.get("profiles")} - {s.name for s in local} - {"envoy"}
+    extra = {name for name, svc in services.items() if not svc.get("profiles")} - {s.name for s in local} - {"envoy", "pki"}
     assert not extra, f"services in docker-compose.yml but not in the local plan: {extra}"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def test_compose_every_service_uses_its_own_certificate_from_the_pki_volume():
+    """Static checks (there is no Docker engine on these machines): every sqld service gets the
+    CA, its own certificate and key from the read-only pki volume, after the pki step ran."""
+    services = _compose()
+    assert "launcher.pki" in " ".join(services["pki"]["command"])
+    assert services["pki"].get("restart") == "no"
+    for name, svc in services.items():
+        command = svc.get("command", [])
+        if command[:2] != ["python", "-m"]:
+            continue
+        assert "sqld-pki:/pki:ro" in svc.get("volumes", []), name
+        assert svc["depends_on"]["pki"]["condition"] == "service_completed_successfully", name
+        flags = dict(zip(command, command[1:]))
+        assert flags["--grpc-ca"] == "/pki/ca.crt", name
+        assert flags["--grpc-cert"] == f"/pki/{name}.crt" and flags["--grpc-key"] == f"/pki/{name}.key", name
+        assert "--grpc-insecure" not in command, name
+        if command[2] == "scheduler":
+            assert flags["--auth-public-key"] == "/pki/auth.pub", name
+        if command[2] == "edge":
+            assert flags["--scheduler-token-file"] == "/pki/edge.token", name
+            assert svc["environment"]["SQLD_EDGE_USERS"] == "/pki/users", name  # passwords behind Envoy
+        if "healthcheck" in svc:
+            assert svc["healthcheck"]["test"][-1] == "/pki", name  # health checks with the admin certificate
+
+
+def test_compose_publishes_only_envoy_and_runs_nothing_as_root():
+    services = _compose()
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"envoy"}, f"only Envoy may publish ports: {published}"
+    for name, svc in services.items():
+        user = str(svc.get("user", ""))
+        assert user and user.split(":")[0] not in ("root", "0"), f"{name} runs as root (user: {user!r})"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"(?m)^USER\s+(\S+)", dockerfile)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_envoy_grpc_route_needs_a_token_and_calls_the_scheduler_over_tls():
+    envoy = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
+    grpc_listener = next(li for li in envoy["static_resources"]["listeners"] if li["name"] == "grpc")
+    hcm = grpc_listener["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = [f["name"] for f in hcm["http_filters"]]
+    assert filters.index("envoy.filters.http.jwt_authn") < filters.index("envoy.filters.http.router")
+    jwt = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn")["typed_config"]
+    provider = jwt["providers"]["sqld"]
+    assert provider["local_jwks"]["filename"] == "/pki/auth.jwks.json"
+    assert provider.get("forward") is True  # the scheduler checks the token too
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    query = next(r for r in routes if r["match"].get("prefix") == "/sqld.v1.QueryService/")
+    requirement = query["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["requirement_name"]
+    assert jwt["requirement_map"][requirement] == {"provider_name": "sqld"}
+    for r in routes:  # every route to the scheduler's query API carries the requirement
+        if "QueryService" in str(r["match"]) or r["match"].get("prefix") in ("/", "/sqld.v1."):
+            assert "envoy.filters.http.jwt_authn" in r.get("typed_per_filter_config", {}), r
+    cluster = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "scheduler")
+    tls = cluster["transport_socket"]
+    assert tls["name"] == "envoy.transport_sockets.tls"
+    ctx = tls["typed_config"]["common_tls_context"]
+    assert ctx["validation_context"]["trusted_ca"]["filename"] == "/pki/ca.crt"
+    assert ctx["tls_certificates"][0]["certificate_chain"]["filename"] == "/pki/gateway.crt"
+    assert "h2" in ctx["alpn_protocols"]
 
 
 def test_compose_mvsqlite_profile_runs_the_plan():

@@ -51,3 +51,59 @@ def test_commits_acknowledged_during_kill_are_all_kept(own_stack):
         present = {r[0] for r in c.execute("SELECT n FROM stream").fetchall()}
         assert set(acknowledged) <= present
         assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_failed_answers_during_kill_tell_retry_from_in_doubt(own_stack):
+    """kill -9 of storage under a stream of autocommit INSERTs: a statement answered "did not
+    complete, retry" (57P03) must not be in the table, or following the advice writes twice;
+    one whose commit was sent and whose answer was lost is in doubt (08007): either way."""
+    stack = own_stack()
+    stack.allowed_errors.append(r"storage call failed")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE doubt (n INTEGER PRIMARY KEY)")
+    acknowledged: list[int] = []
+    failed: list[tuple[int, str, str]] = []  # id, SQLSTATE, message
+    stop = threading.Event()
+
+    def writer(k: int) -> None:
+        c = psycopg.connect(stack.dsn, autocommit=True)
+        n = k * 1_000_000
+        while not stop.is_set():
+            n += 1
+            try:
+                c.execute(f"INSERT INTO doubt VALUES ({n})")
+                acknowledged.append(n)
+            except psycopg.Error as exc:
+                failed.append((n, exc.sqlstate or "", str(exc)))
+                if c.closed:
+                    c = psycopg.connect(stack.dsn, autocommit=True)
+        c.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            before = len(acknowledged)
+            deadline = time.monotonic() + 30
+            while len(acknowledged) < before + 40 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            stack.kill("storage")
+            time.sleep(0.2)
+            stack.start("storage")
+    finally:
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(60)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        present = {r[0] for r in c.execute("SELECT n FROM doubt").fetchall()}
+    assert failed, "the kills failed no statement"
+    assert {state for _, state, _ in failed} <= {"57P03", "08007"}, failed
+    retry = [n for n, state, msg in failed if state == "57P03"]
+    assert all("retry" in msg for n, state, msg in failed if state == "57P03")
+    assert not set(retry) & present, f"answered 'retry' yet committed: {sorted(set(retry) & present)}"
+    assert set(acknowledged) <= present
+    doubt = [n for n, state, _ in failed if state == "08007"]
+    print(f"acknowledged={len(acknowledged)} retry={len(retry)} in_doubt={len(doubt)} "
+          f"in_doubt_committed={len(set(doubt) & present)}")

@@ -17,7 +17,7 @@ def st(sql: str, *params, **named) -> common_pb2.Statement:
 
 @pytest.fixture
 def stub(stack):
-    with grpc.insecure_channel(stack.scheduler_addr) as ch:
+    with stack.query_channel() as ch:  # TLS, a full-access bearer token
         yield query_pb2_grpc.QueryServiceStub(ch)
 
 
@@ -80,7 +80,8 @@ def test_health_and_reflection_on_every_service(stack):
                 "replica-scheduler": "sqld.v1.QueryService", "replica-edge": None,
                 "fdbdouble": "sqld.v1.FdbDouble"}  # the FoundationDB test double, with SQLD_TEST_BACKEND=mvsqlite
     for name, svc in stack.services.items():
-        with grpc.insecure_channel(svc.health) as ch:
+        # every service but the plaintext test double is TLS; the admin certificate may check health
+        with (stack.channel(name) if svc.role else grpc.insecure_channel(svc.health)) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
                 health_pb2.HealthCheckResponse.SERVING

@@ -23,18 +23,20 @@ DIVERGED = "replication log diverged"
 
 
 def _stub(stack) -> tuple[grpc.Channel, replication_pb2_grpc.ReplicationStub]:
-    ch = grpc.insecure_channel(stack.addr("replication"))
+    ch = stack.channel("replication", "storage")  # a primary's certificate: only the chain can tell a forgery
     return ch, replication_pb2_grpc.ReplicationStub(ch)
 
 
-def _head_transaction(stub, hello: pb.HelloResponse) -> pb.Transaction:
+def _head_transaction(stack, hello: pb.HelloResponse) -> pb.Transaction:
+    """The log's head transaction, read as a replica reads it (only replicas may)."""
     req = pb.FramesRequest(database="main", log_id=hello.log_id, from_frame_no=hello.head_frame_no,
                            replica_id="forger")
-    stream = stub.Frames(req, timeout=10)
-    try:
-        return next(stream).transactions[-1]
-    finally:
-        stream.cancel()
+    with stack.channel("replication", "replica1") as ch:
+        stream = replication_pb2_grpc.ReplicationStub(ch).Frames(req, timeout=10)
+        try:
+            return next(stream).transactions[-1]
+        finally:
+            stream.cancel()
 
 
 def _renumbered(txn: pb.Transaction, first: int, commit_size: int) -> pb.Transaction:
@@ -53,7 +55,7 @@ def test_an_append_that_does_not_continue_the_chain_is_refused(own_stack):
     ch, stub = _stub(stack)
     with ch:
         hello = stub.Hello(pb.HelloRequest(database="main"), timeout=5)
-        head = _head_transaction(stub, hello)
+        head = _head_transaction(stack, hello)
         forged = _renumbered(head, hello.head_frame_no + 1, head.frames[-1].commit_size)
         for prev in (b"", b"\0" * 32, log_chain.genesis(hello.log_id)):
             with pytest.raises(grpc.RpcError) as e:
@@ -83,13 +85,13 @@ def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(o
         primary.execute("INSERT INTO f VALUES (1, 'real')")
         ch, stub = _stub(stack)
         with ch:
-            one_row = _head_transaction(stub, stub.Hello(pb.HelloRequest(database="main"), timeout=5))
+            one_row = _head_transaction(stack, stub.Hello(pb.HelloRequest(database="main"), timeout=5))
             primary.execute("INSERT INTO f VALUES (2, 'real')")
             wait_converged(stack)
             # the forger knows the algorithm: it replays the table as it was with one row,
             # correctly chained, as the primary (its id is in Hello)
             hello = stub.Hello(pb.HelloRequest(database="main"), timeout=5)
-            size = _head_transaction(stub, hello).frames[-1].commit_size
+            size = _head_transaction(stack, hello).frames[-1].commit_size
             forged = _renumbered(one_row, hello.head_frame_no + 1, size)
             stub.Append(pb.AppendRequest(
                 database="main", log_id=hello.log_id, page_size=hello.page_size, transactions=[forged],
@@ -123,7 +125,9 @@ def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(o
             assert status(stack).head_frame_no == forged_head
 
             # the documented way out: a new history, asked for by the operator
-            stub.ResetLog(pb.ResetLogRequest(database="main", if_log_id=hello.log_id), timeout=10)
+            with stack.channel("replication", "admin") as admin:
+                replication_pb2_grpc.ReplicationStub(admin).ResetLog(
+                    pb.ResetLogRequest(database="main", if_log_id=hello.log_id), timeout=10)
         primary.execute("INSERT INTO f VALUES (7, 'real')")
         s = wait_converged(stack)
         assert s.log_id != hello.log_id and not s.last_forked_append

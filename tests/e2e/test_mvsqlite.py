@@ -115,7 +115,7 @@ def test_time_travel_reads_the_old_value(own_stack):
             pass
         c.execute("UPDATE tt SET v = 'new'")
         c.execute("UPDATE tt SET v = 'newer'")
-    with grpc.insecure_channel(s.scheduler_addr) as ch:
+    with s.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         sel = [common_pb2.Statement(sql="SELECT v FROM tt")]
         now = stub.Execute(query_pb2.ExecuteRequest(database="main", statements=sel))
@@ -134,7 +134,7 @@ def test_time_travel_reads_the_old_value(own_stack):
 
 def test_time_travel_needs_the_mvsqlite_backend(own_stack):
     s = own_stack(backend_name="libsql")
-    with grpc.insecure_channel(s.scheduler_addr) as ch:
+    with s.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         with pytest.raises(grpc.RpcError) as info:
             stub.Execute(query_pb2.ExecuteRequest(database="main", read_at=common_pb2.ReadAt(version=1),

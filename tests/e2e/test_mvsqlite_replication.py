@@ -6,6 +6,7 @@ Runs on the FoundationDB TEST DOUBLE, or on a real cluster when FDB_CLUSTER_FILE
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
@@ -174,8 +175,8 @@ def test_a_log_that_follows_another_page_store_gets_a_new_history(own_stack):
     for name in ("replica-edge", "replica-scheduler", "edge", "scheduler", "storage"):
         stack.stop_one(name)
     svc = stack.services["storage"]
-    stack.services["storage"] = svc.__class__(svc.name, [x if not x.startswith(stack.prefix) else stack.prefix + "v2/"
-                                                         for x in svc.argv], svc.health)
+    stack.services["storage"] = dataclasses.replace(svc, argv=[x if not x.startswith(stack.prefix) else stack.prefix + "v2/"
+                                                               for x in svc.argv])
     for name in ("storage", "scheduler", "edge", "replica-scheduler", "replica-edge"):
         stack.start(name)
     with psycopg.connect(stack.dsn, autocommit=True) as c:
@@ -193,12 +194,12 @@ def test_replication_status_over_grpc_names_the_page_store(own_stack):
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE s (a INTEGER); INSERT INTO s VALUES (1)")
     wait_converged(stack, names=("replica1",))
-    with grpc.insecure_channel(stack.addr("replication")) as ch:
+    with stack.channel("replication", "storage") as ch:  # Hello: a storage certificate
         hello = replication_pb2_grpc.ReplicationStub(ch).Hello(replication_pb2.HelloRequest(database="main"), timeout=5)
     assert hello.wal_position.page_store_version > 0 and hello.wal_position.page_store_id != 0
     assert hello.head_frame_no == status(stack).head_frame_no
     # a commit answers with the frame number that holds it (replica reads wait for that frame)
-    session = Session(stack.scheduler_addr)
+    session = Session(stack)
     try:
         for i in range(5):
             w = session.run(f"INSERT INTO s VALUES ({i})")

@@ -25,7 +25,7 @@ def st(sql: str) -> common_pb2.Statement:
 
 
 def status(stack) -> replication_pb2.LogStatus:
-    with grpc.insecure_channel(stack.addr("replication")) as ch:
+    with stack.channel("replication", "admin") as ch:  # Status: scheduler or admin certificates
         logs = replication_pb2_grpc.ReplicationStub(ch).Status(replication_pb2.StatusRequest(database="main"), timeout=5).logs
     return logs[0]
 
@@ -57,9 +57,9 @@ def integrity(path: Path) -> str:
 class Session:
     """A QueryService session stream driven one batch at a time."""
 
-    def __init__(self, addr: str, **open_args) -> None:
+    def __init__(self, stack, service: str = "scheduler", **open_args) -> None:
         import queue
-        self._ch = grpc.insecure_channel(addr)
+        self._ch = stack.query_channel(service=service)
         self._q: "queue.Queue" = queue.Queue()
         self._q.put(query_pb2.SessionRequest(open=query_pb2.OpenSession(database="main", **open_args)))
         self._it = query_pb2_grpc.QueryServiceStub(self._ch).Session(iter(self._q.get, None))
@@ -94,7 +94,7 @@ def test_ten_thousand_random_transactions_converge_through_crashes_and_compactio
     stack = own_stack(env={"SQLD_REPLICATION_COMPACT_FRAMES": "3000", "SQLD_REPLICATION_KEEP_FRAMES": "500"},
                       replicas=2)
     rng = random.Random(4)
-    s = Session(stack.scheduler_addr)
+    s = Session(stack)
     tables = ["t0", "t1", "t2"]
     assert not any(r.HasField("error") for r in s.run(*[f"CREATE TABLE {t} (k INTEGER, v BLOB)" for t in tables]).results)
     started = time.monotonic()
@@ -145,7 +145,7 @@ def test_ten_thousand_random_transactions_converge_through_crashes_and_compactio
 
 
 def test_readers_on_a_replica_never_see_a_torn_transaction(stack):
-    s = Session(stack.scheduler_addr)
+    s = Session(stack)
     setup = s.run("DROP TABLE IF EXISTS acct", "CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER)",
                   "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500) "
                   "INSERT INTO acct SELECT x, 1000 FROM c")
@@ -155,7 +155,7 @@ def test_readers_on_a_replica_never_see_a_torn_transaction(stack):
     problems: list[str] = []
 
     def transfers() -> None:
-        w = Session(stack.scheduler_addr)
+        w = Session(stack)
         rng = random.Random(7)
         try:
             while not stop.is_set():
@@ -171,7 +171,7 @@ def test_readers_on_a_replica_never_see_a_torn_transaction(stack):
     writer = threading.Thread(target=transfers)
     writer.start()
     # read-your-writes across sessions: the reader starts from the setup's frame number
-    reader = Session(stack.addr("replica-scheduler"), min_frame_no=setup.frame_no)
+    reader = Session(stack, "replica-scheduler", min_frame_no=setup.frame_no)
     on_replica = 0
     try:
         for i in range(400):
@@ -196,7 +196,7 @@ def test_read_your_writes_through_the_replica_site(stack):
             c.execute(f"INSERT INTO ryw VALUES ({i})")
             assert c.execute(f"SELECT max(n), {i} FROM ryw").fetchone() == (i, i)
     # the reads ran on the replica, which had applied the write (not on the primary)
-    s = Session(stack.addr("replica-scheduler"))
+    s = Session(stack, "replica-scheduler")
     try:
         for i in range(10):
             w = s.run(f"INSERT INTO ryw VALUES ({100 + i})")
@@ -204,7 +204,7 @@ def test_read_your_writes_through_the_replica_site(stack):
             r = s.run(f"SELECT count(*) FROM ryw WHERE n = {100 + i}")
             assert r.results[0].ok.rows[0].values[0].integer == 1
             assert r.served_by_replica
-        strong = Session(stack.addr("replica-scheduler"), consistency=query_pb2.CONSISTENCY_STRONG)
+        strong = Session(stack, "replica-scheduler", consistency=query_pb2.CONSISTENCY_STRONG)
         assert not strong.run("SELECT count(*) FROM ryw").served_by_replica
         strong.close()
     finally:
@@ -213,7 +213,7 @@ def test_read_your_writes_through_the_replica_site(stack):
     with psycopg.connect(stack.dsn, autocommit=True) as primary:
         primary.execute("INSERT INTO ryw VALUES (-1)")
     started = time.monotonic()
-    reader = Session(stack.addr("replica-scheduler"), consistency=query_pb2.CONSISTENCY_BOUNDED_STALENESS,
+    reader = Session(stack, "replica-scheduler", consistency=query_pb2.CONSISTENCY_BOUNDED_STALENESS,
                      max_staleness_ms=60_000)
     try:
         for i in range(1000):

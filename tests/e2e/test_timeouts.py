@@ -52,3 +52,34 @@ def test_statement_timeout_and_cancel_stop_a_wait_for_the_write_lock(own_stack):
             assert waiter.execute("SELECT a FROM w ORDER BY a").fetchall() == [(1,), (4,)]
     finally:
         holder.close()
+
+
+def test_write_transaction_held_too_long_is_ended_even_when_busy(own_stack):
+    """The idle timeout counts only the time between statements; max_write_transaction_seconds
+    bounds the whole hold on the writer, also while a statement runs (FATAL 25P04)."""
+    stack = own_stack(env={"SQLD_SCHEDULER_MAX_WRITE_TRANSACTION_SECONDS": "1.5"})
+    with psycopg.connect(stack.dsn, autocommit=True) as other:
+        other.execute("CREATE TABLE hold (a INTEGER)")
+        holder = psycopg.connect(stack.dsn)
+        holder.execute("INSERT INTO hold VALUES (1)")  # takes the writer token
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.TransactionTimeout) as info:
+            while time.monotonic() - started < 10:  # never idle for long
+                holder.execute("SELECT 1")
+                time.sleep(0.2)
+        assert 1.2 < time.monotonic() - started < 4
+        assert info.value.sqlstate == "25P04" and "max_write_transaction_seconds" in str(info.value)
+        holder.close()
+        started = time.monotonic()
+        other.execute("INSERT INTO hold VALUES (2)")
+        assert time.monotonic() - started < 1
+
+        runner = psycopg.connect(stack.dsn)
+        runner.execute("INSERT INTO hold VALUES (3)")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.TransactionTimeout):  # the long statement is interrupted
+            runner.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                           "WHERE x < 500000000) SELECT count(*) FROM c")
+        assert time.monotonic() - started < 4
+        runner.close()
+        assert other.execute("SELECT a FROM hold ORDER BY a").fetchall() == [(2,)]

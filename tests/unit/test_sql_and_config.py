@@ -102,6 +102,14 @@ def test_grpc_status_table_covers_every_code():
     assert errors.sqlstate_for_status(grpc.StatusCode.NOT_FOUND) == "3D000"
 
 
+def test_a_lost_call_says_retry_only_when_nothing_committed():
+    certain = errors.lost(grpc.StatusCode.UNAVAILABLE, "storage: stream ended", in_doubt=False)
+    assert certain.sqlstate == "57P03" and "did not complete, retry" in certain.message
+    doubt = errors.lost(grpc.StatusCode.UNAVAILABLE, "storage: stream ended", in_doubt=True)
+    assert doubt.sqlstate == "08007" and "check before retrying" in doubt.message
+    assert "retry," not in doubt.message and "did not complete" not in doubt.message
+
+
 def test_no_service_imports_another_service():
     services = {"edge", "scheduler", "storage", "replication"}
     for svc in services:

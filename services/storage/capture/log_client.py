@@ -17,8 +17,7 @@ from typing import Callable
 
 import grpc
 
-from common import log_chain
-from common.grpc_client import CHANNEL_OPTIONS
+from common import grpc_client, log_chain
 from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
 
 APPEND_RETRY_SECONDS = 30.0
@@ -53,7 +52,7 @@ class LogClient:
     def __init__(self, name: str, target: str) -> None:
         self.name = name
         self.primary_id = ""  # set by the capturer: who appends (AppendRequest.primary_id)
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = grpc_client.sync_channel(target)
         self._stub = replication_pb2_grpc.ReplicationStub(self._channel)
 
     def hello(self) -> pb.HelloResponse:

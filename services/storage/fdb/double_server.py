@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         return [pb.DESCRIPTOR.services_by_name["FdbDouble"].full_name]
 
     log.warning("serving the FoundationDB TEST DOUBLE on %s: in memory, for tests only", args.listen)
-    asyncio.run(grpc_server.serve(args.listen, register))
+    # A test double on loopback: plaintext on purpose (security=None); never a deployment member.
+    asyncio.run(grpc_server.serve(args.listen, register, security=None))
 
 
 if __name__ == "__main__":
