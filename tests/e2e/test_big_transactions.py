@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import apsw
-import grpc
 import psycopg
 
 from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
@@ -97,7 +96,7 @@ def test_a_database_over_a_gib_starts_a_new_history_and_replicas_install_it(own_
     old = status(stack).log_id
     stack.stop_one("storage")
     _build(str(stack.db_path("storage")), 1100)  # the primary's database grows to ~1.1 GiB offline
-    with grpc.insecure_channel(stack.addr("replication")) as ch:
+    with stack.channel("replication", "admin") as ch:
         stub = replication_pb2_grpc.ReplicationStub(ch)
         hello = stub.ResetLog(pb.ResetLogRequest(database="main", if_log_id=old), timeout=30)
     assert hello.log_id != old and hello.head_frame_no == 0
