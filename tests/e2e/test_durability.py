@@ -107,3 +107,28 @@ def test_failed_answers_during_kill_tell_retry_from_in_doubt(own_stack):
     doubt = [n for n, state, _ in failed if state == "08007"]
     print(f"acknowledged={len(acknowledged)} retry={len(retry)} in_doubt={len(doubt)} "
           f"in_doubt_committed={len(set(doubt) & present)}")
+
+
+def test_a_reader_process_on_the_primary_file_cannot_delete_its_wal(own_stack):
+    """Another process opening the primary's database (sqlite3, dbhash, a backup tool) and
+    closing it must not find itself the last connection: that one checkpoints and deletes the
+    WAL, and the primary's later commits would go to the deleted file and vanish at restart.
+    Our own reads of the database file and the -shm (a new history's image, the wal-index
+    header) used to close descriptors of those files, which drops every POSIX lock the process
+    holds on them (SQLite's shared lock included)."""
+    from tests.e2e.test_replication import dbhash, wait_converged
+    stack = own_stack(replicas=1, backend_name="libsql")  # a replicated primary: its capturer reads the files
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE kept (a INTEGER PRIMARY KEY)")
+        c.execute("INSERT INTO kept VALUES (1)")
+    wait_converged(stack, names=("replica1",))
+    wal = stack.db_path("storage").with_name("main.db-wal")
+    assert wal.exists()
+    dbhash(stack.db_path("storage"))  # a separate process opens and closes the live database
+    assert wal.exists(), "another process's close deleted the primary's WAL"
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("INSERT INTO kept VALUES (2)")
+    stack.stop_one("storage")
+    stack.start("storage")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        assert [r[0] for r in c.execute("SELECT a FROM kept ORDER BY a")] == [1, 2]

@@ -101,6 +101,10 @@ class Capturer:
         self._sum = (0, 0)
         self._writer = self._checkpointer = None
         self._checkpoint_at = CHECKPOINT_BYTES
+        # The database file and its -shm are read outside SQLite through descriptors kept open
+        # until close (see HeldOpen): closing one would drop this process's SQLite locks.
+        self._db_file = HeldOpen(path)
+        self._shm_file = HeldOpen(path + "-shm")
 
     # -- start-up ------------------------------------------------------------------
     def start(self) -> None:
@@ -223,7 +227,7 @@ class Capturer:
         """A new log id (if the log is still `seen_log_id`); the whole database, read through
         SQLite, is its first transaction. Write lock held. Whether a replica applied it."""
         page_size = self._writer.execute("PRAGMA page_size").fetchall()[0][0]
-        image = _Image(self.path, page_size, self._scan(from_start=True))
+        image = _Image(self._db_file, page_size, self._scan(from_start=True))
         position = self._skip_to(image.scan)
         hello = self._client.reset(if_log_id=seen_log_id)
         if hello.head_frame_no:
@@ -265,7 +269,7 @@ class Capturer:
             return self._offset_for(header), self._sum
 
         def trusted(header: wal.WalHeader, raw: bytes) -> int:
-            return wal.shm_frames(self.path + "-shm", header, raw)
+            return wal.shm_frames(self._shm_file.fd(), header, raw)
 
         return wal.scan(self.wal_path, offset_for, trusted)
 
@@ -380,10 +384,45 @@ class Capturer:
             w.execute("ROLLBACK")
 
     def close(self) -> None:
+        """After every connection of this process to the database closed (Database.close)."""
         for c in (self._writer, self._checkpointer):
             if c is not None:
                 c.close()
+        self._db_file.close()
+        self._shm_file.close()
         self._client.close()
+
+
+class HeldOpen:
+    """A read-only descriptor of a file SQLite locks (the database, its -shm), opened on first
+    use and closed only at Capturer.close, once SQLite's connections are closed.
+
+    POSIX advisory locks belong to the process and the file, not to a descriptor: closing ANY
+    descriptor of the file drops every lock the process holds on it, SQLite's included (SQLite
+    avoids this for its own descriptors; ours are invisible to it). With the shared lock on the
+    database file gone, another process opening and closing the database (sqlite3, dbhash, a
+    backup tool) believes it is the last connection: it checkpoints and deletes the WAL, and
+    every commit after that goes to the deleted file and is lost at restart. With the -shm's
+    locks gone, another process may rebuild the wal-index under our connections. So nothing here
+    ever closes such a file while SQLite uses it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def fd(self) -> int:
+        """The descriptor; -1 while the file does not exist."""
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return -1
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _Image:
@@ -393,8 +432,9 @@ class _Image:
     pages i+1..i+n, so a new history never holds the database in memory (4 bytes of index
     per WAL frame, and one part of pages)."""
 
-    def __init__(self, path: str, page_size: int, scan: wal.WalScan | None) -> None:
-        self.path, self.page_size, self.scan = path, page_size, scan
+    def __init__(self, db_file: HeldOpen, page_size: int, scan: wal.WalScan | None) -> None:
+        self.path, self.page_size, self.scan = db_file.path, page_size, scan
+        self._db_file = db_file
         self._latest: dict[int, int] = {}  # page no -> file offset of its newest WAL frame
         self.pages = 0
         if scan is not None and scan.transactions:
@@ -406,19 +446,18 @@ class _Image:
                     self._latest[page_no] = t.offset + k * fs + wal.FRAME_HEADER_SIZE
             self.pages = scan.transactions[-1].commit_size
         else:
-            self.pages = _file_pages(path, page_size)
+            self.pages = _file_pages(db_file.fd(), page_size)
         self._db = self._wal = -1
 
     def __enter__(self) -> "_Image":
-        self._db = os.open(self.path, os.O_RDONLY)
+        self._db = self._db_file.fd()  # held open: never closed here (see HeldOpen)
         if self._latest:
-            self._wal = os.open(self.path + "-wal", os.O_RDONLY)
+            self._wal = os.open(self.path + "-wal", os.O_RDONLY)  # SQLite locks no byte of the -wal
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fd in (self._db, self._wal):
-            if fd >= 0:
-                os.close(fd)
+        if self._wal >= 0:
+            os.close(self._wal)
         self._db = self._wal = -1
 
     def read(self, i: int, n: int) -> list[tuple[int, bytes]]:
@@ -431,12 +470,11 @@ class _Image:
         return out
 
 
-def _file_pages(path: str, page_size: int) -> int:
+def _file_pages(fd: int, page_size: int) -> int:
     """The database file's size in pages: its header's count when valid (the change counter
-    equals version-valid-for), else the file's length."""
-    with open(path, "rb") as f:
-        header = f.read(100)
-        size = os.fstat(f.fileno()).st_size
+    equals version-valid-for), else the file's length. `fd`: a held descriptor (HeldOpen)."""
+    header = os.pread(fd, 100, 0)
+    size = os.fstat(fd).st_size
     if len(header) == 100 and header[24:28] == header[92:96]:
         n = int.from_bytes(header[28:32], "big")
         if n:

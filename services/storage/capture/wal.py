@@ -161,16 +161,16 @@ class WalScan:
     stop: str
 
 
-def shm_frames(shm_path: str, header: WalHeader, raw_header: bytes) -> int:
-    """How many frames of the WAL generation `header` SQLite's wal-index (the -shm file) says
-    are committed; 0 when it cannot tell (missing, being written, another generation). Only
-    meaningful while a connection of this process keeps the database open and has read it
-    (the index is then current: SQLite rebuilds it when the first connection opens)."""
-    try:
-        with open(shm_path, "rb") as f:
-            raw = f.read(2 * _SHM_HEADER.size)
-    except FileNotFoundError:
+def shm_frames(shm_fd: int, header: WalHeader, raw_header: bytes) -> int:
+    """How many frames of the WAL generation `header` SQLite's wal-index (the -shm file, read
+    through `shm_fd`, -1 when missing) says are committed; 0 when it cannot tell (missing, being
+    written, another generation). Only meaningful while a connection of this process keeps the
+    database open and has read it (the index is then current: SQLite rebuilds it when the first
+    connection opens). The caller keeps `shm_fd` open as long as SQLite uses the file: closing
+    a descriptor of the -shm drops this process's SQLite locks on it (capturer.HeldOpen)."""
+    if shm_fd < 0:
         return 0
+    raw = os.pread(shm_fd, 2 * _SHM_HEADER.size, 0)
     if len(raw) < 2 * _SHM_HEADER.size or raw[:_SHM_HEADER.size] != raw[_SHM_HEADER.size:]:
         return 0
     _, _, _, is_init, _, _, mx_frame, _, _, _, salts, _, _ = _SHM_HEADER.unpack_from(raw, 0)
