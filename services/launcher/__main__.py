@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
               f"    grpcurl -cacert {pki_dir}/ca.crt -H \"authorization: Bearer $(cat {pki_dir}/admin.token)\" "
               f"-d '{{\"database\":\"main\",\"statements\":[{{\"sql\":\"select 1 as one\"}}]}}' "
               f"{args.host}:{ports.scheduler} sqld.v1.QueryService/Execute\n"
-              f"    more tokens: python -m common.tokens mint --key {pki_dir}/auth.key [--read-only] [--database main]\n"
+              f"    more tokens: {sys.executable} -m common.tokens mint --key {pki_dir}/auth.key [--read-only] [--database main]\n"
               f"  Ctrl-C stops everything.\n", flush=True)
         while not stopping:
             for svc, proc in running:
