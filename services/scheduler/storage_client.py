@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 import grpc
 
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+
+
+PartSink = Callable[[common_pb2.ResultPart], Awaitable[None]]
 
 
 class StorageUnavailable(Exception):
@@ -54,9 +57,11 @@ class StorageConnection:
         return self._call is not None and not self._call.done()
 
     async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
-                      describe_only: bool = False, **replication: int | bool) -> list[common_pb2.StatementResult]:
+                      describe_only: bool = False, on_part: PartSink | None = None,
+                      **replication: int | bool) -> list[common_pb2.StatementResult]:
         """Run (or describe) a batch; `replication` takes Execute's min_frame_no, wait_ms,
-        max_staleness_ms and synchronous_commit."""
+        max_staleness_ms and synchronous_commit. A large result arrives in ResultParts before
+        the results (rows left out of those): each is awaited in `on_part` as it comes."""
         assert self._call is not None
         if self._call.done():  # the stream ended between calls (storage restarted): writing would raise
             self.in_transaction = False
@@ -66,7 +71,11 @@ class StorageConnection:
             **replication))
         try:
             await self._call.write(req)
-            resp = await self._call.read()
+            while (resp := await self._call.read()) is not grpc.aio.EOF and resp.WhichOneof("kind") == "part":
+                # A large result in pieces: each is handed on before the next is read, so a
+                # slow reader downstream slows the statement in storage (back-pressure).
+                if on_part is not None:
+                    await on_part(resp.part)
         except grpc.aio.AioRpcError as exc:
             self.in_transaction = False
             raise StorageUnavailable(exc.code(), f"storage: {exc.details()}") from exc

@@ -18,6 +18,14 @@ from storage.sqlite.backend import Connection, Database
 log = logging.getLogger(__name__)
 
 
+def _step(steps):
+    """The next ResultPart of a running batch, or its results (a list) once it is over."""
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return stop.value
+
+
 class StorageServicer(storage_pb2_grpc.StorageServicer):
     def __init__(self, databases: dict, threads: int) -> None:
         self.databases = databases
@@ -84,6 +92,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
         reader = asyncio.create_task(read_requests())
         running: asyncio.Future | None = None
+        steps = None  # the running batch (Connection.run), until it returns its results
         self._queues.add(pending)
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
@@ -95,11 +104,15 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
-                running = loop.run_in_executor(self.executor, conn.execute, ex.statements,
-                                               ex.read_only or follower is not None, ex.describe_only,
-                                               ex.synchronous_commit)
-                results = await running
-                running = None
+                # SQLite steps on a worker thread one part at a time, one part ahead of the
+                # write: a stream that does not drain pauses the statement, holding no thread.
+                steps = conn.run(ex.statements, ex.read_only or follower is not None, ex.describe_only,
+                                 ex.synchronous_commit)
+                running = loop.run_in_executor(self.executor, _step, steps)
+                while not isinstance(item := await running, list):
+                    running = loop.run_in_executor(self.executor, _step, steps)
+                    await context.write(storage_pb2.ConnectResponse(part=item))
+                results, running, steps = item, None, None
                 done()
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
@@ -111,6 +124,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             if running is not None and not running.done():
                 conn.interrupt()
                 await asyncio.wait([running])
+            if steps is not None:
+                steps.close()  # a statement paused between parts: its cursor closes
             self.open_connections -= 1
             conn.close()  # quick (a rollback at most); also runs after the executor has shut down
 
