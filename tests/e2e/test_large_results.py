@@ -86,6 +86,8 @@ def test_slow_reader_streams_with_bounded_memory(own_stack):
     assert got == n
     assert first < 5 and first < total / 4, (first, total)
     growth = {name: (peak[name] - idle[name]) // MIB for name in SERVICES}
+    print(f"first row {first:.2f}s, all {n} rows {total:.1f}s, growth MiB {growth}, "
+          f"other session max {max(others.latencies) * 1000:.0f} ms")
     assert all(g * MIB < GROWTH_BOUND for g in growth.values()), growth
     assert others.latencies and max(others.latencies) < 1.0, max(others.latencies)
 
@@ -128,6 +130,7 @@ def test_endless_query_cancelled_leaves_storage_idle(own_stack):
         timer.join()
         assert seen > 10_000  # rows flowed before the cancel
         assert c.execute("SELECT 1").fetchone() == (1,)
+    print(f"rows before the cancel {seen}, storage peak growth {(peak - idle) // MIB} MiB")
     assert peak - idle < GROWTH_BOUND, (peak - idle) // MIB
     deadline = time.monotonic() + 10
     while rss(s, "storage") - idle > 50 * MIB and time.monotonic() < deadline:
