@@ -280,7 +280,8 @@ class Extended:
             streaming: dict[int, _Streaming] = {}
 
             async def on_part(part: common_pb2.ResultPart) -> None:
-                await self._part(execs[part.statement], part, streaming)
+                if (item := execs.get(part.statement)) is not None:
+                    await self._part(item, part, streaming)
 
             batch = await self.conn.run_batch(statements, implicit=True, on_part=on_part)
             results = list(batch.results)

@@ -40,6 +40,8 @@ class SimpleStream:
 
     async def part(self, part: common_pb2.ResultPart) -> None:
         k = part.statement
+        if k >= len(self.texts):
+            return  # not one of the query's statements (the scheduler answers it in the result)
         if k != self._index:
             self._index, self._joiner, self._oids, self._count = k, RowJoiner(), None, 0
         text = self.texts[k]

@@ -41,6 +41,7 @@ class SchedulerSession:
         self._ids = itertools.count(1)
         self._answers: asyncio.Queue = asyncio.Queue(PARTS_AHEAD)  # parts, then the BatchResult
         self._running = False
+        self._broken = False  # a batch ended before its BatchResult was read
         self._reader: asyncio.Task | None = None
         self._ended: common_pb2.StatementError | None = None
         self._closing = False
@@ -107,7 +108,11 @@ class SchedulerSession:
                 if on_part is not None:
                     await on_part(answer)
         except grpc.aio.AioRpcError as exc:
+            self._broken = True
             raise SessionEnded(errors.from_rpc_error(exc, "session")) from exc
+        except BaseException:
+            self._broken = True  # e.g. the client went away while its rows streamed
+            raise
         finally:
             self._running = False
 
@@ -120,7 +125,11 @@ class SchedulerSession:
 
     async def close(self) -> None:
         self._closing = True
-        if self._call is not None:
+        if self._call is not None and self._broken:
+            # A batch was left midway: its answer would never be read, so end the call (the
+            # scheduler stops the statement and rolls back) instead of waiting on it.
+            self._call.cancel()
+        elif self._call is not None:
             try:
                 # Half-close: the scheduler rolls back and ends the stream; the reader then stops.
                 await self._call.done_writing()

@@ -35,6 +35,9 @@ class StorageConnection:
         self.frame_no = 0             # from the last Executed
         self.not_caught_up = False    # the last Execute was refused by a replica
         self.session_state = False    # carries a session's settings or TEMP objects (never shared)
+        # A call ended before its Executed was read (cancelled, or its part sink failed): the
+        # rest of its answer is still on the stream, so the connection is never used again.
+        self._abandoned = False
 
     async def open(self, timeout: float) -> None:
         self._call = self._stub.Connect(wait_for_ready=True)
@@ -54,7 +57,8 @@ class StorageConnection:
 
     @property
     def alive(self) -> bool:
-        return self._call is not None and not self._call.done()
+        """Usable for the next call: the stream is open and no call was left midway."""
+        return self._call is not None and not self._call.done() and not self._abandoned
 
     async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
                       describe_only: bool = False, on_part: PartSink | None = None,
@@ -69,6 +73,9 @@ class StorageConnection:
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
             id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
             **replication))
+        if self._abandoned:
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was left midway")
+        self._abandoned = True
         try:
             await self._call.write(req)
             while (resp := await self._call.read()) is not grpc.aio.EOF and resp.WhichOneof("kind") == "part":
@@ -82,6 +89,7 @@ class StorageConnection:
         if resp is grpc.aio.EOF:
             self.in_transaction = False
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended")
+        self._abandoned = False
         self.in_transaction = resp.executed.in_transaction
         self.frame_no = resp.executed.frame_no
         self.not_caught_up = resp.executed.not_caught_up
@@ -89,7 +97,7 @@ class StorageConnection:
         return list(resp.executed.results)
 
     async def interrupt(self) -> None:
-        if self.alive:
+        if self._call is not None and not self._call.done():
             assert self._call is not None
             await self._call.write(storage_pb2.ConnectRequest(interrupt=storage_pb2.Interrupt()))
 

@@ -109,7 +109,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 steps = conn.run(ex.statements, ex.read_only or follower is not None, ex.describe_only,
                                  ex.synchronous_commit)
                 running = loop.run_in_executor(self.executor, _step, steps)
-                while not isinstance(item := await running, list):
+                # shield: if this stream is cancelled, `running` still tells when the thread is done
+                while not isinstance(item := await asyncio.shield(running), list):
                     running = loop.run_in_executor(self.executor, _step, steps)
                     await context.write(storage_pb2.ConnectResponse(part=item))
                 results, running, steps = item, None, None

@@ -220,3 +220,22 @@ def test_unary_execute_is_bounded(stack):
         big = stub.Execute(query_pb2.ExecuteRequest(database="main", statements=[
             common_pb2.Statement(sql=rows_sql(1_000_000, 100))]))
         assert big.results[0].error.sqlstate == "54000"
+
+
+def test_client_gone_mid_stream_releases_its_transaction(stack):
+    """A client that leaves while its rows stream, inside a write transaction: the statement
+    stops, the transaction rolls back and the writer is free at once for other sessions."""
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS gone; CREATE TABLE gone (x INTEGER)")
+    leaving = psycopg.connect(stack.dsn)
+    leaving.execute("INSERT INTO gone VALUES (1)")  # opens the transaction, takes the writer
+    rows = leaving.cursor().stream(rows_sql(10 * N, 100))
+    assert next(rows)[0] == 1
+    leaving.pgconn.finish()  # the socket closes with the statement half read
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        t = time.monotonic()
+        c.execute("INSERT INTO gone VALUES (2)")
+        assert time.monotonic() - t < 5
+        assert c.execute("SELECT x FROM gone").fetchall() == [(2,)]
+        for _ in range(3):  # the pool's connections are sound afterwards
+            assert len(c.execute(BIG).fetchall()) == N
