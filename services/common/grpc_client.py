@@ -14,7 +14,8 @@ from common.grpc_tls import Identity
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    # Requests may carry a value as large as SQLite allows (1e9 bytes; query.proto).
+    ("grpc.max_send_message_length", 1100 * 1024 * 1024),
     # A restarted peer should be found again within a fraction of a second.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),

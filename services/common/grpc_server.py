@@ -28,7 +28,8 @@ from common.tokens import Verifier
 log = logging.getLogger(__name__)
 
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    # Requests may carry a value as large as SQLite allows (1e9 bytes; query.proto).
+    ("grpc.max_receive_message_length", 1100 * 1024 * 1024),
     ("grpc.max_send_message_length", 256 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),

@@ -14,7 +14,7 @@ class Config(grpc_tls.TlsConfig):
     listen: str = dataclasses.field(default="127.0.0.1:5432", metadata={"help": "PostgreSQL address, host:port"})
     scheduler: str = dataclasses.field(default="127.0.0.1:7001", metadata={"help": "address of the scheduler's query service"})
     default_database: str = dataclasses.field(default="main", metadata={"help": "database named in hints"})
-    max_message_bytes: int = dataclasses.field(default=64 * 1024 * 1024, metadata={"help": "largest client message accepted"})
+    max_message_bytes: int = dataclasses.field(default=1_000_000_000 + 1024 * 1024, metadata={"help": "largest client message accepted (a Bind may carry a value as large as SQLite allows, 1e9 bytes, plus 1 MiB)"})
     health_listen: str = dataclasses.field(default="127.0.0.1:7000", metadata={"help": "gRPC address of the edge's health and reflection service"})
     auth: str = dataclasses.field(default="", metadata={"help": "trust, password, md5 or scram-sha-256; empty: scram-sha-256 when --users is set, else trust"})
     users: str = dataclasses.field(default="", metadata={"help": "users file: name:secret lines (make them with python -m edge.auth NAME)"})

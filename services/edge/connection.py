@@ -8,15 +8,17 @@ that goes away is a normal end: the session is closed and the scheduler rolls ba
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING
 
 from common.sqltext import is_empty, split
-from edge import colnames, commands, copy, cursors, handshake, render, timetravel, types
+from edge import colnames, commands, copy, cursors, handshake, render, results, timetravel, types
 from edge.extended import Extended
 from edge.pgwire import codec, messages as m
-from edge.scheduler_client import SchedulerSession, SessionEnded
+from edge.rowstore import RowStore
+from edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2, query_pb2
 
@@ -155,29 +157,41 @@ class Connection:
                 raise codec.ProtocolError(f"invalid frontend message type {kind!r}")
 
     # -- running statements --------------------------------------------------------------
-    async def run_batch(self, statements: list[common_pb2.Statement], implicit: bool) -> query_pb2.BatchResult:
+    async def run_batch(self, statements: list[common_pb2.Statement], implicit: bool,
+                        on_part: PartSink | None = None) -> query_pb2.BatchResult:
+        """One batch; a large result's ResultParts are awaited in `on_part` as they come."""
         assert self.session is not None
         timeout = self.settings.statement_timeout_s()
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._cancel_running, "statement timeout") if timeout > 0 else None
         self._running, self._cancel_reason = True, None
         try:
-            batch = await self._session_run(statements, implicit)
+            batch = await self._session_run(statements, implicit,
+                                            on_part=self._parts_to(on_part) if on_part else None)
         finally:
             self._running = False
             if timer is not None:
                 timer.cancel()
-        if self._cancel_reason:
-            for r in batch.results:
-                if r.HasField("error") and r.error.sqlstate == "57014":
-                    r.error.message = f"canceling statement due to {self._cancel_reason}"
+        for r in batch.results:
+            self._cancel_message(r)
         self.status = _STATUS[batch.status]
         if self.status == b"I":
             self.cursors.end_transaction()
         return batch
 
+    def _cancel_message(self, r: common_pb2.StatementResult) -> None:
+        if self._cancel_reason and r.HasField("error") and r.error.sqlstate == "57014":
+            r.error.message = f"canceling statement due to {self._cancel_reason}"
+
+    def _parts_to(self, on_part: PartSink) -> PartSink:
+        async def part(p: common_pb2.ResultPart) -> None:
+            if p.HasField("result"):
+                self._cancel_message(p.result)
+            await on_part(p)
+        return part
+
     async def _session_run(self, statements: list[common_pb2.Statement], implicit: bool,
-                           **kind: bool) -> query_pb2.BatchResult:
+                           **kind) -> query_pb2.BatchResult:
         """One Batch on the scheduler session; a session that ended ends the connection (FATAL)."""
         assert self.session is not None
         try:
@@ -265,9 +279,13 @@ class Connection:
     async def _simple_remote(self, group: list[str], implicit: bool) -> bool:
         was_failed = self.status == b"E"
         rewritten = [rewrite(t) for t in group]
-        batch = await self.run_batch([common_pb2.Statement(sql=r.sql) for r in rewritten], implicit=implicit)
+        stream = results.SimpleStream(self, group, rewritten, was_failed)
+        batch = await self.run_batch([common_pb2.Statement(sql=r.sql) for r in rewritten], implicit=implicit,
+                                     on_part=stream.part)
+        if stream.failed:
+            return False
         out: list[bytes] = []
-        for text, r, result in zip(group, rewritten, batch.results):
+        for text, r, result in list(zip(group, rewritten, batch.results))[stream.done:]:
             if result.HasField("ok"):
                 colnames.apply(r.column_names, result.ok.columns)
             out += render.simple_messages(text, result, was_failed)
@@ -328,29 +346,47 @@ class Connection:
         if self.status != b"T" and not hold:
             raise cursors.CursorError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
         query = rewrite(m_.group("query"))
-        batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
-        result = batch.results[0]
+        kept = results.Collect(RowStore())
+        batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False, on_part=kept.part)
+        result = kept.result or batch.results[0]
         if result.HasField("error"):
+            kept.rows.close()
             raise cursors.CursorError(result.error.sqlstate, result.error.message)
         colnames.apply(query.column_names, result.ok.columns)
-        self.cursors.declare(cursors.unquote(m_.group("name")), result.ok, hold)
+        self.cursors.declare(cursors.unquote(m_.group("name")), result.ok, hold,
+                             kept.rows if kept.result is not None else None)
+        if kept.result is None:
+            kept.rows.close()
 
     async def _copy(self, sql: str) -> None:
         spec = copy.parse(sql)
         if spec.direction == "TO":
             query = rewrite(spec.query or f"SELECT {', '.join(spec.columns) or '*'} FROM {spec.table}")
-            batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False)
-            result = batch.results[0]
-            if result.HasField("error"):
-                raise copy.CopyError(result.error.sqlstate, result.error.message)
-            rs = result.ok
-            colnames.apply(query.column_names, rs.columns)
-            oids = render.result_oids(rs)
-            rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
-                    for r in rs.rows]
-            out = [m.copy_out_response(len(rs.columns))]
-            out += [m.copy_data(d) for d in copy.format_rows([c.name for c in rs.columns], rows, spec)]
-            self.send(b"".join(out) + m.COPY_DONE + m.command_complete(f"COPY {len(rows)}"))
+            kept = results.Collect(RowStore())  # bounded: memory up to 8 MiB, then a temp file
+            try:
+                batch = await self.run_batch([common_pb2.Statement(sql=query.sql)], implicit=False,
+                                             on_part=kept.part)
+                result = kept.result or batch.results[0]
+                if result.HasField("error"):
+                    raise copy.CopyError(result.error.sqlstate, result.error.message)
+                if kept.result is None:
+                    kept.rows.add(result.ok.rows)
+                rs = common_pb2.ResultSet(columns=result.ok.columns, rows=kept.rows.sample)
+                colnames.apply(query.column_names, rs.columns)
+                oids = render.result_oids(rs)
+                total = kept.rows.remaining
+                self.send(m.copy_out_response(len(rs.columns)))
+                header = spec.header
+                while kept.rows.remaining or header:
+                    rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
+                            for r in kept.rows.take(1000)]
+                    self.send(b"".join(m.copy_data(d) for d in copy.format_rows(
+                        [c.name for c in rs.columns], rows, dataclasses.replace(spec, header=header))))
+                    header = False
+                    await self.flush_socket()
+            finally:
+                kept.rows.close()
+            self.send(m.COPY_DONE + m.command_complete(f"COPY {total}"))
             return
         if spec.table is None:
             raise copy.CopyError("42601", "COPY FROM needs a table")

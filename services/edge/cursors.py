@@ -1,6 +1,7 @@
 """SQL-level cursors: DECLARE ... CURSOR FOR, FETCH, MOVE, CLOSE (as psycopg's server-side cursors use them).
 
-DECLARE runs its query at once and keeps the rows in the edge; FETCH hands them out in
+DECLARE runs its query at once and keeps the rows in the edge, in a RowStore (memory up to
+8 MiB, then a temporary file, as PostgreSQL's tuplestore does); FETCH hands them out in
 pieces. A cursor without HOLD ends with its transaction, as in PostgreSQL. Only forward
 movement is supported (NEXT, FORWARD [n|ALL], n, ALL); others answer 0A000.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from edge.rowstore import RowStore
 from sqld.v1 import common_pb2
 
 _NAME = r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
@@ -33,9 +35,9 @@ class CursorError(Exception):
 @dataclass
 class Cursor:
     name: str
-    result: common_pb2.ResultSet
+    result: common_pb2.ResultSet  # the columns; the rows are in `rows`
     hold: bool
-    pos: int = 0
+    rows: RowStore
     oids: list[int] | None = None  # column types, fixed at the first FETCH
 
 
@@ -50,10 +52,15 @@ class Fetched:
 class Cursors:
     open: dict[str, Cursor] = field(default_factory=dict)
 
-    def declare(self, name: str, result: common_pb2.ResultSet, hold: bool) -> None:
+    def declare(self, name: str, result: common_pb2.ResultSet, hold: bool, rows: RowStore | None = None) -> None:
+        """A cursor over `result`'s rows, or over `rows` when they came streamed."""
         if name in self.open:
+            if rows is not None:
+                rows.close()
             raise CursorError("42P03", f'cursor "{name}" already exists')
-        self.open[name] = Cursor(name, result, hold)
+        if rows is None:
+            rows = RowStore(result.rows)
+        self.open[name] = Cursor(name, common_pb2.ResultSet(columns=result.columns), hold, rows)
 
     def fetch(self, sql: str) -> Fetched:
         m = FETCH.match(sql.strip())
@@ -66,15 +73,14 @@ class Cursors:
         if direction in ("NEXT", "FORWARD"):
             count = 1
         elif direction in ("ALL", "FORWARD ALL"):
-            count = len(cur.result.rows)
+            count = cur.rows.remaining
         elif direction.startswith("FORWARD "):
             count = int(direction.split()[1])
         elif direction.isdigit():
             count = int(direction)
         else:
             raise CursorError("0A000", f"FETCH {direction} is not supported: cursors only move forward")
-        rows = list(cur.result.rows[cur.pos:cur.pos + count])
-        cur.pos += len(rows)
+        rows = cur.rows.take(count)
         verb = m.group("verb").upper()
         return Fetched(f"{verb} {len(rows)}", rows if verb == "FETCH" else [], cur)
 
@@ -89,13 +95,17 @@ class Cursors:
         m = CLOSE.match(sql.strip())
         assert m is not None
         name = unquote(m.group("name"))
-        if self.open.pop(name, None) is None:
+        cur = self.open.pop(name, None)
+        if cur is None:
             raise CursorError("34000", f'cursor "{name}" does not exist')
+        cur.rows.close()
         return "CLOSE CURSOR"
 
     def end_transaction(self) -> None:
         for name in [n for n, c in self.open.items() if not c.hold]:
-            del self.open[name]
+            self.open.pop(name).rows.close()
 
     def close_all(self) -> None:
+        for cur in self.open.values():
+            cur.rows.close()
         self.open.clear()

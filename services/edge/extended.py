@@ -5,6 +5,13 @@ batch, and the responses are rendered in order once the batch has run, so a whol
 pipeline (psycopg executemany, JDBC batches) costs one round trip to the scheduler.
 Describe of a statement needs a describe-only call first (asyncpg waits on it with Flush).
 After an error, everything up to Sync is skipped, as PostgreSQL does.
+
+A large result streams (common.proto ResultParts): when its first rows come, the responses
+collected before its Execute are written, then its rows as they come, the socket drained
+after each part. An Execute with a row limit writes that many rows and keeps the rest in the
+portal's RowStore (memory up to 8 MiB, then a temporary file) for the next Executes; a
+DECLARE keeps its rows in its cursor's RowStore. Either way the whole result is read from
+storage at once and the edge's memory stays bounded.
 """
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ from typing import TYPE_CHECKING, Union
 from common.sqltext import is_empty, split
 from edge import colnames, commands, cursors, params, render, tags, types
 from edge.pgwire import codec, messages as m
+from edge.rowstore import RowStore
 from edge.sqlrewrite import Rewritten, rewrite
+from common.rowparts import RowJoiner
 from sqld.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -64,6 +73,16 @@ class Portal:
     oids: list[int] | None = None
     pos: int = 0
     was_failed: bool = False
+    rest: RowStore | None = None  # a streamed result's rows not yet sent (or a DECLARE's rows)
+    count: int = 0                # rows of a streamed result sent so far
+
+
+@dataclass
+class _Streaming:
+    """An Execute whose result is arriving in parts."""
+    joiner: RowJoiner = field(default_factory=RowJoiner)
+    columns: list = field(default_factory=list)
+    started: bool = False  # the responses before it were written
 
 
 @dataclass
@@ -257,10 +276,18 @@ class Extended:
         """Run the collected batch and send every response collected so far."""
         if self.batch:
             statements, self.batch = self.batch, []
-            batch = await self.conn.run_batch(statements, implicit=True)
+            execs = {i.index: i for i in self.out if isinstance(i, _Exec) and i.index is not None}
+            streaming: dict[int, _Streaming] = {}
+
+            async def on_part(part: common_pb2.ResultPart) -> None:
+                if (item := execs.get(part.statement)) is not None:
+                    await self._part(item, part, streaming)
+
+            batch = await self.conn.run_batch(statements, implicit=True, on_part=on_part)
             results = list(batch.results)
-            for item in self.out:
-                if isinstance(item, _Exec) and item.index is not None:
+            for item in execs.values():
+                if item.index not in streaming and item.portal.result is None:
+                    assert item.index is not None
                     item.portal.result = res = results[item.index] if item.index < len(results) else None
                     if res is not None and res.HasField("ok"):
                         colnames.apply(item.portal.stmt.rewritten.column_names, res.ok.columns)
@@ -273,8 +300,71 @@ class Extended:
                     pass
         self._write_out()
 
+    async def _part(self, item: _Exec, part: common_pb2.ResultPart, streaming: dict[int, _Streaming]) -> None:
+        """A part of the running batch's results (see the module's docstring)."""
+        portal = item.portal
+        assert item.index is not None
+        st = streaming.get(item.index)
+        if st is None:
+            if part.HasField("result"):  # a whole result: rendered in order with the rest
+                portal.result = part.result
+                if part.result.HasField("ok"):
+                    colnames.apply(portal.stmt.rewritten.column_names, part.result.ok.columns)
+                return
+            st = streaming[item.index] = _Streaming()
+            portal.rest = RowStore()
+        if part.columns:
+            colnames.apply(portal.stmt.rewritten.column_names, part.columns)
+            st.columns = list(part.columns)
+        rows = st.joiner.feed(part)
+        if portal.stmt.kind == "declare":  # a cursor's rows: kept, answered in order later
+            portal.rest.add(rows)  # type: ignore[union-attr]
+            if part.HasField("result"):
+                portal.result = part.result
+            return
+        if not st.started:
+            if not rows and not part.HasField("result"):
+                return  # the first row is still on its way (a large value)
+            st.started = True
+            portal.result = common_pb2.StatementResult(ok=common_pb2.ResultSet(columns=st.columns, rows=rows))
+            self._portal_oids(portal)  # the column types, from the first rows
+            pos = self.out.index(item)
+            before, self.out = self.out[:pos], self.out[pos + 1:]
+            self._write_items(before)
+        if self.skipping:
+            return  # an error of the edge's own: the rest of the batch is not answered
+        chunks: list[bytes] = []
+        if rows:
+            send = rows if item.max_rows <= 0 else rows[:max(0, item.max_rows - portal.count)]
+            portal.rest.add(rows[len(send):])  # type: ignore[union-attr]
+            try:
+                chunks += render.data_rows(send, self._portal_oids(portal),
+                                           render.formats_for(portal.result_formats, len(st.columns)),
+                                           strict=portal.stmt.row_oids is not None)
+            except types.ValueError22 as exc:
+                self.skipping = True
+                self.conn.send(m.error_response("22P02", str(exc)))
+                return
+            portal.count += len(send)
+        if part.HasField("result"):
+            res = portal.result = part.result
+            chunks += [m.notice_response(n.sqlstate, n.message) for n in res.notices]
+            if res.HasField("error"):
+                chunks.append(m.error_response(res.error.sqlstate, res.error.message))
+                self.skipping = True
+            elif portal.rest is not None and portal.rest.remaining:
+                chunks.append(m.PORTAL_SUSPENDED)
+            else:
+                chunks.append(m.command_complete(tags.command_tag(portal.stmt.sql, res.ok, portal.was_failed,
+                                                                  portal.count)))
+        self.conn.send(b"".join(chunks))
+        await self.conn.flush_socket()
+
     def _write_out(self) -> None:
         items, self.out = self.out, []
+        self._write_items(items)
+
+    def _write_items(self, items: list[Item]) -> None:
         chunks: list[bytes] = []
         for item in items:
             if isinstance(item, bytes):
@@ -317,7 +407,8 @@ class Extended:
                 return [m.command_complete(self.conn.cursors.close(portal.stmt.sql))], True
             if portal.stmt.kind == "declare" and isinstance(res, common_pb2.StatementResult) and res.HasField("ok"):
                 assert portal.stmt.cursor is not None
-                self.conn.cursors.declare(portal.stmt.cursor[0], res.ok, portal.stmt.cursor[1])
+                rest, portal.rest = portal.rest, None
+                self.conn.cursors.declare(portal.stmt.cursor[0], res.ok, portal.stmt.cursor[1], rest)
                 return [m.command_complete("DECLARE CURSOR")], True
         except cursors.CursorError as exc:
             return [m.error_response(exc.sqlstate, str(exc))], False
@@ -333,6 +424,16 @@ class Extended:
         if res.HasField("error"):
             return msgs + [m.error_response(res.error.sqlstate, res.error.message)], False
         rs = res.ok
+        if portal.rest is not None:  # the rest of a streamed result
+            oids = self._portal_oids(portal)
+            send = portal.rest.take(item.max_rows if item.max_rows > 0 else -1)
+            msgs = render.data_rows(send, oids, render.formats_for(portal.result_formats, len(oids)),
+                                    strict=portal.stmt.row_oids is not None)
+            portal.count += len(send)
+            if portal.rest.remaining:
+                return msgs + [m.PORTAL_SUSPENDED], True
+            return msgs + [m.command_complete(tags.command_tag(portal.stmt.sql, rs, portal.was_failed,
+                                                               portal.count))], True
         if rs.columns:
             oids = self._portal_oids(portal)
             fmts = render.formats_for(portal.result_formats, len(oids))

@@ -25,9 +25,9 @@ _BY_CLASS = {"integer": types.INT8, "real": types.FLOAT8, "text": types.TEXT, "b
 
 
 def cursor_oids(cursor) -> list[int]:  # noqa: ANN001 - edge.cursors.Cursor
-    """A cursor's column types, computed once from all its rows so every FETCH agrees."""
+    """A cursor's column types, computed once from its first rows so every FETCH agrees."""
     if cursor.oids is None:
-        cursor.oids = result_oids(cursor.result)
+        cursor.oids = result_oids(common_pb2.ResultSet(columns=cursor.result.columns, rows=cursor.rows.sample))
     return cursor.oids
 
 

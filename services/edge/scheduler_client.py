@@ -1,14 +1,25 @@
-"""The edge's side of a scheduler session: one bidirectional stream per client connection."""
+"""The edge's side of a scheduler session: one bidirectional stream per client connection.
+
+A batch's answer is its ResultParts (a large result, common.proto) and then its BatchResult.
+They pass from the stream reader to the batch through a queue of PARTS_AHEAD: when the client
+socket is slow the reader stops reading, gRPC flow control stops the scheduler, and storage
+stops stepping the statement.
+"""
 from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import grpc
 
 from common import errors
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
+
+
+PARTS_AHEAD = 4  # parts received and not yet written to the client (~1 MiB)
+
+PartSink = Callable[[common_pb2.ResultPart], Awaitable[None]]
 
 
 class SessionEnded(Exception):
@@ -28,7 +39,9 @@ class SchedulerSession:
         self._on_closed = on_closed
         self._call: grpc.aio.StreamStreamCall | None = None
         self._ids = itertools.count(1)
-        self._waiting: asyncio.Future | None = None
+        self._answers: asyncio.Queue = asyncio.Queue(PARTS_AHEAD)  # parts, then the BatchResult
+        self._running = False
+        self._broken = False  # a batch ended before its BatchResult was read
         self._reader: asyncio.Task | None = None
         self._ended: common_pb2.StatementError | None = None
         self._closing = False
@@ -52,8 +65,9 @@ class SchedulerSession:
             while (resp := await self._call.read()) is not grpc.aio.EOF:
                 kind = resp.WhichOneof("kind")
                 if kind == "result":
-                    if self._waiting is not None and not self._waiting.done():
-                        self._waiting.set_result(resp.result)
+                    await self._answers.put(resp.result)
+                elif kind == "part":
+                    await self._answers.put(resp.part)
                 elif kind == "closed":
                     self._ended = resp.closed.reason
                     break
@@ -65,27 +79,42 @@ class SchedulerSession:
             self._ended = errors.error("57P01", "terminating connection: session closed")
             raise
         finally:
-            if self._waiting is not None and not self._waiting.done():
-                self._waiting.set_exception(SessionEnded(self._ended))  # type: ignore[arg-type]
+            if self._running:
+                while self._answers.full():  # the batch is gone with the session
+                    self._answers.get_nowait()
+                self._answers.put_nowait(SessionEnded(self._ended))  # type: ignore[arg-type]
             elif self._ended is not None and not self._closing:
                 self._on_closed(self._ended)
 
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool,
-                  describe_only: bool = False, fail_transaction: bool = False) -> query_pb2.BatchResult:
+                  describe_only: bool = False, fail_transaction: bool = False,
+                  on_part: PartSink | None = None) -> query_pb2.BatchResult:
+        """Run a batch: its ResultParts are awaited in `on_part` as they come (a caller without
+        one gets none: it must only send batches without large results), then its result."""
         if self._ended is not None or self._call is None:
             raise SessionEnded(self._ended or errors.error("08006", "session is not open"))
         batch_id = next(self._ids)
-        self._waiting = asyncio.get_running_loop().create_future()
+        self._running = True
         try:
             await self._call.write(query_pb2.SessionRequest(batch=query_pb2.Batch(
                 id=batch_id, statements=statements, implicit_transaction=implicit_transaction,
                 describe_only=describe_only, fail_transaction=fail_transaction)))
+            while True:
+                answer = await self._answers.get()
+                if isinstance(answer, SessionEnded):
+                    raise answer
+                if isinstance(answer, query_pb2.BatchResult):
+                    return answer
+                if on_part is not None:
+                    await on_part(answer)
         except grpc.aio.AioRpcError as exc:
+            self._broken = True
             raise SessionEnded(errors.from_rpc_error(exc, "session")) from exc
-        try:
-            return await self._waiting
+        except BaseException:
+            self._broken = True  # e.g. the client went away while its rows streamed
+            raise
         finally:
-            self._waiting = None
+            self._running = False
 
     async def cancel(self) -> None:
         if self._call is not None and self._ended is None:
@@ -96,7 +125,11 @@ class SchedulerSession:
 
     async def close(self) -> None:
         self._closing = True
-        if self._call is not None:
+        if self._call is not None and self._broken:
+            # A batch was left midway: its answer would never be read, so end the call (the
+            # scheduler stops the statement and rolls back) instead of waiting on it.
+            self._call.cancel()
+        elif self._call is not None:
             try:
                 # Half-close: the scheduler rolls back and ends the stream; the reader then stops.
                 await self._call.done_writing()

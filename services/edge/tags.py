@@ -10,7 +10,8 @@ _DML = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
 _CREATE_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
 
 
-def command_tag(sql: str, result: common_pb2.ResultSet, was_failed: bool = False) -> str:
+def command_tag(sql: str, result: common_pb2.ResultSet, was_failed: bool = False, rows: int | None = None) -> str:
+    """`rows`: how many rows the statement returned, when they are not in `result` (streamed)."""
     words = leading_words(sql, 4)
     first = words[0] if words else ""
     verb = first
@@ -35,5 +36,5 @@ def command_tag(sql: str, result: common_pb2.ResultSet, was_failed: bool = False
     if first == "EXPLAIN":
         return "EXPLAIN"
     if result.columns or first in ("SELECT", "VALUES"):
-        return f"SELECT {len(result.rows)}"
+        return f"SELECT {len(result.rows) if rows is None else rows}"
     return first or "SELECT 0"

@@ -14,6 +14,7 @@ import logging
 import grpc
 
 from common import errors
+from common.rowparts import RowJoiner
 from common.tokens import TokenError, Verifier
 from scheduler.access import ReadOnlyPool
 from scheduler.config import Config
@@ -124,7 +125,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 elif batch.describe_only:
                     results = await session.describe(batch.statements)
                 else:
-                    results = await session.run(batch.statements, batch.implicit_transaction)
+                    async def send_part(part: common_pb2.ResultPart) -> None:
+                        await context.write(query_pb2.SessionResponse(part=part))
+                    results = await session.run(batch.statements, batch.implicit_transaction, on_part=send_part)
                 if session.turn.expired:  # its statement was interrupted: end instead of answering
                     log.info("write transaction too long session=%s db=%s", session_id, session.pool.name)
                     await session.close()
@@ -142,9 +145,56 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
                       ) -> query_pb2.ExecuteResponse:  # noqa: N802
         session = await self._open(request.database, context, request)
+        kept = _Kept(session)
         try:
-            results = await session.run(request.statements)
+            results = await session.run(request.statements, on_part=kept.add)
         finally:
             await session.close()
+        results = kept.into(results)
         return query_pb2.ExecuteResponse(results=results, frame_no=session.frame_no,
                                          served_by_replica=session.served_by_replica)
+
+
+EXECUTE_BYTES = 64 * 1024 * 1024  # the rows one unary Execute answers (query.proto)
+
+
+class _Kept:
+    """The rows of a unary Execute's parts, put back into its results, up to EXECUTE_BYTES;
+    beyond that the statement is stopped and the call answers 54000."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.bytes = 0
+        self.too_large = False
+        self.rows: dict[int, list[common_pb2.Row]] = {}
+        self.results: dict[int, common_pb2.StatementResult] = {}
+        self.joiners: dict[int, RowJoiner] = {}
+
+    async def add(self, part: common_pb2.ResultPart) -> None:
+        if self.too_large:
+            return
+        self.bytes += part.ByteSize()
+        if self.bytes > EXECUTE_BYTES:
+            self.too_large = True
+            self.rows.clear()
+            await self.session.interrupt()
+            return
+        joiner = self.joiners.setdefault(part.statement, RowJoiner())
+        self.rows.setdefault(part.statement, []).extend(joiner.feed(part))
+        if part.HasField("result"):
+            self.results[part.statement] = part.result
+
+    def into(self, results: list[common_pb2.StatementResult]) -> list[common_pb2.StatementResult]:
+        if self.too_large:
+            return [common_pb2.StatementResult(error=errors.error(
+                "54000", f"the result is larger than Execute answers ({EXECUTE_BYTES >> 20} MiB); "
+                "read it over a Session stream"))]
+        out = []
+        for i, r in enumerate(results):
+            r = self.results.get(i, r)
+            if i in self.rows and r.HasField("ok"):
+                r = common_pb2.StatementResult(notices=r.notices, ok=common_pb2.ResultSet(
+                    columns=r.ok.columns, rows=[*r.ok.rows, *self.rows[i]], rows_affected=r.ok.rows_affected,
+                    last_insert_rowid=r.ok.last_insert_rowid))
+            out.append(r)
+        return out

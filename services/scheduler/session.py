@@ -32,7 +32,7 @@ from common import errors
 from scheduler import routing, stat_replication
 from scheduler.classify import CONTROL, Kind, classify, expand, is_read_only_begin
 from scheduler.pool import Busy, DatabasePool, Pools
-from scheduler.storage_client import StorageConnection, StorageUnavailable
+from scheduler.storage_client import PartSink, StorageConnection, StorageUnavailable
 from scheduler.writer import WriterTurn
 from sqld.v1 import common_pb2
 
@@ -84,19 +84,44 @@ class Session:
         self._waiting: asyncio.Future | None = None  # a wait for the writer token or a connection
         self.turn = WriterTurn(max_write_hold, self._write_hold_expired)
         self._expiring: asyncio.Task | None = None
+        # Large results flow to the caller in ResultParts while the batch runs (see _relay).
+        self._sink: PartSink | None = None
+        self._results: list[common_pb2.StatementResult] = []  # the running batch's results so far
+        self._base = 0     # batch index of the first statement of the group on storage now
+        self._skip = 0     # statements the session added in front of that group (BEGIN)
+        self._sent = 0     # results already handed on in parts
+        self._relayed = 0  # parts handed on in this batch
 
     @property
     def pinned(self) -> bool:
         return self.conn is not None
 
-    async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False
-                  ) -> list[common_pb2.StatementResult]:
-        """Run a batch; stop at the first error. `self.status` tells where the session stands."""
+    async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool = False,
+                  on_part: PartSink | None = None) -> list[common_pb2.StatementResult]:
+        """Run a batch; stop at the first error. `self.status` tells where the session stands.
+        With `on_part`, a large result is handed on in ResultParts as storage sends them (each
+        awaited: back-pressure), indexed by the batch's statements; the results returned then
+        leave out the rows of the statements answered by parts (common.proto)."""
         self._in_batch, self._cancel_pending = True, self.turn.expired  # expired: the session is ending
+        self._sink, self._sent, self._relayed = on_part, 0, 0
         try:
             return await self._run(statements, implicit_transaction)
         finally:
             self._in_batch = self._cancel_pending = False
+            self._sink = None
+
+    async def _relay(self, part: common_pb2.ResultPart) -> None:
+        """A part from storage, renumbered from the storage batch to the client's. Results the
+        batch got before (from earlier groups or the session itself) go first, in parts."""
+        i = part.statement - self._skip
+        if self._sink is None or i < 0:
+            return  # a part for the BEGIN the session added: nothing the client asked for
+        for j in range(self._sent, self._base):
+            await self._sink(common_pb2.ResultPart(statement=j, result=self._results[j]))
+        part.statement = self._base + i
+        self._sent = part.statement + 1 if part.HasField("result") else part.statement
+        self._relayed += 1
+        await self._sink(part)
 
     def _take_cancel(self) -> common_pb2.StatementResult | None:
         """A Cancel that came before this batch's statement reached storage: it fails now."""
@@ -133,12 +158,14 @@ class Session:
         kinds = [Kind.LOCAL if self._is_local(st.sql) else classify(st.sql) for st in expanded]
         self.served_by_replica = False
         results: list[common_pb2.StatementResult] = []
+        self._results = results
         if (implicit_transaction and self.status == IDLE and len(expanded) > 1
                 and not any(k in CONTROL for k in kinds)):
             self.status, self.implicit, self.read_only = IN_TRANSACTION, True, False
         i = 0
         while i < len(expanded):
             kind = kinds[i]
+            self._base = len(results)
             if kind == Kind.LOCAL:
                 results.append(await self._local(expanded[i]))
                 i += 1
@@ -212,6 +239,7 @@ class Session:
         ryw = self.policy.consistency == routing.READ_YOUR_WRITES
         conn = None
         pool = None
+        relayed = self._relayed
         try:
             pool = await self.replicas.pools.get(self.pool.name)
             conn = await pool.acquire()
@@ -219,10 +247,12 @@ class Session:
             if self._cancel_pending:
                 return None  # the primary path answers the cancel
             results = await conn.execute(
-                group, True, min_frame_no=self.frame_no if ryw else 0,
+                group, True, on_part=self._relay, min_frame_no=self.frame_no if ryw else 0,
                 wait_ms=self.replicas.read_your_writes_wait_ms if ryw else 0,
                 max_staleness_ms=self.policy.max_staleness_ms or self.replicas.max_lag_ms)
         except (Busy, StorageUnavailable) as exc:
+            if conn is not None and self._relayed != relayed:  # rows went out: not run again
+                return [_fail(self._transport_error(exc))]
             log.debug("replica read failed, using the primary db=%s err=%s", self.pool.name, exc)
             if isinstance(exc, StorageUnavailable):
                 self.replicas.skip_until = time.monotonic() + 1.0
@@ -289,7 +319,11 @@ class Session:
         except (Busy, StorageUnavailable) as exc:
             self.status = FAILED
             return [_fail(self._transport_error(exc))]
-        results = await self._send([*prefix, *group])
+        self._skip = len(prefix)
+        try:
+            results = await self._send([*prefix, *group])
+        finally:
+            self._skip = 0
         if prefix:
             if results and results[0].HasField("error"):
                 results = results[:1]
@@ -305,7 +339,7 @@ class Session:
             return [cancelled]
         try:
             self.active = self.conn
-            results = await self.conn.execute(group, self.read_only,
+            results = await self.conn.execute(group, self.read_only, on_part=self._relay,
                                               synchronous_commit=self.policy.synchronous_commit)
             self._wrote(self.conn)
         except StorageUnavailable as exc:
@@ -336,7 +370,7 @@ class Session:
             self.active = conn
             if (cancelled := self._take_cancel()) is not None:
                 return [cancelled]
-            results = await conn.execute(group, read_only=not writes,
+            results = await conn.execute(group, read_only=not writes, on_part=self._relay,
                                          synchronous_commit=self.policy.synchronous_commit)
             answered = True
             self._wrote(conn)

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 import grpc
 
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+
+
+PartSink = Callable[[common_pb2.ResultPart], Awaitable[None]]
 
 
 class StorageUnavailable(Exception):
@@ -36,6 +39,9 @@ class StorageConnection:
         self.frame_no = 0             # from the last Executed
         self.not_caught_up = False    # the last Execute was refused by a replica
         self.session_state = False    # carries a session's settings or TEMP objects (never shared)
+        # A call ended before its Executed was read (cancelled, or its part sink failed): the
+        # rest of its answer is still on the stream, so the connection is never used again.
+        self._abandoned = False
 
     async def open(self, timeout: float) -> None:
         self._call = self._stub.Connect(wait_for_ready=True)
@@ -55,12 +61,15 @@ class StorageConnection:
 
     @property
     def alive(self) -> bool:
-        return self._call is not None and not self._call.done()
+        """Usable for the next call: the stream is open and no call was left midway."""
+        return self._call is not None and not self._call.done() and not self._abandoned
 
     async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
-                      describe_only: bool = False, **replication: int | bool) -> list[common_pb2.StatementResult]:
+                      describe_only: bool = False, on_part: PartSink | None = None,
+                      **replication: int | bool) -> list[common_pb2.StatementResult]:
         """Run (or describe) a batch; `replication` takes Execute's min_frame_no, wait_ms,
-        max_staleness_ms and synchronous_commit."""
+        max_staleness_ms and synchronous_commit. A large result arrives in ResultParts before
+        the results (rows left out of those): each is awaited in `on_part` as it comes."""
         assert self._call is not None
         if self._call.done():  # the stream ended between calls (storage restarted): writing would raise
             self.in_transaction = False
@@ -68,11 +77,18 @@ class StorageConnection:
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
             id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
             **replication))
+        if self._abandoned:
+            raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was left midway")
+        self._abandoned = True
         sent = False
         try:
             await self._call.write(req)
             sent = True
-            resp = await self._call.read()
+            while (resp := await self._call.read()) is not grpc.aio.EOF and resp.WhichOneof("kind") == "part":
+                # A large result in pieces: each is handed on before the next is read, so a
+                # slow reader downstream slows the statement in storage (back-pressure).
+                if on_part is not None:
+                    await on_part(resp.part)
         except grpc.aio.AioRpcError as exc:
             self.in_transaction = False
             raise StorageUnavailable(exc.code(), f"storage: {exc.details()}", sent) from exc
@@ -85,6 +101,7 @@ class StorageConnection:
         if resp is grpc.aio.EOF:
             self.in_transaction = False
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: stream ended", sent)
+        self._abandoned = False
         self.in_transaction = resp.executed.in_transaction
         self.frame_no = resp.executed.frame_no
         self.not_caught_up = resp.executed.not_caught_up
@@ -92,7 +109,7 @@ class StorageConnection:
         return list(resp.executed.results)
 
     async def interrupt(self) -> None:
-        if self.alive:
+        if self._call is not None and not self._call.done():
             assert self._call is not None
             await self._call.write(storage_pb2.ConnectRequest(interrupt=storage_pb2.Interrupt()))
 

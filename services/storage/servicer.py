@@ -24,6 +24,14 @@ from storage.sqlite.backend import Connection, Database
 log = logging.getLogger(__name__)
 
 
+def _step(steps):
+    """The next ResultPart of a running batch, or its results (a list) once it is over."""
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return stop.value
+
+
 class StorageServicer(storage_pb2_grpc.StorageServicer):
     def __init__(self, databases: dict, threads: int) -> None:
         self.databases = databases
@@ -95,7 +103,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 conn.reset_interrupt()
 
         reader = asyncio.create_task(read_requests())
-        running: concurrent.futures.Future | None = None  # the batch on a worker thread
+        running: concurrent.futures.Future | None = None  # the batch's current step on a worker thread
+        steps = None  # the running batch (Connection.run), until it returns its results
         self._queues.add(pending)
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
@@ -107,11 +116,15 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
-                running = self.executor.submit(conn.execute, ex.statements,
-                                               ex.read_only or follower is not None, ex.describe_only,
-                                               ex.synchronous_commit)
-                results = await asyncio.wrap_future(running)
-                running = None
+                # SQLite steps on a worker thread one part at a time, one part ahead of the
+                # write: a stream that does not drain pauses the statement, holding no thread.
+                steps = conn.run(ex.statements, ex.read_only or follower is not None, ex.describe_only,
+                                 ex.synchronous_commit)
+                running = self.executor.submit(_step, steps)
+                while not isinstance(item := await asyncio.wrap_future(running), list):
+                    running = self.executor.submit(_step, steps)
+                    await context.write(storage_pb2.ConnectResponse(part=item))
+                results, running, steps = item, None, None
                 done()
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
@@ -122,20 +135,26 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             reader.cancel()
             self.open_connections -= 1
             # In a task of its own: a cancelled stream (client gone) must not cut it short.
-            ending = asyncio.ensure_future(self._end(conn, running))
+            ending = asyncio.ensure_future(self._end(conn, running, steps))
             self._ending.add(ending)
             ending.add_done_callback(self._ending.discard)
             await asyncio.shield(ending)
 
-    async def _end(self, conn: Connection, running: concurrent.futures.Future | None) -> None:
-        """Stop the batch still running, wait for its thread, then roll back and close."""
+    async def _end(self, conn: Connection, running: concurrent.futures.Future | None, steps) -> None:
+        """Stop the batch still running, wait for its thread, then close a statement paused
+        between parts, roll back and close."""
         if running is not None and not running.done():
             conn.interrupt()
             await asyncio.wait([asyncio.wrap_future(running)])
-        try:
-            await asyncio.get_running_loop().run_in_executor(self.executor, conn.close)
-        except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
+
+        def close() -> None:
+            if steps is not None:
+                steps.close()  # a statement paused between parts: its cursor closes
             conn.close()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, close)
+        except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
+            close()
         self._open.discard(conn)
 
     def _close_orphan(self, opening: concurrent.futures.Future) -> None:

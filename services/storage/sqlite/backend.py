@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Generator, Sequence
 
 import apsw
 
-from common.values import to_python, to_value
+from common.values import to_python
 from sqld.v1 import common_pb2
-from storage.sqlite import compat
+from storage.sqlite import compat, parts
 from storage.sqlite.describe import describe
 from storage.capture.capturer import Capturer, CaptureError, LogForked, ReplicationBroken, no_auto_checkpoint
 from storage.sqlite.errors import to_error
@@ -88,6 +88,8 @@ class Connection:
         self._read_only = False
         self._interrupted = False
         self._statements_seen = 0
+        self._streaming = False  # the running batch answers by parts (a large result began)
+        self._streamed_now: parts.Rows | None = None  # the statement being sent in parts
         self._description: tuple[tuple[str, str | None], ...] = ()
         self.session_state = False  # the connection carries a session's settings or TEMP objects
         self.guard = Guard(self.conn)
@@ -134,18 +136,42 @@ class Connection:
         return apsw.SQLITE_OK
 
     def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False,
-                synchronous: bool = False
-                ) -> list[common_pb2.StatementResult]:
-        """Run (or only describe) `statements` in order; stop after the first one that fails."""
-        results = []
+                synchronous: bool = False) -> list[common_pb2.StatementResult]:
+        """Run (or only describe) `statements` in order; stop after the first one that fails.
+        Every row in the results, however many: for callers that read small results."""
+        run = self.run(statements, read_only, describe_only, synchronous, stream=False)
+        try:
+            while True:
+                next(run)
+        except StopIteration as stop:
+            return stop.value
+
+    def run(self, statements: Sequence[common_pb2.Statement], read_only: bool, describe_only: bool = False,
+            synchronous: bool = False, stream: bool = True
+            ) -> Generator[common_pb2.ResultPart, None, list[common_pb2.StatementResult]]:
+        """Run (or only describe) `statements` in order; stop after the first one that fails.
+
+        A generator: it yields ResultParts as a large result is stepped (common.proto; SQLite
+        steps only while the caller asks for the next part, so a slow reader pauses the
+        statement) and returns the results, rows left out of those sent in parts. Safe to
+        resume on any thread, one at a time; closing it stops the statement."""
+        results: list[common_pb2.StatementResult] = []
         self._sync = synchronous or self.db.synchronous
         self._read_only = read_only
-        for st in statements:
+        self._streaming = False
+        for i, st in enumerate(statements):
+            self._streamed_now = None
             if self._interrupted:
-                results.append(common_pb2.StatementResult(error=common_pb2.StatementError(
-                    sqlite_code=9, sqlstate="57014", message="canceling statement due to user request")))
-                break
-            result = self._describe_one(st) if describe_only else self._execute_one(st)
+                result = common_pb2.StatementResult(error=common_pb2.StatementError(
+                    sqlite_code=9, sqlstate="57014", message="canceling statement due to user request"))
+            elif describe_only:
+                result = self._describe_one(st)
+            else:
+                result = yield from self._execute_one(st, i, results if stream else None)
+            if self._streaming:  # from now on every outcome goes out in a part
+                out = self._streamed_now
+                yield out.final(result) if out is not None else parts.done(i, result)
+                result = parts.stripped(result)
             results.append(result)
             if result.HasField("error"):
                 break
@@ -160,7 +186,11 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
             return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
 
-    def _execute_one(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+    def _execute_one(self, st: common_pb2.Statement, index: int,
+                     earlier: list[common_pb2.StatementResult] | None
+                     ) -> Generator[common_pb2.ResultPart, None, common_pb2.StatementResult]:
+        """One statement; its rows go out in parts once they outgrow one part (and `earlier`,
+        the batch's results so far, is given: None keeps every row in the result)."""
         if st.params and st.named_params:
             return common_pb2.StatementResult(error=common_pb2.StatementError(
                 sqlstate="08P01", message="a statement takes positional or named parameters, not both"))
@@ -176,9 +206,25 @@ class Connection:
         cursor = conn.cursor()
         cursor.exec_trace = self._exec_trace
         self.guard.denied, self.guard.running = None, False
+        out: parts.Rows | None = None
         try:
-            rows = [common_pb2.Row(values=[to_value(x) for x in row])
-                    for row in cursor.execute(st.sql, bindings)]
+            for row in cursor.execute(st.sql, bindings):
+                if out is None:
+                    out = parts.Rows(index, [common_pb2.Column(name=name, decltype=decl or "")
+                                             for name, decl, *_ in self._description])
+                if earlier is None:
+                    out.rows.append(parts.row(row))
+                    continue
+                for part in out.add(row):
+                    if not self._streaming:
+                        self._streaming = True
+                        for j, r in enumerate(earlier):
+                            yield parts.done(j, r)
+                        earlier[:] = [parts.stripped(r) for r in earlier]
+                    self._streamed_now = out
+                    yield part
+                    if self._interrupted:
+                        raise apsw.InterruptError("interrupted")
             self._after_statement()
         except MultipleStatementsError:
             return common_pb2.StatementResult(error=common_pb2.StatementError(
@@ -205,7 +251,7 @@ class Connection:
                 "synchronous commit timeout")))
         return common_pb2.StatementResult(notices=notices, ok=common_pb2.ResultSet(
             columns=[common_pb2.Column(name=name, decltype=decl or "") for name, decl, *_ in self._description],
-            rows=rows,
+            rows=out.take() if out is not None and not out.sent else (),
             rows_affected=conn.changes() if changed else 0,
             last_insert_rowid=conn.last_insert_rowid()))
 
