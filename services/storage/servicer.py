@@ -18,8 +18,10 @@ import logging
 
 import grpc
 
-from sqld.v1 import storage_pb2, storage_pb2_grpc
+from common import errors
+from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from storage.sqlite.backend import Connection, Database
+from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self._queues: set[asyncio.Queue] = set()
         self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
+        self._writers: dict[str, WriterQueue] = {}  # each database's writer queue (storage/writers.py)
 
     async def close_streams(self) -> None:
         """The service is stopping: every Connect stream ends after its running statement
@@ -66,6 +69,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             raise
         self.open_connections += 1
         self._open.add(conn)
+        writer = self._writers.setdefault(first.open.database, WriterQueue(first.open.database))
+        waiting: asyncio.Task | None = None  # this stream's wait for the writer
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
         outstanding = 0  # Executes received and not answered yet
 
@@ -78,7 +83,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                         break
                     kind = req.WhichOneof("kind")
                     if kind == "interrupt":
-                        if outstanding:  # an interrupt between batches is meant for none of them
+                        if outstanding and waiting is not None:  # queued for the writer: stop waiting
+                            waiting.cancel()
+                        elif outstanding:  # an interrupt between batches is meant for none of them
                             conn.interrupt()
                     elif kind == "execute":
                         outstanding += 1
@@ -107,12 +114,31 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
+                if ex.take_writer and follower is None:
+                    waiting = asyncio.ensure_future(writer.take(conn, ex.writer_wait_ms))
+                    try:
+                        refused = await waiting
+                    except asyncio.CancelledError:
+                        if asyncio.current_task().cancelling():
+                            raise  # the stream itself is being cancelled
+                        refused = errors.error("57014", "canceling statement due to user request")
+                    finally:
+                        waiting = None
+                    if refused is not None:
+                        done()
+                        await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
+                            id=ex.id, results=[common_pb2.StatementResult(error=refused)],
+                            in_transaction=conn.in_transaction, frame_no=conn.frame_no,
+                            session_state=conn.session_state)))
+                        continue
                 running = self.executor.submit(conn.execute, ex.statements,
                                                ex.read_only or follower is not None, ex.describe_only,
                                                ex.synchronous_commit)
                 results = await asyncio.wrap_future(running)
                 running = None
                 done()
+                if not conn.in_transaction:  # its transaction ended: the next writer's turn
+                    writer.release(conn)
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
                     frame_no=follower.frame_no if follower is not None else conn.frame_no,
@@ -122,13 +148,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             reader.cancel()
             self.open_connections -= 1
             # In a task of its own: a cancelled stream (client gone) must not cut it short.
-            ending = asyncio.ensure_future(self._end(conn, running))
+            if waiting is not None:
+                waiting.cancel()
+            ending = asyncio.ensure_future(self._end(conn, running, writer))
             self._ending.add(ending)
             ending.add_done_callback(self._ending.discard)
             await asyncio.shield(ending)
 
-    async def _end(self, conn: Connection, running: concurrent.futures.Future | None) -> None:
-        """Stop the batch still running, wait for its thread, then roll back and close."""
+    async def _end(self, conn: Connection, running: concurrent.futures.Future | None,
+                   writer: WriterQueue) -> None:
+        """Stop the batch still running, wait for its thread, then roll back and close;
+        only then may the next writer write."""
         if running is not None and not running.done():
             conn.interrupt()
             await asyncio.wait([asyncio.wrap_future(running)])
@@ -136,6 +166,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await asyncio.get_running_loop().run_in_executor(self.executor, conn.close)
         except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
             conn.close()
+        finally:
+            writer.release(conn)
         self._open.discard(conn)
 
     def _close_orphan(self, opening: concurrent.futures.Future) -> None:
