@@ -27,10 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, databases: dict, threads: int) -> None:
+    def __init__(self, databases: dict, threads: int, max_connections: int = 256) -> None:
         self.databases = databases
-        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
+        # Fair admission: a worker for every connection (each runs one batch at a time), plus
+        # `threads` for opening and closing, so a short statement never waits behind another
+        # connection's long one; the bound is on connections (RESOURCE_EXHAUSTED, 53300).
+        self.max_connections = max_connections
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_connections + threads, thread_name_prefix="sqlite")
         self.open_connections = 0
+        self._admitted = 0  # Connect streams opening or open
         self._queues: set[asyncio.Queue] = set()
         self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
@@ -43,6 +48,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             q.put_nowait(None)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        if self._admitted >= self.max_connections:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many storage connections ({self.max_connections}, storage --max-connections); "
+                                "try again later")
+        self._admitted += 1
+        try:
+            await self._serve(context)
+        finally:
+            self._admitted -= 1
+
+    async def _serve(self, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
         if first is grpc.aio.EOF:
             return
