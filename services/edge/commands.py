@@ -44,8 +44,11 @@ class LocalResult:
 
 
 class Settings:
-    def __init__(self, user: str, startup: dict[str, str]) -> None:
+    def __init__(self, user: str, startup: dict[str, str], server: dict[str, str] | None = None) -> None:
+        """`server`: the server's defaults that differ from PostgreSQL's (edge flags such as
+        --statement-timeout); the startup packet, then SET, override them, RESET returns to them."""
         self.values = dict(DEFAULTS)
+        self.values.update(server or {})
         self.values["session_authorization"] = user
         for k, v in startup.items():
             name = _CANON.get(k.lower())

@@ -108,7 +108,7 @@ class Connection:
         params = start.params
         user = params["user"]
         self.database = params.get("database") or user
-        self.settings = commands.Settings(user, params)
+        self.settings = commands.Settings(user, params, self.server.setting_defaults)
         read_at = None
         if (travel := timetravel.from_startup(params)) is not None:
             try:

@@ -6,7 +6,7 @@ import itertools
 import logging
 
 from common import grpc_client, grpc_tls
-from edge import tls
+from edge import commands, tls
 from edge.auth import exchange
 from edge.config import Config
 from edge.connection import Connection
@@ -22,6 +22,10 @@ class EdgeServer:
         self.tls = tls.server_context(cfg)
         self.channel = grpc_client.channel(cfg.scheduler, grpc_tls.read_token(cfg.scheduler_token_file, "edge"))
         self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
+        if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
+                and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
+            raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")
+        self.setting_defaults = {"statement_timeout": cfg.statement_timeout.strip()}
         self._pids = itertools.count(1000)
         self._live: dict[int, Connection] = {}
         self._tasks: set[asyncio.Task] = set()

@@ -340,7 +340,8 @@ class Session:
         try:
             self.active = self.conn
             results = await self.conn.execute(group, self.read_only, on_part=self._relay,
-                                              synchronous_commit=self.policy.synchronous_commit)
+                                              synchronous_commit=self.policy.synchronous_commit,
+                                              **self._storage_writer(self.holds_writer))
             self._wrote(self.conn)
         except StorageUnavailable as exc:
             self._unpin(reuse=False)
@@ -371,7 +372,8 @@ class Session:
             if (cancelled := self._take_cancel()) is not None:
                 return [cancelled]
             results = await conn.execute(group, read_only=not writes, on_part=self._relay,
-                                         synchronous_commit=self.policy.synchronous_commit)
+                                         synchronous_commit=self.policy.synchronous_commit,
+                                         **self._storage_writer(writes))
             answered = True
             self._wrote(conn)
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
@@ -385,6 +387,14 @@ class Session:
                 self._settle(conn)
             if took_writer:
                 self.pool.writer.release()
+
+    def _storage_writer(self, holds: bool) -> dict[str, int | bool]:
+        """Execute fields for a call holding the writer token: the token is this scheduler's;
+        storage's queue (Execute.take_writer) orders the writers of every scheduler that
+        writes to the database, the replica site's too. Idempotent while the transaction lasts."""
+        if not holds:
+            return {}
+        return {"take_writer": True, "writer_wait_ms": max(1, int(self.pool.wait_timeout * 1000))}
 
     async def _end(self, verb: str, results: list[common_pb2.StatementResult]) -> None:
         """COMMIT or ROLLBACK the transaction and release what it held."""

@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
         if not _NAME.match(name):
             raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
     databases = open_databases(cfg)
-    servicer = StorageServicer(databases, cfg.threads)
+    servicer = StorageServicer(databases, cfg.threads, cfg.max_connections)
 
     def register(server):
         storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)

@@ -18,8 +18,10 @@ import logging
 
 import grpc
 
-from sqld.v1 import storage_pb2, storage_pb2_grpc
+from common import errors
+from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from storage.sqlite.backend import Connection, Database
+from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,19 @@ def _step(steps):
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, databases: dict, threads: int) -> None:
+    def __init__(self, databases: dict, threads: int, max_connections: int = 256) -> None:
         self.databases = databases
-        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
+        # Fair admission: a worker for every connection (each runs one batch at a time), plus
+        # `threads` for opening and closing, so a short statement never waits behind another
+        # connection's long one; the bound is on connections (RESOURCE_EXHAUSTED, 53300).
+        self.max_connections = max_connections
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_connections + threads, thread_name_prefix="sqlite")
         self.open_connections = 0
+        self._admitted = 0  # Connect streams opening or open
         self._queues: set[asyncio.Queue] = set()
         self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
+        self._writers: dict[str, WriterQueue] = {}  # each database's writer queue (storage/writers.py)
 
     async def close_streams(self) -> None:
         """The service is stopping: every Connect stream ends after its running statement
@@ -48,6 +56,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             q.put_nowait(None)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        if self._admitted >= self.max_connections:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many storage connections ({self.max_connections}, storage --max-connections); "
+                                "try again later")
+        self._admitted += 1
+        try:
+            await self._serve(context)
+        finally:
+            self._admitted -= 1
+
+    async def _serve(self, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
         if first is grpc.aio.EOF:
             return
@@ -74,6 +93,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             raise
         self.open_connections += 1
         self._open.add(conn)
+        writer = self._writers.setdefault(first.open.database, WriterQueue(first.open.database))
+        waiting: asyncio.Task | None = None  # this stream's wait for the writer
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
         outstanding = 0  # Executes received and not answered yet
 
@@ -86,7 +107,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                         break
                     kind = req.WhichOneof("kind")
                     if kind == "interrupt":
-                        if outstanding:  # an interrupt between batches is meant for none of them
+                        if outstanding and waiting is not None:  # queued for the writer: stop waiting
+                            waiting.cancel()
+                        elif outstanding:  # an interrupt between batches is meant for none of them
                             conn.interrupt()
                     elif kind == "execute":
                         outstanding += 1
@@ -116,6 +139,23 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                         id=ex.id, not_caught_up=True, frame_no=follower.frame_no)))
                     continue
+                if ex.take_writer and follower is None:
+                    waiting = asyncio.ensure_future(writer.take(conn, ex.writer_wait_ms))
+                    try:
+                        refused = await waiting
+                    except asyncio.CancelledError:
+                        if asyncio.current_task().cancelling():
+                            raise  # the stream itself is being cancelled
+                        refused = errors.error("57014", "canceling statement due to user request")
+                    finally:
+                        waiting = None
+                    if refused is not None:
+                        done()
+                        await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
+                            id=ex.id, results=[common_pb2.StatementResult(error=refused)],
+                            in_transaction=conn.in_transaction, frame_no=conn.frame_no,
+                            session_state=conn.session_state)))
+                        continue
                 # SQLite steps on a worker thread one part at a time, one part ahead of the
                 # write: a stream that does not drain pauses the statement, holding no thread.
                 steps = conn.run(ex.statements, ex.read_only or follower is not None, ex.describe_only,
@@ -126,6 +166,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     await context.write(storage_pb2.ConnectResponse(part=item))
                 results, running, steps = item, None, None
                 done()
+                if not conn.in_transaction:  # its transaction ended: the next writer's turn
+                    writer.release(conn)
                 await context.write(storage_pb2.ConnectResponse(executed=storage_pb2.Executed(
                     id=ex.id, results=results, in_transaction=conn.in_transaction,
                     frame_no=follower.frame_no if follower is not None else conn.frame_no,
@@ -135,14 +177,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             reader.cancel()
             self.open_connections -= 1
             # In a task of its own: a cancelled stream (client gone) must not cut it short.
-            ending = asyncio.ensure_future(self._end(conn, running, steps))
+            if waiting is not None:
+                waiting.cancel()
+            ending = asyncio.ensure_future(self._end(conn, running, steps, writer))
             self._ending.add(ending)
             ending.add_done_callback(self._ending.discard)
             await asyncio.shield(ending)
 
-    async def _end(self, conn: Connection, running: concurrent.futures.Future | None, steps) -> None:
+    async def _end(self, conn: Connection, running: concurrent.futures.Future | None, steps,
+                   writer: WriterQueue) -> None:
         """Stop the batch still running, wait for its thread, then close a statement paused
-        between parts, roll back and close."""
+        between parts, roll back and close; only then may the next writer write."""
         if running is not None and not running.done():
             conn.interrupt()
             await asyncio.wait([asyncio.wrap_future(running)])
@@ -155,6 +200,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await asyncio.get_running_loop().run_in_executor(self.executor, close)
         except RuntimeError:  # the executor is shutting down: no thread uses the connection any more
             close()
+        finally:
+            writer.release(conn)
         self._open.discard(conn)
 
     def _close_orphan(self, opening: concurrent.futures.Future) -> None:
