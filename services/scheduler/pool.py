@@ -1,8 +1,9 @@
 """Per-database resources: a pool of storage connections and the writer token.
 
-The writer token (a FIFO asyncio.Lock) makes writes to one database strictly one at a
-time, so no client ever meets SQLite's 'database is locked'. Reads take only a
-connection, so they run concurrently. Waiting for either is bounded (back-pressure):
+The writer token (a FIFO asyncio.Lock) orders this scheduler's writers to one database;
+every call made while holding it also asks the primary storage for its writer turn
+(Execute.take_writer), the one FIFO queue shared by every site, so no client ever meets
+SQLite's 'database is locked'. Reads take only a connection, so they run concurrently. Waiting for either is bounded (back-pressure):
 a full pool answers 53300, a writer token held too long answers 55P03.
 """
 from __future__ import annotations
