@@ -11,7 +11,7 @@ from common import config, errors
 from common.sqltext import is_empty, leading_words, split
 from scheduler import config as scheduler_config
 from scheduler.classify import Kind, classify, is_read_only_begin
-from storage.sqlite.errors import sqlstate_for
+from storage.sqlite.errors import sqlstate_for, to_error
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
@@ -124,3 +124,11 @@ def test_no_service_imports_another_service():
                 for name in names:
                     top = name.split(".")[0]
                     assert top not in services - {svc}, f"{path} imports {name}"
+
+
+def test_an_interrupt_raised_between_result_parts_is_57014():
+    """The storage backend raises its own InterruptError between parts of a streamed result
+    (it carries no SQLite code); it must read as a cancel, not as a generic 42000."""
+    import apsw
+    err = to_error(apsw.InterruptError("interrupted"))
+    assert (err.sqlstate, err.sqlite_code) == ("57014", 9)

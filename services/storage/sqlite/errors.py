@@ -101,6 +101,9 @@ def to_error(exc: BaseException, denied: str | None = None) -> common_pb2.Statem
     guard's reason when it refused part of the statement."""
     if isinstance(exc, apsw.BindingsError):
         return common_pb2.StatementError(sqlstate="08P01", message=f"bind: {exc}")
+    if isinstance(exc, apsw.InterruptError):
+        # Raised by SQLite, or by us between result parts (a constructed one carries no code).
+        return common_pb2.StatementError(sqlite_code=9, sqlstate="57014", message=str(exc) or "interrupted")
     if isinstance(exc, apsw.Error):
         code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None) or 1
         message = str(exc)
