@@ -56,7 +56,8 @@ import grpc
 
 from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
-from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain
+from storage.capture.log_client import (PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain,
+                                        forked_message)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -149,10 +150,7 @@ class Capturer:
     def _fork(self, reason: str) -> LogForked:
         """Stop acknowledging commits (said at ERROR once); the error each commit answers."""
         if not self.forked:
-            self.forked = (f"replication log diverged from this primary: db {self.name}: {reason}; "
-                           f"commits are durable here but not acknowledged or replicated; "
-                           f"inspect the log, then start a new history: Replication/ResetLog "
-                           f"database={self.name} if_log_id={self.log_id} (README: Replication)")
+            self.forked = forked_message("this primary", self.name, reason, self.log_id)
             log.error("%s", self.forked)
             _write_durably(self.forked_path, f"{self.log_id}\n{self.forked}")
         return LogForked(self.forked)

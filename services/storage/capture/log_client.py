@@ -40,6 +40,15 @@ class LogForked(CaptureError):
     or a Hello that shows the log ahead of it or on another chain)."""
 
 
+def forked_message(primary: str, name: str, reason: str, log_id: str) -> str:
+    """What every commit answers once the log has forked from `primary` ("this primary", "this
+    page store"): what happened, that the commit is durable but not acknowledged, the way out."""
+    return (f"replication log diverged from {primary}: db {name}: {reason}; "
+            f"commits are durable here but not acknowledged or replicated; "
+            f"inspect the log, then start a new history: Replication/ResetLog "
+            f"database={name} if_log_id={log_id} (README: Replication)")
+
+
 def chain(txns: list[pb.Transaction], prev: bytes, primary_id: str) -> bytes:
     """Set each transaction's chain value, continuing `prev`; the last one."""
     for t in txns:

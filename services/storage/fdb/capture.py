@@ -39,7 +39,8 @@ import threading
 import time
 
 from sqld.v1 import replication_pb2 as pb
-from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain
+from storage.capture.log_client import (PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain,
+                                        forked_message)
 from storage.fdb.pagestore import PageStore
 from storage.fdb.vfs import PAGE_SIZE
 
@@ -101,10 +102,7 @@ class PageStoreCapturer:
     def _fork(self, reason: str) -> LogForked:
         """Stop acknowledging commits (said at ERROR once); the error each commit answers."""
         if not self.forked:
-            self.forked = (f"replication log diverged from this page store: db {self.name}: {reason}; "
-                           f"commits are durable here but not acknowledged or replicated; "
-                           f"inspect the log, then start a new history: Replication/ResetLog "
-                           f"database={self.name} if_log_id={self.log_id} (README: Replication)")
+            self.forked = forked_message("this page store", self.name, reason, self.log_id)
             log.error("%s", self.forked)
         return LogForked(self.forked)
 
