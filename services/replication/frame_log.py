@@ -39,6 +39,7 @@ import struct
 import uuid
 import zlib
 
+from common.durable import fsync_dir, write_atomic
 from common import log_chain
 from replication import snapshot
 from sqld.v1 import replication_pb2 as pb
@@ -67,24 +68,6 @@ class LogError(Exception):
         self.state = state
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
-
-
 def _copy_atomic(src_fd: int, start: int, end: int, path: str) -> None:
     """Write bytes start..end of `src_fd` to `path` atomically, PART_BYTES at a time."""
     tmp = path + ".tmp"
@@ -98,7 +81,7 @@ def _copy_atomic(src_fd: int, start: int, end: int, path: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
 
 
 def _body(frames) -> bytes:
@@ -278,8 +261,8 @@ class FrameLog:
         self.meta = {"log_id": log_id, "page_size": page_size, "snapshot_frame_no": 0, "format": FORMAT,
                      "primary_id": "", "snapshot_chain": log_chain.genesis(log_id).hex()}
         open(self.snapshot_path(0), "wb").close()
-        _write_atomic(self.log_path, b"")
-        _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+        write_atomic(self.log_path, b"")
+        write_atomic(self.meta_path, json.dumps(self.meta).encode())
         if os.path.exists(old) and old != self.snapshot_path(0):
             os.remove(old)
         self._drop_staged()
@@ -362,7 +345,7 @@ class FrameLog:
             return head
         if not self.page_size or not self.primary_id:
             self.meta["page_size"], self.meta["primary_id"] = page_size, primary_id
-            _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+            write_atomic(self.meta_path, json.dumps(self.meta).encode())
         for t, chain, part_of in fresh:
             first = part_of.first if part_of is not None else t.frames[0].frame_no
             last = t.frames[-1].frame_no
@@ -521,7 +504,7 @@ class FrameLog:
         self.meta["snapshot_chain"] = self._chain[i - 1].hex()
         p = self.wal_position
         self.meta["wal_position"] = {f: getattr(p, f) for f in _POS_FIELDS}
-        _write_atomic(self.meta_path, json.dumps(self.meta).encode())
+        write_atomic(self.meta_path, json.dumps(self.meta).encode())
         os.remove(old_path)
         start = self._offset[i] if i < len(self._offset) else self._size
         _copy_atomic(self._fd, start, self._size, self.log_path)

@@ -55,6 +55,7 @@ import apsw
 import grpc
 
 from sqld.v1 import replication_pb2 as pb
+from common.durable import write_atomic
 from storage.capture import wal
 from storage.capture.log_client import (PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain,
                                         forked_message)
@@ -152,7 +153,7 @@ class Capturer:
         if not self.forked:
             self.forked = forked_message("this primary", self.name, reason, self.log_id)
             log.error("%s", self.forked)
-            _write_durably(self.forked_path, f"{self.log_id}\n{self.forked}")
+            write_atomic(self.forked_path, f"{self.log_id}\n{self.forked}".encode())
         return LogForked(self.forked)
 
     def _break(self, reason: str) -> ReplicationBroken:
@@ -242,7 +243,7 @@ class Capturer:
             except LogForked as exc:  # someone appended to the fresh log first
                 raise LogMoved(str(exc)) from exc
         self.log_id, self.frame_no, self.page_size, self.chain = hello.log_id, n, page_size, head_chain
-        _write_durably(self.id_path, self.log_id)
+        write_atomic(self.id_path, self.log_id.encode())
         log.info("new history db=%s log_id=%s pages=%d", self.name, self.log_id, n)
         self._unfork()
         return applied
@@ -487,14 +488,5 @@ def _primary_id(path: str) -> str:
         if pid:
             return pid
     pid = uuid.uuid4().hex
-    _write_durably(path, pid)
+    write_atomic(path, pid.encode())
     return pid
-
-
-def _write_durably(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
