@@ -12,9 +12,8 @@ import socket
 import subprocess
 import tempfile
 
-from launcher import pki, plan, procs
-
 from bench import schema
+from launcher import pki, plan, procs
 
 
 def free_port(taken: set[int]) -> int:

@@ -10,7 +10,7 @@ import re
 import subprocess
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 BUILTINS = ("select-only", "simple-update")
 MODES = ("simple", "prepared")

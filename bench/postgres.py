@@ -11,7 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 BIN = "/usr/lib/postgresql/15/bin"
 USER = "sqldbench"

@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # (bucket, substrings of a frame's "function (file:line)"), checked from the innermost frame out.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [

@@ -10,7 +10,7 @@ if typing.TYPE_CHECKING:
     from bench.run import Run
 
 
-def write(run: "Run") -> str:
+def write(run: Run) -> str:
     m = run.m
     os.makedirs(m.out_dir, exist_ok=True)
     stem = run.date if run.mode_name == "full" else "results"
@@ -72,7 +72,7 @@ def write(run: "Run") -> str:
     return md_path
 
 
-def profile_body(run: "Run") -> str:
+def profile_body(run: Run) -> str:
     if run.profile_note:
         return run.profile_note
     rel = f"{run.date}-profile/" if run.mode_name == "full" else "profile/"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bench import analysis, latency, pgbench, profile, replica_lag, report
+from bench import latency, pgbench, profile, replica_lag, report
 from bench.ours import Ours, free_port
 from bench.postgres import Postgres, ensure_installed
 
@@ -143,7 +143,7 @@ class Run:
                 cpu0 = ours.cpu() if side == "ours" else {}
                 out = pgbench.run(pgbench.command(w, "127.0.0.1", port, "main", self.m.seconds, threads,
                                                   progress_every=max(1, min(5, self.m.seconds // 3))),
-                                  self.m.seconds + 60, lambda s: self.say(f"    {side}: {s}"))
+                                  self.m.seconds + 60, lambda s, side=side: self.say(f"    {side}: {s}"))
                 if side == "ours" and out.ok and out.transactions:
                     cpu1 = ours.cpu()
                     self.cpu_per_txn[w.name] = {k: (cpu1[k] - cpu0[k]) * 1e6 / out.transactions for k in cpu1}
@@ -254,7 +254,7 @@ class Run:
             if not res.ok or not res.transactions:
                 raise RuntimeError(f"pgbench during profiling: {res.error}")
             source = profile.source_reader(os.path.join(ROOT, "services"))
-            for name, pid in ours.pids().items():
+            for name in ours.pids():
                 raw_path = os.path.join(out_dir, f"{name}.txt")
                 if not os.path.exists(raw_path):
                     raise RuntimeError(f"py-spy wrote nothing for {name}; see {self.log_dir}/{name}.py-spy.log")
@@ -299,7 +299,7 @@ def machine() -> dict[str, str]:
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
     ver = subprocess.run(["pgbench", "--version"], capture_output=True, text=True).stdout.strip()

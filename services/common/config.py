@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any, Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

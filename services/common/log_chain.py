@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 DIGEST_SIZE = 32
 _FRAME = struct.Struct(">QIII")  # frame no, page no, commit size, page length
@@ -57,7 +58,7 @@ class Chainer:
     def digest(self) -> bytes:
         return self._h.digest()
 
-    def copy(self) -> "Chainer":
+    def copy(self) -> Chainer:
         c = Chainer.__new__(Chainer)
         c._h = self._h.copy()
         return c

@@ -19,8 +19,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jwt
 from cryptography.hazmat.primitives import serialization

@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_client, grpc_server, grpc_tls, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls
+from common import log as logsetup
 from edge import config as edge_config
 from edge.server import EdgeServer
 

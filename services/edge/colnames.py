@@ -9,7 +9,8 @@ confidence: None in the list means "keep SQLite's name", STAR marks `*` / `t.*`.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge.sqlrewrite import split_select_list
 

@@ -57,7 +57,7 @@ class Settings:
         self.values["client_encoding"] = "UTF8"
         self.reset_values = dict(self.values)  # what RESET returns to: defaults + startup packet
 
-    def copy(self) -> "Settings":
+    def copy(self) -> Settings:
         """A throwaway copy, to learn what a statement would do without doing it."""
         other = Settings.__new__(Settings)
         other.values = dict(self.values)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from common.sqltext import is_empty, split
 from edge import colnames, commands, copy, cursors, handshake, render, results, timetravel, types
 from edge.extended import Extended
-from edge.pgwire import codec, messages as m
+from edge.pgwire import codec
+from edge.pgwire import messages as m
 from edge.rowstore import RowStore
 from edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from edge.sqlrewrite import rewrite
@@ -40,7 +41,7 @@ class ClientGone(Exception):
 
 
 class Connection:
-    def __init__(self, server: "EdgeServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, server: EdgeServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  pid: int) -> None:
         self.server = server
         self.reader = reader

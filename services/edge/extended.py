@@ -16,14 +16,15 @@ storage at once and the edge's memory stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
+from common.rowparts import RowJoiner
 from common.sqltext import is_empty, split
 from edge import colnames, commands, cursors, params, render, tags, types
-from edge.pgwire import codec, messages as m
+from edge.pgwire import codec
+from edge.pgwire import messages as m
 from edge.rowstore import RowStore
 from edge.sqlrewrite import Rewritten, rewrite
-from common.rowparts import RowJoiner
 from sqld.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Prepared:
         return 0
 
 
-Result = Union[common_pb2.StatementResult, commands.LocalResult]
+Result = common_pb2.StatementResult | commands.LocalResult
 
 
 @dataclass
@@ -102,12 +103,12 @@ class _DescribeCursor:
     name: str
 
 
-Item = Union[bytes, _Exec, _DescribePortal, _DescribeCursor]
+Item = bytes | _Exec | _DescribePortal | _DescribeCursor
 
 
 @dataclass
 class Extended:
-    conn: "Connection"
+    conn: Connection
     statements: dict[str, Prepared] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
     out: list[Item] = field(default_factory=list)

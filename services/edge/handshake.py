@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 MAX_AUTH_MESSAGE = 10_000  # a password or SCRAM message is about 100 bytes
 
 
-async def begin(conn: "Connection") -> codec.Startup | None:
+async def begin(conn: Connection) -> codec.Startup | None:
     timeout = conn.server.cfg.startup_timeout
     try:
         async with asyncio.timeout(timeout if timeout > 0 else None):
@@ -49,11 +49,11 @@ async def begin(conn: "Connection") -> codec.Startup | None:
         return None
 
 
-def is_tls(conn: "Connection") -> bool:
+def is_tls(conn: Connection) -> bool:
     return conn.writer.get_extra_info("sslcontext") is not None
 
 
-async def _negotiate(conn: "Connection") -> codec.Startup | None:
+async def _negotiate(conn: Connection) -> codec.Startup | None:
     """Startup packets until the StartupMessage; None after a CancelRequest or a failed TLS handshake."""
     while True:
         length = codec.startup_length(await conn._read(4))
@@ -76,7 +76,7 @@ async def _negotiate(conn: "Connection") -> codec.Startup | None:
             return start
 
 
-async def _start_tls(conn: "Connection", ctx: ssl.SSLContext) -> bool:
+async def _start_tls(conn: Connection, ctx: ssl.SSLContext) -> bool:
     # Bytes that arrived before the handshake were sent in clear text yet would be read as if
     # they came over TLS: refuse them (PostgreSQL's fix for CVE-2021-23214). No public API
     # exposes the reader's buffer, hence the private attribute.
@@ -90,7 +90,7 @@ async def _start_tls(conn: "Connection", ctx: ssl.SSLContext) -> bool:
     return True
 
 
-async def _authenticate(conn: "Connection", user: str) -> bool:
+async def _authenticate(conn: Connection, user: str) -> bool:
     """Run the configured method's exchange; False (FATAL queued) when the client fails it."""
     ex = exchange.start(conn.server.auth, user)
     out = ex.first()

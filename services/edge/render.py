@@ -1,7 +1,7 @@
 """Results → backend messages: RowDescription, DataRow, CommandComplete, in text or binary."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from edge import catalog, tags, types
 from edge.commands import LocalResult

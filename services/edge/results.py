@@ -8,7 +8,8 @@ later values that do not fit are written as text, as for a cursor.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from common.rowparts import RowJoiner
 from edge import catalog, colnames, commands, render, tags
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class SimpleStream:
     """Writes the parts of one batch of a simple Query; `done` statements were answered."""
 
-    def __init__(self, conn: "Connection", texts: Sequence[str], rewritten: Sequence[Rewritten],
+    def __init__(self, conn: Connection, texts: Sequence[str], rewritten: Sequence[Rewritten],
                  was_failed: bool) -> None:
         self.conn = conn
         self.texts = texts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqld.v1 import common_pb2
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
 from common import errors
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
-
 
 PARTS_AHEAD = 4  # parts received and not yet written to the client (~1 MiB)
 

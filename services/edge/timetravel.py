@@ -44,5 +44,5 @@ def parse(value: str) -> common_pb2.ReadAt:
         raise ValueError(f"invalid value for {NAME}: {value!r}; give a page-store version (digits) "
                          "or an ISO 8601 time such as 2026-11-25T14:00:00Z") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return common_pb2.ReadAt(unix_ms=int(when.timestamp() * 1000))

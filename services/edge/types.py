@@ -11,7 +11,7 @@ import decimal
 import math
 import re
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqld.v1 import common_pb2
 

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
         print(f"launcher: {exc}; see the log lines above", file=sys.stderr)
         code = 1
     finally:
-        for svc, proc in reversed(running):
+        for _svc, proc in reversed(running):
             procs.stop(proc)  # type: ignore[arg-type]
         print("launcher: stopped", file=sys.stderr)
     return code

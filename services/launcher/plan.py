@@ -42,7 +42,7 @@ class Ports:
     replication_metrics: int = 7010  # Prometheus text, GET /metrics
 
     @classmethod
-    def from_base(cls, base: int, pg: int, pg_replica: int) -> "Ports":
+    def from_base(cls, base: int, pg: int, pg_replica: int) -> Ports:
         return cls(pg=pg, edge=base, scheduler=base + 1, storage=base + 3, replication=base + 4,
                    replica1=base + 5, replica2=base + 6, replica_edge=base + 7, replica_scheduler=base + 8,
                    pg_replica=pg_replica, fdb_double=base + 9, replication_metrics=base + 10)

@@ -4,11 +4,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_client, grpc_server, grpc_tls, log as logsetup, metrics
-from replication import config as replication_config, metrics as replication_metrics
+from common import grpc_client, grpc_server, grpc_tls, metrics
+from common import log as logsetup
+from replication import config as replication_config
+from replication import metrics as replication_metrics
 from replication.service import ReplicationCore
 from replication.servicer import SERVICE_NAME, ReplicationServicer
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 
 
 async def run(argv: list[str]) -> None:

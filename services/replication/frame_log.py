@@ -39,8 +39,8 @@ import struct
 import uuid
 import zlib
 
-from common.durable import fsync_dir, write_atomic
 from common import log_chain
+from common.durable import fsync_dir, write_atomic
 from replication import snapshot
 from sqld.v1 import replication_pb2 as pb
 

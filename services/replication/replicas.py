@@ -53,5 +53,5 @@ class Replicas:
             try:
                 await asyncio.wait_for(self._changed.wait_for(done), timeout)
                 return True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False

@@ -15,7 +15,7 @@ import os
 import re
 import time
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from replication import snapshot
 from replication.config import Config
@@ -133,7 +133,7 @@ class ReplicationCore:
                     continue
                 async with d.changed:
                     await d.changed.wait_for(
-                        lambda: d.log.head >= nxt or d.log.log_id != req.log_id or self.closing)
+                        lambda nxt=nxt: d.log.head >= nxt or d.log.log_id != req.log_id or self.closing)
                 if self.closing:
                     return
         finally:

@@ -11,7 +11,8 @@ import grpc
 
 from replication.frame_log import LogError
 from replication.service import ReplicationCore
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):

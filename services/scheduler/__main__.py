@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common import grpc_client, grpc_server, grpc_tls, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls
+from common import log as logsetup
 from common.tokens import Verifier
 from scheduler import config as scheduler_config
 from scheduler.pool import Pools

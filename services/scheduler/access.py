@@ -8,7 +8,8 @@ classifier thought of it. The refusal is a StatementError (data), never a gRPC s
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from scheduler.pool import Busy, DatabasePool
 from scheduler.storage_client import StorageConnection

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-
-from typing import Sequence
+from collections.abc import Sequence
 
 from common import errors
 from common.sqltext import leading_words, split, strip_leading

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import grpc
-
 from common import grpc_client
 from scheduler.storage_client import StorageConnection, StorageUnavailable
 from sqld.v1 import common_pb2, storage_pb2_grpc
@@ -51,7 +49,7 @@ class DatabasePool:
                 await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
             else:  # fast path: no timer task when a slot is free
                 await self._slots.acquire()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Busy("53300", f"all storage connections of database {self.name} are busy; "
                        f"waited {self.wait_timeout:.0f}s, try again later") from None
         while self._idle:
@@ -81,7 +79,7 @@ class DatabasePool:
                 await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
             else:
                 await self.writer.acquire()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Busy("55P03", f"could not obtain the write lock on database {self.name} within "
                        f"{self.wait_timeout:.0f}s: another transaction holds it") from None
 

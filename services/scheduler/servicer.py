@@ -16,9 +16,9 @@ import grpc
 from common import errors
 from common.rowparts import RowJoiner
 from common.tokens import TokenError, Verifier
+from scheduler import routing
 from scheduler.access import ReadOnlyPool
 from scheduler.config import Config
-from scheduler import routing
 from scheduler.pool import Pools
 from scheduler.session import IDLE, Replicas, Session
 from scheduler.storage_client import StorageUnavailable
@@ -104,7 +104,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 limits = [t for t in (idle if idle > 0 else None, hold) if t is not None]
                 try:
                     req = await asyncio.wait_for(queue.get(), max(min(limits), 0) if limits else None)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     too_long = session.turn.expired or (hold is not None and (idle <= 0 or hold <= idle))
                     log.info("%s session=%s db=%s", "write transaction too long" if too_long else
                              "idle transaction timeout", session_id, session.pool.name)

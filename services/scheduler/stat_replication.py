@@ -13,7 +13,8 @@ import grpc
 
 from common import errors, grpc_client
 from common.values import to_value
-from sqld.v1 import common_pb2, replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import common_pb2, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
 
 _NAMES = re.compile(r"\bpg_stat_replication\b", re.I)
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
-
 
 PartSink = Callable[[common_pb2.ResultPart], Awaitable[None]]
 
@@ -49,7 +48,7 @@ class StorageConnection:
             await self._call.write(storage_pb2.ConnectRequest(open=storage_pb2.Open(database=self.database,
                                                                                   read_at=self.read_at)))
             resp = await asyncio.wait_for(self._call.read(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.close()
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE,
                                      f"open {self.database}: storage did not answer within {timeout:.0f}s") from None

@@ -9,11 +9,12 @@ import sys
 
 import grpc
 
-from common import grpc_client, grpc_server, grpc_tls, log as logsetup
+from common import grpc_client, grpc_server, grpc_tls
+from common import log as logsetup
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
-from storage.servicer import StorageServicer
 from storage.replica.database import ReplicaDatabase
+from storage.servicer import StorageServicer
 from storage.sqlite.backend import Database
 
 log = logging.getLogger("storage")

@@ -5,7 +5,8 @@ default) and `storage.fdb.backend` (mvsqlite: SQLite pages in FoundationDB).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from sqld.v1 import common_pb2
 

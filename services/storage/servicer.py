@@ -20,7 +20,7 @@ import grpc
 
 from common import errors
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
-from storage.sqlite.backend import Connection, Database
+from storage.sqlite.backend import Connection
 from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ class WriterQueue:
                 await asyncio.wait_for(self._lock.acquire(), wait_ms / 1000)
             else:
                 await self._lock.acquire()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return common_pb2.StatementError(
                 sqlstate="55P03", message=f"could not obtain the write lock on database {self.database} "
                 f"within {wait_ms / 1000:.0f}s: another transaction holds it")

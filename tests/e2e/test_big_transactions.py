@@ -12,7 +12,8 @@ import time
 import apsw
 import psycopg
 
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 from tests.e2e.test_replication import dbhash, status, wait_converged
 
 MIB = 1 << 20

@@ -26,7 +26,7 @@ def test_psycopg_parameters_of_every_type(conn):
                  "b BOOLEAN, n NUMERIC, t TEXT, by BLOB, d TEXT, ts TEXT, tz TEXT, u TEXT, j TEXT, jb TEXT)")
     values = (7, 70000, 2**40, 1.5, 0.1, True, decimal.Decimal("12.25"), "héllo", b"\x00\xff",
               datetime.date(2024, 2, 29), datetime.datetime(2024, 2, 29, 13, 14, 15, 123456),
-              datetime.datetime(2024, 2, 29, 13, 14, 15, tzinfo=datetime.timezone.utc), uuid.UUID(int=42),
+              datetime.datetime(2024, 2, 29, 13, 14, 15, tzinfo=datetime.UTC), uuid.UUID(int=42),
               Json({"a": 1}), Jsonb([1, 2]))
     for binary in (False, True):
         conn.execute("DELETE FROM pt")

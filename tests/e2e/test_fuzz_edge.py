@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import struct
 import threading
 import time
@@ -145,7 +144,7 @@ def fuzz_connection(port: int, rng: random.Random, tally: Tally) -> None:
                     with tally.lock:
                         tally.internal.append(f"{error_fields(msg[1])} after {sent!r}")
             closed = True
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
         with tally.lock:
             tally.connections += 1

@@ -17,8 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common import pki, tokens
-from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc, replication_pb2 as rpb, replication_pb2_grpc, \
-    storage_pb2, storage_pb2_grpc
+from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc, replication_pb2_grpc, storage_pb2, storage_pb2_grpc
+from sqld.v1 import replication_pb2 as rpb
 from tests.fixtures.stack import ROOT
 
 INTERNAL = ("storage", "replication", "replica1", "replica2", "edge", "replica-edge")

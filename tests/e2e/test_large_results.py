@@ -9,7 +9,6 @@ import os
 import threading
 import time
 
-import grpc
 import psycopg
 import pytest
 from psycopg import errors as pgerr

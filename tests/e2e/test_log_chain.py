@@ -15,9 +15,10 @@ import psycopg
 import pytest
 
 from common import log_chain
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
-from tests.e2e.test_replication import dbhash, status, wait_converged
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 from tests.e2e.test_mvsqlite_replication import rows
+from tests.e2e.test_replication import dbhash, status, wait_converged
 
 DIVERGED = "replication log diverged"
 

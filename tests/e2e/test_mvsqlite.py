@@ -214,7 +214,7 @@ def test_time_travel_as_an_edge_session_setting(own_stack):
     with psycopg.connect(s.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE hist (v TEXT)")
         c.execute("INSERT INTO hist VALUES ('then')")
-        when = datetime.datetime.now(datetime.timezone.utc)
+        when = datetime.datetime.now(datetime.UTC)
         time.sleep(0.01)  # not a readiness wait: the next commit must be later than `when`
         c.execute("UPDATE hist SET v = 'now'")
         with pytest.raises(psycopg.errors.FeatureNotSupported):

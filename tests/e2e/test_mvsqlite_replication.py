@@ -13,7 +13,6 @@ import threading
 import time
 
 import apsw
-import grpc
 import psycopg
 import pytest
 
@@ -96,7 +95,7 @@ def test_two_storage_processes_feed_one_log_each_commit_once(pair, tmp_path):
     def write(dsn: str, table: str) -> None:
         try:
             with psycopg.connect(dsn, autocommit=True) as c:
-                for i in range(per_writer):
+                for _i in range(per_writer):
                     for _ in range(20):  # a page-1 conflict with the other process is retried
                         try:
                             c.execute(f"INSERT INTO {table} (site) VALUES (%s)", (dsn,))

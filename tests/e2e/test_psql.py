@@ -47,7 +47,7 @@ SELECT 1 AS a; SELECT 2 AS a;
 def test_psql_c_and_on_error_stop(stack):
     out = psql(stack, "-c", "SELECT 'hello' AS greeting, 2 * 21 AS answer, x'cafe' AS b")
     assert out.returncode == 0, out.stderr
-    lines = [l.strip() for l in out.stdout.splitlines()]
+    lines = [line.strip() for line in out.stdout.splitlines()]
     assert lines[0].replace(" ", "") == "greeting|answer|b"
     assert lines[2].replace(" ", "") == "hello|42|\\xcafe"
     bad = psql(stack, "-v", "ON_ERROR_STOP=1", "-c", "SELEC 1")

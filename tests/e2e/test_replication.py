@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import apsw
-import grpc
 import psycopg
 
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc, replication_pb2, replication_pb2_grpc
@@ -60,7 +59,7 @@ class Session:
     def __init__(self, stack, service: str = "scheduler", **open_args) -> None:
         import queue
         self._ch = stack.query_channel(service=service)
-        self._q: "queue.Queue" = queue.Queue()
+        self._q: queue.Queue = queue.Queue()
         self._q.put(query_pb2.SessionRequest(open=query_pb2.OpenSession(database="main", **open_args)))
         self._it = query_pb2_grpc.QueryServiceStub(self._ch).Session(iter(self._q.get, None))
         assert next(self._it).WhichOneof("kind") == "opened"

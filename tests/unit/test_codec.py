@@ -5,7 +5,8 @@ import struct
 
 import pytest
 
-from edge.pgwire import codec, messages as m
+from edge.pgwire import codec
+from edge.pgwire import messages as m
 
 
 def startup_body(**params: str) -> bytes:

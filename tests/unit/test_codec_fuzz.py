@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import struct
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge import params, types
 from edge.auth import AuthFailed, exchange, userfile

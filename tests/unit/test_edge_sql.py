@@ -1,7 +1,6 @@
 """Edge SQL handling without sockets: rewriting, parameters, session commands, COPY, cursors."""
 from __future__ import annotations
 
-import datetime
 import struct
 import uuid
 

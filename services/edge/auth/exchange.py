@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from edge.auth import AuthFailed, scram, userfile
 from edge.auth.userfile import Secret
-from edge.pgwire import codec, messages as m
+from edge.pgwire import codec
+from edge.pgwire import messages as m
 
 TRUST = "trust"
 PASSWORD = "password"          # cleartext; use it only over TLS

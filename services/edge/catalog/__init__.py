@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from edge.catalog import schema, select, srf, translate
 from edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
@@ -56,7 +56,7 @@ def with_prefix(sql: str) -> str:
     return f"WITH {ctes} {sql}"
 
 
-def rewrite(sql: str, base: Callable[[str], "object"]) -> "object | None":
+def rewrite(sql: str, base: Callable[[str], object]) -> object | None:
     """The SQLite form of a catalog statement (via `base`, sqlrewrite's own rewrite), or None."""
     ddl = rewrite_ddl(sql) or rewrite_values_alias(sql)
     if ddl is not None:

@@ -71,7 +71,7 @@ WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite^_%' ESCAPE '^'""")
 
 _rel("_sq_ix", "oid:oid indrelid:oid tname:text relname:name isunique:bool isprimary:bool origin:text "
      "sqlite_name:text partial:bool isql:text nkeys:int2 indkey:int2vector indoption:int2vector zeros:text "
-     "cols:text", f"""
+     "cols:text", """
 SELECT 16384 + s.rowid, 16384 + t.rid, t.name,
   CASE il.origin WHEN 'pk' THEN t.name || '_pkey'
     WHEN 'u' THEN t.name || '_' || (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno)

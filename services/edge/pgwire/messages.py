@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 _I32 = struct.Struct("!i")
 _COLUMN = struct.Struct("!ihihih")

@@ -49,16 +49,16 @@ import os
 import threading
 import time
 import uuid
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import apsw
 import grpc
 
-from sqld.v1 import replication_pb2 as pb
 from common.durable import write_atomic
+from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
-from storage.capture.log_client import (PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain,
-                                        forked_message)
+from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain, forked_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -448,7 +448,7 @@ class _Image:
             self.pages = _file_pages(db_file.fd(), page_size)
         self._db = self._wal = -1
 
-    def __enter__(self) -> "_Image":
+    def __enter__(self) -> _Image:
         self._db = self._db_file.fd()  # held open: never closed here (see HeldOpen)
         if self._latest:
             self._wal = os.open(self.path + "-wal", os.O_RDONLY)  # SQLite locks no byte of the -wal

@@ -13,12 +13,13 @@ frames read, their messages, the serialized request).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 
 from common import grpc_client, log_chain
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 
 APPEND_RETRY_SECONDS = 30.0
 PART_BYTES = 4 << 20  # page bytes per Append

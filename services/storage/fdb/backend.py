@@ -13,10 +13,10 @@ import time
 import apsw
 
 from storage.fdb import gc, keys
-from storage.fdb.kv import Kv
-from storage.fdb.pagestore import PageStore
 from storage.fdb import vfs as pagevfs
 from storage.fdb.capture import PageStoreCapturer
+from storage.fdb.kv import Kv
+from storage.fdb.pagestore import PageStore
 from storage.fdb.vfs import VFS_NAME, PageStoreVFS
 from storage.sqlite.backend import Connection
 
@@ -30,7 +30,7 @@ class TimeTravelError(ValueError):
 
 
 class MvConnection(Connection):
-    def __init__(self, db: "MvDatabase", version: int | None = None) -> None:
+    def __init__(self, db: MvDatabase, version: int | None = None) -> None:
         self._version = version
         super().__init__(db)  # type: ignore[arg-type]
 

@@ -39,8 +39,7 @@ import threading
 import time
 
 from sqld.v1 import replication_pb2 as pb
-from storage.capture.log_client import (PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain,
-                                        forked_message)
+from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain, forked_message
 from storage.fdb.pagestore import PageStore
 from storage.fdb.vfs import PAGE_SIZE
 

@@ -21,8 +21,10 @@ import logging
 import struct
 import time
 
-from common import grpc_server, log as logsetup
-from sqld.v1 import fdbdouble_pb2 as pb, fdbdouble_pb2_grpc as pb_grpc
+from common import grpc_server
+from common import log as logsetup
+from sqld.v1 import fdbdouble_pb2 as pb
+from sqld.v1 import fdbdouble_pb2_grpc as pb_grpc
 
 log = logging.getLogger("fdbdouble")
 

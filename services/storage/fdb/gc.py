@@ -55,7 +55,7 @@ CHANGELOG_MIN_SECONDS = 120.0
 def _scan(store: PageStore, begin: bytes, end: bytes):
     """Every key-value in [begin, end), in chunks, each chunk in its own transaction."""
     while True:
-        kvs = run(store.kv, lambda tr: tr.get_ranges([(begin, end, CHUNK, False)], True)[0])
+        kvs = run(store.kv, lambda tr, begin=begin: tr.get_ranges([(begin, end, CHUNK, False)], True)[0])
         yield from kvs
         if len(kvs) < CHUNK:
             return
@@ -66,7 +66,7 @@ def _clear(store: PageStore, doomed: list[bytes]) -> None:
     for i in range(0, len(doomed), CHUNK):
         part = doomed[i:i + CHUNK]
 
-        def body(tr: Transaction) -> None:
+        def body(tr: Transaction, part: list[bytes] = part) -> None:
             for key in part:
                 tr.clear(key)
         run(store.kv, body)
@@ -170,7 +170,7 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     for i in range(0, len(images), CHUNK):
         part = images[i:i + CHUNK]
 
-        def body(tr: Transaction) -> int | None:
+        def body(tr: Transaction, part: list[bytes] = part) -> int | None:
             get(tr, marker)  # serializable: a commit landing between this read and this commit fails it
             if not recent.read(tr):
                 return None

@@ -20,7 +20,8 @@ talks to. Semantics, as in FoundationDB:
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,13 @@ with Commit; reads go to the double at the transaction's read version.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 
 from common.grpc_client import CHANNEL_OPTIONS
-from sqld.v1 import fdbdouble_pb2 as pb, fdbdouble_pb2_grpc as pb_grpc
+from sqld.v1 import fdbdouble_pb2 as pb
+from sqld.v1 import fdbdouble_pb2_grpc as pb_grpc
 from storage.fdb.kv import KeyValues, KvError, Range
 
 RPC_TIMEOUT = 60.0

@@ -6,7 +6,8 @@ so everything above this module is exercised against the test double. Imports `f
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from storage.fdb.kv import KeyValues, KvError, Range
 

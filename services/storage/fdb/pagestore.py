@@ -12,7 +12,7 @@ import dataclasses
 import os
 import struct
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from storage.fdb import keys
 from storage.fdb.kv import Kv, Transaction, get, run, strinc
@@ -154,7 +154,7 @@ class PageStore:
             pages.update(struct.unpack(f">{len(value) // 4 - 1}I", value[4:]))
         return pages, count
 
-    def changelog_batch(self, since: int, max_pages: int) -> "Batch":
+    def changelog_batch(self, since: int, max_pages: int) -> Batch:
         """The next commits after version `since`, read in one FoundationDB transaction: the
         changelog up to its read version (grouped by version, cut after the version that
         brings the total past `max_pages`; a version is never split), the GC horizon, and,

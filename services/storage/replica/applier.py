@@ -27,7 +27,7 @@ import logging
 import os
 import struct
 import zlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import apsw
 
@@ -48,7 +48,7 @@ Page = tuple[int, bytes]  # (page number, image)
 class Batch:
     """Transactions being received for one apply, written to `<db>-pending.tmp` as they come."""
 
-    def __init__(self, applier: "Applier", log_id: str, page_size: int, min_pages: int) -> None:
+    def __init__(self, applier: Applier, log_id: str, page_size: int, min_pages: int) -> None:
         self.applier, self.log_id, self.page_size, self.min_pages = applier, log_id, page_size, min_pages
         self.frames = 0
         self.db_pages = min_pages

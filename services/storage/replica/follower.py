@@ -23,7 +23,8 @@ import time
 import grpc
 
 from common import grpc_client
-from sqld.v1 import replication_pb2 as pb, replication_pb2_grpc
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
 from storage.replica.applier import Applier, Batch
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Follower:
                 await asyncio.wait_for(self._applied.wait_for(lambda: self.frame_no >= min_frame_no),
                                        wait_ms / 1000)
                 return True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
 
     async def run(self) -> None:

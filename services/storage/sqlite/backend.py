@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Generator, Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 import apsw
 
 from common.values import to_python
 from sqld.v1 import common_pb2
+from storage.capture.capturer import CaptureError, Capturer, LogForked, ReplicationBroken, no_auto_checkpoint
 from storage.sqlite import compat, parts
 from storage.sqlite.describe import describe
-from storage.capture.capturer import Capturer, CaptureError, LogForked, ReplicationBroken, no_auto_checkpoint
 from storage.sqlite.errors import to_error
 from storage.sqlite.guard import Guard
 
@@ -62,7 +63,7 @@ class Database:
             self.capturer = Capturer(name, path, replication)
             self.capturer.start()
 
-    def connect(self) -> "Connection":
+    def connect(self) -> Connection:
         return Connection(self)
 
     def close(self) -> None:

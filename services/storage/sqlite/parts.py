@@ -4,7 +4,8 @@ several parts (`continues`). No I/O here: the backend yields the parts, the serv
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from common.values import to_value
 from sqld.v1 import common_pb2
