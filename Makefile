@@ -8,7 +8,7 @@ STUBS  := services/sqld/v1/.stamp
 DATA   ?= data
 ARGS   ?=
 
-.PHONY: run test test-mvsqlite proto setup compose-check clean bench bench-short setup-bench
+.PHONY: lint run test test-mvsqlite proto setup compose-check clean bench bench-short setup-bench
 
 run: setup ## start every service locally (edge on 127.0.0.1:5432)
 	$(PY) -m launcher --data-dir $(DATA) $(ARGS)
@@ -21,7 +21,7 @@ SPINE := tests/e2e/test_psycopg.py tests/e2e/test_psql.py tests/e2e/test_concurr
 	  pg_stat_replication_over_pg_wire synchronous_commit_waits_for_a_replica_to_apply \
 	  readers_on_a_replica_never_see_a_torn_transaction replication_metrics_endpoint)
 
-test: setup ## run the whole test suite, then the spine and replica-site suites on the mvsqlite backend
+test: setup lint ## lint, the whole test suite, then the spine and replica-site suites on the mvsqlite backend
 	$(PY) -m pytest $(ARGS)
 	SQLD_TEST_BACKEND=mvsqlite $(PY) -m pytest $(SPINE)
 
@@ -35,6 +35,10 @@ bench-short: setup-bench ## the same, a few seconds per workload (CI); results i
 	$(PY) -m bench --mode short $(ARGS)
 
 setup: $(VENV)/.installed $(STUBS)
+
+lint: setup ## ruff and mypy over the services, tests and benchmarks (configured in pyproject.toml)
+	$(PY) -m ruff check services tests bench
+	$(PY) -m mypy services
 
 setup-bench: setup $(VENV)/.installed-bench
 

@@ -1,4 +1,13 @@
-"""SQL text helpers shared by the edge and the scheduler: splitting and leading keywords.
+"""The one SQL lexer, and the text helpers built on it: splitting and leading keywords.
+
+Every service that looks into SQL text uses `tokens` (the edge's rewrite, catalog and column
+naming, statement classification, storage's describe), so a string, a quoted identifier or a
+comment is one token everywhere and never mistaken for a keyword.
+
+The lexer reads both spellings we meet: PostgreSQL's (`$1`, `::`, E'...') and SQLite's (`?1`,
+`:name`, `@name`, `$name`, `[ident]` when `brackets`, backquoted identifiers). It never fails:
+an unterminated string, identifier or comment runs to the end of the text (SQLite then
+reports its own error), and any other character is an `op`.
 
 Splitting uses SQLite's own notion of a complete statement (`sqlite3_complete`, via apsw),
 so quotes, comments and CREATE TRIGGER bodies with inner semicolons are handled exactly
@@ -6,9 +15,54 @@ as SQLite would.
 """
 from __future__ import annotations
 
+import enum
 import re
+from typing import NamedTuple
 
 import apsw
+
+
+class T(enum.StrEnum):
+    """Token kinds. A StrEnum, so `kind == "word"` also reads right."""
+    WS = "ws"          # whitespace and comments
+    STR = "str"        # '...' and E'...'
+    QID = "qid"        # "..." and `...` (and [...] when asked)
+    PARAM = "param"    # $1, ?, ?1, :name, @name, $name
+    CAST = "cast"      # ::
+    NUM = "num"
+    WORD = "word"      # keywords and bare identifiers
+    OP = "op"          # everything else, one operator or punctuation mark
+
+
+class Token(NamedTuple):
+    kind: T
+    text: str
+
+
+_PATTERN = r"""
+    (?P<ws>\s+|--[^\n]*|/\*.*?(?:\*/|$))
+  | (?P<str>[eE]?'(?:[^']|'')*'?)
+  | (?P<qid>"(?:[^"]|"")*"?|`(?:[^`]|``)*`?{brackets})
+  | (?P<cast>::)
+  | (?P<param>\$\d+|\?\d*|[:@$][^\W\d][\w$]*)
+  | (?P<num>0[xX][0-9A-Fa-f]+|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
+  | (?P<word>[^\W\d][\w$]*)
+  | (?P<op><>|!=|==|<=|>=|\|\||->>|->|<<|>>|.)
+"""
+_TOKEN = re.compile(_PATTERN.format(brackets=""), re.S | re.X)
+_TOKEN_BRACKETS = re.compile(_PATTERN.format(brackets=r"|\[[^\]]*\]?"), re.S | re.X)
+
+
+def tokens(sql: str, brackets: bool = False) -> list[Token]:
+    """Every token of `sql`, whitespace and comments included: joining the texts gives `sql`
+    back. `brackets`: read [name] as a quoted identifier (SQLite), not as two operators."""
+    rx = _TOKEN_BRACKETS if brackets else _TOKEN
+    return [Token(T(m.lastgroup or "op"), m.group(0)) for m in rx.finditer(sql)]
+
+
+def significant(sql: str, brackets: bool = False) -> list[Token]:
+    """The tokens of `sql` without whitespace and comments."""
+    return [t for t in tokens(sql, brackets) if t.kind is not T.WS]
 
 _WS_OR_COMMENT = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.S)
 _WORD = re.compile(r"[A-Za-z_]+")
