@@ -39,8 +39,9 @@ import struct
 import uuid
 import zlib
 
-from common import log_chain
+from common import log_chain, replication_state
 from common.durable import fsync_dir, write_atomic
+from common.replication_state import FRAME_GAP, LOG_FORKED, LOG_ID_MISMATCH
 from replication import snapshot
 from sqld.v1 import replication_pb2 as pb
 
@@ -55,16 +56,14 @@ _FRAME = struct.Struct(">II")       # page no, commit size
 _PREFIX = _HEAD.size + _POS.size + _CHAIN  # a record's bytes before its first frame
 PART_BYTES = 4 << 20                # page bytes per message (Frames, staging copies, reads)
 
-LOG_ID_MISMATCH = "LOG_ID_MISMATCH"
-FRAME_GAP = "FRAME_GAP"
-LOG_FORKED = "LOG_FORKED"
 
 
 class LogError(Exception):
-    """An append that does not fit the log (named by a replication state constant)."""
+    """A request the log cannot serve, named by a ReplicationState (common.replication_state);
+    the text starts with the state's short name, as the details the client sees."""
 
-    def __init__(self, state: str, message: str) -> None:
-        super().__init__(f"{state}: {message}")
+    def __init__(self, state: int, message: str) -> None:
+        super().__init__(f"{replication_state.short_name(state)}: {message}")
         self.state = state
 
 

@@ -17,17 +17,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from common.replication_state import LOG_FORKED, NEED_SNAPSHOT
 from replication import snapshot
 from replication.config import Config
-from replication.frame_log import LOG_FORKED, FrameLog, LogError
+from replication.frame_log import FrameLog, LogError
 from replication.replicas import Replicas
 from sqld.v1 import replication_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-NEED_SNAPSHOT = "NEED_SNAPSHOT"
 
 
 class DatabaseLog:

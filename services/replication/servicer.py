@@ -1,7 +1,8 @@
 """gRPC adapter for the replication service: translates; `replication.service` decides.
 
-Replication states (NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP, LOG_FORKED) become FAILED_PRECONDITION
-with the constant at the start of the details, as in sqld's replication protocol.
+A LogError (a replication state: NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP, LOG_FORKED) becomes
+FAILED_PRECONDITION carrying the ReplicationState in trailing metadata (common.replication_state),
+its short name also starting the details, as in sqld's replication protocol.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 
 import grpc
 
+from common import replication_state
 from replication.frame_log import LogError
 from replication.service import ReplicationCore
 from sqld.v1 import replication_pb2 as pb
@@ -21,7 +23,8 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
         if isinstance(exc, LogError):
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
+                                trailing_metadata=replication_state.trailer(exc.state))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def Hello(self, request, context):  # noqa: N802

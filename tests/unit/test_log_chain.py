@@ -7,7 +7,7 @@ import zlib
 import apsw
 import pytest
 
-from common import log_chain
+from common import log_chain, replication_state
 from replication.frame_log import FORMAT, FrameLog, LogError, decode
 from sqld.v1 import replication_pb2 as pb
 from storage.capture import wal
@@ -108,7 +108,7 @@ def test_appends_that_do_not_continue_the_chain_are_refused(real):
     lg.append(lg.log_id, page_size, txns[:3], pb.WalPosition(offset=1), genesis, "p")
     head, chain, size = lg.head, lg.head_chain, lg._size
 
-    def refused(state: str, *args) -> str:
+    def refused(state: int, *args) -> str:
         with pytest.raises(LogError) as e:
             lg.append(lg.log_id, page_size, *args)
         assert e.value.state == state, e.value
@@ -116,24 +116,24 @@ def test_appends_that_do_not_continue_the_chain_are_refused(real):
         return str(e.value)
 
     # continuing the head's frame numbers with a wrong base
-    assert "chain value it continues" in refused("LOG_FORKED", txns[3:4], pb.WalPosition(), b"\0" * 32, "p")
-    assert "chain value it continues" in refused("LOG_FORKED", txns[3:4], pb.WalPosition(), b"", "p")
+    assert "chain value it continues" in refused(replication_state.LOG_FORKED, txns[3:4], pb.WalPosition(), b"\0" * 32, "p")
+    assert "chain value it continues" in refused(replication_state.LOG_FORKED, txns[3:4], pb.WalPosition(), b"", "p")
     # another primary
-    assert "written by primary 'p'" in refused("LOG_FORKED", txns[3:4], pb.WalPosition(), chain, "q")
+    assert "written by primary 'p'" in refused(replication_state.LOG_FORKED, txns[3:4], pb.WalPosition(), chain, "q")
     # a "retry" of frames the log holds, with other content (was silently skipped before)
     forged = pb.Transaction()
     forged.CopyFrom(txns[1])
     forged.frames[0].page = b"\xff" * page_size
     base = lg.chain_at(txns[0].frames[-1].frame_no)
-    assert "other transactions" in refused("LOG_FORKED", [forged, txns[2], txns[3]], pb.WalPosition(), base, "p")
+    assert "other transactions" in refused(replication_state.LOG_FORKED, [forged, txns[2], txns[3]], pb.WalPosition(), base, "p")
     # other transaction boundaries over held frames
     merged = pb.Transaction(frames=list(txns[1].frames) + list(txns[2].frames) + list(txns[3].frames))
-    assert "overlap" in refused("LOG_FORKED", [merged], pb.WalPosition(), base, "p")
+    assert "overlap" in refused(replication_state.LOG_FORKED, [merged], pb.WalPosition(), base, "p")
     if len(txns[1].frames) > 1:
         part = pb.Transaction(frames=txns[1].frames[:1])
-        assert "no transaction" in refused("LOG_FORKED", [part], pb.WalPosition(), base, "p")
+        assert "no transaction" in refused(replication_state.LOG_FORKED, [part], pb.WalPosition(), base, "p")
     # the log is behind the append: FRAME_GAP (a restored backup; the primary starts a new history)
-    refused("FRAME_GAP", txns[4:5], pb.WalPosition(), chain, "p")
+    refused(replication_state.FRAME_GAP, txns[4:5], pb.WalPosition(), chain, "p")
     # a wrong claim of a chain value is a bad request, not a fork
     bad = pb.Transaction(frames=txns[3].frames, chain=b"\1" * 32)
     with pytest.raises(ValueError):

@@ -17,14 +17,12 @@ from collections.abc import Callable
 
 import grpc
 
-from common import grpc_client, log_chain
+from common import grpc_client, log_chain, replication_state
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 
 APPEND_RETRY_SECONDS = 30.0
 PART_BYTES = 4 << 20  # page bytes per Append
-_STATES = ("FRAME_GAP", "LOG_ID_MISMATCH")
-LOG_FORKED = "LOG_FORKED"
 
 
 class CaptureError(Exception):
@@ -116,9 +114,10 @@ class LogClient:
                         and time.monotonic() < deadline:
                     time.sleep(0.1)  # the service is restarting: try again until the deadline
                     continue
-                if code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(_STATES):
+                state = replication_state.of(exc)
+                if state in (replication_state.FRAME_GAP, replication_state.LOG_ID_MISMATCH):
                     raise LogMoved(details) from exc
-                if code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(LOG_FORKED):
+                if state == replication_state.LOG_FORKED:
                     raise LogForked(details) from exc
                 raise CaptureError(f"log commit of db {self.name}: {details}; the commit is durable on "
                                    "the primary but not replicated; check the replication service") from exc

@@ -22,14 +22,13 @@ import time
 
 import grpc
 
-from common import grpc_client
+from common import grpc_client, replication_state
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 from storage.replica.applier import Applier, Batch
 
 log = logging.getLogger(__name__)
 
-NEED_SNAPSHOT = "NEED_SNAPSHOT"
 RETRY_SECONDS = 0.2
 
 
@@ -82,7 +81,7 @@ class Follower:
                     self._stopped_streaming()  # the service ended the stream (it is stopping)
                 except grpc.aio.AioRpcError as exc:
                     self._stopped_streaming()
-                    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and (exc.details() or "").startswith(NEED_SNAPSHOT):
+                    if replication_state.of(exc) == replication_state.NEED_SNAPSHOT:
                         self.state = "SNAPSHOT"
                         await self._snapshot(stub)
                         continue
