@@ -1,0 +1,184 @@
+"""The replication core behind its gRPC servicer, in-process on 127.0.0.1:0: append, stream,
+the replication states as the client sees them (FAILED_PRECONDITION + ReplicationState in
+trailing metadata), compaction and snapshots. No process starts; real log files in tmp_path.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import pytest
+
+from common import replication_state
+from replication.config import Config
+from replication.service import ReplicationCore
+from replication.servicer import ReplicationServicer
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
+from storage.capture.log_client import LogClient, LogForked, LogMoved
+
+PAGE = 512
+DB = "main"
+
+
+def page(byte: int) -> bytes:
+    return bytes([byte]) * PAGE
+
+
+def txn(first: int, *pages: tuple[int, int], size: int = 0) -> pb.Transaction:
+    """A transaction of frames numbered from `first`: (page no, fill byte) each; the database
+    is then `size` pages (default: the largest page number)."""
+    size = size or max(p for p, _ in pages)
+    return pb.Transaction(frames=[
+        pb.Frame(frame_no=first + i, page_no=p, page=page(b), commit_size=size if i == len(pages) - 1 else 0)
+        for i, (p, b) in enumerate(pages)])
+
+
+@contextlib.asynccontextmanager
+async def served(tmp_path, **cfg):
+    core = ReplicationCore(Config(data_dir=str(tmp_path / "log"), **cfg))
+    server = grpc.aio.server()
+    replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(core), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield core, replication_pb2_grpc.ReplicationStub(channel), f"127.0.0.1:{port}"
+    finally:
+        await core.close_streams()
+        await channel.close()
+        await server.stop(0)
+
+
+async def refused(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await call
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    return e.value
+
+
+async def new_history(stub) -> pb.HelloResponse:
+    return await stub.ResetLog(pb.ResetLogRequest(database=DB))
+
+
+async def append(stub, hello: pb.HelloResponse, txns: list[pb.Transaction], prev_chain: bytes,
+                 primary: str = "p", log_id: str | None = None) -> pb.AppendResponse:
+    return await stub.Append(pb.AppendRequest(
+        database=DB, log_id=hello.log_id if log_id is None else log_id, page_size=PAGE, transactions=txns,
+        prev_chain=prev_chain, primary_id=primary))
+
+
+def test_append_then_stream_past_and_live(tmp_path):
+    async def main():
+        async with served(tmp_path) as (_core, stub, _):
+            hello = await new_history(stub)
+            assert hello.log_id and hello.head_frame_no == 0
+            r = await append(stub, hello, [txn(1, (1, 1), (2, 2)), txn(3, (2, 3))], hello.head_chain)
+            assert r.head_frame_no == 3
+            stream = stub.Frames(pb.FramesRequest(database=DB, log_id=hello.log_id, from_frame_no=1,
+                                                  replica_id="r1"))
+            got = await stream.read()
+            assert [f.frame_no for t in got.transactions for f in t.frames] == [1, 2, 3]
+            assert got.head_frame_no == 3 and got.page_size == PAGE
+            after = await stub.Hello(pb.HelloRequest(database=DB))
+            await append(stub, hello, [txn(4, (3, 4))], after.head_chain)
+            live = await stream.read()
+            assert [f.frame_no for t in live.transactions for f in t.frames] == [4]
+            assert live.transactions[0].frames[0].page == page(4)
+            assert live.transactions[0].chain == (await stub.Hello(pb.HelloRequest(database=DB))).head_chain
+            stream.cancel()
+    asyncio.run(main())
+
+
+def test_append_states_travel_as_the_enum(tmp_path):
+    async def main():
+        async with served(tmp_path) as (_core, stub, _):
+            hello = await new_history(stub)
+            await append(stub, hello, [txn(1, (1, 1))], hello.head_chain)
+            head = await stub.Hello(pb.HelloRequest(database=DB))
+
+            exc = await refused(append(stub, hello, [txn(2, (1, 2))], head.head_chain, log_id="another"))
+            assert replication_state.of(exc) == replication_state.LOG_ID_MISMATCH
+            assert exc.details().startswith("LOG_ID_MISMATCH: ")  # the text is for people, kept as it was
+
+            exc = await refused(append(stub, hello, [txn(5, (1, 2))], head.head_chain))
+            assert replication_state.of(exc) == replication_state.FRAME_GAP
+
+            exc = await refused(append(stub, hello, [txn(2, (1, 2))], head.head_chain, primary="q"))
+            assert replication_state.of(exc) == replication_state.LOG_FORKED
+            assert "written by primary 'p'" in exc.details()
+            status = await stub.Status(pb.StatusRequest(database=DB))
+            assert "LOG_FORKED" in status.logs[0].last_forked_append
+
+            # a request the service refuses for another reason carries no state
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.Hello(pb.HelloRequest(database="no/such"))
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert replication_state.of(e.value) == replication_state.State.Value("REPLICATION_STATE_UNSPECIFIED")
+    asyncio.run(main())
+
+
+def test_the_primarys_log_client_reads_the_enum(tmp_path):
+    """storage's blocking LogClient turns the states into LogMoved / LogForked."""
+    async def main():
+        async with served(tmp_path) as (_core, stub, target):
+            hello = await new_history(stub)
+            client = LogClient(DB, target)
+            client.primary_id = "p"
+            try:
+                def run(*args):
+                    return asyncio.to_thread(client.append, *args)
+                assert not await run(hello.log_id, PAGE, [txn(1, (1, 1))], pb.WalPosition(), hello.head_chain)
+                with pytest.raises(LogMoved, match="^LOG_ID_MISMATCH"):
+                    await run("another", PAGE, [txn(2, (1, 2))], pb.WalPosition(), b"")
+                with pytest.raises(LogMoved, match="^FRAME_GAP"):
+                    await run(hello.log_id, PAGE, [txn(9, (1, 2))], pb.WalPosition(), b"")
+                client.primary_id = "q"
+                with pytest.raises(LogForked, match="^LOG_FORKED"):
+                    await run(hello.log_id, PAGE, [txn(2, (1, 2))], pb.WalPosition(), b"")
+            finally:
+                client.close()
+    asyncio.run(main())
+
+
+def test_need_snapshot_then_snapshot_after_compaction(tmp_path):
+    async def main():
+        async with served(tmp_path, compact_frames=4, keep_frames=2) as (core, stub, _):
+            hello = await new_history(stub)
+            chain = hello.head_chain
+            for n in range(1, 8):  # page 1 rewritten each time; page 2 once, by the third
+                pages = [(1, n), (2, 100 + n)] if n == 3 else [(1, n)]
+                await append(stub, hello, [txn(core.db(DB).log.head + 1, *pages, size=2 if n >= 3 else 1)], chain)
+                chain = (await stub.Hello(pb.HelloRequest(database=DB))).head_chain
+            now = await stub.Hello(pb.HelloRequest(database=DB))
+            assert now.head_frame_no == 8 and now.first_frame_no > 1  # compacted
+
+            exc = await refused(stub.Frames(pb.FramesRequest(database=DB, log_id=hello.log_id,
+                                                             from_frame_no=1)).read())
+            assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT
+            assert "is not in the log" in exc.details()
+            exc = await refused(stub.Frames(pb.FramesRequest(database=DB, log_id="old",
+                                                             from_frame_no=now.first_frame_no)).read())
+            assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT
+
+            chunks = [c async for c in stub.Snapshot(pb.SnapshotRequest(database=DB))]
+            assert {c.frame_no for c in chunks} == {8} and {c.log_id for c in chunks} == {hello.log_id}
+            pages = {p.page_no: p.page for c in chunks for p in c.pages}
+            assert chunks[0].db_pages == 2 and pages == {1: page(7), 2: page(103)}
+
+            # from the snapshot's frame on, the stream serves again
+            stream = stub.Frames(pb.FramesRequest(database=DB, log_id=hello.log_id, from_frame_no=9))
+            await append(stub, hello, [txn(9, (1, 9))], chain)
+            assert (await stream.read()).transactions[0].frames[0].frame_no == 9
+            stream.cancel()
+
+            # a database nobody said hello for has nothing to copy
+            exc = await refused(_first(stub.Snapshot(pb.SnapshotRequest(database="empty"))))
+            assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT
+    asyncio.run(main())
+
+
+async def _first(stream):
+    async for item in stream:
+        return item
