@@ -40,7 +40,8 @@ def load(cls: type[T], service: str, argv: Sequence[str] | None = None,
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     for f in fields:
         env = f"SQLD_{service.upper()}_{f.name.upper()}"
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if callable(f.default_factory) else None
         help_text = f"{f.metadata.get('help', '')} (env {env}; default {default!r})"
         parser.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text)
     args = parser.parse_args(list(argv or []))

@@ -7,42 +7,40 @@ from __future__ import annotations
 
 import grpc
 
+from common import sqlstate
 from sqld.v1 import common_pb2
 
 BY_STATUS: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.UNAVAILABLE: "57P03",          # cannot_connect_now: the peer is down or restarting
-    grpc.StatusCode.DEADLINE_EXCEEDED: "57014",    # query_canceled
-    grpc.StatusCode.CANCELLED: "57014",
-    grpc.StatusCode.NOT_FOUND: "3D000",            # invalid_catalog_name: no such database
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "53300",   # too_many_connections
-    grpc.StatusCode.INVALID_ARGUMENT: "08P01",     # protocol_violation
-    grpc.StatusCode.FAILED_PRECONDITION: "55000",  # object_not_in_prerequisite_state
-    grpc.StatusCode.ABORTED: "40001",              # serialization_failure
-    grpc.StatusCode.UNIMPLEMENTED: "0A000",        # feature_not_supported
-    grpc.StatusCode.PERMISSION_DENIED: "42501",    # insufficient_privilege
-    grpc.StatusCode.UNAUTHENTICATED: "28000",      # invalid_authorization_specification
-    grpc.StatusCode.ALREADY_EXISTS: "42P04",       # duplicate_database
-    grpc.StatusCode.OUT_OF_RANGE: "22003",
-    grpc.StatusCode.INTERNAL: "XX000",
-    grpc.StatusCode.UNKNOWN: "XX000",
-    grpc.StatusCode.DATA_LOSS: "XX001",
+    grpc.StatusCode.UNAVAILABLE: sqlstate.CANNOT_CONNECT_NOW,       # the peer is down or restarting
+    grpc.StatusCode.DEADLINE_EXCEEDED: sqlstate.QUERY_CANCELED,
+    grpc.StatusCode.CANCELLED: sqlstate.QUERY_CANCELED,
+    grpc.StatusCode.NOT_FOUND: sqlstate.INVALID_CATALOG_NAME,       # no such database
+    grpc.StatusCode.RESOURCE_EXHAUSTED: sqlstate.TOO_MANY_CONNECTIONS,
+    grpc.StatusCode.INVALID_ARGUMENT: sqlstate.PROTOCOL_VIOLATION,
+    grpc.StatusCode.FAILED_PRECONDITION: sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE,
+    grpc.StatusCode.ABORTED: sqlstate.SERIALIZATION_FAILURE,
+    grpc.StatusCode.UNIMPLEMENTED: sqlstate.FEATURE_NOT_SUPPORTED,
+    grpc.StatusCode.PERMISSION_DENIED: sqlstate.INSUFFICIENT_PRIVILEGE,
+    grpc.StatusCode.UNAUTHENTICATED: sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
+    grpc.StatusCode.ALREADY_EXISTS: sqlstate.DUPLICATE_DATABASE,
+    grpc.StatusCode.OUT_OF_RANGE: sqlstate.NUMERIC_VALUE_OUT_OF_RANGE,
+    grpc.StatusCode.INTERNAL: sqlstate.INTERNAL_ERROR,
+    grpc.StatusCode.UNKNOWN: sqlstate.INTERNAL_ERROR,
+    grpc.StatusCode.DATA_LOSS: sqlstate.DATA_CORRUPTED,
 }
 
 
-# transaction_resolution_unknown: a statement that could commit was sent, and its answer lost.
-IN_DOUBT = "08007"
-
-
 def sqlstate_for_status(code: grpc.StatusCode | None) -> str:
-    return BY_STATUS.get(code, "XX000") if code is not None else "XX000"
+    return BY_STATUS.get(code, sqlstate.INTERNAL_ERROR) if code is not None else sqlstate.INTERNAL_ERROR
 
 
 def lost(code: grpc.StatusCode | None, message: str, in_doubt: bool) -> common_pb2.StatementError:
     """A call broke mid-statement. `in_doubt`: a COMMIT or an autocommit write had been sent,
-    so it may have committed (08007, check before retrying); otherwise nothing committed for
-    certain and the client may simply retry (the status's own SQLSTATE, such as 57P03)."""
+    so it may have committed (transaction_resolution_unknown, check before retrying); otherwise
+    nothing committed for certain and the client may simply retry (the status's own SQLSTATE,
+    such as cannot_connect_now)."""
     if in_doubt:
-        return error(IN_DOUBT, f"{message}; the connection was lost after the statement was sent, so it may "
+        return error(sqlstate.TRANSACTION_RESOLUTION_UNKNOWN, f"{message}; the connection was lost after the statement was sent, so it may "
                      "or may not have committed: check before retrying")
     return error(sqlstate_for_status(code), f"{message}; the statement did not complete, retry")
 

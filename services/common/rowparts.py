@@ -29,8 +29,9 @@ class RowJoiner:
                 if cut and len(values) == 1:  # one more piece of the same value
                     self._pending = (before, pieces, kind)
                     continue
-                joined = "".join(pieces) if kind == "text" else b"".join(pieces)
-                values = before + [common_pb2.Value(**{kind: joined})] + values[1:]
+                joined = (common_pb2.Value(text="".join(pieces)) if kind == "text"
+                          else common_pb2.Value(blob=b"".join(pieces)))
+                values = before + [joined] + values[1:]
             if cut:
                 tail = values.pop()
                 kind = tail.WhichOneof("value") or "blob"

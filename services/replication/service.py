@@ -130,9 +130,10 @@ class ReplicationCore:
                     yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size,
                                         more=more)
                     continue
+                def moved(nxt: int = nxt) -> bool:  # bound now: the wait ends before nxt changes
+                    return d.log.head >= nxt or d.log.log_id != req.log_id or self.closing
                 async with d.changed:
-                    await d.changed.wait_for(
-                        lambda nxt=nxt: d.log.head >= nxt or d.log.log_id != req.log_id or self.closing)
+                    await d.changed.wait_for(moved)
                 if self.closing:
                     return
         finally:

@@ -27,25 +27,25 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                                 trailing_metadata=replication_state.trailer(exc.state))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    async def Hello(self, request, context):  # noqa: N802
+    async def Hello(self, request, context):
         try:
             return await self.core.hello(request)
         except ValueError as exc:
             await self._fail(context, exc)
 
-    async def ResetLog(self, request, context):  # noqa: N802
+    async def ResetLog(self, request, context):
         try:
             return await self.core.reset(request)
         except ValueError as exc:
             await self._fail(context, exc)
 
-    async def Append(self, request, context):  # noqa: N802
+    async def Append(self, request, context):
         try:
             return await self.core.append(request)
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
-    async def Frames(self, request, context):  # noqa: N802
+    async def Frames(self, request, context):
         try:
             async for batch in self.core.frames(request):
                 yield batch
@@ -54,17 +54,17 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
-    async def Snapshot(self, request, context):  # noqa: N802
+    async def Snapshot(self, request, context):
         try:
             async for chunk in self.core.snapshot(request):
                 yield chunk
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
-    async def Ack(self, request, context):  # noqa: N802
+    async def Ack(self, request, context):
         return await self.core.ack(request)
 
-    async def Status(self, request, context):  # noqa: N802
+    async def Status(self, request, context):
         return self.core.status(request)
 
 

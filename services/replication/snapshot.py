@@ -49,7 +49,7 @@ def chunks(path: str, log_id: str, frame_no: int, page_size: int) -> Iterator[pb
         page_no = 1
         per_chunk = max(1, CHUNK_BYTES // page_size) if page_size else 1
         while True:
-            pages = []
+            pages: list[pb.Frame] = []
             while len(pages) < per_chunk and page_no <= db_pages:
                 pages.append(pb.Frame(page_no=page_no, page=f.read(page_size)))
                 page_no += 1

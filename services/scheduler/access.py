@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scheduler.pool import Busy, DatabasePool
+from common import sqlstate
+from common.sqlstate import SqlError
+from scheduler.pool import DatabasePool
 from scheduler.storage_client import StorageConnection
 from sqld.v1 import common_pb2
-
-READ_ONLY_SQLSTATE = "25006"
 
 
 class ReadOnlyConnection:
@@ -27,9 +27,9 @@ class ReadOnlyConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,  # noqa: ARG002
-                      describe_only: bool = False, **replication: int | bool) -> list[common_pb2.StatementResult]:
-        return await self.inner.execute(statements, True, describe_only, **replication)
+    async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
+                      *args: Any, **kwargs: Any) -> list[common_pb2.StatementResult]:
+        return await self.inner.execute(statements, True, *args, **kwargs)
 
 
 class ReadOnlyPool:
@@ -42,7 +42,7 @@ class ReadOnlyPool:
         return getattr(self.inner, name)
 
     async def acquire_writer(self) -> None:
-        raise Busy(READ_ONLY_SQLSTATE, f"cannot write to database {self.inner.name}: "
+        raise SqlError(sqlstate.READ_ONLY_SQL_TRANSACTION, f"cannot write to database {self.inner.name}: "
                    "this session's token grants read-only access")
 
     async def acquire(self) -> ReadOnlyConnection:

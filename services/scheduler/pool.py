@@ -11,19 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from common import grpc_client
+from common import grpc_client, sqlstate
+from common.sqlstate import SqlError
 from scheduler.storage_client import StorageConnection, StorageUnavailable
 from sqld.v1 import common_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-class Busy(Exception):
-    """Waiting for a connection or the writer token took too long."""
-
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 class DatabasePool:
@@ -50,7 +43,7 @@ class DatabasePool:
             else:  # fast path: no timer task when a slot is free
                 await self._slots.acquire()
         except TimeoutError:
-            raise Busy("53300", f"all storage connections of database {self.name} are busy; "
+            raise SqlError(sqlstate.TOO_MANY_CONNECTIONS, f"all storage connections of database {self.name} are busy; "
                        f"waited {self.wait_timeout:.0f}s, try again later") from None
         while self._idle:
             conn = self._idle.pop()
@@ -80,7 +73,7 @@ class DatabasePool:
             else:
                 await self.writer.acquire()
         except TimeoutError:
-            raise Busy("55P03", f"could not obtain the write lock on database {self.name} within "
+            raise SqlError(sqlstate.LOCK_NOT_AVAILABLE, f"could not obtain the write lock on database {self.name} within "
                        f"{self.wait_timeout:.0f}s: another transaction holds it") from None
 
     def close(self) -> None:
@@ -119,4 +112,4 @@ class Pools:
         await self._channel.close()
 
 
-__all__ = ["Busy", "DatabasePool", "Pools", "StorageUnavailable"]
+__all__ = ["DatabasePool", "Pools", "StorageUnavailable"]

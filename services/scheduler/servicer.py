@@ -13,7 +13,7 @@ import logging
 
 import grpc
 
-from common import errors
+from common import errors, sqlstate
 from common.rowparts import RowJoiner
 from common.tokens import TokenError, Verifier
 from scheduler import routing
@@ -68,11 +68,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return Session(pool, self.replicas, policy, frame_no, self.cfg.max_write_transaction_seconds)
 
     def _too_long(self) -> common_pb2.StatementError:
-        return errors.error("25P04", "terminating connection due to transaction timeout: the transaction held the "
+        return errors.error(sqlstate.TRANSACTION_TIMEOUT, "terminating connection due to transaction timeout: the transaction held the "
                             f"write lock longer than {self.cfg.max_write_transaction_seconds:g}s "
                             "(max_write_transaction_seconds) and was rolled back")
 
-    async def Session(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Session(self, request_iterator, context: grpc.aio.ServicerContext):
         first = await context.read()
         if first is grpc.aio.EOF:
             return
@@ -111,7 +111,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     await session.close()
                     await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
                         reason=self._too_long() if too_long else errors.error(
-                            "25P03", "terminating connection due to idle-in-transaction timeout "
+                            sqlstate.IDLE_IN_TRANSACTION_SESSION_TIMEOUT, "terminating connection due to idle-in-transaction timeout "
                             f"({idle:.0f}s): the transaction was rolled back"))))
                     return
                 if req is None:
@@ -143,7 +143,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             await session.close()
 
     async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
-                      ) -> query_pb2.ExecuteResponse:  # noqa: N802
+                      ) -> query_pb2.ExecuteResponse:
         session = await self._open(request.database, context, request)
         kept = _Kept(session)
         try:
@@ -187,7 +187,7 @@ class _Kept:
     def into(self, results: list[common_pb2.StatementResult]) -> list[common_pb2.StatementResult]:
         if self.too_large:
             return [common_pb2.StatementResult(error=errors.error(
-                "54000", f"the result is larger than Execute answers ({EXECUTE_BYTES >> 20} MiB); "
+                sqlstate.PROGRAM_LIMIT_EXCEEDED, f"the result is larger than Execute answers ({EXECUTE_BYTES >> 20} MiB); "
                 "read it over a Session stream"))]
         out = []
         for i, r in enumerate(results):

@@ -25,13 +25,16 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 
-from common import errors
+from common import errors, sqlstate, statement
+from common.sqlstate import SqlError
+from common.sqltext import leading_words, split
+from common.statement import CONTROL, Kind, kind_of
 from scheduler import routing, stat_replication
-from scheduler.classify import CONTROL, Kind, classify, expand, is_read_only_begin
-from scheduler.pool import Busy, DatabasePool, Pools
+from scheduler.pool import DatabasePool, Pools
 from scheduler.storage_client import PartSink, StorageConnection, StorageUnavailable
 from scheduler.writer import WriterTurn
 from sqld.v1 import common_pb2
@@ -42,8 +45,10 @@ IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
 FAILED = common_pb2.TRANSACTION_STATUS_FAILED
 
-_CANCELED = errors.error("57014", "canceling statement due to user request")
-_ABORTED = errors.error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+_CANCELED = SqlError(sqlstate.QUERY_CANCELED, "canceling statement due to user request")
+_ABORTED = errors.error(sqlstate.IN_FAILED_SQL_TRANSACTION,
+                        "current transaction is aborted, commands ignored until end of transaction block")
+LOCAL = -1  # not a StatementKind: a statement the scheduler answers itself (Session._local)
 
 
 def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
@@ -52,6 +57,29 @@ def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
 
 def _fail(err: common_pb2.StatementError) -> common_pb2.StatementResult:
     return common_pb2.StatementResult(error=err)
+
+
+def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statement] | common_pb2.StatementError:
+    """Split statements that hold several SQL statements (QueryService callers may send a
+    script; the edge splits before it sends), each piece classified; parameters allow only one."""
+    out: list[common_pb2.Statement] = []
+    for st in statements:
+        parts = split(st.sql) if ";" in st.sql else ()
+        if len(parts) <= 1:
+            out.append(st)
+            continue
+        if st.params or st.named_params:
+            return errors.error(sqlstate.SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
+        out.extend(common_pb2.Statement(sql=p, kind=cast(Kind, statement.classify(p).kind)) for p in parts)
+    return out
+
+
+def _kind(st: common_pb2.Statement) -> int:
+    """How the session orders `st`: its StatementKind, or LOCAL."""
+    kind = kind_of(st)
+    if routing.is_setting(st.sql) or (kind == statement.READ and stat_replication.mentions(st.sql)):
+        return LOCAL
+    return kind
 
 
 @dataclasses.dataclass
@@ -128,7 +156,7 @@ class Session:
         if not self._cancel_pending:
             return None
         self._cancel_pending = False
-        return _fail(_CANCELED)
+        return _fail(_CANCELED.to_proto())
 
     async def _wait(self, aw, contended: bool):
         """Wait for the writer token or a connection; a Cancel ends the wait with 57014.
@@ -136,7 +164,7 @@ class Session:
         if self._cancel_pending:
             aw.close()
             self._cancel_pending = False
-            raise Busy(_CANCELED.sqlstate, _CANCELED.message)
+            raise _CANCELED
         if not contended:
             return await aw
         self._waiting = asyncio.ensure_future(aw)
@@ -146,7 +174,7 @@ class Session:
             if not (self._cancel_pending and self._waiting.cancelled()):
                 raise  # the session itself is being cancelled
             self._cancel_pending = False
-            raise Busy(_CANCELED.sqlstate, _CANCELED.message) from None
+            raise _CANCELED from None
         finally:
             self._waiting = None
 
@@ -155,7 +183,7 @@ class Session:
         expanded = expand(statements)
         if isinstance(expanded, common_pb2.StatementError):
             return [_fail(expanded)]
-        kinds = [Kind.LOCAL if self._is_local(st.sql) else classify(st.sql) for st in expanded]
+        kinds = [_kind(st) for st in expanded]
         self.served_by_replica = False
         results: list[common_pb2.StatementResult] = []
         self._results = results
@@ -166,7 +194,7 @@ class Session:
         while i < len(expanded):
             kind = kinds[i]
             self._base = len(results)
-            if kind == Kind.LOCAL:
+            if kind == LOCAL:
                 results.append(await self._local(expanded[i]))
                 i += 1
             elif kind in CONTROL:
@@ -175,9 +203,9 @@ class Session:
                 i += 1
             else:
                 j = i
-                while j < len(expanded) and kinds[j] not in CONTROL and kinds[j] != Kind.LOCAL:
+                while j < len(expanded) and kinds[j] not in CONTROL and kinds[j] != LOCAL:
                     j += 1
-                group_results = await self._group(expanded[i:j], Kind.WRITE in kinds[i:j])
+                group_results = await self._group(expanded[i:j], statement.WRITE in kinds[i:j])
                 results.extend(group_results)
                 i = j
             if results and results[-1].HasField("error"):
@@ -212,22 +240,19 @@ class Session:
         try:
             conn = await self.pool.acquire()
             return await conn.execute(statements, read_only=True, describe_only=True)
-        except (Busy, StorageUnavailable) as exc:
+        except (SqlError, StorageUnavailable) as exc:
             return [_fail(self._transport_error(exc))]
         finally:
             if conn is not None:
                 self.pool.release(conn)
 
-    def _is_local(self, sql: str) -> bool:
-        return routing.is_setting(sql) or (stat_replication.mentions(sql) and classify(sql) == Kind.READ)
-
     async def _local(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
         """A statement the scheduler answers: a session setting, or pg_stat_replication."""
         if routing.is_setting(st.sql):
             problem = routing.apply_setting(self.policy, st.sql)
-            return _fail(errors.error("22023", problem)) if problem else _ok()
+            return _fail(errors.error(sqlstate.INVALID_PARAMETER_VALUE, problem)) if problem else _ok()
         if self.replicas.status is None:
-            return _fail(errors.error("0A000", "pg_stat_replication: this scheduler was started without "
+            return _fail(errors.error(sqlstate.FEATURE_NOT_SUPPORTED, "pg_stat_replication: this scheduler was started without "
                                       "--replication; point it at the replication service"))
         return await self.replicas.status.query(st)
 
@@ -250,7 +275,7 @@ class Session:
                 group, True, on_part=self._relay, min_frame_no=self.frame_no if ryw else 0,
                 wait_ms=self.replicas.read_your_writes_wait_ms if ryw else 0,
                 max_staleness_ms=self.policy.max_staleness_ms or self.replicas.max_lag_ms)
-        except (Busy, StorageUnavailable) as exc:
+        except (SqlError, StorageUnavailable) as exc:
             if conn is not None and self._relayed != relayed:  # rows went out: not run again
                 return [_fail(self._transport_error(exc))]
             log.debug("replica read failed, using the primary db=%s err=%s", self.pool.name, exc)
@@ -269,33 +294,36 @@ class Session:
     def _wrote(self, conn: StorageConnection) -> None:
         self.frame_no = max(self.frame_no, conn.frame_no)
 
-    async def _control(self, kind: Kind, st: common_pb2.Statement) -> common_pb2.StatementResult:
-        if kind == Kind.BEGIN:
+    async def _control(self, kind: int, st: common_pb2.Statement) -> common_pb2.StatementResult:
+        if kind in (statement.BEGIN, statement.BEGIN_READ_ONLY):
             if self.status == FAILED:
                 return _fail(_ABORTED)
             if self.status == IN_TRANSACTION:
-                return _ok(common_pb2.Notice(sqlstate="25001", message="there is already a transaction in progress"))
-            self.status, self.implicit, self.read_only = IN_TRANSACTION, False, is_read_only_begin(st.sql)
+                return _ok(common_pb2.Notice(sqlstate=sqlstate.ACTIVE_SQL_TRANSACTION,
+                                             message="there is already a transaction in progress"))
+            self.status, self.implicit = IN_TRANSACTION, False
+            self.read_only = kind == statement.BEGIN_READ_ONLY
             return _ok()
-        if kind in (Kind.COMMIT, Kind.ROLLBACK):
+        if kind in (statement.COMMIT, statement.ROLLBACK):
             if self.status == IDLE:
-                return _ok(common_pb2.Notice(sqlstate="25P01", message="there is no transaction in progress"))
+                return _ok(common_pb2.Notice(sqlstate=sqlstate.NO_ACTIVE_SQL_TRANSACTION,
+                                             message="there is no transaction in progress"))
             results: list[common_pb2.StatementResult] = []
-            await self._end("COMMIT" if kind == Kind.COMMIT and self.status == IN_TRANSACTION else "ROLLBACK",
+            await self._end("COMMIT" if kind == statement.COMMIT and self.status == IN_TRANSACTION else "ROLLBACK",
                             results)
             return results[-1] if results else _ok()
         # SAVEPOINT, RELEASE, ROLLBACK TO
         if self.status == IDLE:
-            word = (st.sql.split() or ["SAVEPOINT"])[0].upper()
-            return _fail(errors.error("25P01", f"{word} can only be used in transaction blocks"))
-        if self.status == FAILED and kind != Kind.ROLLBACK_TO:
+            word = (leading_words(st.sql, 1) or ["SAVEPOINT"])[0]
+            return _fail(errors.error(sqlstate.NO_ACTIVE_SQL_TRANSACTION, f"{word} can only be used in transaction blocks"))
+        if self.status == FAILED and kind != statement.ROLLBACK_TO:
             return _fail(_ABORTED)
         if self.conn is None:  # nothing ran yet: SAVEPOINT needs a real transaction under it
             results = await self._group([st], False)
         else:
             results = await self._send([st])
         result = results[-1]
-        if kind == Kind.ROLLBACK_TO and not result.HasField("error") and self.conn is not None \
+        if kind == statement.ROLLBACK_TO and not result.HasField("error") and self.conn is not None \
                 and self.conn.in_transaction:
             self.status = IN_TRANSACTION
         return result
@@ -316,7 +344,7 @@ class Session:
             if self.conn is None:
                 self.conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
                 prefix = [common_pb2.Statement(sql="BEGIN IMMEDIATE" if self.holds_writer else "BEGIN")]
-        except (Busy, StorageUnavailable) as exc:
+        except (SqlError, StorageUnavailable) as exc:
             self.status = FAILED
             return [_fail(self._transport_error(exc))]
         self._skip = len(prefix)
@@ -341,7 +369,8 @@ class Session:
             self.active = self.conn
             results = await self.conn.execute(group, self.read_only, on_part=self._relay,
                                               synchronous_commit=self.policy.synchronous_commit,
-                                              **self._storage_writer(self.holds_writer))
+                                              take_writer=self.holds_writer,
+                                              writer_wait_ms=self._writer_wait_ms if self.holds_writer else 0)
             self._wrote(self.conn)
         except StorageUnavailable as exc:
             self._unpin(reuse=False)
@@ -373,13 +402,13 @@ class Session:
                 return [cancelled]
             results = await conn.execute(group, read_only=not writes, on_part=self._relay,
                                          synchronous_commit=self.policy.synchronous_commit,
-                                         **self._storage_writer(writes))
+                                         take_writer=writes, writer_wait_ms=self._writer_wait_ms if writes else 0)
             answered = True
             self._wrote(conn)
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
                 await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             return results
-        except (Busy, StorageUnavailable) as exc:
+        except (SqlError, StorageUnavailable) as exc:
             return [_fail(self._transport_error(exc, could_commit=writes and not answered))]
         finally:
             self.active = None
@@ -388,13 +417,12 @@ class Session:
             if took_writer:
                 self.pool.writer.release()
 
-    def _storage_writer(self, holds: bool) -> dict[str, int | bool]:
-        """Execute fields for a call holding the writer token: the token is this scheduler's;
-        storage's queue (Execute.take_writer) orders the writers of every scheduler that
-        writes to the database, the replica site's too. Idempotent while the transaction lasts."""
-        if not holds:
-            return {}
-        return {"take_writer": True, "writer_wait_ms": max(1, int(self.pool.wait_timeout * 1000))}
+    @property
+    def _writer_wait_ms(self) -> int:
+        """Execute.writer_wait_ms for a call holding the writer token (take_writer): the token is
+        this scheduler's; storage's queue orders the writers of every scheduler that writes to
+        the database, the replica site's too. Idempotent while the transaction lasts."""
+        return max(1, int(self.pool.wait_timeout * 1000))
 
     async def _end(self, verb: str, results: list[common_pb2.StatementResult]) -> None:
         """COMMIT or ROLLBACK the transaction and release what it held."""
@@ -448,8 +476,8 @@ class Session:
         """`could_commit`: the call was a COMMIT or an autocommit write, so once sent its
         outcome is unknown; anything else (a read, a statement inside a transaction, which
         storage rolls back when the stream ends) certainly did not commit."""
-        if isinstance(exc, Busy):
-            return errors.error(exc.sqlstate, str(exc))
+        if isinstance(exc, SqlError):
+            return exc.to_proto()
         assert isinstance(exc, StorageUnavailable)
         log.warning("storage call failed db=%s err=%s", self.pool.name, exc)
         return errors.lost(exc.code, str(exc), in_doubt=could_commit and exc.sent)

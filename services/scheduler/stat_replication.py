@@ -11,7 +11,7 @@ import re
 import apsw
 import grpc
 
-from common import errors, grpc_client
+from common import errors, grpc_client, sqlstate
 from common.values import to_value
 from sqld.v1 import common_pb2, replication_pb2_grpc
 from sqld.v1 import replication_pb2 as pb
@@ -65,7 +65,7 @@ class ReplicationStatus:
             out = list(cursor.execute(sql))
             desc = seen[0] if seen else ()
         except apsw.Error as exc:
-            return common_pb2.StatementResult(error=errors.error("42601", f"pg_stat_replication: {exc}"))
+            return common_pb2.StatementResult(error=errors.error(sqlstate.SYNTAX_ERROR, f"pg_stat_replication: {exc}"))
         finally:
             db.close()
         return common_pb2.StatementResult(ok=common_pb2.ResultSet(

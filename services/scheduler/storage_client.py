@@ -64,18 +64,21 @@ class StorageConnection:
         return self._call is not None and not self._call.done() and not self._abandoned
 
     async def execute(self, statements: Sequence[common_pb2.Statement], read_only: bool,
-                      describe_only: bool = False, on_part: PartSink | None = None,
-                      **replication: int | bool) -> list[common_pb2.StatementResult]:
-        """Run (or describe) a batch; `replication` takes Execute's min_frame_no, wait_ms,
-        max_staleness_ms and synchronous_commit. A large result arrives in ResultParts before
-        the results (rows left out of those): each is awaited in `on_part` as it comes."""
+                      describe_only: bool = False, on_part: PartSink | None = None, *,
+                      min_frame_no: int = 0, wait_ms: int = 0, max_staleness_ms: int = 0,
+                      synchronous_commit: bool = False, take_writer: bool = False,
+                      writer_wait_ms: int = 0) -> list[common_pb2.StatementResult]:
+        """Run (or describe) a batch; the keywords are Execute's fields (storage.proto). A large
+        result arrives in ResultParts before the results (rows left out of those): each is
+        awaited in `on_part` as it comes."""
         assert self._call is not None
         if self._call.done():  # the stream ended between calls (storage restarted): writing would raise
             self.in_transaction = False
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was lost")
         req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
             id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
-            **replication))
+            min_frame_no=min_frame_no, wait_ms=wait_ms, max_staleness_ms=max_staleness_ms,
+            synchronous_commit=synchronous_commit, take_writer=take_writer, writer_wait_ms=writer_wait_ms))
         if self._abandoned:
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was left midway")
         self._abandoned = True

@@ -19,9 +19,8 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+from common.sqlstate import SERIALIZATION_FAILURE
 from sqld.v1 import common_pb2
-
-SERIALIZATION_FAILURE = "40001"
 
 
 class WriterTurn:

@@ -7,10 +7,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common import config, errors
+from common import config, errors, sqlstate, statement
 from common.sqltext import is_empty, leading_words, split
 from scheduler import config as scheduler_config
-from scheduler.classify import Kind, classify, is_read_only_begin
+from scheduler.session import expand
+from sqld.v1 import common_pb2
 from storage.sqlite.errors import sqlstate_for, to_error
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
@@ -37,25 +38,35 @@ def test_empty_and_leading_words():
 
 
 @pytest.mark.parametrize("sql, kind", [
-    ("SELECT 1", Kind.READ), ("values (1)", Kind.READ), ("EXPLAIN QUERY PLAN select 1", Kind.READ),
-    ("WITH x AS (SELECT 1) SELECT * FROM x", Kind.READ),
-    ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", Kind.WRITE),
-    ("insert into t values (1)", Kind.WRITE), ("PRAGMA user_version", Kind.WRITE),
-    ("create table t (a)", Kind.WRITE),
-    ("BEGIN", Kind.BEGIN), ("begin immediate", Kind.BEGIN), ("START TRANSACTION", Kind.BEGIN),
-    ("COMMIT", Kind.COMMIT), ("end transaction", Kind.COMMIT),
-    ("ROLLBACK", Kind.ROLLBACK), ("rollback to savepoint a", Kind.ROLLBACK_TO),
-    ("ROLLBACK TRANSACTION TO a", Kind.ROLLBACK_TO),
-    ("SAVEPOINT a", Kind.SAVEPOINT), ("release a", Kind.SAVEPOINT),
+    ("SELECT 1", statement.READ), ("values (1)", statement.READ), ("EXPLAIN QUERY PLAN select 1", statement.READ),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", statement.READ),
+    ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", statement.WRITE),
+    ("insert into t values (1)", statement.WRITE), ("PRAGMA user_version", statement.WRITE),
+    ("create table t (a)", statement.WRITE),
+    ("BEGIN", statement.BEGIN), ("begin immediate", statement.BEGIN), ("START TRANSACTION", statement.BEGIN),
+    ("BEGIN READ ONLY", statement.BEGIN_READ_ONLY),
+    ("start transaction isolation level serializable, read  only", statement.BEGIN_READ_ONLY),
+    ("COMMIT", statement.COMMIT), ("end transaction", statement.COMMIT),
+    ("ROLLBACK", statement.ROLLBACK), ("rollback to savepoint a", statement.ROLLBACK_TO),
+    ("ROLLBACK TRANSACTION TO a", statement.ROLLBACK_TO),
+    ("SAVEPOINT a", statement.SAVEPOINT), ("release a", statement.SAVEPOINT),
 ])
 def test_classify(sql, kind):
-    assert classify(sql) == kind
+    """How the scheduler orders each statement (common.statement, the one classifier)."""
+    assert statement.classify(sql).kind == kind
+    assert statement.kind_of(common_pb2.Statement(sql=sql)) == kind
+    assert statement.kind_of(common_pb2.Statement(sql=sql, kind=statement.WRITE)) == statement.WRITE  # set: trusted
 
 
-def test_read_only_begin():
-    assert is_read_only_begin("BEGIN READ ONLY")
-    assert is_read_only_begin("start transaction isolation level serializable, read  only")
-    assert not is_read_only_begin("BEGIN")
+def test_expand_splits_a_script_and_classifies_the_pieces():
+    pieces = expand([common_pb2.Statement(sql="BEGIN; insert into t values (1); select 1"),
+                     common_pb2.Statement(sql="select 2", kind=statement.READ)])
+    assert isinstance(pieces, list)
+    assert [(p.sql, p.kind) for p in pieces] == [
+        ("BEGIN;", statement.BEGIN), ("insert into t values (1);", statement.WRITE), ("select 1", statement.READ),
+        ("select 2", statement.READ)]
+    err = expand([common_pb2.Statement(sql="select $1; select 2", params=[common_pb2.Value(integer=1)])])
+    assert isinstance(err, common_pb2.StatementError) and err.sqlstate == sqlstate.SYNTAX_ERROR
 
 
 def test_config_flag_beats_env_beats_default():
