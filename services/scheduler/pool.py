@@ -50,7 +50,7 @@ class DatabasePool:
             if conn.alive:
                 return conn
             conn.close()
-        conn = StorageConnection(self._stub, self.name, self.read_at)
+        conn = self._connection()
         try:
             await conn.open(self.open_timeout)
         except BaseException:
@@ -58,6 +58,10 @@ class DatabasePool:
             self._slots.release()
             raise
         return conn
+
+    def _connection(self) -> StorageConnection:
+        """A new, unopened connection (tests/integration give the pool one of their own)."""
+        return StorageConnection(self._stub, self.name, self.read_at)
 
     def release(self, conn: StorageConnection, reuse: bool = True) -> None:
         if reuse and conn.alive and not conn.in_transaction:
