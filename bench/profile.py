@@ -24,7 +24,7 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("gRPC", ("grpc/", "grpc_health/", "cygrpc")),
     ("SQLite (apsw)", ("storage/sqlite/", "apsw")),
     ("PG types/values", ("edge/types.py",)),
-    ("SQL text handling", ("common/sqltext.py", "scheduler/classify.py")),
+    ("SQL text handling", ("common/sqltext.py", "common/statement.py")),
 ]
 IDLE = "idle (event loop waiting)"
 ASYNCIO = "asyncio + sockets"
