@@ -45,10 +45,13 @@ IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
 FAILED = common_pb2.TRANSACTION_STATUS_FAILED
 
-_CANCELED = SqlError(sqlstate.QUERY_CANCELED, "canceling statement due to user request")
 _ABORTED = errors.error(sqlstate.IN_FAILED_SQL_TRANSACTION,
                         "current transaction is aborted, commands ignored until end of transaction block")
 LOCAL = -1  # not a StatementKind: a statement the scheduler answers itself (Session._local)
+
+
+def _canceled() -> SqlError:
+    return SqlError(sqlstate.QUERY_CANCELED, "canceling statement due to user request")
 
 
 def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
@@ -156,7 +159,7 @@ class Session:
         if not self._cancel_pending:
             return None
         self._cancel_pending = False
-        return _fail(_CANCELED.to_proto())
+        return _fail(_canceled().to_proto())
 
     async def _wait(self, aw, contended: bool):
         """Wait for the writer token or a connection; a Cancel ends the wait with 57014.
@@ -164,7 +167,7 @@ class Session:
         if self._cancel_pending:
             aw.close()
             self._cancel_pending = False
-            raise _CANCELED
+            raise _canceled()
         if not contended:
             return await aw
         self._waiting = asyncio.ensure_future(aw)
@@ -174,7 +177,7 @@ class Session:
             if not (self._cancel_pending and self._waiting.cancelled()):
                 raise  # the session itself is being cancelled
             self._cancel_pending = False
-            raise _CANCELED from None
+            raise _canceled() from None
         finally:
             self._waiting = None
 
@@ -252,8 +255,8 @@ class Session:
             problem = routing.apply_setting(self.policy, st.sql)
             return _fail(errors.error(sqlstate.INVALID_PARAMETER_VALUE, problem)) if problem else _ok()
         if self.replicas.status is None:
-            return _fail(errors.error(sqlstate.FEATURE_NOT_SUPPORTED, "pg_stat_replication: this scheduler was started without "
-                                      "--replication; point it at the replication service"))
+            return _fail(errors.error(sqlstate.FEATURE_NOT_SUPPORTED, "pg_stat_replication: this scheduler was "
+                                      "started without --replication; point it at the replication service"))
         return await self.replicas.status.query(st)
 
     async def _on_replica(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult] | None:
