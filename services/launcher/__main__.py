@@ -23,9 +23,10 @@ def main(argv: list[str]) -> int:
                         help="the gRPC services take this port and the next ten (7010: replication metrics)")
     parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
                         help="replica storages to run (0: one site, no replication; default 2)")
-    parser.add_argument("--backend", choices=["libsql", "mvsqlite"], default=os.environ.get("SQLD_BACKEND", "libsql"),
-                        help="storage backend (env SQLD_BACKEND); mvsqlite without --fdb-cluster-file "
-                             "runs on the in-memory FoundationDB TEST DOUBLE (trials and benchmarks only)")
+    parser.add_argument("--backend", choices=["sqlite", "mvsqlite", "libsql"], default=os.environ.get("SQLD_BACKEND", "sqlite"),
+                        help="storage backend (env SQLD_BACKEND): sqlite (a local file per database) or mvsqlite "
+                             "(pages in FoundationDB; without --fdb-cluster-file on the in-memory FoundationDB "
+                             "TEST DOUBLE, for trials and benchmarks only); libsql: a deprecated name of sqlite")
     parser.add_argument("--fdb-cluster-file", default=os.environ.get("FDB_CLUSTER_FILE", ""),
                         help="mvsqlite: FoundationDB cluster file (env FDB_CLUSTER_FILE)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The FoundationDB test double's semantics, and the page store on top of it (in process).
 
-The double's Store is driven through the same client (kv_double.DoubleTransaction) that
+The double's Store is driven through the same client (testing.fdbdouble.client.DoubleTransaction) that
 storage uses, with its gRPC stub replaced by direct calls: no sockets.
 """
 from __future__ import annotations
@@ -11,10 +11,11 @@ import time
 import pytest
 
 from sqld.v1 import common_pb2
-from storage.fdb import double_server, gc, keys
-from storage.fdb.backend import TimeTravelError, open_databases
-from storage.fdb.kv import KvError, get, run
-from storage.fdb.kv_double import DoubleTransaction
+from storage.mvsqlite import gc, keys
+from storage.mvsqlite.backend import TimeTravelError, open_databases
+from storage.mvsqlite.kv import KvError, get, run
+from testing.fdbdouble import server as double_server
+from testing.fdbdouble.client import DoubleTransaction
 
 
 class InProcessStub:
@@ -78,7 +79,7 @@ def test_versionstamped_keys_and_reads_at_a_version():
 
     def write(value: bytes):
         return lambda tr: tr.set_versionstamped_key(b"v" + keys.PLACEHOLDER, 1, value)
-    from storage.fdb.kv import run_stamped
+    from storage.mvsqlite.kv import run_stamped
     _, s1 = run_stamped(kv, write(b"one"))
     _, s2 = run_stamped(kv, write(b"two"))
     assert keys.stamp_version(s1) < keys.stamp_version(s2)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Protocol
 
 import apsw
 
@@ -36,20 +36,35 @@ class ReadOnlyViolation(Exception):
     """A read-only batch tried to run a statement that writes."""
 
 
-class Database:
-    open_flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+class Capture(Protocol):
+    """Logs a commit before it is acknowledged (storage.capture.capturer, or the page store's
+    storage.mvsqlite.capture): the frame it ends at, and whether a replica applied it."""
 
+    def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]: ...
+
+
+class Database:
     """One database file. Creating it switches the file to WAL mode once.
 
     With a `replication` address, every commit's frames are captured (see
     storage.capture.capturer) before the commit is acknowledged; `synchronous` makes
-    every commit wait for a replica to apply it.
+    every commit wait for a replica to apply it. `read_only`: a file someone else writes
+    (a replica's, storage.replica): no setup, read-only connections.
     """
 
-    def __init__(self, name: str, path: str, replication: str = "", synchronous: bool = False) -> None:
+    follower: None = None  # a primary's file (storage.replica.database adds one)
+    connect_at: None = None  # a file keeps no old versions
+
+    def __init__(self, name: str, path: str, replication: str = "", synchronous: bool = False,
+                 read_only: bool = False) -> None:
         self.name = name
         self.path = path
         self.synchronous = synchronous
+        self.capturer: Capturer | None = None
+        if read_only:
+            self._flags = apsw.SQLITE_OPEN_READONLY
+            return
+        self._flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         setup = apsw.Connection(path)
         if replication:
@@ -58,13 +73,13 @@ class Database:
         if mode != "wal":
             raise RuntimeError(f"open {path}: cannot switch to WAL mode (got {mode!r})")
         setup.close()
-        self.capturer: Capturer | None = None
         if replication:
             self.capturer = Capturer(name, path, replication)
             self.capturer.start()
 
     def connect(self) -> Connection:
-        return Connection(self)
+        return Connection(self.name, apsw.Connection(self.path, flags=self._flags), self.capturer,
+                          self.synchronous)
 
     def close(self) -> None:
         if self.capturer is not None:
@@ -74,16 +89,25 @@ class Database:
 class Connection:
     """One SQLite connection. Not thread-safe: the caller runs one batch at a time."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.conn = self._open()
+    def __init__(self, name: str, conn: apsw.Connection, capturer: Capture | None = None,
+                 synchronous: bool = False, committed: Callable[[], int] | None = None) -> None:
+        """`conn` (just opened) of database `name` becomes a guarded storage connection. With
+        a `capturer`, every commit is captured before it is acknowledged: SQLite's WAL hook
+        sees it, or, for a connection without a WAL (the page store), `committed` says after
+        each statement whether it committed (non-zero). `synchronous`: every commit waits for
+        a replica to apply it."""
+        self.name = name
+        self.conn = conn
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         compat.register(self.conn)
         self.frame_no = 0  # last frame logged by a commit on this connection
+        self._capturer = capturer
+        self._committed = committed
+        self._synchronous = synchronous
         self._sync = False
         self._sync_missed = False
-        if db.capturer is not None:
+        if capturer is not None and committed is None:
             no_auto_checkpoint(self.conn)
             self.conn.set_wal_hook(self._on_commit)
         self._read_only = False
@@ -96,13 +120,18 @@ class Connection:
         self.guard = Guard(self.conn)
         self.guard.install()  # last: the setup above is the server's, not a client's
 
-    def _open(self) -> apsw.Connection:
-        """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
-        return apsw.Connection(self.db.path, flags=self.db.open_flags)
+    def _capture(self) -> None:
+        """Log the commit just made (may raise CaptureError)."""
+        assert self._capturer is not None
+        self.frame_no, applied = self._capturer.capture(self._sync)
+        if self._sync and not applied:
+            self._sync_missed = True
 
     def _after_statement(self) -> None:
-        """A hook run after each statement that succeeded (mvsqlite logs its commits here; the
-        file backend does it in SQLite's WAL hook, `_on_commit`). May raise CaptureError."""
+        """Log what the statement committed, if it did, when no WAL hook does (the page store
+        commits inside the statement, in the VFS). May raise CaptureError."""
+        if self._committed is not None and self._committed() and self._capturer is not None:
+            self._capture()
 
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1
@@ -130,10 +159,7 @@ class Connection:
 
     def _on_commit(self, conn: apsw.Connection, schema: str, pages: int) -> int:  # noqa: ARG002
         """SQLite's WAL hook: runs right after a commit, before the statement returns."""
-        assert self.db.capturer is not None
-        self.frame_no, applied = self.db.capturer.capture(self._sync)
-        if self._sync and not applied:
-            self._sync_missed = True
+        self._capture()
         return apsw.SQLITE_OK
 
     def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False,
@@ -157,7 +183,7 @@ class Connection:
         statement) and returns the results, rows left out of those sent in parts. Safe to
         resume on any thread, one at a time; closing it stops the statement."""
         results: list[common_pb2.StatementResult] = []
-        self._sync = synchronous or self.db.synchronous
+        self._sync = synchronous or self._synchronous
         self._read_only = read_only
         self._streaming = False
         for i, st in enumerate(statements):
@@ -262,5 +288,5 @@ class Connection:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
         except apsw.Error as exc:
-            log.warning("rollback on close failed db=%s err=%s", self.db.name, exc)
+            log.warning("rollback on close failed db=%s err=%s", self.name, exc)
         self.conn.close()

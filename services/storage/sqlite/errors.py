@@ -26,7 +26,7 @@ BY_CODE: dict[int, str] = {
     1811: "23000",  # SQLITE_CONSTRAINT_TRIGGER (RAISE(ABORT, ...))
     19: "23000",    # SQLITE_CONSTRAINT
     517: "40001",   # SQLITE_BUSY_SNAPSHOT: another writer committed after this read began
-    64010: "40001",  # IOERR | 250<<8: mvsqlite page-level conflict at commit (storage/fdb/vfs.py)
+    64010: "40001",  # IOERR | 250<<8: mvsqlite page-level conflict at commit (storage/mvsqlite/vfs.py)
     5: "55P03",     # SQLITE_BUSY
     6: "55P03",     # SQLITE_LOCKED
     8: "25006",     # SQLITE_READONLY

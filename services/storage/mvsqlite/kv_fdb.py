@@ -9,7 +9,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from storage.fdb.kv import KeyValues, KvError, Range
+from storage.mvsqlite.kv import KeyValues, KvError, Range
 
 API_VERSION = 710
 

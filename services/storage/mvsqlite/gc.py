@@ -42,9 +42,9 @@ import os
 import struct
 import time
 
-from storage.fdb import keys
-from storage.fdb.kv import Transaction, get, run, strinc
-from storage.fdb.pagestore import PageStore
+from storage.mvsqlite import keys
+from storage.mvsqlite.kv import Transaction, get, run, strinc
+from storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
 
