@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    running: list[tuple[plan.Service, object]] = []
+    running: list[tuple[plan.Service, subprocess.Popen]] = []
     code = 0
     try:
         for svc in services:
@@ -69,8 +70,8 @@ def main(argv: list[str]) -> int:
               f"  Ctrl-C stops everything.\n", flush=True)
         while not stopping:
             for svc, proc in running:
-                if proc.poll() is not None:  # type: ignore[attr-defined]
-                    print(f"launcher: {svc.name} exited with code {proc.returncode}; stopping the rest",  # type: ignore[attr-defined]
+                if proc.poll() is not None:
+                    print(f"launcher: {svc.name} exited with code {proc.returncode}; stopping the rest",
                           file=sys.stderr)
                     stopping, code = True, 1
             time.sleep(0.2)
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
         code = 1
     finally:
         for _svc, proc in reversed(running):
-            procs.stop(proc)  # type: ignore[arg-type]
+            procs.stop(proc)
         print("launcher: stopped", file=sys.stderr)
     return code
 

@@ -77,7 +77,7 @@ class FdbKv:
 
     def __init__(self, cluster_file: str) -> None:
         try:
-            import fdb  # type: ignore[import-not-found]
+            import fdb
         except ImportError as exc:
             raise SystemExit("storage: --backend mvsqlite needs the FoundationDB binding: "
                              "pip install foundationdb, and libfdb_c from foundationdb.org") from exc

@@ -15,6 +15,15 @@ from typing import Any, Protocol
 
 import apsw
 
+from common.sqlstate import (
+    PROTOCOL_VIOLATION,
+    QUERY_CANCELED,
+    READ_ONLY_SQL_TRANSACTION,
+    SYNTAX_ERROR,
+    SYSTEM_ERROR,
+    WARNING,
+    SqlError,
+)
 from common.values import to_python
 from sqld.v1 import common_pb2
 from storage.capture.capturer import CaptureError, Capturer, LogForked, ReplicationBroken, no_auto_checkpoint
@@ -26,14 +35,6 @@ from storage.sqlite.guard import Guard
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
-
-
-class MultipleStatementsError(Exception):
-    """A Statement carried more than one SQL statement."""
-
-
-class ReadOnlyViolation(Exception):
-    """A read-only batch tried to run a statement that writes."""
 
 
 class Capture(Protocol):
@@ -115,7 +116,7 @@ class Connection:
         self._statements_seen = 0
         self._streaming = False  # the running batch answers by parts (a large result began)
         self._streamed_now: parts.Rows | None = None  # the statement being sent in parts
-        self._description: tuple[tuple[str, str | None], ...] = ()
+        self._description: tuple[tuple[Any, ...], ...] = ()  # (name, declared type or None, ...)
         self.session_state = False  # the connection carries a session's settings or TEMP objects
         self.guard = Guard(self.conn)
         self.guard.install()  # last: the setup above is the server's, not a client's
@@ -136,12 +137,18 @@ class Connection:
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1
         if self._statements_seen > 1:
-            raise MultipleStatementsError()
+            raise SqlError(SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
         if self._read_only and not cursor.is_readonly:
-            raise ReadOnlyViolation()
+            raise SqlError(READ_ONLY_SQL_TRANSACTION,
+                           "cannot execute a statement that writes in a read-only transaction",
+                           sqlite_code=apsw.SQLITE_READONLY)
         self._description = cursor.description if cursor.has_vdbe else ()
         self.guard.running = True
         return True
+
+    def _columns(self) -> list[common_pb2.Column]:
+        """The running statement's result columns: name and declared type."""
+        return [common_pb2.Column(name=d[0], decltype=d[1] or "") for d in self._description]
 
     @property
     def in_transaction(self) -> bool:
@@ -189,8 +196,9 @@ class Connection:
         for i, st in enumerate(statements):
             self._streamed_now = None
             if self._interrupted:
-                result = common_pb2.StatementResult(error=common_pb2.StatementError(
-                    sqlite_code=9, sqlstate="57014", message="canceling statement due to user request"))
+                result = common_pb2.StatementResult(error=SqlError(
+                    QUERY_CANCELED, "canceling statement due to user request",
+                    sqlite_code=apsw.SQLITE_INTERRUPT).to_proto())
             elif describe_only:
                 result = self._describe_one(st)
             else:
@@ -219,8 +227,8 @@ class Connection:
         """One statement; its rows go out in parts once they outgrow one part (and `earlier`,
         the batch's results so far, is given: None keeps every row in the result)."""
         if st.params and st.named_params:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlstate="08P01", message="a statement takes positional or named parameters, not both"))
+            return common_pb2.StatementResult(error=SqlError(
+                PROTOCOL_VIOLATION, "a statement takes positional or named parameters, not both").to_proto())
         bindings: Any = None
         if st.named_params:
             bindings = {k: to_python(v) for k, v in st.named_params.items()}
@@ -237,8 +245,7 @@ class Connection:
         try:
             for row in cursor.execute(st.sql, bindings):
                 if out is None:
-                    out = parts.Rows(index, [common_pb2.Column(name=name, decltype=decl or "")
-                                             for name, decl, *_ in self._description])
+                    out = parts.Rows(index, self._columns())
                 if earlier is None:
                     out.rows.append(parts.row(row))
                     continue
@@ -253,17 +260,12 @@ class Connection:
                     if self._interrupted:
                         raise apsw.InterruptError("interrupted")
             self._after_statement()
-        except MultipleStatementsError:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlstate="42601", message="cannot insert multiple commands into a prepared statement"))
-        except ReadOnlyViolation:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlite_code=8, sqlstate="25006",
-                message="cannot execute a statement that writes in a read-only transaction"))
+        except SqlError as exc:  # refused before it ran (_exec_trace)
+            return common_pb2.StatementResult(error=exc.to_proto())
         except CaptureError as exc:
             if not isinstance(exc, (LogForked, ReplicationBroken)):  # said once, by the capturer
                 log.error("%s", exc)
-            return common_pb2.StatementResult(error=common_pb2.StatementError(sqlstate="58000", message=str(exc)))
+            return common_pb2.StatementResult(error=SqlError(SYSTEM_ERROR, str(exc)).to_proto())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
             return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
         finally:
@@ -273,11 +275,11 @@ class Connection:
         notices = []
         if self._sync_missed:
             self._sync_missed = False
-            notices.append(common_pb2.Notice(sqlstate="01000", message=(
+            notices.append(common_pb2.Notice(sqlstate=WARNING, message=(
                 "the commit is durable on the primary, but no replica applied it within the "
                 "synchronous commit timeout")))
         return common_pb2.StatementResult(notices=notices, ok=common_pb2.ResultSet(
-            columns=[common_pb2.Column(name=name, decltype=decl or "") for name, decl, *_ in self._description],
+            columns=self._columns(),
             rows=out.take() if out is not None and not out.sent else (),
             rows_affected=conn.changes() if changed else 0,
             last_insert_rowid=conn.last_insert_rowid()))
