@@ -1,7 +1,7 @@
 """gRPC adapter for the storage service: one Connect stream = one SQLite connection.
 
-The servicer only translates; the backend decides (storage.backend: the interface it
-needs; `storage.__main__` hands it the databases of the configured backend). SQLite work runs on a
+The servicer only translates; the backend decides (storage.backend, the interface it needs;
+`storage.__main__` hands it the databases of the configured backend). SQLite work runs on a
 thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement).
 
 However a stream ends (the client half-closes or cancels, its process dies, the service

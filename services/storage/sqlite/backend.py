@@ -1,10 +1,15 @@
-"""The local SQLite file backend: a database file in WAL mode and connections to it.
+"""The sqlite backend: a local database file in WAL mode; and the storage Connection.
+
+The Connection runs batches on the apsw connection it is given, so it serves every kind of
+database: a primary's file, a replica's (read-only, storage.replica.database) and the page
+store's (opened through its VFS, storage.mvsqlite.backend).
 
 Durability: WAL mode with `synchronous=FULL`, so the WAL is fsynced at every commit and
 an acknowledged commit survives kill -9 and power loss. Foreign keys are enforced, as in
 PostgreSQL. Once the server's own setup is done, every connection is guarded
-(storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs one batch at a time on a worker thread, never on the event
-loop; apsw releases the GIL while SQLite works.
+(storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs
+one batch at a time on a worker thread, never on the event loop; apsw releases the GIL
+while SQLite works.
 """
 from __future__ import annotations
 
