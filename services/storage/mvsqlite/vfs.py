@@ -17,6 +17,7 @@ re-reads are served from memory.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import threading
@@ -237,13 +238,18 @@ class PageFile:
 
 
 class PageStoreVFS(apsw.VFS):
-    """Registers VFS_NAME; `stores` maps a database name to its page store."""
+    """Registers VFS_NAME (a second one in the process: VFS_NAME-2, ...; SQLite finds a VFS
+    by name); `stores` maps a database name to its page store."""
+
+    _registered = itertools.count(1)
 
     def __init__(self, stores: dict[str, PageStore]) -> None:
         self.stores = stores
         self._opening_lock = threading.Lock()
         self._opening = Commits()  # handed to the main file that xOpen opens next
-        super().__init__(VFS_NAME, base="")
+        n = next(self._registered)
+        self.vfs_name = VFS_NAME if n == 1 else f"{VFS_NAME}-{n}"
+        super().__init__(self.vfs_name, base="")
 
     def open(self, name: str, version: int | None, commits: Commits) -> apsw.Connection:
         """A SQLite connection to database `name` (read-only, at `version`, when given) whose
@@ -253,8 +259,8 @@ class PageStoreVFS(apsw.VFS):
             self._opening = commits
             try:
                 if version is None:
-                    return apsw.Connection(name, vfs=VFS_NAME)
-                return apsw.Connection(f"{name}@{version}", vfs=VFS_NAME, flags=apsw.SQLITE_OPEN_READONLY)
+                    return apsw.Connection(name, vfs=self.vfs_name)
+                return apsw.Connection(f"{name}@{version}", vfs=self.vfs_name, flags=apsw.SQLITE_OPEN_READONLY)
             finally:
                 self._opening = Commits()
 
