@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/services
-PROTOS := $(wildcard proto/sqld/v1/*.proto)
+PROTOS := $(wildcard proto/sqld/v1/*.proto proto/sqld/testing/v1/*.proto)
 STUBS  := services/sqld/v1/.stamp
 DATA   ?= data
 ARGS   ?=
@@ -55,10 +55,11 @@ $(VENV)/.installed: pyproject.toml
 proto: $(STUBS)
 
 $(STUBS): $(PROTOS) $(VENV)/.installed
-	mkdir -p services/sqld/v1
+	mkdir -p services/sqld/v1 services/sqld/testing/v1
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
 		--grpc_python_out=services $(PROTOS)
-	touch services/sqld/__init__.py services/sqld/v1/__init__.py $@
+	touch services/sqld/__init__.py services/sqld/v1/__init__.py services/sqld/testing/__init__.py \
+		services/sqld/testing/v1/__init__.py $@
 
 compose-check: ## validate docker-compose.yml without a Docker engine
 	docker-compose -f docker-compose.yml config --quiet

@@ -36,7 +36,7 @@ def cpu_seconds(pid: int) -> float:
 class Ours:
     """Start with `start()`, always `stop()` (it also deletes the data and keeps nothing running)."""
 
-    def __init__(self, taken_ports: set[int], log_dir: str, backend: str = "libsql") -> None:
+    def __init__(self, taken_ports: set[int], log_dir: str, backend: str = "sqlite") -> None:
         # Every port the plan knows gets a free one, so new services (e.g. replicas) need no change here.
         self.ports = plan.Ports(**{f.name: free_port(taken_ports) for f in dataclasses.fields(plan.Ports)})
         self.dir = tempfile.mkdtemp(prefix="sqld-bench-ours-")

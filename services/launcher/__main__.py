@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -23,9 +24,10 @@ def main(argv: list[str]) -> int:
                         help="the gRPC services take this port and the next ten (7010: replication metrics)")
     parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
                         help="replica storages to run (0: one site, no replication; default 2)")
-    parser.add_argument("--backend", choices=["libsql", "mvsqlite"], default=os.environ.get("SQLD_BACKEND", "libsql"),
-                        help="storage backend (env SQLD_BACKEND); mvsqlite without --fdb-cluster-file "
-                             "runs on the in-memory FoundationDB TEST DOUBLE (trials and benchmarks only)")
+    parser.add_argument("--backend", choices=["sqlite", "mvsqlite", "libsql"], default=os.environ.get("SQLD_BACKEND", "sqlite"),
+                        help="storage backend (env SQLD_BACKEND): sqlite (a local file per database) or mvsqlite "
+                             "(pages in FoundationDB; without --fdb-cluster-file on the in-memory FoundationDB "
+                             "TEST DOUBLE, for trials and benchmarks only); libsql: a deprecated name of sqlite")
     parser.add_argument("--fdb-cluster-file", default=os.environ.get("FDB_CLUSTER_FILE", ""),
                         help="mvsqlite: FoundationDB cluster file (env FDB_CLUSTER_FILE)")
     args = parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    running: list[tuple[plan.Service, object]] = []
+    running: list[tuple[plan.Service, subprocess.Popen]] = []
     code = 0
     try:
         for svc in services:
@@ -68,8 +70,8 @@ def main(argv: list[str]) -> int:
               f"  Ctrl-C stops everything.\n", flush=True)
         while not stopping:
             for svc, proc in running:
-                if proc.poll() is not None:  # type: ignore[attr-defined]
-                    print(f"launcher: {svc.name} exited with code {proc.returncode}; stopping the rest",  # type: ignore[attr-defined]
+                if proc.poll() is not None:
+                    print(f"launcher: {svc.name} exited with code {proc.returncode}; stopping the rest",
                           file=sys.stderr)
                     stopping, code = True, 1
             time.sleep(0.2)
@@ -78,7 +80,7 @@ def main(argv: list[str]) -> int:
         code = 1
     finally:
         for _svc, proc in reversed(running):
-            procs.stop(proc)  # type: ignore[arg-type]
+            procs.stop(proc)
         print("launcher: stopped", file=sys.stderr)
     return code
 

@@ -64,7 +64,7 @@ def tls_args(pki_dir: str, instance: str) -> list[str]:
 
 
 def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable,
-             replicas: int = 2, backend: str = "libsql", fdb_cluster_file: str = "",
+             replicas: int = 2, backend: str = "sqlite", fdb_cluster_file: str = "",
              fdb_namespace_prefix: str = "sqld/", pki_dir: str | None = None) -> list[Service]:
     """Services in start order (each depends only on those before it). `pki_dir` holds the
     deployment's certificates and keys (default `<data_dir>/pki`)."""
@@ -83,7 +83,7 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
         if fdb_cluster_file:
             storage_args += ["--fdb-cluster-file", fdb_cluster_file]
         else:
-            out.append(Service("fdbdouble", m("storage.fdb.double_server", "--listen", addr(ports.fdb_double)),
+            out.append(Service("fdbdouble", m("testing.fdbdouble.server", "--listen", addr(ports.fdb_double)),
                                addr(ports.fdb_double)))
             storage_args += ["--fdb-double", addr(ports.fdb_double)]
     if replicas:

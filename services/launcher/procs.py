@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import IO
+from typing import IO, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -30,7 +30,7 @@ def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = No
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(proc.args)} exited with code {proc.returncode} before it was ready")
+                raise RuntimeError(f"{' '.join(cast(list[str], proc.args))} exited with code {proc.returncode} before it was ready")
             try:
                 resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:

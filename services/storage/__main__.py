@@ -13,30 +13,37 @@ from common import grpc_client, grpc_server, grpc_tls
 from common import log as logsetup
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
+from storage.backend import Database
 from storage.replica.database import ReplicaDatabase
 from storage.servicer import StorageServicer
-from storage.sqlite.backend import Database
+from storage.sqlite import backend as sqlite
 
 log = logging.getLogger("storage")
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-def open_databases(cfg: storage_config.Config) -> dict:
-    """The configured databases on the configured backend."""
-    if cfg.backend == "mvsqlite":
+def _unreachable(cfg: storage_config.Config, exc: grpc.RpcError) -> SystemExit:
+    return SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
+                      f"({exc.code().name}): start it first or fix --replication")
+
+
+def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
+    """The configured databases on the configured backend (the servicer sees only
+    storage.backend's interface; mypy checks the concrete classes against it here)."""
+    backend = {"libsql": "sqlite"}.get(cfg.backend, cfg.backend)  # libsql: the old name, deprecated
+    if backend == "mvsqlite":
         if cfg.replica_of:
             raise SystemExit("storage: a replica keeps a local SQLite file fed by the log: "
                              "use --replica-of without --backend mvsqlite")
-        from storage.fdb.setup import open_from_config
+        from storage.mvsqlite.setup import open_from_config
         try:
-            return open_from_config(cfg)
+            return dict(open_from_config(cfg))
         except grpc.RpcError as exc:
-            raise SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
-                             f"({exc.code().name}): start it first or fix --replication") from None
-    if cfg.backend != "libsql":
-        raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use libsql or mvsqlite")
-    databases: dict = {}
+            raise _unreachable(cfg, exc) from None
+    if backend != "sqlite":
+        raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use sqlite or mvsqlite")
+    databases: dict[str, Database] = {}
     os.makedirs(cfg.data_dir, exist_ok=True)
     for name in cfg.databases:
         path = os.path.join(cfg.data_dir, f"{name}.db")
@@ -44,10 +51,9 @@ def open_databases(cfg: storage_config.Config) -> dict:
             databases[name] = ReplicaDatabase(name, path, cfg.replica_of, cfg.replica_id or cfg.listen)
         else:
             try:
-                databases[name] = Database(name, path, cfg.replication, name in cfg.synchronous_databases)
+                databases[name] = sqlite.Database(name, path, cfg.replication, name in cfg.synchronous_databases)
             except grpc.RpcError as exc:
-                raise SystemExit(f"storage: cannot reach the replication service at {cfg.replication} "
-                                 f"({exc.code().name}): start it first or fix --replication") from None
+                raise _unreachable(cfg, exc) from None
         log.info("database open db=%s path=%s mode=%s", name, path, "replica" if cfg.replica_of else "primary")
     return databases
 
@@ -71,7 +77,7 @@ def main(argv: list[str]) -> None:
 
     async def run() -> None:
         followers = [asyncio.create_task(db.follower.run()) for db in databases.values()
-                     if isinstance(db, ReplicaDatabase)]
+                     if db.follower is not None]
 
         async def on_stop() -> None:
             for task in followers:

@@ -20,7 +20,7 @@ class Config(grpc_tls.TlsConfig):
     synchronous_databases: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "primary: databases whose commits wait until a replica applied them (remote_apply)"})
     replica_of: str = dataclasses.field(default="", metadata={"help": "replica: address of the replication service to follow; serves reads only"})
     replica_id: str = dataclasses.field(default="", metadata={"help": "replica: name shown in pg_stat_replication (default: the listen address)"})
-    backend: str = dataclasses.field(default="libsql", metadata={"help": "libsql (a local file per database) or mvsqlite (pages in FoundationDB)"})
+    backend: str = dataclasses.field(default="sqlite", metadata={"help": "sqlite (a local SQLite file per database) or mvsqlite (pages in FoundationDB); libsql: a deprecated name of sqlite"})
     fdb_cluster_file: str = dataclasses.field(default="", metadata={"help": "mvsqlite: FoundationDB cluster file (default: FDB_CLUSTER_FILE or the fdb default)"})
     fdb_double: str = dataclasses.field(default="", metadata={"help": "mvsqlite: host:port of the FoundationDB TEST DOUBLE instead of a cluster (tests and local runs only)"})
     fdb_namespace_prefix: str = dataclasses.field(default="sqld/", metadata={"help": "mvsqlite: key prefix; each database lives under <prefix><name>/"})

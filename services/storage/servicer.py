@@ -1,6 +1,7 @@
 """gRPC adapter for the storage service: one Connect stream = one SQLite connection.
 
-The servicer only translates; `storage.sqlite.backend` decides. SQLite work runs on a
+The servicer only translates; the backend decides (storage.backend, the interface it needs;
+`storage.__main__` hands it the databases of the configured backend). SQLite work runs on a
 thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement).
 
 However a stream ends (the client half-closes or cancels, its process dies, the service
@@ -15,12 +16,13 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+from collections.abc import Callable
 
 import grpc
 
-from common import errors
+from common.sqlstate import QUERY_CANCELED, SqlError
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
-from storage.sqlite.backend import Connection
+from storage.backend import Connection, Database, TimeTravelError
 from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def _step(steps):
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, databases: dict, threads: int, max_connections: int = 256) -> None:
+    def __init__(self, databases: dict[str, Database], threads: int, max_connections: int = 256) -> None:
         self.databases = databases
         # Fair admission: a worker for every connection (each runs one batch at a time), plus
         # `threads` for opening and closing, so a short statement never waits behind another
@@ -72,22 +74,25 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             return
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "connect: the first message must be Open")
+        # (context.abort raises; the returns after it are for the type checker)
         db = self.databases.get(first.open.database)
         if db is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f'database "{first.open.database}" does not exist')
-        connect = db.connect
+            return
+        connect: Callable[[], Connection] = db.connect
         if first.open.HasField("read_at"):
-            connect_at = getattr(db, "connect_at", None)
-            if connect_at is None:
+            if db.connect_at is None:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     "time travel needs the mvsqlite backend (storage --backend mvsqlite)")
-            connect = functools.partial(connect_at, first.open.read_at.version, first.open.read_at.unix_ms)
+                return
+            connect = functools.partial(db.connect_at, first.open.read_at.version, first.open.read_at.unix_ms)
         opening = self.executor.submit(connect)
         try:
-            conn: Connection = await asyncio.wrap_future(opening)
-        except ValueError as exc:  # the backend refused the time-travel target
+            conn = await asyncio.wrap_future(opening)
+        except TimeTravelError as exc:  # the backend refused the time-travel target
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+            return
         except asyncio.CancelledError:  # the client left while the connection opened
             opening.add_done_callback(self._close_orphan)
             raise
@@ -131,7 +136,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self._queues.add(pending)
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
-            follower = getattr(db, "follower", None)
+            follower = db.follower
             while (ex := await pending.get()) is not None:
                 if follower is not None and not await follower.admit(ex.min_frame_no, ex.wait_ms,
                                                                      ex.max_staleness_ms):
@@ -144,9 +149,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     try:
                         refused = await waiting
                     except asyncio.CancelledError:
-                        if asyncio.current_task().cancelling():
+                        if (task := asyncio.current_task()) is not None and task.cancelling():
                             raise  # the stream itself is being cancelled
-                        refused = errors.error("57014", "canceling statement due to user request")
+                        refused = SqlError(QUERY_CANCELED, "canceling statement due to user request").to_proto()
                     finally:
                         waiting = None
                     if refused is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from common.sqlstate import LOCK_NOT_AVAILABLE
 from sqld.v1 import common_pb2
 
 
@@ -34,7 +35,7 @@ class WriterQueue:
                 await self._lock.acquire()
         except TimeoutError:
             return common_pb2.StatementError(
-                sqlstate="55P03", message=f"could not obtain the write lock on database {self.database} "
+                sqlstate=LOCK_NOT_AVAILABLE, message=f"could not obtain the write lock on database {self.database} "
                 f"within {wait_ms / 1000:.0f}s: another transaction holds it")
         self.holder = holder
         return None

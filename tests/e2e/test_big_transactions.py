@@ -49,7 +49,7 @@ def _converged_equal(stack, timeout: float = 150) -> None:
 
 
 def test_a_300_mib_row_replicates_in_parts_is_deleted_and_storage_restarts(own_stack):
-    stack = own_stack(replicas=2, backend_name="libsql")
+    stack = own_stack(replicas=2, backend_name="sqlite")
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
         c.execute("INSERT INTO t VALUES (1, x'00')")
@@ -89,7 +89,7 @@ def _build(path: str, mib: int) -> None:
 
 
 def test_a_database_over_a_gib_starts_a_new_history_and_replicas_install_it(own_stack):
-    stack = own_stack(replicas=2, backend_name="libsql")
+    stack = own_stack(replicas=2, backend_name="sqlite")
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE small (a INTEGER)")
         c.execute("INSERT INTO small VALUES (1)")

@@ -117,7 +117,7 @@ def test_a_reader_process_on_the_primary_file_cannot_delete_its_wal(own_stack):
     header) used to close descriptors of those files, which drops every POSIX lock the process
     holds on them (SQLite's shared lock included)."""
     from tests.e2e.test_replication import dbhash, wait_converged
-    stack = own_stack(replicas=1, backend_name="libsql")  # a replicated primary: its capturer reads the files
+    stack = own_stack(replicas=1, backend_name="sqlite")  # a replicated primary: its capturer reads the files
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE kept (a INTEGER PRIMARY KEY)")
         c.execute("INSERT INTO kept VALUES (1)")

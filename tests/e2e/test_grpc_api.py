@@ -78,7 +78,7 @@ def test_health_and_reflection_on_every_service(stack):
     expected = {"scheduler": "sqld.v1.QueryService", "storage": "sqld.v1.Storage", "edge": None,
                 "replication": "sqld.v1.Replication", "replica1": "sqld.v1.Storage", "replica2": "sqld.v1.Storage",
                 "replica-scheduler": "sqld.v1.QueryService", "replica-edge": None,
-                "fdbdouble": "sqld.v1.FdbDouble"}  # the FoundationDB test double, with SQLD_TEST_BACKEND=mvsqlite
+                "fdbdouble": "sqld.testing.v1.FdbDouble"}  # the FoundationDB test double, with SQLD_TEST_BACKEND=mvsqlite
     for name, svc in stack.services.items():
         # every service but the plaintext test double is TLS; the admin certificate may check health
         with (stack.channel(name) if svc.role else grpc.insecure_channel(svc.health)) as ch:
@@ -93,4 +93,4 @@ def test_health_and_reflection_on_every_service(stack):
                     health_pb2.HealthCheckResponse.SERVING
                 # reflection serves the full schema, so grpcurl can build requests
                 desc = ProtoReflectionDescriptorDatabase(ch).FindFileContainingSymbol(expected[name])
-                assert desc.package == "sqld.v1"
+                assert desc.package == expected[name].rpartition(".")[0]  # sqld.v1; sqld.testing.v1: the double

@@ -48,7 +48,7 @@ def _renumbered(txn: pb.Transaction, first: int, commit_size: int) -> pb.Transac
 
 
 def test_an_append_that_does_not_continue_the_chain_is_refused(own_stack):
-    stack = own_stack(replicas=2, backend_name="libsql")
+    stack = own_stack(replicas=2, backend_name="sqlite")
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE f (a INTEGER, b TEXT)")
         c.execute("INSERT INTO f VALUES (1, 'real')")
@@ -78,7 +78,7 @@ def test_an_append_that_does_not_continue_the_chain_is_refused(own_stack):
 
 
 def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(own_stack):
-    stack = own_stack(replicas=2, backend_name="libsql")
+    stack = own_stack(replicas=2, backend_name="sqlite")
     stack.allowed_errors.append(DIVERGED)
     primary = psycopg.connect(stack.dsn, autocommit=True)
     try:
@@ -149,7 +149,7 @@ def test_a_forged_chain_stops_commits_loudly_until_the_operator_resets_the_log(o
 def test_kill_9_of_the_primary_mid_append_is_not_a_fork(own_stack):
     """Commits stream while storage is killed: after the restart it goes on with the same
     chain (re-appending what the log lacks), no fork is reported, and replicas equal it."""
-    stack = own_stack(replicas=1, backend_name="libsql")
+    stack = own_stack(replicas=1, backend_name="sqlite")
     stack.allowed_errors.append(r"storage call failed")
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE k9 (n INTEGER PRIMARY KEY, b BLOB)")

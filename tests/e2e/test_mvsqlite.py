@@ -1,6 +1,6 @@
 """The mvsqlite backend (pages in FoundationDB) with two storage processes on one database.
 
-Runs on the FoundationDB TEST DOUBLE (storage/fdb/double_server.py), or on a real cluster
+Runs on the FoundationDB TEST DOUBLE (testing/fdbdouble/server.py), or on a real cluster
 when FDB_CLUSTER_FILE is set.
 """
 from __future__ import annotations
@@ -14,10 +14,11 @@ import grpc
 import psycopg
 import pytest
 
-from sqld.v1 import common_pb2, fdbdouble_pb2, fdbdouble_pb2_grpc, query_pb2, query_pb2_grpc
-from storage.fdb import keys
-from storage.fdb.kv import strinc
-from storage.fdb.setup import connect_kv
+from sqld.testing.v1 import fdbdouble_pb2, fdbdouble_pb2_grpc
+from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
+from storage.mvsqlite import keys
+from storage.mvsqlite.kv import strinc
+from storage.mvsqlite.setup import connect_kv
 
 ON_THE_DOUBLE = pytest.mark.skipif(bool(os.environ.get("FDB_CLUSTER_FILE")),
                                    reason="uses the FoundationDB test double's instrumentation")
@@ -133,7 +134,7 @@ def test_time_travel_reads_the_old_value(own_stack):
 
 
 def test_time_travel_needs_the_mvsqlite_backend(own_stack):
-    s = own_stack(backend_name="libsql")
+    s = own_stack(backend_name="sqlite")
     with s.query_channel() as ch:
         stub = query_pb2_grpc.QueryServiceStub(ch)
         with pytest.raises(grpc.RpcError) as info:

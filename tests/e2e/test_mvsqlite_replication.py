@@ -1,7 +1,7 @@
 """Replication of an mvsqlite database: page-store commits become frames in the same log.
 
 Replicas are the same local SQLite files as for the file backend; what differs is the feed
-(storage/fdb/capture.py): the changelog of the page store, from every storage process.
+(storage/mvsqlite/capture.py): the changelog of the page store, from every storage process.
 Runs on the FoundationDB TEST DOUBLE, or on a real cluster when FDB_CLUSTER_FILE is set.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from sqld.v1 import replication_pb2, replication_pb2_grpc
-from storage.fdb import keys
-from storage.fdb.pagestore import PageStore
-from storage.fdb.setup import connect_kv
+from storage.mvsqlite import keys
+from storage.mvsqlite.pagestore import PageStore
+from storage.mvsqlite.setup import connect_kv
 from tests.e2e.test_replication import Session, dbhash, integrity, status, wait_converged
 
 

@@ -319,7 +319,7 @@ def test_a_running_primary_starts_a_new_history_when_the_log_is_lost(own_stack):
     """The replication service loses its log (wiped, then restored from a backup) while the
     primary runs with a reader open on it: commits go on being acknowledged, no storage restart.
     The file backend's capturer (mvsqlite's: test_mvsqlite_replication.py)."""
-    stack = own_stack(replicas=2, backend_name="libsql")
+    stack = own_stack(replicas=2, backend_name="sqlite")
     storage_pid = stack.procs["storage"].pid
     primary = psycopg.connect(stack.dsn, autocommit=True)
     reader = psycopg.connect(stack.dsn, autocommit=True)

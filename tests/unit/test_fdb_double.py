@@ -1,6 +1,6 @@
 """The FoundationDB test double's semantics, and the page store on top of it (in process).
 
-The double's Store is driven through the same client (kv_double.DoubleTransaction) that
+The double's Store is driven through the same client (testing.fdbdouble.client.DoubleTransaction) that
 storage uses, with its gRPC stub replaced by direct calls: no sockets.
 """
 from __future__ import annotations
@@ -11,10 +11,12 @@ import time
 import pytest
 
 from sqld.v1 import common_pb2
-from storage.fdb import double_server, gc, keys
-from storage.fdb.backend import TimeTravelError, open_databases
-from storage.fdb.kv import KvError, get, run
-from storage.fdb.kv_double import DoubleTransaction
+from storage.mvsqlite import gc, keys
+from storage.mvsqlite.backend import TimeTravelError, open_databases
+from storage.mvsqlite.kv import KvError, get, run
+from storage.mvsqlite.vfs import Commits
+from testing.fdbdouble import server as double_server
+from testing.fdbdouble.client import DoubleTransaction
 
 
 class InProcessStub:
@@ -78,7 +80,7 @@ def test_versionstamped_keys_and_reads_at_a_version():
 
     def write(value: bytes):
         return lambda tr: tr.set_versionstamped_key(b"v" + keys.PLACEHOLDER, 1, value)
-    from storage.fdb.kv import run_stamped
+    from storage.mvsqlite.kv import run_stamped
     _, s1 = run_stamped(kv, write(b"one"))
     _, s2 = run_stamped(kv, write(b"two"))
     assert keys.stamp_version(s1) < keys.stamp_version(s2)
@@ -141,3 +143,27 @@ def test_gc_keeps_the_retention_window_and_drops_what_is_behind_it(gcdb):
         gcdb.connect_at(unix_ms=t_old)
     conn.close()
     fresh.close()
+
+
+def test_a_connection_is_told_of_its_own_commits_only():
+    """The VFS notes each page-store commit in the Commits of the connection that made it
+    (taken after each statement, so the commit is logged before it is acknowledged); a second
+    VFS in the process (another open_databases) has a name of its own."""
+    first = open_databases(InProcessKv(), ["main"], "unit/", retention_seconds=3600, gc_interval=0)["main"]
+    second = open_databases(InProcessKv(), ["main"], "unit/", retention_seconds=3600, gc_interval=0)["main"]
+    assert first.vfs.vfs_name != second.vfs.vfs_name
+    a_commits, b_commits = Commits(), Commits()
+    a = first.vfs.open("main", None, a_commits)
+    b = first.vfs.open("main", None, b_commits)
+    for conn in (a, b):
+        conn.execute("PRAGMA journal_mode=MEMORY")  # as the backend sets it: no journal file
+    a.execute("CREATE TABLE t (x)")
+    assert a_commits.take() > 0 and a_commits.take() == 0 and b_commits.take() == 0
+    b.execute("SELECT count(*) FROM t").fetchall()  # a read commits nothing
+    assert b_commits.take() == 0
+    b.execute("INSERT INTO t VALUES (1)")
+    assert b_commits.take() > 0 and a_commits.take() == 0
+    other = second.vfs.open("main", None, Commits())
+    assert other.execute("SELECT count(*) FROM sqlite_schema").fetchall() == [(0,)]  # its own store
+    for conn in (a, b, other):
+        conn.close()

@@ -101,7 +101,8 @@ class Capturer:
         self._salts = (0, 0)
         self._offset = 0       # next WAL offset to read (0: no WAL generation seen yet)
         self._sum = (0, 0)
-        self._writer = self._checkpointer = None
+        self._writer: apsw.Connection | None = None  # both opened by start
+        self._checkpointer: apsw.Connection | None = None
         self._checkpoint_at = CHECKPOINT_BYTES
         # The database file and its -shm are read outside SQLite through descriptors kept open
         # until close (see HeldOpen): closing one would drop this process's SQLite locks.
@@ -114,11 +115,11 @@ class Capturer:
         hello = self._client.hello()
         local = open(self.id_path).read().strip() if os.path.exists(self.id_path) else ""
         self._writer = apsw.Connection(self.path)
-        self._checkpointer = apsw.Connection(self.path)
+        self._checkpointer = checkpointer = apsw.Connection(self.path)
         for c in (self._writer, self._checkpointer):
             no_auto_checkpoint(c)
         # a read makes SQLite check the wal-index (-shm): from now on `_trusted` may use it
-        self._checkpointer.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+        checkpointer.execute("SELECT count(*) FROM sqlite_schema").fetchall()
         if not hello.log_id or local != hello.log_id:
             try:
                 self._write_locked(lambda: self._new_history(hello.log_id, False))
@@ -179,10 +180,15 @@ class Capturer:
             log.warning("replication log follows this primary again db=%s log_id=%s head=%d", self.name,
                         self.log_id, self.frame_no)
 
+    def _opened(self) -> tuple[apsw.Connection, apsw.Connection]:
+        """The writer and checkpointer connections (start opened them)."""
+        assert self._writer is not None and self._checkpointer is not None, "start() first"
+        return self._writer, self._checkpointer
+
     # -- history -------------------------------------------------------------------
     def _write_locked(self, fn: Callable[[], T]) -> T:
         """fn() while our writer connection holds the write lock: nothing commits meanwhile."""
-        w = self._writer
+        w, _ = self._opened()
         w.set_busy_timeout(LOCK_WAIT_MS)
         try:
             w.execute("BEGIN IMMEDIATE")
@@ -225,7 +231,7 @@ class Capturer:
     def _new_history(self, seen_log_id: str, wait_for_replica: bool) -> bool:
         """A new log id (if the log is still `seen_log_id`); the whole database, read through
         SQLite, is its first transaction. Write lock held. Whether a replica applied it."""
-        page_size = self._writer.execute("PRAGMA page_size").fetchall()[0][0]
+        page_size: int = self._opened()[0].pragma("page_size")
         image = _Image(self._db_file, page_size, self._scan(from_start=True))
         position = self._skip_to(image.scan)
         hello = self._client.reset(if_log_id=seen_log_id)
@@ -368,7 +374,7 @@ class Capturer:
 
     def _checkpoint(self) -> None:
         """Checkpoint only frames that are logged: hold the write lock while doing it."""
-        w = self._writer
+        w, checkpointer = self._opened()
         try:
             w.execute("BEGIN IMMEDIATE")
         except apsw.BusyError:
@@ -378,7 +384,7 @@ class Capturer:
                 self._capture(False)
             except (LogMoved, LogForked):
                 return  # checkpoint nothing now; the next commit's capture resyncs or reports
-            self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+            checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
         finally:
             w.execute("ROLLBACK")
 

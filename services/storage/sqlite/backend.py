@@ -1,20 +1,34 @@
-"""The local SQLite file backend: a database file in WAL mode and connections to it.
+"""The sqlite backend: a local database file in WAL mode; and the storage Connection.
+
+The Connection runs batches on the apsw connection it is given, so it serves every kind of
+database: a primary's file, a replica's (read-only, storage.replica.database) and the page
+store's (opened through its VFS, storage.mvsqlite.backend).
 
 Durability: WAL mode with `synchronous=FULL`, so the WAL is fsynced at every commit and
 an acknowledged commit survives kill -9 and power loss. Foreign keys are enforced, as in
 PostgreSQL. Once the server's own setup is done, every connection is guarded
-(storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs one batch at a time on a worker thread, never on the event
-loop; apsw releases the GIL while SQLite works.
+(storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs
+one batch at a time on a worker thread, never on the event loop; apsw releases the GIL
+while SQLite works.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Protocol
 
 import apsw
 
+from common.sqlstate import (
+    PROTOCOL_VIOLATION,
+    QUERY_CANCELED,
+    READ_ONLY_SQL_TRANSACTION,
+    SYNTAX_ERROR,
+    SYSTEM_ERROR,
+    WARNING,
+    SqlError,
+)
 from common.values import to_python
 from sqld.v1 import common_pb2
 from storage.capture.capturer import CaptureError, Capturer, LogForked, ReplicationBroken, no_auto_checkpoint
@@ -28,28 +42,35 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 
 
-class MultipleStatementsError(Exception):
-    """A Statement carried more than one SQL statement."""
+class Capture(Protocol):
+    """Logs a commit before it is acknowledged (storage.capture.capturer, or the page store's
+    storage.mvsqlite.capture): the frame it ends at, and whether a replica applied it."""
 
-
-class ReadOnlyViolation(Exception):
-    """A read-only batch tried to run a statement that writes."""
+    def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]: ...
 
 
 class Database:
-    open_flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-
     """One database file. Creating it switches the file to WAL mode once.
 
     With a `replication` address, every commit's frames are captured (see
     storage.capture.capturer) before the commit is acknowledged; `synchronous` makes
-    every commit wait for a replica to apply it.
+    every commit wait for a replica to apply it. `read_only`: a file someone else writes
+    (a replica's, storage.replica): no setup, read-only connections.
     """
 
-    def __init__(self, name: str, path: str, replication: str = "", synchronous: bool = False) -> None:
+    follower: None = None  # a primary's file (storage.replica.database adds one)
+    connect_at: None = None  # a file keeps no old versions
+
+    def __init__(self, name: str, path: str, replication: str = "", synchronous: bool = False,
+                 read_only: bool = False) -> None:
         self.name = name
         self.path = path
         self.synchronous = synchronous
+        self.capturer: Capturer | None = None
+        if read_only:
+            self._flags = apsw.SQLITE_OPEN_READONLY
+            return
+        self._flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         setup = apsw.Connection(path)
         if replication:
@@ -58,13 +79,13 @@ class Database:
         if mode != "wal":
             raise RuntimeError(f"open {path}: cannot switch to WAL mode (got {mode!r})")
         setup.close()
-        self.capturer: Capturer | None = None
         if replication:
             self.capturer = Capturer(name, path, replication)
             self.capturer.start()
 
     def connect(self) -> Connection:
-        return Connection(self)
+        return Connection(self.name, apsw.Connection(self.path, flags=self._flags), self.capturer,
+                          self.synchronous)
 
     def close(self) -> None:
         if self.capturer is not None:
@@ -74,16 +95,25 @@ class Database:
 class Connection:
     """One SQLite connection. Not thread-safe: the caller runs one batch at a time."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.conn = self._open()
+    def __init__(self, name: str, conn: apsw.Connection, capturer: Capture | None = None,
+                 synchronous: bool = False, committed: Callable[[], int] | None = None) -> None:
+        """`conn` (just opened) of database `name` becomes a guarded storage connection. With
+        a `capturer`, every commit is captured before it is acknowledged: SQLite's WAL hook
+        sees it, or, for a connection without a WAL (the page store), `committed` says after
+        each statement whether it committed (non-zero). `synchronous`: every commit waits for
+        a replica to apply it."""
+        self.name = name
+        self.conn = conn
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         compat.register(self.conn)
         self.frame_no = 0  # last frame logged by a commit on this connection
+        self._capturer = capturer
+        self._committed = committed
+        self._synchronous = synchronous
         self._sync = False
         self._sync_missed = False
-        if db.capturer is not None:
+        if capturer is not None and committed is None:
             no_auto_checkpoint(self.conn)
             self.conn.set_wal_hook(self._on_commit)
         self._read_only = False
@@ -91,28 +121,39 @@ class Connection:
         self._statements_seen = 0
         self._streaming = False  # the running batch answers by parts (a large result began)
         self._streamed_now: parts.Rows | None = None  # the statement being sent in parts
-        self._description: tuple[tuple[str, str | None], ...] = ()
+        self._description: tuple[tuple[Any, ...], ...] = ()  # (name, declared type or None, ...)
         self.session_state = False  # the connection carries a session's settings or TEMP objects
         self.guard = Guard(self.conn)
         self.guard.install()  # last: the setup above is the server's, not a client's
 
-    def _open(self) -> apsw.Connection:
-        """The SQLite connection (a hook: the mvsqlite backend opens it through its VFS)."""
-        return apsw.Connection(self.db.path, flags=self.db.open_flags)
+    def _capture(self) -> None:
+        """Log the commit just made (may raise CaptureError)."""
+        assert self._capturer is not None
+        self.frame_no, applied = self._capturer.capture(self._sync)
+        if self._sync and not applied:
+            self._sync_missed = True
 
     def _after_statement(self) -> None:
-        """A hook run after each statement that succeeded (mvsqlite logs its commits here; the
-        file backend does it in SQLite's WAL hook, `_on_commit`). May raise CaptureError."""
+        """Log what the statement committed, if it did, when no WAL hook does (the page store
+        commits inside the statement, in the VFS). May raise CaptureError."""
+        if self._committed is not None and self._committed() and self._capturer is not None:
+            self._capture()
 
     def _exec_trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         self._statements_seen += 1
         if self._statements_seen > 1:
-            raise MultipleStatementsError()
+            raise SqlError(SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
         if self._read_only and not cursor.is_readonly:
-            raise ReadOnlyViolation()
+            raise SqlError(READ_ONLY_SQL_TRANSACTION,
+                           "cannot execute a statement that writes in a read-only transaction",
+                           sqlite_code=apsw.SQLITE_READONLY)
         self._description = cursor.description if cursor.has_vdbe else ()
         self.guard.running = True
         return True
+
+    def _columns(self) -> list[common_pb2.Column]:
+        """The running statement's result columns: name and declared type."""
+        return [common_pb2.Column(name=d[0], decltype=d[1] or "") for d in self._description]
 
     @property
     def in_transaction(self) -> bool:
@@ -130,10 +171,7 @@ class Connection:
 
     def _on_commit(self, conn: apsw.Connection, schema: str, pages: int) -> int:  # noqa: ARG002
         """SQLite's WAL hook: runs right after a commit, before the statement returns."""
-        assert self.db.capturer is not None
-        self.frame_no, applied = self.db.capturer.capture(self._sync)
-        if self._sync and not applied:
-            self._sync_missed = True
+        self._capture()
         return apsw.SQLITE_OK
 
     def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False,
@@ -157,14 +195,15 @@ class Connection:
         statement) and returns the results, rows left out of those sent in parts. Safe to
         resume on any thread, one at a time; closing it stops the statement."""
         results: list[common_pb2.StatementResult] = []
-        self._sync = synchronous or self.db.synchronous
+        self._sync = synchronous or self._synchronous
         self._read_only = read_only
         self._streaming = False
         for i, st in enumerate(statements):
             self._streamed_now = None
             if self._interrupted:
-                result = common_pb2.StatementResult(error=common_pb2.StatementError(
-                    sqlite_code=9, sqlstate="57014", message="canceling statement due to user request"))
+                result = common_pb2.StatementResult(error=SqlError(
+                    QUERY_CANCELED, "canceling statement due to user request",
+                    sqlite_code=apsw.SQLITE_INTERRUPT).to_proto())
             elif describe_only:
                 result = self._describe_one(st)
             else:
@@ -193,8 +232,8 @@ class Connection:
         """One statement; its rows go out in parts once they outgrow one part (and `earlier`,
         the batch's results so far, is given: None keeps every row in the result)."""
         if st.params and st.named_params:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlstate="08P01", message="a statement takes positional or named parameters, not both"))
+            return common_pb2.StatementResult(error=SqlError(
+                PROTOCOL_VIOLATION, "a statement takes positional or named parameters, not both").to_proto())
         bindings: Any = None
         if st.named_params:
             bindings = {k: to_python(v) for k, v in st.named_params.items()}
@@ -211,8 +250,7 @@ class Connection:
         try:
             for row in cursor.execute(st.sql, bindings):
                 if out is None:
-                    out = parts.Rows(index, [common_pb2.Column(name=name, decltype=decl or "")
-                                             for name, decl, *_ in self._description])
+                    out = parts.Rows(index, self._columns())
                 if earlier is None:
                     out.rows.append(parts.row(row))
                     continue
@@ -227,17 +265,12 @@ class Connection:
                     if self._interrupted:
                         raise apsw.InterruptError("interrupted")
             self._after_statement()
-        except MultipleStatementsError:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlstate="42601", message="cannot insert multiple commands into a prepared statement"))
-        except ReadOnlyViolation:
-            return common_pb2.StatementResult(error=common_pb2.StatementError(
-                sqlite_code=8, sqlstate="25006",
-                message="cannot execute a statement that writes in a read-only transaction"))
+        except SqlError as exc:  # refused before it ran (_exec_trace)
+            return common_pb2.StatementResult(error=exc.to_proto())
         except CaptureError as exc:
             if not isinstance(exc, (LogForked, ReplicationBroken)):  # said once, by the capturer
                 log.error("%s", exc)
-            return common_pb2.StatementResult(error=common_pb2.StatementError(sqlstate="58000", message=str(exc)))
+            return common_pb2.StatementResult(error=SqlError(SYSTEM_ERROR, str(exc)).to_proto())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
             return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
         finally:
@@ -247,11 +280,11 @@ class Connection:
         notices = []
         if self._sync_missed:
             self._sync_missed = False
-            notices.append(common_pb2.Notice(sqlstate="01000", message=(
+            notices.append(common_pb2.Notice(sqlstate=WARNING, message=(
                 "the commit is durable on the primary, but no replica applied it within the "
                 "synchronous commit timeout")))
         return common_pb2.StatementResult(notices=notices, ok=common_pb2.ResultSet(
-            columns=[common_pb2.Column(name=name, decltype=decl or "") for name, decl, *_ in self._description],
+            columns=self._columns(),
             rows=out.take() if out is not None and not out.sent else (),
             rows_affected=conn.changes() if changed else 0,
             last_insert_rowid=conn.last_insert_rowid()))
@@ -262,5 +295,5 @@ class Connection:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
         except apsw.Error as exc:
-            log.warning("rollback on close failed db=%s err=%s", self.db.name, exc)
+            log.warning("rollback on close failed db=%s err=%s", self.name, exc)
         self.conn.close()

@@ -18,7 +18,8 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def regexp(pattern: object, value: object) -> int | None:
+def regexp(*args: apsw.SQLiteValue) -> int | None:
+    pattern, value = args  # registered with two arguments (apsw's scalar functions take *values)
     if pattern is None or value is None:
         return None
     return 1 if _compiled(str(pattern)).search(str(value)) else 0

@@ -112,7 +112,7 @@ def decide(action: int, arg1: str | None, arg2: str | None, running: bool = Fals
         return VACUUM_INTO_REFUSED if running else ATTACH_REFUSED
     if action == apsw.SQLITE_DETACH:
         return DETACH_REFUSED
-    name = apsw.mapping_authorizer_function.get(action, str(action))
+    name = str(apsw.mapping_authorizer_function.get(action, action))
     return f"permission denied: {name} is not allowed"
 
 

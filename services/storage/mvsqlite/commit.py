@@ -33,9 +33,9 @@ import os
 import struct
 import time
 
-from storage.fdb import keys
-from storage.fdb.kv import Transaction, get, run, run_stamped
-from storage.fdb.pagestore import PageStore
+from storage.mvsqlite import keys
+from storage.mvsqlite.kv import Transaction, get, run, run_stamped
+from storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
 

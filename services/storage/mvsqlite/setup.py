@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import os
 
-from storage.fdb.backend import MvDatabase, open_databases
-from storage.fdb.kv import Kv
+from storage.mvsqlite.backend import MvDatabase, open_databases
+from storage.mvsqlite.kv import Kv
 
 log = logging.getLogger(__name__)
 
@@ -13,10 +13,10 @@ log = logging.getLogger(__name__)
 def connect_kv(cluster_file: str, double: str) -> Kv:
     """FoundationDB from a cluster file, or the test double when one is named."""
     if double:
-        from storage.fdb.kv_double import DoubleKv
+        from testing.fdbdouble.client import DoubleKv
         log.warning("mvsqlite on the FoundationDB TEST DOUBLE at %s: for tests only, data is not durable", double)
         return DoubleKv(double)
-    from storage.fdb.kv_fdb import FdbKv
+    from storage.mvsqlite.kv_fdb import FdbKv
     return FdbKv(cluster_file or os.environ.get("FDB_CLUSTER_FILE", ""))
 
 

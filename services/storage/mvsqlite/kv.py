@@ -1,7 +1,7 @@
 """The key-value interface the page store needs: exactly the FoundationDB semantics it uses.
 
-Two implementations: `kv_fdb` (the `fdb` binding, production) and `kv_double` (the client
-of the FoundationDB test double, `double_server`). The page store never knows which one it
+Two implementations: `kv_fdb` (the `fdb` binding, production) and `testing.fdbdouble.client`
+(the client of the FoundationDB test double). The page store never knows which one it
 talks to. Semantics, as in FoundationDB:
 
 - a transaction reads at one read version (a consistent snapshot);

@@ -17,6 +17,7 @@ re-reads are served from memory.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import threading
@@ -24,8 +25,8 @@ import time
 
 import apsw
 
-from storage.fdb import commit as committer
-from storage.fdb.pagestore import PageStore
+from storage.mvsqlite import commit as committer
+from storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,26 @@ class PageConflictError(apsw.IOError):
     pass
 
 
-# The version of the last page-store commit made on this thread (SQLite calls the VFS on the
-# thread that runs the statement); the connection reads and clears it after each statement.
-last_commit = threading.local()
+class Commits:
+    """The page-store commits made through one connection's main file: SQLite commits inside
+    a statement (xSync), and the connection takes the version after each statement."""
+
+    def __init__(self) -> None:
+        self.version = 0
+
+    def take(self) -> int:
+        """The version committed since the last take (0: none)."""
+        version, self.version = self.version, 0
+        return version
 
 
 class PageFile:
     """The main database file of one connection."""
 
-    def __init__(self, store: PageStore, fixed_version: int | None) -> None:
+    def __init__(self, store: PageStore, fixed_version: int | None, commits: Commits) -> None:
         self.store = store
         self.fixed_version = fixed_version
+        self.commits = commits
         self.lock = _NONE
         self.snapshot = 0
         self.count = 0                 # page count at the snapshot
@@ -191,7 +201,7 @@ class PageFile:
         self._discard()
         self.snapshot = version
         self.count = self.size = count
-        last_commit.version = version
+        self.commits.version = version
 
     def _discard(self) -> None:
         self.dirty.clear()
@@ -228,11 +238,31 @@ class PageFile:
 
 
 class PageStoreVFS(apsw.VFS):
-    """Registers VFS_NAME; `stores` maps a database name to its page store."""
+    """Registers VFS_NAME (a second one in the process: VFS_NAME-2, ...; SQLite finds a VFS
+    by name); `stores` maps a database name to its page store."""
+
+    _registered = itertools.count(1)
 
     def __init__(self, stores: dict[str, PageStore]) -> None:
         self.stores = stores
-        super().__init__(VFS_NAME, base="")
+        self._opening_lock = threading.Lock()
+        self._opening = Commits()  # handed to the main file that xOpen opens next
+        n = next(self._registered)
+        self.vfs_name = VFS_NAME if n == 1 else f"{VFS_NAME}-{n}"
+        super().__init__(self.vfs_name, base="")
+
+    def open(self, name: str, version: int | None, commits: Commits) -> apsw.Connection:
+        """A SQLite connection to database `name` (read-only, at `version`, when given) whose
+        page-store commits are noted in `commits`. SQLite opens the main file inside
+        apsw.Connection, on this thread: the lock keeps `commits` for that xOpen."""
+        with self._opening_lock:
+            self._opening = commits
+            try:
+                if version is None:
+                    return apsw.Connection(name, vfs=self.vfs_name)
+                return apsw.Connection(f"{name}@{version}", vfs=self.vfs_name, flags=apsw.SQLITE_OPEN_READONLY)
+            finally:
+                self._opening = Commits()
 
     def _store(self, name: str | None) -> tuple[PageStore, int | None] | None:
         if not name:
@@ -247,7 +277,7 @@ class PageStoreVFS(apsw.VFS):
         filename = name.filename() if isinstance(name, apsw.URIFilename) else name
         found = self._store(filename)
         if found is not None and flags[0] & apsw.SQLITE_OPEN_MAIN_DB:
-            return PageFile(*found)
+            return PageFile(*found, self._opening)
         return apsw.VFSFile("", name, flags)
 
     def _side_file(self, name: str) -> bool:

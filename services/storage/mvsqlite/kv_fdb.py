@@ -9,7 +9,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from storage.fdb.kv import KeyValues, KvError, Range
+from storage.mvsqlite.kv import KeyValues, KvError, Range
 
 API_VERSION = 710
 
@@ -77,7 +77,7 @@ class FdbKv:
 
     def __init__(self, cluster_file: str) -> None:
         try:
-            import fdb  # type: ignore[import-not-found]
+            import fdb
         except ImportError as exc:
             raise SystemExit("storage: --backend mvsqlite needs the FoundationDB binding: "
                              "pip install foundationdb, and libfdb_c from foundationdb.org") from exc

@@ -14,8 +14,8 @@ import struct
 import threading
 from collections.abc import Iterable
 
-from storage.fdb import keys
-from storage.fdb.kv import Kv, Transaction, get, run, strinc
+from storage.mvsqlite import keys
+from storage.mvsqlite.kv import Kv, Transaction, get, run, strinc
 
 READ_CHUNK = 500  # pages per FoundationDB read transaction in bulk reads (pages_at)
 CHANGELOG_LIMIT = 1000  # changelog entries per read (a commit has at most a few)

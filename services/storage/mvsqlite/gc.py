@@ -41,10 +41,11 @@ import logging
 import os
 import struct
 import time
+from collections.abc import Iterator
 
-from storage.fdb import keys
-from storage.fdb.kv import Transaction, get, run, strinc
-from storage.fdb.pagestore import PageStore
+from storage.mvsqlite import keys
+from storage.mvsqlite.kv import KeyValues, Transaction, get, run, strinc
+from storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ CHUNK = 1000
 CHANGELOG_MIN_SECONDS = 120.0
 
 
-def _scan(store: PageStore, begin: bytes, end: bytes):
+def _scan(store: PageStore, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every key-value in [begin, end), in chunks, each chunk in its own transaction."""
     while True:
-        kvs = run(store.kv, lambda tr, begin=begin: tr.get_ranges([(begin, end, CHUNK, False)], True)[0])
+        def chunk(tr: Transaction, begin: bytes = begin) -> KeyValues:
+            return tr.get_ranges([(begin, end, CHUNK, False)], True)[0]
+        kvs = run(store.kv, chunk)
         yield from kvs
         if len(kvs) < CHUNK:
             return
@@ -77,7 +80,8 @@ def _prune_versions(store: PageStore, prefix: bytes, group_len: int, cutoff: int
     (keys sharing their first `group_len` bytes after the prefix); and the live values."""
     doomed: list[bytes] = []
     values: dict[bytes, bytes] = {}
-    group, older = b"", []
+    group: bytes = b""
+    older: list[bytes] = []
     bound = keys.version_bound(cutoff)
     for key, value in _scan(store, prefix, strinc(prefix)):
         values[key] = value

@@ -1,7 +1,7 @@
 """TEST DOUBLE of FoundationDB, for tests and local runs only — never a storage engine.
 
-`python -m storage.fdb.double_server --listen 127.0.0.1:PORT` serves the FdbDouble gRPC API
-(proto/sqld/v1/fdbdouble.proto): the FoundationDB semantics the page store relies on, kept
+`python -m testing.fdbdouble.server --listen 127.0.0.1:PORT` serves the FdbDouble gRPC API
+(proto/sqld/testing/v1/fdbdouble.proto): the FoundationDB semantics the page store relies on, kept
 in memory, so that several storage processes can share one "cluster" in tests where no
 FoundationDB can be installed. It implements: read versions (about 1,000,000 per second, as
 FoundationDB's), multi-version reads at a read version, range reads with limits in both
@@ -23,8 +23,8 @@ import time
 
 from common import grpc_server
 from common import log as logsetup
-from sqld.v1 import fdbdouble_pb2 as pb
-from sqld.v1 import fdbdouble_pb2_grpc as pb_grpc
+from sqld.testing.v1 import fdbdouble_pb2 as pb
+from sqld.testing.v1 import fdbdouble_pb2_grpc as pb_grpc
 
 log = logging.getLogger("fdbdouble")
 
@@ -166,7 +166,7 @@ class DoubleServicer(pb_grpc.FdbDoubleServicer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m storage.fdb.double_server",
+    parser = argparse.ArgumentParser(prog="python -m testing.fdbdouble.server",
                                      description="TEST DOUBLE of FoundationDB (in memory; tests only)")
     parser.add_argument("--listen", default="127.0.0.1:4500", help="gRPC address host:port")
     args = parser.parse_args(argv)

@@ -1,8 +1,10 @@
-"""The mvsqlite backend: Database/Connection (storage.backend's shape) over the page store.
+"""The mvsqlite backend: databases (storage.backend's shape) in the page store.
 
-Connections are ordinary storage connections (storage.sqlite.backend.Connection) whose
-SQLite file is opened through the page-store VFS, with the rollback journal in memory (the
-page-store commit is atomic) and a large page cache (a cache miss is a FoundationDB read).
+Connections are ordinary storage connections (storage.sqlite.backend.Connection) over a
+SQLite connection opened through the page-store VFS, with the rollback journal in memory
+(the page-store commit is atomic) and a large page cache (a cache miss is a FoundationDB
+read). The VFS notes each commit in the connection's Commits, which the connection asks
+after each statement, so it logs the commit before acknowledging it.
 """
 from __future__ import annotations
 
@@ -10,60 +12,31 @@ import logging
 import threading
 import time
 
-import apsw
-
-from storage.fdb import gc, keys
-from storage.fdb import vfs as pagevfs
-from storage.fdb.capture import PageStoreCapturer
-from storage.fdb.kv import Kv
-from storage.fdb.pagestore import PageStore
-from storage.fdb.vfs import VFS_NAME, PageStoreVFS
+from storage.backend import TimeTravelError
+from storage.mvsqlite import gc, keys
+from storage.mvsqlite.capture import PageStoreCapturer
+from storage.mvsqlite.kv import Kv
+from storage.mvsqlite.pagestore import PageStore
+from storage.mvsqlite.vfs import VFS_NAME, Commits, PageStoreVFS
 from storage.sqlite.backend import Connection
 
 log = logging.getLogger(__name__)
 
 CACHE_KIB = 65_536  # per connection
 
-
-class TimeTravelError(ValueError):
-    """A time-travel read asked for a moment outside what the store keeps."""
-
-
-class MvConnection(Connection):
-    def __init__(self, db: MvDatabase, version: int | None = None) -> None:
-        self._version = version
-        super().__init__(db)  # type: ignore[arg-type]
-
-    def _open(self) -> apsw.Connection:
-        if self._version is None:
-            conn = apsw.Connection(self.db.name, vfs=VFS_NAME)
-        else:
-            conn = apsw.Connection(f"{self.db.name}@{self._version}", vfs=VFS_NAME,
-                                   flags=apsw.SQLITE_OPEN_READONLY)
-            conn.execute("PRAGMA query_only=1")  # writes fail with SQLITE_READONLY (25006)
-        conn.execute(f"PRAGMA journal_mode=MEMORY; PRAGMA cache_size=-{CACHE_KIB}")
-        return conn
-
-    def _after_statement(self) -> None:
-        """Log what the statement committed (if it did) before it is acknowledged."""
-        committed = getattr(pagevfs.last_commit, "version", 0)
-        pagevfs.last_commit.version = 0
-        if committed and self.db.capturer is not None:
-            self.frame_no, applied = self.db.capturer.capture(self._sync)
-            if self._sync and not applied:
-                self._sync_missed = True
-
-
 class MvDatabase:
     """One database in the page store (namespace `store.ns`)."""
 
-    def __init__(self, name: str, store: PageStore, retention_seconds: float, replication: str = "",
-                 synchronous: bool = False) -> None:
+    follower: None = None  # replicas of an mvsqlite primary are local files (storage.replica)
+
+    def __init__(self, name: str, store: PageStore, vfs: PageStoreVFS, retention_seconds: float,
+                 replication: str = "", synchronous: bool = False) -> None:
         """With a `replication` address, every commit is logged there before it is
-        acknowledged (storage/fdb/capture.py); `synchronous`: and applied by a replica."""
+        acknowledged (storage/mvsqlite/capture.py); `synchronous`: and applied by a replica."""
         self.name = name
         self.path = f"{VFS_NAME}:{store.ns.hex()}"
         self.store = store
+        self.vfs = vfs
         self.retention_seconds = retention_seconds
         self.synchronous = synchronous
         self.capturer: PageStoreCapturer | None = None
@@ -76,8 +49,16 @@ class MvDatabase:
         if self.capturer is not None:
             self.capturer.close()
 
+    def _connect(self, version: int | None) -> Connection:
+        commits = Commits()
+        conn = self.vfs.open(self.name, version, commits)
+        if version is not None:
+            conn.execute("PRAGMA query_only=1")  # writes fail with SQLITE_READONLY (25006)
+        conn.execute(f"PRAGMA journal_mode=MEMORY; PRAGMA cache_size=-{CACHE_KIB}")
+        return Connection(self.name, conn, self.capturer, self.synchronous, committed=commits.take)
+
     def connect(self) -> Connection:
-        return MvConnection(self)
+        return self._connect(None)
 
     def connect_at(self, version: int = 0, unix_ms: int = 0) -> Connection:
         """A read-only connection that sees the database as of `version` or time `unix_ms`."""
@@ -90,7 +71,7 @@ class MvDatabase:
                 raise TimeTravelError(f"time travel to {unix_ms} ms: the database has no commit that old")
         if not version:
             raise TimeTravelError("time travel: give a version or a time")
-        return MvConnection(self, version)
+        return self._connect(version)
 
 
 def open_databases(kv: Kv, names: list[str], prefix: str, retention_seconds: float,
@@ -99,7 +80,7 @@ def open_databases(kv: Kv, names: list[str], prefix: str, retention_seconds: flo
     """Databases for `names`, the VFS registered over them, and a GC thread if asked."""
     stores = {name: PageStore(kv, keys.namespace(prefix, name)) for name in names}
     vfs = PageStoreVFS(stores)
-    databases = {name: MvDatabase(name, store, retention_seconds, replication, name in synchronous)
+    databases = {name: MvDatabase(name, store, vfs, retention_seconds, replication, name in synchronous)
                  for name, store in stores.items()}
     _VFS_KEEPALIVE.append(vfs)
     if gc_interval > 0:

@@ -40,8 +40,8 @@ import time
 
 from sqld.v1 import replication_pb2 as pb
 from storage.capture.log_client import PART_BYTES, CaptureError, LogClient, LogForked, LogMoved, chain, forked_message
-from storage.fdb.pagestore import PageStore
-from storage.fdb.vfs import PAGE_SIZE
+from storage.mvsqlite.pagestore import PageStore
+from storage.mvsqlite.vfs import PAGE_SIZE
 
 log = logging.getLogger(__name__)
 

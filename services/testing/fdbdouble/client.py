@@ -1,4 +1,4 @@
-"""Client of the FoundationDB TEST DOUBLE (double_server.py); for tests and local runs only.
+"""Client of the FoundationDB TEST DOUBLE (testing/fdbdouble/server.py); for tests and local runs only.
 
 Buffers mutations and read-conflict ranges like a real FoundationDB client and sends them
 with Commit; reads go to the double at the transaction's read version.
@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import grpc
 
 from common.grpc_client import CHANNEL_OPTIONS
-from sqld.v1 import fdbdouble_pb2 as pb
-from sqld.v1 import fdbdouble_pb2_grpc as pb_grpc
-from storage.fdb.kv import KeyValues, KvError, Range
+from sqld.testing.v1 import fdbdouble_pb2 as pb
+from sqld.testing.v1 import fdbdouble_pb2_grpc as pb_grpc
+from storage.mvsqlite.kv import KeyValues, KvError, Range
 
 RPC_TIMEOUT = 60.0
 
