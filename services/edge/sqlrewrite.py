@@ -61,23 +61,38 @@ def rewrite(sql: str) -> Rewritten:
     return out
 
 
+_DOLLAR_PARAM = re.compile(r"\$(\d+)")
+
+
 def _rewrite(sql: str) -> tuple[Rewritten, list[Token]]:
     """`$n` -> `?n` and `x::type` -> CAST(x AS type); also the significant tokens of `sql`.
-    Tokenized once; whitespace tokens are made only when there is something to rewrite."""
-    if "$" not in sql and "::" not in sql:  # nothing to rewrite: the common case
-        words = significant(sql)
+    Tokenized once, and whitespace tokens are made only for a cast, where the text is rebuilt."""
+    if "::" in sql:
+        return _rewrite_casts(sql)
+    words = significant(sql)
+    if "$" not in sql:  # nothing to rewrite: the common case
         return Rewritten(sql, 0, _select_hints(words, 0)), words
+    numbers = _numbers(words)
+    if len(numbers) == sql.count("$"):  # every $ starts a parameter: renumber them in the text
+        out = _DOLLAR_PARAM.sub(lambda m: f"?{int(m.group(1))}", sql) if numbers else sql
+    else:  # a $ inside a string, a name or a comment too: rebuild the text from the tokens
+        out = "".join(_numbered(t).text if t.kind is PARAM else t.text for t in tokens(sql))
+    max_param = max(numbers, default=0)
+    return Rewritten(out, max_param, _select_hints(words, max_param)), words
+
+
+def _rewrite_casts(sql: str) -> tuple[Rewritten, list[Token]]:
     toks = tokens(sql)
     words = [t for t in toks if t.kind is not WS]
-    numbers = [int(t.text[1:]) for t in words if t.kind is PARAM and t.text[0] == "$" and t.text[1:].isdecimal()]
-    if "::" not in sql and not numbers:  # a $ in a string, a $name
-        return Rewritten(sql, 0, _select_hints(words, 0)), words
-    out = [_numbered(t) if t.kind is PARAM else t for t in toks] if numbers else toks
-    if "::" in sql:
-        out = _casts(out)
-    max_param = max(numbers, default=0)
+    max_param = max(_numbers(words), default=0)
+    out = _casts([_numbered(t) if t.kind is PARAM else t for t in toks])
     hints = _select_hints([t for t in out if t.kind is not WS], max_param)
     return Rewritten("".join(t.text for t in out), max_param, hints), words
+
+
+def _numbers(words: list[Token]) -> list[int]:
+    """The numbers of the `$n` parameters."""
+    return [int(t.text[1:]) for t in words if t.kind is PARAM and t.text[0] == "$" and t.text[1:].isdecimal()]
 
 
 def _numbered(tok: Token) -> Token:
@@ -131,8 +146,8 @@ def _hint(item: list[Token], params: int) -> str:
             return "REAL" if any(c in text for c in ".eE") else "INTEGER"
         if kind is STR:
             return "TEXT"
-        if kind is PARAM:  # ?n, from $n: resolved to the parameter's type by the caller
-            return text if text[1:].isdecimal() and int(text[1:]) <= params else ""
+        if kind is PARAM:  # $n (?n once rewritten): resolved to the parameter's type by the caller
+            return f"?{int(text[1:])}" if text[1:].isdecimal() and int(text[1:]) <= params else ""
         if kind is CAST:
             m = _CAST_ITEM.match(text)
             return m.group(1).upper() if m else ""
