@@ -73,8 +73,10 @@ def _rewrite(sql: str) -> tuple[Rewritten, list[Token]]:
     if "$" not in sql:  # nothing to rewrite: the common case
         return Rewritten(sql, 0, _select_hints(words, 0)), words
     numbers = _numbers(words)
-    if len(numbers) == sql.count("$"):  # every $ starts a parameter: renumber them in the text
-        out = _DOLLAR_PARAM.sub(lambda m: f"?{int(m.group(1))}", sql) if numbers else sql
+    if not numbers:  # a $ in a string, a $name
+        out = sql
+    elif len(numbers) == sql.count("$"):  # every $ starts a parameter: renumber them in the text
+        out = _DOLLAR_PARAM.sub(lambda m: f"?{int(m.group(1))}", sql)
     else:  # a $ inside a string, a name or a comment too: rebuild the text from the tokens
         out = "".join(_numbered(t).text if t.kind is PARAM else t.text for t in tokens(sql))
     max_param = max(numbers, default=0)
@@ -105,19 +107,21 @@ def _casts(toks: list[Token]) -> list[Token]:
     """`x::type` -> one token CAST(x AS type), the type mapped to SQLite's."""
     out: list[Token] = []
     i = 0
-    while i < len(toks):
-        tok = toks[i]
-        if tok.kind is CAST:
-            name, j = read_type(toks, i + 1)
-            if name:
-                start = operand_start(out)
-                operand = "".join(t.text for t in out[start:]).strip()
-                del out[start:]
-                out.append(Token(CAST, f"CAST({operand} AS {SQLITE_TYPE.get(name, name.upper())})"))
-                i = j
-                continue
-        out.append(tok)
-        i += 1
+    for at in [k for k, t in enumerate(toks) if t.kind is CAST]:
+        if at < i:  # inside the type name of the cast before
+            continue
+        out += toks[i:at]
+        name, end = read_type(toks, at + 1)
+        if not name:
+            out.append(toks[at])
+            i = at + 1
+            continue
+        start = operand_start(out)
+        operand = "".join(t.text for t in out[start:]).strip()
+        del out[start:]
+        out.append(Token(CAST, f"CAST({operand} AS {SQLITE_TYPE.get(name, name.upper())})"))
+        i = end
+    out += toks[i:]
     return out
 
 
