@@ -8,8 +8,8 @@ select list (casts, literals, count(...)), used to describe expression columns b
 and PostgreSQL's names for its columns (colnames.py).
 
 This is the front of the edge's SQL handling: `rewrite` composes the catalog (catalog/, which
-translates catalog queries and PostgreSQL-only DDL into PostgreSQL SQL that SQLite can run once
-rewritten here), this module's own pass, and column naming. The catalog and colnames never
+translates catalog queries, SERIAL columns and VALUES aliases into PostgreSQL SQL that SQLite can
+run once rewritten here), this module's own pass, and column naming. The catalog and colnames never
 import this module; what they share with it (reading a cast, splitting a select list) is in
 sqlparts.py, and the tokens come from the one lexer, common/sqltext.py.
 """
@@ -46,8 +46,9 @@ class Rewritten:
 
 def rewrite(sql: str) -> Rewritten:
     """`sql` in SQLite's spelling, with its parameter count, select-list type hints and
-    PostgreSQL's column names. A catalog query or PostgreSQL-only DDL is first translated by the
-    catalog; for a catalog query its hints then replace ours and its relations are prefixed last."""
+    PostgreSQL's column names. A catalog query (or a SERIAL column, a VALUES alias) is first
+    translated by the catalog; for a catalog query its hints then replace ours and its relations
+    are prefixed last."""
     step = catalog.rewrite(sql)
     if step is None:
         out, words = _rewrite(sql)
@@ -84,6 +85,7 @@ def _rewrite(sql: str) -> tuple[Rewritten, list[Token]]:
 
 
 def _rewrite_casts(sql: str) -> tuple[Rewritten, list[Token]]:
+    """_rewrite for a statement with `::`: parameters renumbered token by token, then casts."""
     toks = tokens(sql)
     words = [t for t in toks if t.kind is not WS]
     max_param = max(_numbers(words), default=0)

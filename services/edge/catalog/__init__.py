@@ -1,7 +1,8 @@
 """pg_catalog emulation: catalog queries rewritten to SQLite SQL over the live schema.
 
 The catalog is a step of the rewrite, not a caller of it: `rewrite` translates a statement that
-names a catalog relation, catalog function or reg* type (or PostgreSQL-only DDL, ddl.py) and
+names a catalog relation, catalog function or reg* type (or that ddl.py respells: SERIAL columns,
+`(VALUES ...) AS t(a, b)`) and
 returns a `Translated`, still in PostgreSQL's spelling; sqlrewrite.rewrite runs its own pass
 ($n, ::) over that and then, for a catalog query, prepends the catalog relations it uses
 (`with_prefix`) and takes its PostgreSQL type hints (`pg:<typname>`) for the result columns,
@@ -65,13 +66,13 @@ class Translated:
     """A statement as the catalog rewrote it, for sqlrewrite's own pass."""
     sql: str
     # A catalog query: `pg:` hints per select item (its result then needs `with_prefix`).
-    # None for DDL, whose hints are the rewrite's own.
+    # None for what ddl.py respelled, whose hints are the rewrite's own.
     column_hints: list[str] | None = None
 
 
 def rewrite(sql: str) -> Translated | None:
     """The catalog's translation of `sql`, or None when it is neither a catalog query nor
-    DDL that SQLite spells differently."""
+    something ddl.py respells."""
     ddl = rewrite_ddl(sql) or rewrite_values_alias(sql)
     if ddl is not None:
         return Translated(ddl)
