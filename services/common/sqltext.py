@@ -59,8 +59,11 @@ _TOKEN = re.compile(_PATTERN.format(brackets=""), re.S | re.X)
 _TOKEN_BRACKETS = re.compile(_PATTERN.format(brackets=r"|\[[^\]]*\]?"), re.S | re.X)
 
 
-_KIND: dict[str | None, T] = {kind.value: kind for kind in T}  # a match's lastgroup -> its kind
-_new = tuple.__new__  # Token(...) without the Python-level __new__: the lexer runs on every statement
+# A match's lastindex -> its kind (an index is quicker than lastgroup's name; both patterns number
+# their groups alike), and Token(...) without the Python-level __new__: the lexer runs on every statement.
+_KIND = (T.OP, *sorted(T, key=lambda kind: _TOKEN.groupindex[kind.value]))
+_new = tuple.__new__
+_WS_GROUP = _TOKEN.groupindex["ws"]
 
 
 def tokens(sql: str, brackets: bool = False) -> list[Token]:
@@ -68,14 +71,14 @@ def tokens(sql: str, brackets: bool = False) -> list[Token]:
     back. `brackets`: read [name] as a quoted identifier (SQLite), not as two operators."""
     rx = _TOKEN_BRACKETS if brackets else _TOKEN
     kind = _KIND
-    return [_new(Token, (kind[m.lastgroup], m.group())) for m in rx.finditer(sql)]
+    return [_new(Token, (kind[m.lastindex or 0], m.group())) for m in rx.finditer(sql)]
 
 
 def significant(sql: str, brackets: bool = False) -> list[Token]:
     """The tokens of `sql` without whitespace and comments."""
     rx = _TOKEN_BRACKETS if brackets else _TOKEN
     kind = _KIND
-    return [_new(Token, (kind[m.lastgroup], m.group())) for m in rx.finditer(sql) if m.lastgroup != "ws"]
+    return [_new(Token, (kind[m.lastindex or 0], m.group())) for m in rx.finditer(sql) if m.lastindex != _WS_GROUP]
 
 
 _WS_OR_COMMENT = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.S)
