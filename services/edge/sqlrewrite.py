@@ -88,8 +88,9 @@ def _rewrite_casts(sql: str) -> tuple[Rewritten, list[Token]]:
     """_rewrite for a statement with `::`: parameters renumbered token by token, then casts."""
     toks = tokens(sql)
     words = [t for t in toks if t.kind is not WS]
-    max_param = max(_numbers(words), default=0)
-    out = _casts([_numbered(t) if t.kind is PARAM else t for t in toks])
+    numbers = _numbers(words)
+    out = _casts([_numbered(t) if t.kind is PARAM else t for t in toks] if numbers else toks)
+    max_param = max(numbers, default=0)
     hints = _select_hints([t for t in out if t.kind is not WS], max_param)
     return Rewritten("".join(t.text for t in out), max_param, hints), words
 
