@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.sqlrewrite import split_select_list
+from common.sqltext import CAST, NUM, OP, PARAM, QID, STR, WORD, Token
+from edge.sqlparts import split_select_list
 
-Tok = tuple[str, str]
 STAR = "*"
 UNKNOWN = "?column?"
 
@@ -40,22 +40,23 @@ _TYPE_NAMES = {
 }
 
 
-def output_names(toks: Sequence[Tok]) -> list[str | None]:
+def output_names(words: Sequence[Token]) -> list[str | None]:
     """Per top-level item of the statement's select list (or RETURNING list): PostgreSQL's
-    column name, STAR, or None (keep SQLite's). Empty for statements without one."""
-    words = [(k, t) for k, t in toks if k != "ws"]
-    while words and words[-1][1] == ";":
+    column name, STAR, or None (keep SQLite's). Empty for statements without one.
+    `words`: the statement's significant tokens (common.sqltext.significant)."""
+    words = list(words)
+    while words and words[-1].text == ";":
         words.pop()
     return [_item_name(item) for item in _items(words)]
 
 
-def _items(words: list[Tok]) -> list[list[Tok]]:
+def _items(words: list[Token]) -> list[list[Token]]:
     head = words[0][1].upper() if words else ""
     if head == "WITH":
         words = _after_with(words)
         head = words[0][1].upper() if words else ""
     if head == "SELECT":
-        start = 2 if len(words) > 1 and words[1][1].upper() in ("DISTINCT", "ALL") else 1
+        start = 2 if len(words) > 1 and words[1].text.upper() in ("DISTINCT", "ALL") else 1
         return split_select_list(words, start)[0]
     if head in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
         at = _depth0_word(words, {"RETURNING"})
@@ -84,62 +85,62 @@ def apply(names: Sequence[str | None], columns: Any) -> None:
             columns[i].name = name
 
 
-def _after_with(words: list[Tok]) -> list[Tok]:
+def _after_with(words: list[Token]) -> list[Token]:
     """The main statement after a WITH clause."""
     at = _depth0_word(words, {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE"})
     return words[at:] if at else []
 
 
-def _depth0_word(words: Sequence[Tok], wanted: set[str]) -> int | None:
+def _depth0_word(words: Sequence[Token], wanted: set[str]) -> int | None:
     depth = 0
     for i, (k, t) in enumerate(words):
         depth += (t == "(") - (t == ")")
-        if depth == 0 and k == "word" and t.upper() in wanted:
+        if depth == 0 and k is WORD and t.upper() in wanted:
             return i
     return None
 
 
-def _item_name(item: list[Tok]) -> str | None:
+def _item_name(item: list[Token]) -> str | None:
     if not item:
         return None
-    if item[-1][1] == "*" and (len(item) == 1 or item[-2][1] == "."):
+    if item[-1].text == "*" and (len(item) == 1 or item[-2].text == "."):
         return STAR
-    if len(item) == 1 and item[0][0] == "word" and item[0][1].lower() in _KEYWORD_ITEMS:
-        return UNKNOWN if item[0][1].lower() in _CONSTANTS else item[0][1].lower()  # keywords, not columns
+    if len(item) == 1 and item[0].kind is WORD and item[0].text.lower() in _KEYWORD_ITEMS:
+        return UNKNOWN if item[0].text.lower() in _CONSTANTS else item[0].text.lower()  # keywords, not columns
     if _aliased(item) or _column_ref(item):
         return None  # SQLite names these as PostgreSQL does: by the alias or the column
     figured = _figure(item)
     return figured[0] if figured else None
 
 
-def _aliased(item: list[Tok]) -> bool:
+def _aliased(item: list[Token]) -> bool:
     """`expr AS name` or `expr name`."""
-    if len(item) < 2 or item[-1][0] not in ("word", "qid"):
+    if len(item) < 2 or item[-1].kind not in (WORD, QID):
         return False
     before_kind, before = item[-2]
     if before.upper() == "AS":
         return True
-    return item[-1][1].upper() not in _ENDS_EXPRESSION and (
-        before_kind in ("qid", "num", "str", "param") or before == ")"
-        or (before_kind == "word" and before.upper() not in _BEFORE_OPERAND))
+    return item[-1].text.upper() not in _ENDS_EXPRESSION and (
+        before_kind in (QID, NUM, STR, PARAM) or before == ")"
+        or (before_kind is WORD and before.upper() not in _BEFORE_OPERAND))
 
 
-def _column_ref(toks: Sequence[Tok]) -> bool:
-    return len(toks) % 2 == 1 and all(k in ("word", "qid") for k, _ in toks[::2]) \
+def _column_ref(toks: Sequence[Token]) -> bool:
+    return len(toks) % 2 == 1 and all(k in (WORD, QID) for k, _ in toks[::2]) \
         and all(t == "." for _, t in toks[1::2])
 
 
-def _ident(tok: Tok) -> str:
+def _ident(tok: Token) -> str:
     kind, text = tok
-    return text[1:-1].replace('""', '"') if kind == "qid" else text.lower()
+    return text[1:-1].replace('""', '"') if kind is QID else text.lower()
 
 
-def _group_end(toks: Sequence[Tok], i: int) -> int | None:
+def _group_end(toks: Sequence[Token], i: int) -> int | None:
     """Index after the `)` or END closing the `(` or CASE at toks[i]."""
     depth = 0
     for j in range(i, len(toks)):
         k, t = toks[j]
-        word = t.upper() if k == "word" else ""
+        word = t.upper() if k is WORD else ""
         if t == "(" or word == "CASE":
             depth += 1
         elif t == ")" or word == "END":
@@ -149,18 +150,18 @@ def _group_end(toks: Sequence[Tok], i: int) -> int | None:
     return None
 
 
-def _atoms(toks: Sequence[Tok]) -> list[list[Tok]] | None:
+def _atoms(toks: Sequence[Token]) -> list[list[Token]] | None:
     """Tokens grouped at depth 0: a parenthesised group, a CASE ... END, or one token."""
     out, i = [], 0
     while i < len(toks):
         k, t = toks[i]
-        if t == "(" or (k == "word" and t.upper() == "CASE"):
+        if t == "(" or (k is WORD and t.upper() == "CASE"):
             j = _group_end(toks, i)
             if j is None:
                 return None
             out.append(list(toks[i:j]))
             i = j
-        elif t == ")" or (k == "word" and t.upper() == "END"):
+        elif t == ")" or (k is WORD and t.upper() == "END"):
             return None
         else:
             out.append([toks[i]])
@@ -168,23 +169,23 @@ def _atoms(toks: Sequence[Tok]) -> list[list[Tok]] | None:
     return out
 
 
-def _is(atom: list[Tok], word: str) -> bool:
-    return len(atom) == 1 and atom[0][0] == "word" and atom[0][1].upper() == word
+def _is(atom: list[Token], word: str) -> bool:
+    return len(atom) == 1 and atom[0].kind is WORD and atom[0].text.upper() == word
 
 
-def _figure(toks: Sequence[Tok]) -> tuple[str, int] | None:
+def _figure(toks: Sequence[Token]) -> tuple[str, int] | None:
     """(name, strength) as PostgreSQL's FigureColnameInternal: 2 a good name, 1 a fallback
     (cast type, `case`), 0 none (`?column?`); None when the expression is not understood."""
     atoms = _atoms(toks)
     if not atoms:
         return None
     for a in atoms:
-        if len(a) == 1 and ((a[0][0] == "op" and a[0][1] not in ".[]")
-                            or (a[0][0] == "word" and a[0][1].upper() in _OPERATOR_WORDS)):
+        if len(a) == 1 and ((a[0].kind is OP and a[0].text not in (".", "[", "]"))
+                            or (a[0].kind is WORD and a[0].text.upper() in _OPERATOR_WORDS)):
             return UNKNOWN, 0
     if len(atoms) >= 3 and _is(atoms[-2], "COLLATE"):
         return _figure([t for a in atoms[:-2] for t in a])
-    casts = [i for i, a in enumerate(atoms) if a[0][0] == "cast"]
+    casts = [i for i, a in enumerate(atoms) if a[0].kind is CAST]
     if casts:
         if casts[0] == 0:
             return None
@@ -199,27 +200,27 @@ def _figure(toks: Sequence[Tok]) -> tuple[str, int] | None:
     first = atoms[0]
     if len(atoms) == 1 and len(first) == 1:
         kind, text = first[0]
-        if kind in ("num", "str", "param") or (kind == "word" and text.lower() in _CONSTANTS):
+        if kind in (NUM, STR, PARAM) or (kind is WORD and text.lower() in _CONSTANTS):
             return UNKNOWN, 0
-        return (_ident(first[0]), 2) if kind in ("word", "qid") else None
+        return (_ident(first[0]), 2) if kind in (WORD, QID) else None
     if _column_ref(toks):
         return _ident(toks[-1]), 2
-    if len(atoms) == 1 and first[0][1] == "(":
+    if len(atoms) == 1 and first[0].text == "(":
         return _parenthesised(first[1:-1])
     if len(atoms) == 1:
         return _case(first)
-    if len(atoms) == 2 and first[0][0] == "word" and atoms[1][0][0] == "str":  # typed literal: DATE '...'
-        if first[0][1].lower() in ("x", "b"):
+    if len(atoms) == 2 and first[0].kind is WORD and atoms[1][0].kind is STR:  # typed literal: DATE '...'
+        if first[0].text.lower() in ("x", "b"):
             return UNKNOWN, 0
         typ = _type_name(first)
         return (typ, 1) if typ else None
     return _call(atoms)
 
 
-def _parenthesised(inner: list[Tok]) -> tuple[str, int] | None:
+def _parenthesised(inner: list[Token]) -> tuple[str, int] | None:
     if not inner:
         return None
-    if inner[0][0] == "word" and inner[0][1].upper() in ("SELECT", "WITH"):  # a scalar subquery
+    if inner[0].kind is WORD and inner[0].text.upper() in ("SELECT", "WITH"):  # a scalar subquery
         items = _items(inner)
         if not items or not items[0]:
             return None
@@ -229,12 +230,12 @@ def _parenthesised(inner: list[Tok]) -> tuple[str, int] | None:
         name = _item_name(first)
         return None if name in (None, STAR) else (name, 2)
     atoms = _atoms(inner) or []
-    if any(a == [("op", ",")] for a in atoms):
+    if any(len(a) == 1 and a[0].text == "," for a in atoms):
         return "row", 2
     return _figure(inner)
 
 
-def _case(group: list[Tok]) -> tuple[str, int] | None:
+def _case(group: list[Token]) -> tuple[str, int] | None:
     inner = group[1:-1]
     atoms = _atoms(inner)
     if atoms is None:
@@ -253,23 +254,23 @@ def _case(group: list[Tok]) -> tuple[str, int] | None:
     return "case", 1
 
 
-def _call(atoms: list[list[Tok]]) -> tuple[str, int] | None:
+def _call(atoms: list[list[Token]]) -> tuple[str, int] | None:
     """name(args) [FILTER (...)] [OVER (...) | OVER w], the name possibly schema-qualified."""
     i = 0
-    while i + 2 < len(atoms) and atoms[i + 1] == [("op", ".")]:
+    while i + 2 < len(atoms) and len(atoms[i + 1]) == 1 and atoms[i + 1][0].text == ".":
         i += 2
     name, rest = atoms[i], atoms[i + 1:]
-    if len(name) != 1 or name[0][0] not in ("word", "qid") or not rest or rest[0][0][1] != "(":
+    if len(name) != 1 or name[0].kind not in (WORD, QID) or not rest or rest[0][0].text != "(":
         return None
     tail = rest[1:]
-    if len(tail) >= 2 and _is(tail[0], "FILTER") and tail[1][0][1] == "(":
+    if len(tail) >= 2 and _is(tail[0], "FILTER") and tail[1][0].text == "(":
         tail = tail[2:]
     if len(tail) == 2 and _is(tail[0], "OVER"):
         tail = []
     if tail:
         return None
     fn, args = _ident(name[0]), rest[0][1:-1]
-    if fn == "cast" and name[0][0] == "word":
+    if fn == "cast" and name[0].kind is WORD:
         parts = _atoms(args) or []
         at = next((j for j, a in enumerate(parts) if _is(a, "AS")), None)
         if at is None:
@@ -279,24 +280,24 @@ def _call(atoms: list[list[Tok]]) -> tuple[str, int] | None:
         if result is None or typ is None:
             return None
         return result if result[1] == 2 else (typ, 1)
-    if fn == "trim" and name[0][0] == "word":
-        side = args[0][1].upper() if args and args[0][0] == "word" else ""
+    if fn == "trim" and name[0].kind is WORD:
+        side = args[0].text.upper() if args and args[0].kind is WORD else ""
         return {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(side, "btrim"), 2
     return fn, 2
 
 
-def _type_name(toks: Sequence[Tok]) -> str | None:
+def _type_name(toks: Sequence[Token]) -> str | None:
     """PostgreSQL's name for a type as written after `::` or AS (the last part of its name)."""
-    words = []
-    for k, t in toks:
-        if t == "(" or t == "[":
+    words: list[Token] = []
+    for tok in toks:
+        if tok.text == "(" or tok.text == "[":
             break
-        if k not in ("word", "qid") and t != ".":
+        if tok.kind not in (WORD, QID) and tok.text != ".":
             return None
-        words.append((k, t))
-    if not words or words[-1][1] == ".":
+        words.append(tok)
+    if not words or words[-1].text == ".":
         return None
-    if any(t == "." for _, t in words) or words[0][0] == "qid":
+    if any(t == "." for _, t in words) or words[0].kind is QID:
         return _ident(words[-1])
     spelled = " ".join(t.lower() for _, t in words)
     if spelled in _TYPE_NAMES:

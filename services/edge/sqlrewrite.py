@@ -6,26 +6,22 @@
 Strings, quoted identifiers and comments are left alone. Also extracts type hints for the
 select list (casts, literals, count(...)), used to describe expression columns before they run,
 and PostgreSQL's names for its columns (colnames.py).
+
+This is the front of the edge's SQL handling: `rewrite` composes the catalog (catalog/, which
+translates catalog queries, SERIAL columns and VALUES aliases into PostgreSQL SQL that SQLite can
+run once rewritten here), this module's own pass, and column naming. The catalog and colnames never
+import this module; what they share with it (reading a cast, splitting a select list) is in
+sqlparts.py, and the tokens come from the one lexer, common/sqltext.py.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+|--[^\n]*|/\*.*?(?:\*/|$))
-  | (?P<str>[eE]?'(?:[^']|'')*'?)
-  | (?P<qid>"(?:[^"]|"")*"?)
-  | (?P<param>\$\d+)
-  | (?P<cast>::)
-  | (?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-  | (?P<op>.)
-""", re.S | re.X)
+from common.sqltext import CAST, NUM, PARAM, QID, STR, WORD, WS, Token, significant, tokens
+from edge import catalog, colnames
+from edge.sqlparts import operand_start, read_type, split_select_list
 
-_TYPE_WORDS = {
-    "double": "precision", "character": "varying",
-}
 SQLITE_TYPE = {
     "int": "INTEGER", "int2": "INTEGER", "int4": "INTEGER", "int8": "INTEGER", "integer": "INTEGER",
     "smallint": "INTEGER", "bigint": "INTEGER", "oid": "INTEGER", "serial": "INTEGER", "bigserial": "INTEGER",
@@ -48,162 +44,121 @@ class Rewritten:
     column_names: list[str | None] = field(default_factory=list)  # colnames.output_names of the client's SQL
 
 
-def _tokens(sql: str) -> list[tuple[str, str]]:
-    return [(m.lastgroup or "op", m.group(0)) for m in _TOKEN.finditer(sql)]
-
-
-def _operand_start(out: list[tuple[str, str]]) -> int:
-    """Index in `out` where the operand ending at out[-1] starts (skipping whitespace)."""
-    i = len(out) - 1
-    while i >= 0 and out[i][0] == "ws":
-        i -= 1
-    if i < 0:
-        return 0
-    if out[i][1] == ")":
-        depth = 0
-        while i >= 0:
-            if out[i][1] == ")":
-                depth += 1
-            elif out[i][1] == "(":
-                depth -= 1
-                if depth == 0:
-                    break
-            i -= 1
-        if i > 0 and out[i - 1][0] == "word":  # function call: f(...)::type
-            i -= 1
-        return max(i, 0)
-    while i >= 2 and out[i - 1][1] == "." and out[i - 2][0] in ("word", "qid"):  # a.b.c
-        i -= 2
-    return i
-
-
-def _read_type(toks: list[tuple[str, str]], j: int) -> tuple[str, int]:
-    """The type name starting at toks[j] (after '::'), and the index after it."""
-    while j < len(toks) and toks[j][0] == "ws":
-        j += 1
-    if j >= len(toks) or toks[j][0] not in ("word", "qid"):
-        return "", j
-    name = toks[j][1].strip('"').lower()
-    j += 1
-    if name in ("pg_catalog",) and j + 1 < len(toks) and toks[j][1] == ".":
-        return _read_type(toks, j + 1)
-    k = j
-    while k < len(toks) and toks[k][0] == "ws":
-        k += 1
-    if name in _TYPE_WORDS and k < len(toks) and toks[k][1].lower() == _TYPE_WORDS[name]:
-        name, j = f"{name} {_TYPE_WORDS[name]}", k + 1
-    elif name in ("timestamp", "time"):
-        m = k
-        words = []
-        while m < len(toks) and (toks[m][0] == "ws" or toks[m][1].lower() in ("with", "without", "time", "zone")):
-            if toks[m][0] != "ws":
-                words.append(toks[m][1].lower())
-            m += 1
-        if words[:1] in (["with"], ["without"]) and words[1:3] == ["time", "zone"]:
-            j = m
-    # (n[, m]) and [] suffixes
-    k = j
-    while k < len(toks) and toks[k][0] == "ws":
-        k += 1
-    if k < len(toks) and toks[k][1] == "(":
-        while k < len(toks) and toks[k][1] != ")":
-            k += 1
-        j = k + 1
-    if j + 1 < len(toks) and toks[j][1] == "[" and toks[j + 1][1] == "]":
-        j += 2
-    return name, j
-
-
 def rewrite(sql: str) -> Rewritten:
-    from edge import catalog, colnames  # both use this module's tokenizer
-    toks = _tokens(sql)
-    out = catalog.rewrite(sql, _rewrite) or _rewrite(sql, toks)
-    out.column_names = colnames.output_names(toks)  # named from the client's text, as PostgreSQL would
+    """`sql` in SQLite's spelling, with its parameter count, select-list type hints and
+    PostgreSQL's column names. A catalog query (or a SERIAL column, a VALUES alias) is first
+    translated by the catalog; for a catalog query its hints then replace ours and its relations
+    are prefixed last."""
+    step = catalog.rewrite(sql)
+    if step is None:
+        out, words = _rewrite(sql)
+    else:
+        out, _ = _rewrite(step.sql)
+        words = significant(sql)
+        if step.column_hints is not None:
+            out.sql = catalog.with_prefix(out.sql)
+            out.column_hints = step.column_hints
+    out.column_names = colnames.output_names(words)  # named from the client's text, as PostgreSQL would
     return out
 
 
-def _rewrite(sql: str, toks: list[tuple[str, str]] | None = None) -> Rewritten:
-    toks = _tokens(sql) if toks is None else toks
-    out: list[tuple[str, str]] = []
-    max_param = 0
+_DOLLAR_PARAM = re.compile(r"\$(\d+)")
+
+
+def _rewrite(sql: str) -> tuple[Rewritten, list[Token]]:
+    """`$n` -> `?n` and `x::type` -> CAST(x AS type); also the significant tokens of `sql`.
+    Tokenized once, and whitespace tokens are made only for a cast, where the text is rebuilt."""
+    if "::" in sql:
+        return _rewrite_casts(sql)
+    words = significant(sql)
+    if "$" not in sql:  # nothing to rewrite: the common case
+        return Rewritten(sql, 0, _select_hints(words, 0)), words
+    numbers = _numbers(words)
+    if not numbers:  # a $ in a string, a $name
+        out = sql
+    elif len(numbers) == sql.count("$"):  # every $ starts a parameter: renumber them in the text
+        out = _DOLLAR_PARAM.sub(lambda m: f"?{int(m.group(1))}", sql)
+    else:  # a $ inside a string, a name or a comment too: rebuild the text from the tokens
+        out = "".join(_numbered(t).text if t.kind is PARAM else t.text for t in tokens(sql))
+    max_param = max(numbers, default=0)
+    return Rewritten(out, max_param, _select_hints(words, max_param)), words
+
+
+def _rewrite_casts(sql: str) -> tuple[Rewritten, list[Token]]:
+    """_rewrite for a statement with `::`: parameters renumbered token by token, then casts."""
+    toks = tokens(sql)
+    words = [t for t in toks if t.kind is not WS]
+    numbers = _numbers(words)
+    out = _casts([_numbered(t) if t.kind is PARAM else t for t in toks] if numbers else toks)
+    max_param = max(numbers, default=0)
+    hints = _select_hints([t for t in out if t.kind is not WS], max_param)
+    return Rewritten("".join(t.text for t in out), max_param, hints), words
+
+
+def _numbers(words: list[Token]) -> list[int]:
+    """The numbers of the `$n` parameters."""
+    return [int(t.text[1:]) for t in words if t.kind is PARAM and t.text[0] == "$" and t.text[1:].isdecimal()]
+
+
+def _numbered(tok: Token) -> Token:
+    """`$n` as SQLite's numbered parameter `?n` (SQLite reads `$1` as a name, numbered by first use)."""
+    text = tok.text
+    return Token(PARAM, f"?{int(text[1:])}") if text[0] == "$" and text[1:].isdecimal() else tok
+
+
+def _casts(toks: list[Token]) -> list[Token]:
+    """`x::type` -> one token CAST(x AS type), the type mapped to SQLite's."""
+    out: list[Token] = []
     i = 0
-    while i < len(toks):
-        kind, text = toks[i]
-        if kind == "param":
-            n = int(text[1:])
-            max_param = max(max_param, n)
-            out.append(("param", f"?{n}"))
-        elif kind == "cast":
-            name, j = _read_type(toks, i + 1)
-            if not name:
-                out.append((kind, text))
-            else:
-                start = _operand_start(out)
-                operand = "".join(t for _, t in out[start:]).strip()
-                target = SQLITE_TYPE.get(name, name.upper())
-                del out[start:]
-                out.append(("cast", f"CAST({operand} AS {target})"))
-                i = j
-                continue
-        else:
-            out.append((kind, text))
-        i += 1
-    return Rewritten("".join(t for _, t in out), max_param, _select_hints(out))
-
-
-SELECT_LIST_END = {"FROM", "WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT"}
-
-
-def split_select_list(toks: list[tuple[str, str]], start: int
-                      ) -> tuple[list[list[tuple[str, str]]], list[tuple[str, str]]]:
-    """The top-level items of a select list beginning at toks[start] (no whitespace tokens),
-    and the tokens after the list."""
-    items: list[list[tuple[str, str]]] = [[]]
-    depth = 0
-    for i in range(start, len(toks)):
-        k, t = toks[i]
-        if depth == 0 and k == "word" and t.upper() in SELECT_LIST_END:
-            return items, toks[i:]
-        if t == "(":
-            depth += 1
-        elif t == ")":
-            depth -= 1
-        if t == "," and depth == 0:
-            items.append([])
-        else:
-            items[-1].append((k, t))
-    return items, []
+    for at in [k for k, t in enumerate(toks) if t.kind is CAST]:
+        if at < i:  # inside the type name of the cast before
+            continue
+        out += toks[i:at]
+        name, end = read_type(toks, at + 1)
+        if not name:
+            out.append(toks[at])
+            i = at + 1
+            continue
+        start = operand_start(out)
+        operand = "".join(t.text for t in out[start:]).strip()
+        del out[start:]
+        out.append(Token(CAST, f"CAST({operand} AS {SQLITE_TYPE.get(name, name.upper())})"))
+        i = end
+    out += toks[i:]
+    return out
 
 
 _CAST_ITEM = re.compile(r"^CAST\(.*\sAS\s+([A-Z]+)\)$", re.S | re.I)
 
 
-def _select_hints(toks: list[tuple[str, str]]) -> list[str]:
-    words = [(k, t) for k, t in toks if k != "ws"]
-    if not words or words[0][1].upper() != "SELECT":
+def _select_hints(words: list[Token], params: int) -> list[str]:
+    """Per select-list item, a SQLite type when it is a literal, a cast, a parameter or count()."""
+    if not words or words[0].text.upper() != "SELECT":
         return []
     items, _ = split_select_list(words, 1)
     hints = []
     for item in items:
-        if len(item) >= 2 and item[-1][0] in ("word", "qid") and item[-2][1].upper() == "AS":
+        if len(item) >= 2 and item[-1].kind in (WORD, QID) and item[-2].text.upper() == "AS":
             item = item[:-2]
-        hints.append(_hint(item))
+        hints.append(_hint(item, params))
     return hints
 
 
-def _hint(item: list[tuple[str, str]]) -> str:
+def _hint(item: list[Token], params: int) -> str:
     if len(item) == 1:
         kind, text = item[0]
-        if kind == "num":
+        if kind is NUM:
+            if text[:2] in ("0x", "0X"):
+                return "INTEGER"
             return "REAL" if any(c in text for c in ".eE") else "INTEGER"
-        if kind == "str":
+        if kind is STR:
             return "TEXT"
-        if kind == "param":
-            return "?" + text[1:]  # resolved to the parameter's type by the caller
-        if kind == "cast":
+        if kind is PARAM:  # $n (?n once rewritten): resolved to the parameter's type by the caller
+            return f"?{int(text[1:])}" if text[1:].isdecimal() and int(text[1:]) <= params else ""
+        if kind is CAST:
             m = _CAST_ITEM.match(text)
             return m.group(1).upper() if m else ""
         return ""
-    if item and item[0][0] == "word" and item[0][1].lower() == "count" and len(item) > 1 and item[1][1] == "(":
+    if item and item[0].kind is WORD and item[0].text.lower() == "count" and len(item) > 1 and item[1].text == "(":
         return "INTEGER"
     return ""

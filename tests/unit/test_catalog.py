@@ -4,7 +4,7 @@ from __future__ import annotations
 import apsw
 import pytest
 
-from edge import types
+from edge import catalog, types
 from edge.catalog import ddl, schema, select, srf, translate, wants
 from edge.sqlrewrite import rewrite
 from storage.sqlite import compat
@@ -15,6 +15,22 @@ def test_wants_only_catalog_statements():
     assert wants("select x::regclass from t")
     assert not wants("SELECT pg_name FROM users")  # a column that merely starts with pg_
     assert not wants("SELECT 1")
+
+
+def test_catalog_is_a_step_of_the_rewrite():
+    assert catalog.rewrite("SELECT 1") is None
+    ddl_step = catalog.rewrite("CREATE TABLE t (id SERIAL PRIMARY KEY)")
+    assert ddl_step == catalog.Translated("CREATE TABLE t (id INTEGER PRIMARY KEY)")  # no hints: the rewrite's own
+    step = catalog.rewrite("SELECT relname, relhasindex FROM pg_catalog.pg_class WHERE oid = $1::oid")
+    assert step is not None and step.column_hints == ["pg:name", "pg:bool"]
+    assert "$1::oid" in step.sql and "WITH" not in step.sql  # still PostgreSQL's spelling, no prefix yet
+    out = rewrite("SELECT relname, relhasindex FROM pg_catalog.pg_class WHERE oid = $1::oid")
+    assert out.sql.startswith("WITH ") and out.sql.endswith("WHERE oid = CAST(?1 AS INTEGER)")
+    assert (out.param_count, out.column_hints) == (1, ["pg:name", "pg:bool"])
+    # >= and <> are one token each; a quoted number beside them is still a number, as in PostgreSQL
+    assert translate.translate("SELECT 1 WHERE c.oid >= '5' AND c.oid <> '6'") == \
+        "SELECT 1 WHERE c.oid >= 5 AND c.oid <> 6"
+    assert select.hints("SELECT a <= b, a <> b, a || b FROM t") == ["pg:bool", "pg:bool", ""]
 
 
 def test_translate_operators_casts_and_functions():

@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 
+from common.sqltext import CAST, significant
 from edge import colnames, commands, copy, cursors, params, types
+from edge.sqlparts import operand_start, read_type, split_select_list
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
 
@@ -20,6 +22,10 @@ from sqld.v1 import common_pb2 as pb
     ("select t.c::numeric(10, 2)", "select CAST(t.c AS NUMERIC)", 0),
     ("select 'a'::timestamp with time zone", "select CAST('a' AS TEXT)", 0),
     ("select $10", "select ?10", 10),
+    ("select $01, '$2', x$y, $3 /* $4 */", "select ?1, '$2', x$y, ?3 /* $4 */", 3),  # a $ not a parameter
+    ("select f($1)::int8, ($2 + 1)::text", "select CAST(f(?1) AS INTEGER), CAST((?2 + 1) AS TEXT)", 2),
+    ("select a:: 5, c ::  int", "select a:: 5, CAST(c AS INTEGER)", 0),  # no type after the first ::, left
+    ("select $1, x ~ '^a$'", "select ?1, x ~ '^a$'", 1),
 ])
 def test_rewrite(sql, out, n):
     r = rewrite(sql)
@@ -30,6 +36,19 @@ def test_select_list_hints():
     assert rewrite("select $1::int8, count(*), 1, 2.5, 'x', a + b as s from t").column_hints == \
         ["INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", ""]
     assert rewrite("insert into t values (1)").column_hints == []
+    assert rewrite("select $2, $1 as a, ?1, ?3, :n, 0x1F, 1e3").column_hints == \
+        ["?2", "?1", "?1", "", "", "INTEGER", "REAL"]  # SQLite's ?3 is not one of the statement's $n
+
+
+def test_sql_parts():
+    words = significant("select a.b::int, f(x)::double precision, (1 + 2)::t[] from t where y")
+    casts = [i for i, t in enumerate(words) if t.kind is CAST]
+    assert [words[operand_start(words[:i])].text for i in casts] == ["a", "f", "("]
+    assert [read_type(words, i + 1)[0] for i in casts] == ["int", "double precision", "t"]
+    assert read_type(significant("x::pg_catalog.int4"), 2) == ("int4", 5)
+    items, rest = split_select_list(words, 1)
+    assert ["".join(t.text for t in item) for item in items] == ["a.b::int", "f(x)::doubleprecision", "(1+2)::t[]"]
+    assert [t.text for t in rest] == ["from", "t", "where", "y"]
 
 
 @pytest.mark.parametrize("sql, names", [

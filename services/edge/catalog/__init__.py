@@ -1,16 +1,21 @@
 """pg_catalog emulation: catalog queries rewritten to SQLite SQL over the live schema.
 
-`rewrite` is the hook sqlrewrite calls first: for a statement that names a catalog relation,
-catalog function or reg* type it returns the SQLite statement (the catalog relations it uses,
-and those they need, as a WITH prefix) and PostgreSQL type hints (`pg:<typname>`) for the result
-columns, which edge.types turns into OIDs. Other statements go on unchanged (None).
+The catalog is a step of the rewrite, not a caller of it: `rewrite` translates a statement that
+names a catalog relation, catalog function or reg* type (or that ddl.py respells: SERIAL columns,
+`(VALUES ...) AS t(a, b)`) and
+returns a `Translated`, still in PostgreSQL's spelling; sqlrewrite.rewrite runs its own pass
+($n, ::) over that and then, for a catalog query, prepends the catalog relations it uses
+(`with_prefix`) and takes its PostgreSQL type hints (`pg:<typname>`) for the result columns,
+which edge.types turns into OIDs. Other statements get None and go on unchanged. This package
+imports only its own modules, edge.sqlparts and common.sqltext; its modules import each other
+by full name, never the package.
 See services/edge/DESIGN.md, "Catalog".
 """
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from edge.catalog import schema, select, srf, translate
 from edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
@@ -56,20 +61,27 @@ def with_prefix(sql: str) -> str:
     return f"WITH {ctes} {sql}"
 
 
-def rewrite(sql: str, base: Callable[[str], object]) -> object | None:
-    """The SQLite form of a catalog statement (via `base`, sqlrewrite's own rewrite), or None."""
+@dataclass(frozen=True, slots=True)
+class Translated:
+    """A statement as the catalog rewrote it, for sqlrewrite's own pass."""
+    sql: str
+    # A catalog query: `pg:` hints per select item (its result then needs `with_prefix`).
+    # None for what ddl.py respelled, whose hints are the rewrite's own.
+    column_hints: list[str] | None = None
+
+
+def rewrite(sql: str) -> Translated | None:
+    """The catalog's translation of `sql`, or None when it is neither a catalog query nor
+    something ddl.py respells."""
     ddl = rewrite_ddl(sql) or rewrite_values_alias(sql)
     if ddl is not None:
-        return base(ddl)
+        return Translated(ddl)
     if not wants(sql):
         return None
     translated = srf.rewrite(translate.translate(sql))
     hints = select.hints(translated)
     empty = select.empty_answer(translated)
-    out = base(empty if empty is not None else translated)
-    out.sql = with_prefix(out.sql)  # type: ignore[attr-defined]
-    out.column_hints = hints  # type: ignore[attr-defined]
-    return out
+    return Translated(empty if empty is not None else translated, hints)
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,13 +56,18 @@ def _type_rows() -> str:
 R: dict[str, tuple[list[tuple[str, str]], str]] = {}
 
 
+def _columns(cols: str) -> list[tuple[str, str]]:
+    """"name:type name:type ..." -> [(name, type), ...]"""
+    return [(c.partition(":")[0], c.partition(":")[2]) for c in cols.split()]
+
+
 def _rel(name: str, cols: str, body: str) -> None:
-    R[name] = ([tuple(c.split(":")) for c in cols.split()], body)  # type: ignore[misc]
+    R[name] = (_columns(cols), body)
 
 
 def _empty(name: str, cols: str) -> None:
-    spec = [tuple(c.split(":")) for c in cols.split()]
-    R[name] = (spec, "SELECT " + ", ".join(f"NULL AS {c}" for c, _ in spec) + " WHERE 0")  # type: ignore[misc]
+    spec = _columns(cols)
+    R[name] = (spec, "SELECT " + ", ".join(f"NULL AS {c}" for c, _ in spec) + " WHERE 0")
 
 
 _rel("_sq_t", "rid:int8 type:text name:text sql:text", """

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import re
 
-from edge.catalog import schema
-from edge.sqlrewrite import _tokens, split_select_list
+from common.sqltext import OP, QID, WORD, Token, significant
+from edge.catalog.schema import COLUMN_TYPES, EMPTY
+from edge.sqlparts import split_select_list
 
-_COMPARE = {"=", "<", ">", "IS", "IN", "NOT", "REGEXP", "LIKE", "EXISTS", "AND", "OR"}
-
-
-def _words(sql: str) -> list[tuple[str, str]]:
-    return [(k, t) for k, t in _tokens(sql) if k != "ws"]
+_COMPARE_WORDS = {"IS", "IN", "NOT", "REGEXP", "LIKE", "EXISTS", "AND", "OR"}
+_COMPARE_CHARS = frozenset("=<>!")  # an operator spelled with one of these compares (<=, <>, !=, ...)
 
 
-def _skip_with(toks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _skip_with(toks: list[Token]) -> list[Token]:
     """The main SELECT of `toks`, past any leading WITH clause."""
-    if not toks or toks[0][1].upper() != "WITH":
+    if not toks or toks[0].text.upper() != "WITH":
         return toks
     depth = 0
     for i, (_, t) in enumerate(toks):
@@ -28,44 +26,45 @@ def _skip_with(toks: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return toks
 
 
-def select_items(sql: str) -> tuple[list[list[tuple[str, str]]], list[tuple[str, str]]]:
+def select_items(sql: str) -> tuple[list[list[Token]], list[Token]]:
     """Top-level select items and the tokens after the select list."""
-    toks = _skip_with(_words(sql))
-    if not toks or toks[0][1].upper() != "SELECT":
+    toks = _skip_with(significant(sql))
+    if not toks or toks[0].text.upper() != "SELECT":
         return [], []
-    start = 2 if len(toks) > 1 and toks[1][1].upper() == "DISTINCT" else 1
+    start = 2 if len(toks) > 1 and toks[1].text.upper() == "DISTINCT" else 1
     return split_select_list(toks, start)
 
 
-def _split_alias(item: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
-    if len(item) >= 2 and item[-1][0] in ("word", "qid") and item[-2][1].upper() == "AS":
-        return item[:-2], item[-1][1].strip('"')
-    if len(item) >= 2 and item[-1][0] in ("word", "qid") and item[-2][0] in ("word", "qid", "op") \
-            and item[-2][1] not in (".",) and item[-1][1].upper() not in ("END",):
-        if item[-2][1] == ")" or item[-2][0] in ("word", "qid"):
-            return item[:-1], item[-1][1].strip('"')
+def _split_alias(item: list[Token]) -> tuple[list[Token], str]:
+    if len(item) >= 2 and item[-1].kind in (WORD, QID) and item[-2].text.upper() == "AS":
+        return item[:-2], item[-1].text.strip('"')
+    if len(item) >= 2 and item[-1].kind in (WORD, QID) and item[-2].kind in (WORD, QID, OP) \
+            and item[-2].text != "." and item[-1].text.upper() != "END":
+        if item[-2].text == ")" or item[-2].kind in (WORD, QID):
+            return item[:-1], item[-1].text.strip('"')
     return item, ""
 
 
-def _hint(expr: list[tuple[str, str]], aliases: dict[str, str] | None = None) -> str:
+def _hint(expr: list[Token], aliases: dict[str, str] | None = None) -> str:
     if not expr:
         return ""
     texts = [t for _, t in expr]
     if len(expr) == 1 or (len(expr) >= 3 and all(t == "." for t in texts[1::2])):
         name = texts[-1].strip('"').lower()
-        return (aliases or {}).get(name) or schema.COLUMN_TYPES.get(name, "")
+        return (aliases or {}).get(name) or COLUMN_TYPES.get(name, "")
     if texts[:2] == ["(", "'{'"] and "group_concat" in [t.lower() for t in texts[2:6]]:
         return "anyarray"
     depth = 0
-    for t in texts:
+    for kind, t in expr:
         if t == "(":
             depth += 1
         elif t == ")":
             depth -= 1
-        elif depth == 0 and (t.upper() in _COMPARE or t in ("!", "<", ">")):
+        elif depth == 0 and ((kind is OP and not _COMPARE_CHARS.isdisjoint(t))
+                             or (kind is WORD and t.upper() in _COMPARE_WORDS)):
             return "bool" if texts[0].upper() != "CASE" else ""
     if texts[0].upper() in ("MIN", "MAX") and texts[1] == "(" and texts[-1] == ")" and len(expr) == 4:
-        return schema.COLUMN_TYPES.get(texts[2].strip('"').lower(), "")
+        return COLUMN_TYPES.get(texts[2].strip('"').lower(), "")
     return ""
 
 
@@ -83,14 +82,14 @@ def hints(sql: str) -> list[str]:
 
 def _subquery_aliases(sql: str) -> dict[str, str]:
     """alias -> type for `expr AS alias` in every nested SELECT, so outer queries can name them."""
-    toks = _words(sql)
+    toks = significant(sql)
     out: dict[str, str] = {}
     for k in range(1, len(toks)):
-        if toks[k][1].upper() == "SELECT" and toks[k - 1][1] == "(":
+        if toks[k].text.upper() == "SELECT" and toks[k - 1].text == "(":
             depth, end = 0, len(toks)
             for j in range(k, len(toks)):
-                depth += toks[j][1] == "("
-                depth -= toks[j][1] == ")"
+                depth += toks[j].text == "("
+                depth -= toks[j].text == ")"
                 if depth < 0:
                     end = j
                     break
@@ -103,9 +102,9 @@ def _subquery_aliases(sql: str) -> dict[str, str]:
     return out
 
 
-def _from_tables(rest: list[tuple[str, str]]) -> list[tuple[str, bool]]:
+def _from_tables(rest: list[Token]) -> list[tuple[str, bool]]:
     """(table, outer-joined) for the FROM items at depth 0 of one SELECT."""
-    out = []
+    out: list[tuple[str, bool]] = []
     depth = 0
     expect = False
     left = False
@@ -125,7 +124,7 @@ def _from_tables(rest: list[tuple[str, str]]) -> list[tuple[str, bool]]:
         if u in ("LEFT", "RIGHT", "FULL"):
             left = True
             continue
-        if expect and k in ("word", "qid"):
+        if expect and k in (WORD, QID):
             out.append((t.strip('"').lower(), left))
             expect, left = False, False
     return out
@@ -139,11 +138,12 @@ def empty_answer(sql: str) -> str | None:
     branches = re.split(r"\bUNION\b(?:\s+ALL\b)?", sql, flags=re.I)
     for branch in branches:
         _, rest = select_items(branch)
-        if not any(t in schema.EMPTY and not outer for t, outer in _from_tables(rest)):
+        if not any(t in EMPTY and not outer for t, outer in _from_tables(rest)):
             return None
     items, _ = select_items(branches[0])
     names = []
     for n, item in enumerate(items):
         _, alias = _split_alias(item)
-        names.append(alias or (item[-1][1].strip('"') if item and item[-1][0] in ("word", "qid") else f"column{n + 1}"))
+        names.append(alias or (item[-1].text.strip('"') if item and item[-1].kind in (WORD, QID)
+                               else f"column{n + 1}"))
     return "SELECT " + ", ".join(f'NULL AS "{a}"' for a in names) + " WHERE 0"

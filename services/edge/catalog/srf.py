@@ -10,8 +10,8 @@ same select list are read at the same position, as PostgreSQL does for equal-len
 """
 from __future__ import annotations
 
-from edge.catalog.translate import Tok, _close, split_args, text
-from edge.sqlrewrite import _tokens
+from common.sqltext import WORD, WS, Token, tokens
+from edge.catalog.translate import close, split_args, text
 
 _END = {"WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "HAVING", "EXCEPT", "INTERSECT", "WINDOW"}
 
@@ -24,15 +24,15 @@ def rewrite(sql: str) -> str:
     low = sql.lower()
     if "unnest" not in low and "generate_subscripts" not in low:
         return sql
-    return text(_level(_tokens(sql)))
+    return text(_level(tokens(sql)))
 
 
-def _level(toks: list[Tok]) -> list[Tok]:
-    out: list[Tok] = []
+def _level(toks: list[Token]) -> list[Token]:
+    out: list[Token] = []
     i = 0
     while i < len(toks):
-        if toks[i][1] == "(":
-            end = _close(toks, i)
+        if toks[i].text == "(":
+            end = close(toks, i)
             out += [toks[i]] + _level(toks[i + 1:end]) + [toks[end]]
             i = end + 1
         else:
@@ -41,7 +41,7 @@ def _level(toks: list[Tok]) -> list[Tok]:
     return _select(out)
 
 
-def _select(toks: list[Tok]) -> list[Tok]:
+def _select(toks: list[Token]) -> list[Token]:
     depth = 0
     sel = frm = end = -1
     for k, (kind, t) in enumerate(toks):
@@ -49,7 +49,7 @@ def _select(toks: list[Tok]) -> list[Tok]:
             depth += 1
         elif t == ")":
             depth -= 1
-        elif depth == 0 and kind == "word":
+        elif depth == 0 and kind is WORD:
             u = t.upper()
             if u == "SELECT" and sel < 0:
                 sel = k
@@ -60,31 +60,31 @@ def _select(toks: list[Tok]) -> list[Tok]:
     if sel < 0 or frm < 0:
         return toks
     end = len(toks) if end < 0 else end
-    head: list[Tok] = []
+    head: list[Token] = []
     first = ""
     k = sel
     while k < frm:
         kind, t = toks[k]
-        low = t.lower() if kind == "word" else ""
-        if low in ("unnest", "generate_subscripts") and k + 1 < frm and toks[k + 1][1] == "(":
-            close = _close(toks, k + 1)
-            args = [text(a) for a in split_args(toks[k + 2:close])]
+        low = t.lower() if kind is WORD else ""
+        if low in ("unnest", "generate_subscripts") and k + 1 < frm and toks[k + 1].text == "(":
+            end_call = close(toks, k + 1)
+            args = [text(a) for a in split_args(toks[k + 2:end_call])]
             if low == "unnest":
                 if not first:
                     first = args[0]
-                    head.append(("word", "_srf.value"))
+                    head.append(Token(WORD, "_srf.value"))
                 else:
-                    head.append(("word", f"json_extract({_json(args[0])}, '$[' || _srf.key || ']')"))
+                    head.append(Token(WORD, f"json_extract({_json(args[0])}, '$[' || _srf.key || ']')"))
             else:
                 first = first or args[0]
                 keep = [a for a in args[1:] if "?" in a or "$" in a]
-                head.append(("word", f"(_srf.key + 1 + (CASE WHEN 0 THEN coalesce({', '.join(keep)}, NULL) ELSE 0 END))"
+                head.append(Token(WORD, f"(_srf.key + 1 + (CASE WHEN 0 THEN coalesce({', '.join(keep)}, NULL) ELSE 0 END))"
                              if keep else "(_srf.key + 1)"))
-            k = close + 1
+            k = end_call + 1
             continue
         head.append(toks[k])
         k += 1
     if not first:
         return toks
-    join = [("ws", " "), ("word", f"JOIN json_each({_json(first)}) AS _srf"), ("ws", " ")]
+    join = [Token(WS, " "), Token(WORD, f"JOIN json_each({_json(first)}) AS _srf"), Token(WS, " ")]
     return toks[:sel] + head + toks[frm:end] + join + toks[end:]

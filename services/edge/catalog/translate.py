@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from edge.sqlrewrite import _operand_start, _read_type, _tokens
+from common.sqltext import CAST, NUM, OP, QID, STR, WORD, WS, Token, tokens
+from edge.sqlparts import operand_start, read_type
 
-Tok = tuple[str, str]
 
 def _lookup(rel: str) -> str:
     """A scalar lookup through a (_k, _v) relation: its column names cannot capture the caller's."""
@@ -51,17 +51,17 @@ REG_CASTS = {
 }
 
 
-def _skip_ws(toks: list[Tok], i: int) -> int:
-    while i < len(toks) and toks[i][0] == "ws":
+def _skip_ws(toks: list[Token], i: int) -> int:
+    while i < len(toks) and toks[i].kind is WS:
         i += 1
     return i
 
 
-def _close(toks: list[Tok], i: int) -> int:
+def close(toks: list[Token], i: int) -> int:
     """Index of the ')' or ']' matching the opener at toks[i]."""
     depth = 0
     for j in range(i, len(toks)):
-        t = toks[j][1]
+        t = toks[j].text
         if t in ("(", "["):
             depth += 1
         elif t in (")", "]"):
@@ -71,23 +71,24 @@ def _close(toks: list[Tok], i: int) -> int:
     raise ValueError("unbalanced parentheses")
 
 
-def split_args(toks: list[Tok]) -> list[list[Tok]]:
-    args: list[list[Tok]] = [[]]
+def split_args(toks: list[Token]) -> list[list[Token]]:
+    """The arguments of a call, toks being what is between its parentheses."""
+    args: list[list[Token]] = [[]]
     depth = 0
-    for t in toks:
-        if t[1] in ("(", "["):
+    for tok in toks:
+        if tok.text in ("(", "["):
             depth += 1
-        elif t[1] in (")", "]"):
+        elif tok.text in (")", "]"):
             depth -= 1
-        if t[1] == "," and depth == 0:
+        if tok.text == "," and depth == 0:
             args.append([])
         else:
-            args[-1].append(t)
-    return [a for a in args if any(k != "ws" for k, _ in a)]
+            args[-1].append(tok)
+    return [a for a in args if any(t.kind is not WS for t in a)]
 
 
-def text(toks: list[Tok]) -> str:
-    return "".join(t for _, t in toks).strip()
+def text(toks: list[Token]) -> str:
+    return "".join(t.text for t in toks).strip()
 
 
 def _e_string(s: str) -> str:
@@ -99,115 +100,117 @@ def _e_string(s: str) -> str:
 _NUMERIC_STR = re.compile(r"^'-?\d+'$")
 
 
-def _next_to_equals(toks: list[Tok], out: list[Tok], i: int) -> bool:
-    before = next((t for k, t in reversed(out) if k != "ws"), "")
+def _next_to_equals(toks: list[Token], out: list[Token], i: int) -> bool:
+    """A comparison operator next to toks[i]: one ending in =, < or > before it (`>=`, `<>`),
+    one starting with = after it."""
+    before = next((t.text for t in reversed(out) if t.kind is not WS), "")
     j = _skip_ws(toks, i + 1)
-    return before in ("=", ">", "<") or (j < len(toks) and toks[j][1] == "=")
+    return before[-1:] in ("=", ">", "<") or (j < len(toks) and toks[j].text[:1] == "=")
 
 
-def _prefixes(toks: list[Tok]) -> list[Tok]:
+def _prefixes(toks: list[Token]) -> list[Token]:
     """Drop pg_catalog. qualifiers; information_schema.x -> information_schema_x; E'' strings."""
-    out: list[Tok] = []
+    out: list[Token] = []
     i = 0
     while i < len(toks):
         kind, t = toks[i]
-        low = t.strip('"').lower() if kind in ("word", "qid") else ""
-        if low in ("pg_catalog", "information_schema") and i + 1 < len(toks) and toks[i + 1][1] == ".":
+        low = t.strip('"').lower() if kind in (WORD, QID) else ""
+        if low in ("pg_catalog", "information_schema") and i + 1 < len(toks) and toks[i + 1].text == ".":
             if low == "information_schema" and i + 2 < len(toks):
-                out.append(("word", "information_schema_" + toks[i + 2][1].strip('"').lower()))
+                out.append(Token(WORD, "information_schema_" + toks[i + 2].text.strip('"').lower()))
                 i += 3
             else:
                 i += 2
             continue
-        if kind == "str" and t[:1] in "eE":
-            out.append(("str", _e_string(t)))
-        elif kind == "str" and _NUMERIC_STR.match(t) and _next_to_equals(toks, out, i):
-            out.append(("num", t[1:-1]))  # c.oid = '16384': PostgreSQL coerces, SQLite would not
+        if kind is STR and t[:1] in "eE":
+            out.append(Token(STR, _e_string(t)))
+        elif kind is STR and _NUMERIC_STR.match(t) and _next_to_equals(toks, out, i):
+            out.append(Token(NUM, t[1:-1]))  # c.oid = '16384': PostgreSQL coerces, SQLite would not
         else:
-            out.append((kind, t))
+            out.append(toks[i])
         i += 1
     return out
 
 
-def _operators(toks: list[Tok]) -> list[Tok]:
+def _operators(toks: list[Token]) -> list[Token]:
     """OPERATOR(~) and the regex operators -> REGEXP; COLLATE default dropped."""
-    out: list[Tok] = []
+    out: list[Token] = []
     i = 0
     while i < len(toks):
         kind, t = toks[i]
-        up = t.upper() if kind == "word" else ""
-        if up == "OPERATOR" and _skip_ws(toks, i + 1) < len(toks) and toks[_skip_ws(toks, i + 1)][1] == "(":
-            j = _close(toks, _skip_ws(toks, i + 1))
-            op = "".join(x for _, x in toks[_skip_ws(toks, i + 1) + 1:j] if _ != "ws")
-            toks = toks[:i] + [("op", c) for c in op] + toks[j + 1:]
+        up = t.upper() if kind is WORD else ""
+        if up == "OPERATOR" and _skip_ws(toks, i + 1) < len(toks) and toks[_skip_ws(toks, i + 1)].text == "(":
+            j = close(toks, _skip_ws(toks, i + 1))
+            op = "".join(x.text for x in toks[_skip_ws(toks, i + 1) + 1:j] if x.kind is not WS)
+            toks = toks[:i] + [Token(OP, c) for c in op] + toks[j + 1:]  # one character each, as ~ and !~ are read
             continue
         if up == "COLLATE":
             j = _skip_ws(toks, i + 1)
-            if j < len(toks) and toks[j][1].strip('"').lower() in ("default", "c"):
+            if j < len(toks) and toks[j].text.strip('"').lower() in ("default", "c"):
                 i = j + 1
                 continue
-        if t == "~" or (t == "!" and i + 1 < len(toks) and toks[i + 1][1] == "~"):
+        if t == "~" or (t == "!" and i + 1 < len(toks) and toks[i + 1].text == "~"):
             neg = t == "!"
             i += 2 if neg else 1
-            ci = i < len(toks) and toks[i][1] == "*"
+            ci = i < len(toks) and toks[i].text == "*"
             if ci:
                 i += 1
-            out.append(("word", " NOT REGEXP " if neg else " REGEXP "))
+            out.append(Token(WORD, " NOT REGEXP " if neg else " REGEXP "))
             if ci:
-                out.append(("str", "'(?i)' || "))
+                out.append(Token(STR, "'(?i)' || "))
             continue
-        out.append((kind, t))
+        out.append(toks[i])
         i += 1
     return out
 
 
-def _calls(toks: list[Tok]) -> list[Tok]:
+def _calls(toks: list[Token]) -> list[Token]:
     """Catalog functions, array_agg, = ANY(...), ARRAY[...] and reg* casts (innermost first)."""
-    out: list[Tok] = []
+    out: list[Token] = []
     i = 0
     while i < len(toks):
         kind, t = toks[i]
-        low = t.lower() if kind == "word" else ""
+        low = t.lower() if kind is WORD else ""
         j = _skip_ws(toks, i + 1)
-        prev = next((x for x in reversed(out) if x[0] != "ws"), ("", ""))
-        if low == "cast" and j < len(toks) and toks[j][1] == "(":
-            end = _close(toks, j)
+        prev = next((x.text for x in reversed(out) if x.kind is not WS), "")
+        if low == "cast" and j < len(toks) and toks[j].text == "(":
+            end = close(toks, j)
             inner = _calls(toks[j + 1:end])
-            words = [k for k, x in enumerate(inner) if x[0] == "word" and x[1].upper() == "AS"]
+            words = [k for k, x in enumerate(inner) if x.kind is WORD and x.text.upper() == "AS"]
             target = inner[words[-1] + 1:] if words else []
             tname = text(target).strip('"').lower()
             if tname in REG_CASTS:
-                out.append(("word", _reg_cast(tname, text(inner[:words[-1]]))))
+                out.append(Token(WORD, _reg_cast(tname, text(inner[:words[-1]]))))
             else:
                 out += toks[i:j + 1] + inner + [toks[end]]
             i = end + 1
             continue
-        if low and j < len(toks) and toks[j][1] == "(" and prev[1] != ".":
-            end = _close(toks, j)
+        if low and j < len(toks) and toks[j].text == "(" and prev != ".":
+            end = close(toks, j)
             inner = _calls(toks[j + 1:end])
             if low in FUNCTIONS or low == "array_agg" or low == "any":
                 args = split_args(inner)
-                out.append(("word", _call(low, args, inner, out)))
+                out.append(Token(WORD, _call(low, args, inner, out)))
                 i = end + 1
                 continue
             out += toks[i:j + 1] + inner + [toks[end]]
             i = end + 1
             continue
-        if low == "array" and j < len(toks) and toks[j][1] == "[":
-            end = _close(toks, j)
-            out.append(("word", "(" + text(_calls(toks[j + 1:end])) + ")"))
+        if low == "array" and j < len(toks) and toks[j].text == "[":
+            end = close(toks, j)
+            out.append(Token(WORD, "(" + text(_calls(toks[j + 1:end])) + ")"))
             i = end + 1
             continue
-        if kind == "cast":
-            name, k = _read_type(toks, i + 1)
+        if kind is CAST:
+            name, k = read_type(toks, i + 1)
             if name in REG_CASTS:
-                start = _operand_start(out)
+                start = operand_start(out)
                 operand = text(out[start:])
                 del out[start:]
-                out.append(("word", _reg_cast(name, operand)))
+                out.append(Token(WORD, _reg_cast(name, operand)))
                 i = k
                 continue
-        out.append((kind, t))
+        out.append(toks[i])
         i += 1
     return out
 
@@ -220,7 +223,7 @@ def _reg_cast(name: str, operand: str) -> str:
     return REG_CASTS[name].format(operand)
 
 
-def _call(name: str, args: list[list[Tok]], inner: list[Tok], out: list[Tok]) -> str:
+def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Token]) -> str:
     if name == "array_agg":
         body = text(inner)
         order = ""
@@ -232,9 +235,9 @@ def _call(name: str, args: list[list[Tok]], inner: list[Tok], out: list[Tok]) ->
     if name == "any":  # x = ANY (ARRAY[...]) was made x = ANY ((...)); x = ANY (arr) for a PG array text
         arg = text(inner)
         for k in range(len(out) - 1, -1, -1):
-            if out[k][0] != "ws":
-                if out[k][1] == "=":
-                    out[k] = ("word", " IN ")
+            if out[k].kind is not WS:
+                if out[k].text == "=":
+                    out[k] = Token(WORD, " IN ")
                 break
         if arg.startswith("(") and arg.endswith(")"):
             return arg
@@ -251,7 +254,7 @@ def _call(name: str, args: list[list[Tok]], inner: list[Tok], out: list[Tok]) ->
 
 
 def translate(sql: str) -> str:
-    toks = _tokens(sql)
+    toks = tokens(sql)
     toks = _prefixes(toks)
     toks = _operators(toks)
     toks = _calls(toks)

@@ -7,45 +7,35 @@ not type parameters.
 """
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 import apsw
 
+from common.sqltext import PARAM, QID, WORD, Token, significant
 from sqld.v1 import common_pb2
 
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+|--[^\n]*|/\*.*?\*/)
-  | (?P<str>'(?:[^']|'')*')
-  | (?P<qid>"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`)
-  | (?P<param>\?\d*|[:@$][A-Za-z_][A-Za-z0-9_]*)
-  | (?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-  | (?P<op><>|!=|==|<=|>=|\|\||[-+*/%<>=(),.;~&|])
-""", re.S | re.X)
 _COMPARE = {"=", "==", "!=", "<>", "<", "<=", ">", ">=", "LIKE", "GLOB", "IS", "MATCH", "REGEXP"}
 _TABLE_INTRO = {"FROM", "JOIN", "INTO", "UPDATE", "TABLE"}
 _NOT_ALIAS = {"WHERE", "SET", "VALUES", "ON", "USING", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER", "CROSS",
               "NATURAL", "GROUP", "ORDER", "LIMIT", "UNION", "EXCEPT", "INTERSECT", "DEFAULT", "SELECT",
               "RETURNING", "WINDOW", "HAVING", "AS", "INDEXED", "NOT", "FULL"}
+_KEYWORDS = _COMPARE | _TABLE_INTRO | _NOT_ALIAS
 
 
-def _tokens(sql: str) -> list[tuple[str, str]]:
+def _tokens(sql: str) -> list[Token]:
+    """The significant tokens of `sql` as SQLite reads it, a quoted identifier as the word it
+    quotes and the keywords this module looks for upper-cased."""
     out = []
-    for m in _TOKEN.finditer(sql):
-        kind = m.lastgroup
-        if kind == "ws":
-            continue
-        text = m.group(0)
-        if kind == "qid":
-            kind, text = "word", text[1:-1]
-        elif kind == "word":
-            text_u = text.upper()
-            out.append(("word", text if text_u not in _COMPARE and text_u not in _TABLE_INTRO
-                        and text_u not in _NOT_ALIAS else text_u))
-            continue
-        out.append((kind or "op", text))
+    for tok in significant(sql, brackets=True):
+        kind, text = tok
+        if kind is QID:
+            tok = Token(WORD, text[1:-1])
+        elif kind is WORD:
+            upper = text.upper()
+            if upper in _KEYWORDS:
+                tok = Token(WORD, upper)
+        out.append(tok)
     return out
 
 
@@ -70,28 +60,28 @@ def _param_types(conn: apsw.Connection, sql: str, count: int) -> list[str]:
     aliases: dict[str, str] = {}
     tables: list[str] = []
     for i, (kind, text) in enumerate(toks):
-        if kind == "word" and text in _TABLE_INTRO and i + 1 < len(toks) and toks[i + 1][0] == "word":
+        if kind is WORD and text in _TABLE_INTRO and i + 1 < len(toks) and toks[i + 1].kind is WORD:
             j = i + 1
-            name = toks[j][1]
-            if j + 2 < len(toks) and toks[j + 1][1] == "." and toks[j + 2][0] == "word":
+            name = toks[j].text
+            if j + 2 < len(toks) and toks[j + 1].text == "." and toks[j + 2].kind is WORD:
                 j += 2
-                name = toks[j][1]
+                name = toks[j].text
             tables.append(name)
             aliases[name.lower()] = name
             k = j + 1
-            if k < len(toks) and toks[k][1] == "AS":
+            if k < len(toks) and toks[k].text == "AS":
                 k += 1
-            if k < len(toks) and toks[k][0] == "word" and toks[k][1].upper() not in _NOT_ALIAS:
-                aliases[toks[k][1].lower()] = name
+            if k < len(toks) and toks[k].kind is WORD and toks[k].text.upper() not in _NOT_ALIAS:
+                aliases[toks[k].text.lower()] = name
 
     def column_type(idx: int) -> str:
         """Declared type of the (possibly qualified) column ending at token idx."""
-        if idx < 0 or toks[idx][0] != "word":
+        if idx < 0 or toks[idx].kind is not WORD:
             return ""
-        col = toks[idx][1].lower()
+        col = toks[idx].text.lower()
         candidates = tables
-        if idx >= 2 and toks[idx - 1][1] == "." and toks[idx - 2][0] == "word":
-            t = aliases.get(toks[idx - 2][1].lower())
+        if idx >= 2 and toks[idx - 1].text == "." and toks[idx - 2].kind is WORD:
+            t = aliases.get(toks[idx - 2].text.lower())
             candidates = [t] if t else []
         for t in candidates:
             for name, decl in schema.columns(t):
@@ -103,7 +93,7 @@ def _param_types(conn: apsw.Connection, sql: str, count: int) -> list[str]:
     next_anon = 0
     named: dict[str, int] = {}
     for i, (kind, text) in enumerate(toks):
-        if kind != "param":
+        if kind is not PARAM:
             continue
         if text == "?":
             next_anon += 1
@@ -123,23 +113,23 @@ def _param_types(conn: apsw.Connection, sql: str, count: int) -> list[str]:
 
 
 def _infer(toks, i, column_type, schema, tables) -> str:  # noqa: ANN001
-    prev = toks[i - 1][1] if i > 0 else ""
-    nxt = toks[i + 1][1] if i + 1 < len(toks) else ""
+    prev = toks[i - 1].text if i > 0 else ""
+    nxt = toks[i + 1].text if i + 1 < len(toks) else ""
     if prev in _COMPARE:
         return column_type(i - 2)
     if nxt in _COMPARE and i + 2 < len(toks):
         j = i + 2
-        while j + 2 < len(toks) and toks[j + 1][1] == ".":
+        while j + 2 < len(toks) and toks[j + 1].text == ".":
             j += 2
         return column_type(j)
     if prev.upper() in ("LIMIT", "OFFSET"):
         return "INTEGER"
-    if prev == "(" and i >= 2 and toks[i - 2][1].upper() == "CAST" and nxt.upper() == "AS":
-        return toks[i + 2][1].upper() if i + 2 < len(toks) else ""
+    if prev == "(" and i >= 2 and toks[i - 2].text.upper() == "CAST" and nxt.upper() == "AS":
+        return toks[i + 2].text.upper() if i + 2 < len(toks) else ""
     # walk back through a parenthesised list: IN (...), VALUES (...), BETWEEN
     depth, pos, j = 0, 0, i - 1
     while j >= 0:
-        t = toks[j][1]
+        t = toks[j].text
         if t == ")":
             depth += 1
         elif t == "(":
@@ -153,12 +143,12 @@ def _infer(toks, i, column_type, schema, tables) -> str:  # noqa: ANN001
         j -= 1
     if j < 0:
         return ""
-    before = toks[j - 1][1].upper() if j > 0 else ""
+    before = toks[j - 1].text.upper() if j > 0 else ""
     if before == "IN":
         return column_type(j - 2)
     if before in ("VALUES", ","):  # INSERT ... VALUES (...), (...)
         k = j - 1
-        while k >= 0 and toks[k][1].upper() != "VALUES":
+        while k >= 0 and toks[k].text.upper() != "VALUES":
             k -= 1
         return _insert_column_type(toks, k, pos, schema, tables)
     return ""
@@ -170,11 +160,11 @@ def _insert_column_type(toks, values_at: int, pos: int, schema, tables) -> str: 
     table = tables[0]
     cols = schema.columns(table)
     k = values_at - 1
-    if k >= 0 and toks[k][1] == ")":  # explicit column list
+    if k >= 0 and toks[k].text == ")":  # explicit column list
         names = []
-        while k >= 0 and toks[k][1] != "(":
-            if toks[k][0] == "word":
-                names.append(toks[k][1].lower())
+        while k >= 0 and toks[k].text != "(":
+            if toks[k].kind is WORD:
+                names.append(toks[k].text.lower())
             k -= 1
         names.reverse()
         if pos < len(names):
