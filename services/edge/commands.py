@@ -125,8 +125,9 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         if m and m.group("name").lower() in FORWARDED:
             return None
         if m and m.group("name").lower() == "sqld.read_at":
-            return LocalResult("SET", error=SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "sqld.read_at can only be given when connecting: "
-                                             "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
+            return LocalResult("SET", error=SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                                                     "sqld.read_at can only be given when connecting: "
+                                                     "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
         if m:
             value = m.group("value")
             try:
@@ -201,7 +202,8 @@ def _function(fn: str, args: list[str], alias: str | None, settings: Settings, d
         result = one(args[1])
         result.changed = changed
         return result
-    return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_FUNCTION, f"function {fn}({', '.join(args)}) is not supported here"))
+    return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_FUNCTION,
+                                                f"function {fn}({', '.join(args)}) is not supported here"))
 
 
 def remember_forwarded(sql: str, settings: Settings) -> None:

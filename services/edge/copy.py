@@ -37,7 +37,8 @@ async def _copy_to(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
     query = rewrite(text)
     kept = results.Collect(RowStore())  # bounded: memory up to 8 MiB, then a temp file
     try:
-        batch = await s.run([common_pb2.Statement(sql=query.sql, kind=classify(text).kind)], implicit=False, on_part=kept.part)
+        batch = await s.run([common_pb2.Statement(sql=query.sql, kind=classify(text).kind)], implicit=False,
+                            on_part=kept.part)
         result = kept.result or batch.results[0]
         if result.HasField("error"):
             raise SqlError.from_proto(result.error)
@@ -97,7 +98,8 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
     statements = []
     for n, row in enumerate(rows, 1):
         if len(row) != width:
-            raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT, f"COPY data line {n}: expected {width} columns, got {len(row)}")
+            raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT,
+                           f"COPY data line {n}: expected {width} columns, got {len(row)}")
         statements.append(common_pb2.Statement(sql=insert, kind=WRITE, params=[
             common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
     batch = await s.run(statements, implicit=True)

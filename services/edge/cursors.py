@@ -75,7 +75,8 @@ class Cursors:
         elif direction.isdigit():
             count = int(direction)
         else:
-            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, f"FETCH {direction} is not supported: cursors only move forward")
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                           f"FETCH {direction} is not supported: cursors only move forward")
         rows = cur.rows.take(count)
         verb = m.group("verb").upper()
         return Fetched(f"{verb} {len(rows)}", rows if verb == "FETCH" else [], cur)

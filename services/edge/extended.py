@@ -127,13 +127,13 @@ class Extended:
             # 'd', 'c', 'f' (COPY data outside COPY) are ignored, as PostgreSQL does
         except SqlError as exc:
             await self.flush()
-            self._fail(exc.sqlstate, exc.message)
+            self._fail(exc)
         except codec.EncodingError as exc:  # text that is not UTF-8: an error, not a broken protocol
             await self.flush()
-            self._fail(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, str(exc))
+            self._fail(SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, str(exc)))
 
-    def _fail(self, sqlstate: str, message: str) -> None:
-        self.out.append(m.error_response(sqlstate, message))
+    def _fail(self, error: SqlError) -> None:
+        self.out.append(m.error_response(error.sqlstate, error.message))
         self._write_out()
         self.skipping = True
 
@@ -166,7 +166,7 @@ class Extended:
         need = stmt.rewritten.param_count
         if len(msg.values) != need:
             raise SqlError(sqlstate.PROTOCOL_VIOLATION, f'bind message supplies {len(msg.values)} parameters, '
-                                  f'but prepared statement "{msg.statement}" requires {need}')
+                           f'but prepared statement "{msg.statement}" requires {need}')
         fmts = msg.param_formats if len(msg.param_formats) > 1 else msg.param_formats * need or (0,) * need
         if stmt.description is None and any(f == 1 and stmt.param_oid(i) == 0 for i, f in enumerate(fmts)):
             await self._ensure_described(stmt)

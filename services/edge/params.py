@@ -61,7 +61,8 @@ def decode(data: bytes | None, oid: int, fmt: int) -> common_pb2.Value:
     except UnicodeDecodeError as exc:
         raise SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, codec.utf8_error(exc)) from exc
     except (ValueError, struct.error, decimal.InvalidOperation, OverflowError) as exc:
-        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f"invalid input for parameter of type oid {oid}: {exc}") from exc
+        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION,
+                       f"invalid input for parameter of type oid {oid}: {exc}") from exc
 
 
 def _decode_text(s: str, oid: int) -> common_pb2.Value:
@@ -115,4 +116,5 @@ def _decode_binary(b: bytes, oid: int) -> common_pb2.Value:
         return common_pb2.Value(text=b[1:].decode())
     if oid in (t.TEXT, t.VARCHAR, JSON, UNKNOWN, 0, 19, 1042):
         return common_pb2.Value(text=b.decode())
-    raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, f"binary parameters of type oid {oid} are not supported; send them as text")
+    raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                   f"binary parameters of type oid {oid} are not supported; send them as text")

@@ -55,7 +55,8 @@ class SchedulerSession:
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "open session")) from exc
         if resp is grpc.aio.EOF or resp.WhichOneof("kind") != "opened":
-            raise SessionEnded(errors.error(sqlstate.CONNECTION_FAILURE, "open session: the scheduler closed the stream"))
+            raise SessionEnded(errors.error(sqlstate.CONNECTION_FAILURE,
+                                            "open session: the scheduler closed the stream"))
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -71,7 +72,8 @@ class SchedulerSession:
                     self._ended = resp.closed.reason
                     break
             if self._ended is None:
-                self._ended = errors.error(sqlstate.ADMIN_SHUTDOWN, "terminating connection: the scheduler ended the session")
+                self._ended = errors.error(sqlstate.ADMIN_SHUTDOWN,
+                                           "terminating connection: the scheduler ended the session")
         except grpc.aio.AioRpcError as exc:
             self._ended = errors.from_rpc_error(exc, "session")
         except asyncio.CancelledError:

@@ -168,7 +168,8 @@ def to_binary(v: common_pb2.Value, oid: int) -> bytes | None:
         if oid == FLOAT4:
             return struct.pack("!f", float(getattr(v, kind)) if kind in ("integer", "real") else float(v.text))
     except (ValueError, decimal.InvalidOperation, TypeError) as exc:
-        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f"cannot send {kind} value as type oid {oid}: {exc}") from exc
+        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION,
+                       f"cannot send {kind} value as type oid {oid}: {exc}") from exc
     # text, varchar and anything else: the text form
     if kind == "blob":
         return v.blob
