@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from common.sqlstate import SqlError
-from edge import colnames, commands, copyformat, cursors, params, types
+from edge import colnames, commands, copyformat, cursors, dispatch, params, types
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
 
@@ -214,3 +214,22 @@ def test_cursor_fetch_forward_only():
     with pytest.raises(SqlError) as info:
         cs.fetch("FETCH 1 FROM c")
     assert info.value.sqlstate == "34000"
+
+
+@pytest.mark.parametrize("sql, route", [
+    ("SET application_name = 'x'", dispatch.Route.LOCAL),
+    ("show TimeZone", dispatch.Route.LOCAL),
+    ("CLOSE ALL", dispatch.Route.LOCAL),
+    ("SET synchronous_commit = off", dispatch.Route.REMOTE),  # the scheduler's setting
+    ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", dispatch.Route.DECLARE),
+    ("fetch 10 from c", dispatch.Route.FETCH),
+    ("MOVE NEXT IN c", dispatch.Route.FETCH),
+    ("CLOSE c", dispatch.Route.CLOSE),
+    ("COPY t FROM STDIN", dispatch.Route.COPY),
+    ("SELECT 1", dispatch.Route.REMOTE),
+    ("INSERT INTO t VALUES (1)", dispatch.Route.REMOTE),
+])
+def test_route(sql, route):
+    settings = commands.Settings("u", {})
+    assert dispatch.route(sql, settings) is route
+    assert settings.values == commands.Settings("u", {}).values  # routing changes nothing
