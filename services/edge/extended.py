@@ -290,12 +290,14 @@ class Extended:
                 return
             st = streaming[item.index] = _Streaming()
             portal.rest = RowStore()
+        rest = portal.rest
+        assert rest is not None  # made with the first part of a streamed result
         if part.columns:
             colnames.apply(portal.stmt.rewritten.column_names, part.columns)
             st.columns = list(part.columns)
         rows = st.joiner.feed(part)
         if portal.stmt.route is Route.DECLARE:  # a cursor's rows: kept, answered in order later
-            portal.rest.add(rows)  # type: ignore[union-attr]
+            rest.add(rows)
             if part.HasField("result"):
                 portal.result = part.result
             return
@@ -313,7 +315,7 @@ class Extended:
         chunks: list[bytes] = []
         if rows:
             send = rows if item.max_rows <= 0 else rows[:max(0, item.max_rows - portal.count)]
-            portal.rest.add(rows[len(send):])  # type: ignore[union-attr]
+            rest.add(rows[len(send):])
             try:
                 chunks += render.data_rows(send, self._portal_oids(portal),
                                            render.formats_for(portal.result_formats, len(st.columns)),
@@ -357,11 +359,11 @@ class Extended:
                 break
         self.transport.send(b"".join(chunks))
 
-    def _render(self, item: Item) -> tuple[list[bytes], bool]:
+    def _render(self, item: _Exec | _DescribePortal | _DescribeCursor) -> tuple[list[bytes], bool]:
         if isinstance(item, _DescribeCursor):
             cur = self.session.cursors.open.get(item.name)
             return ([self._cursor_description(cur, ())] if cur else []), True
-        portal = item.portal  # type: ignore[union-attr]
+        portal = item.portal
         res = portal.result
         if isinstance(item, _DescribePortal):
             if portal.stmt.route is Route.FETCH:

@@ -83,7 +83,8 @@ class SchedulerSession:
             if self._running:
                 while self._answers.full():  # the batch is gone with the session
                     self._answers.get_nowait()
-                self._answers.put_nowait(SessionEnded(self._ended))  # type: ignore[arg-type]
+                self._answers.put_nowait(SessionEnded(self._ended or errors.error(
+                    sqlstate.ADMIN_SHUTDOWN, "terminating connection: the scheduler ended the session")))
             elif self._ended is not None and not self._closing:
                 self._on_closed(self._ended)
 
