@@ -35,7 +35,7 @@ _MAIN_VERBS = {"SELECT", "VALUES", "INSERT", "UPDATE", "DELETE", "REPLACE"}
 
 @dataclass(frozen=True, slots=True)
 class Classified:
-    kind: int         # a StatementKind
+    kind: Kind
     verb: str         # the command: its first keyword, or for WITH the main statement's ("" if unknown)
     words: tuple[str, ...]  # the first four keywords, upper-cased (CREATE UNIQUE INDEX ...)
 
@@ -60,12 +60,12 @@ def classify(sql: str) -> Classified:
     return Classified(_kind(first, verb, words, sql), verb, words)
 
 
-def kind_of(statement: common_pb2.Statement) -> int:
+def kind_of(statement: common_pb2.Statement) -> Kind:
     """The statement's kind as it travels, classifying it when the sender did not."""
     return statement.kind or classify(statement.sql).kind
 
 
-def _kind(first: str, verb: str, words: tuple[str, ...], sql: str) -> int:
+def _kind(first: str, verb: str, words: tuple[str, ...], sql: str) -> Kind:
     if first in ("BEGIN", "START"):
         return BEGIN_READ_ONLY if _read_only_begin(sql) else BEGIN
     if first in ("COMMIT", "END"):

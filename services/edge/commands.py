@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 import apsw
 
+from common import sqlstate
+from common.sqlstate import SqlError
+
 VERSION = f"PostgreSQL 15.0 (sqld-py, SQLite {apsw.sqlite_lib_version()}) on x86_64-pc-linux-gnu, 64-bit"
 
 # Defaults; those in REPORTED are sent as ParameterStatus at startup and when changed.
@@ -40,7 +43,7 @@ class LocalResult:
     rows: list[list[str | None]] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     changed: list[tuple[str, str]] = field(default_factory=list)  # ParameterStatus to report
-    error: tuple[str, str] | None = None
+    error: SqlError | None = None
 
 
 class Settings:
@@ -122,15 +125,16 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         if m and m.group("name").lower() in FORWARDED:
             return None
         if m and m.group("name").lower() == "sqld.read_at":
-            return LocalResult("SET", error=("0A000", "sqld.read_at can only be given when connecting: "
-                                             "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
+            return LocalResult("SET", error=SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                                                     "sqld.read_at can only be given when connecting: "
+                                                     "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
         if m:
             value = m.group("value")
             try:
                 changed = settings.set(m.group("name"), None if value.upper() == "DEFAULT" else
                                        ", ".join(_unquote(p) for p in re.findall(r"'(?:[^']|'')*'|[^,]+", value)))
             except ValueError as exc:
-                return LocalResult("SET", error=("22023", str(exc)))
+                return LocalResult("SET", error=SqlError(sqlstate.INVALID_PARAMETER_VALUE, str(exc)))
             return LocalResult("SET", changed=changed)
     if head.startswith("RESET"):
         m = _RESET.match(s)
@@ -151,7 +155,8 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
                                    [[k, v, ""] for k, v in sorted(settings.values.items())])
             value = settings.get(name)
             if value is None:
-                return LocalResult("SHOW", error=("42704", f'unrecognized configuration parameter "{name}"'))
+                return LocalResult("SHOW", error=SqlError(sqlstate.UNDEFINED_OBJECT,
+                                                         f'unrecognized configuration parameter "{name}"'))
             col = _ALIASES.get(name.lower(), name).lower()
             return LocalResult("SHOW", [col], [[value]])
     if _NOOP.match(s):
@@ -189,14 +194,16 @@ def _function(fn: str, args: list[str], alias: str | None, settings: Settings, d
         if value is None:
             if len(args) > 1 and args[1].lower() in ("true", "t"):
                 return one(None)
-            return LocalResult("SELECT", error=("42704", f'unrecognized configuration parameter "{args[0]}"'))
+            return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_OBJECT,
+                                                           f'unrecognized configuration parameter "{args[0]}"'))
         return one(value)
     if fn == "set_config" and len(args) >= 2:
         changed = settings.set(args[0], args[1])
         result = one(args[1])
         result.changed = changed
         return result
-    return LocalResult("SELECT", error=("42883", f"function {fn}({', '.join(args)}) is not supported here"))
+    return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_FUNCTION,
+                                                f"function {fn}({', '.join(args)}) is not supported here"))
 
 
 def remember_forwarded(sql: str, settings: Settings) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from common import sqlstate
+from common.sqlstate import SqlError
 from edge.rowstore import RowStore
 from sqld.v1 import common_pb2
 
@@ -24,12 +26,6 @@ CLOSE = re.compile(r"^CLOSE\s+" + _NAME + r"\s*;?\s*$", re.I)
 
 def unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
-
-
-class CursorError(Exception):
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 @dataclass
@@ -57,7 +53,7 @@ class Cursors:
         if name in self.open:
             if rows is not None:
                 rows.close()
-            raise CursorError("42P03", f'cursor "{name}" already exists')
+            raise SqlError(sqlstate.DUPLICATE_CURSOR, f'cursor "{name}" already exists')
         if rows is None:
             rows = RowStore(result.rows)
         self.open[name] = Cursor(name, common_pb2.ResultSet(columns=result.columns), hold, rows)
@@ -68,7 +64,7 @@ class Cursors:
         name = unquote(m.group("name"))
         cur = self.open.get(name)
         if cur is None:
-            raise CursorError("34000", f'cursor "{name}" does not exist')
+            raise SqlError(sqlstate.INVALID_CURSOR_NAME, f'cursor "{name}" does not exist')
         direction = " ".join((m.group("dir") or "NEXT").upper().split())
         if direction in ("NEXT", "FORWARD"):
             count = 1
@@ -79,7 +75,8 @@ class Cursors:
         elif direction.isdigit():
             count = int(direction)
         else:
-            raise CursorError("0A000", f"FETCH {direction} is not supported: cursors only move forward")
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                           f"FETCH {direction} is not supported: cursors only move forward")
         rows = cur.rows.take(count)
         verb = m.group("verb").upper()
         return Fetched(f"{verb} {len(rows)}", rows if verb == "FETCH" else [], cur)
@@ -97,7 +94,7 @@ class Cursors:
         name = unquote(m.group("name"))
         cur = self.open.pop(name, None)
         if cur is None:
-            raise CursorError("34000", f'cursor "{name}" does not exist')
+            raise SqlError(sqlstate.INVALID_CURSOR_NAME, f'cursor "{name}" does not exist')
         cur.rows.close()
         return "CLOSE CURSOR"
 

@@ -16,51 +16,22 @@ storage at once and the edge's memory stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from common import sqlstate
 from common.rowparts import RowJoiner
+from common.sqlstate import SqlError
 from common.sqltext import is_empty, split
+from common.statement import classify
 from edge import colnames, commands, cursors, params, render, tags, types
+from edge.dispatch import Route
 from edge.pgwire import codec
 from edge.pgwire import messages as m
+from edge.prepared import Prepared
 from edge.rowstore import RowStore
+from edge.session import FAILED, IN_TRANSACTION, Session
 from edge.sqlrewrite import Rewritten, rewrite
+from edge.transport import Transport
 from sqld.v1 import common_pb2
-
-if TYPE_CHECKING:
-    from edge.connection import Connection
-
-class StatementFailed(Exception):
-    """An error to send as ErrorResponse; the rest of the pipeline is skipped."""
-
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-
-
-@dataclass
-class Prepared:
-    sql: str                       # as the client wrote it
-    rewritten: Rewritten
-    param_oids: list[int]          # from Parse; 0 = let the server decide
-    local: bool = False
-    empty: bool = False
-    kind: str = "remote"           # see Connection.kind_of
-    cursor: tuple[str, bool] | None = None  # DECLARE: (name, WITH HOLD)
-    description: common_pb2.StatementDescription | None = None
-    row_oids: list[int] | None = None  # what a Describe S told the client
-
-    def param_oid(self, i: int) -> int:
-        if i < len(self.param_oids) and self.param_oids[i]:
-            return self.param_oids[i]
-        if self.description is not None and i < len(self.description.parameters):
-            decl = self.description.parameters[i].decltype
-            if not decl:
-                return types.TEXT  # nothing says otherwise: text, as PostgreSQL's unknown
-            oid = types.affinity_oid(decl)
-            return types.BYTEA if oid is None else oid
-        return 0
-
 
 Result = common_pb2.StatementResult | commands.LocalResult
 
@@ -108,27 +79,32 @@ Item = bytes | _Exec | _DescribePortal | _DescribeCursor
 
 @dataclass
 class Extended:
-    conn: Connection
-    statements: dict[str, Prepared] = field(default_factory=dict)
+    session: Session
+    transport: Transport
     portals: dict[str, Portal] = field(default_factory=dict)
     out: list[Item] = field(default_factory=list)
     batch: list[common_pb2.Statement] = field(default_factory=list)
     skipping: bool = False
 
+    @property
+    def pending(self) -> bool:
+        """Responses or statements collected and not yet sent (a Query must flush them first)."""
+        return bool(self.out or self.batch)
+
     # -- messages ----------------------------------------------------------------------
     async def handle(self, kind: bytes, body: bytes) -> None:
         if kind == b"S":
             await self.flush()
-            if self.skipping and self.conn.status == b"T":
-                await self.conn.fail_transaction()  # an error of the edge's own (the scheduler's set "E")
+            if self.skipping and self.session.status == IN_TRANSACTION:
+                await self.session.fail_transaction()  # an error of the edge's own (the scheduler fails its own)
             self.skipping = False
             self.portals.pop("", None)
-            self.conn.send(m.ready_for_query(self.conn.status))
-            await self.conn.flush_socket()
+            self.transport.send(m.ready_for_query(self.session.status))
+            await self.transport.flush()
             return
         if kind == b"H":
             await self.flush()
-            await self.conn.flush_socket()
+            await self.transport.flush()
             return
         if self.skipping:
             return
@@ -143,48 +119,54 @@ class Extended:
                 self._execute(*codec.parse_execute(body))
             elif kind == b"C":
                 target, name = codec.parse_target(body)
-                (self.statements if target == "S" else self.portals).pop(name, None)
+                if target == "S":
+                    self.session.statements.pop(name, None)
+                else:
+                    self.portals.pop(name, None)
                 self.out.append(m.CLOSE_COMPLETE)
             # 'd', 'c', 'f' (COPY data outside COPY) are ignored, as PostgreSQL does
-        except (StatementFailed, params.ParamError) as exc:
+        except SqlError as exc:
             await self.flush()
-            self._fail(exc.sqlstate, str(exc))
+            self._fail(exc)
         except codec.EncodingError as exc:  # text that is not UTF-8: an error, not a broken protocol
             await self.flush()
-            self._fail("22021", str(exc))
+            self._fail(SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, str(exc)))
 
-    def _fail(self, sqlstate: str, message: str) -> None:
-        self.out.append(m.error_response(sqlstate, message))
+    def _fail(self, error: SqlError) -> None:
+        self.out.append(m.error_response(error.sqlstate, error.message))
         self._write_out()
         self.skipping = True
 
     def _parse(self, msg: codec.Parse) -> None:
-        if msg.name and msg.name in self.statements:
-            raise StatementFailed("42P05", f'prepared statement "{msg.name}" already exists')
+        statements = self.session.statements
+        if msg.name and msg.name in statements:
+            raise SqlError(sqlstate.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{msg.name}" already exists')
         if is_empty(msg.sql):
             stmt = Prepared(msg.sql, Rewritten(""), list(msg.param_oids), empty=True)
         else:
             parts = split(msg.sql)
             if len(parts) > 1:
-                raise StatementFailed("42601", "cannot insert multiple commands into a prepared statement")
-            kind = self.conn.kind_of(parts[0])
-            stmt = Prepared(parts[0], rewrite(parts[0]), list(msg.param_oids), local=kind == "local", kind=kind)
-            if kind == "declare":
-                d = cursors.DECLARE.match(parts[0].strip())
+                raise SqlError(sqlstate.SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
+            sql = parts[0]
+            route = self.session.route(sql)
+            stmt = Prepared(sql, rewrite(sql), list(msg.param_oids), route=route, classified=classify(sql))
+            if route is Route.DECLARE:
+                d = cursors.DECLARE.match(sql.strip())
                 assert d is not None
                 stmt.rewritten = rewrite(d.group("query"))
+                stmt.classified = classify(d.group("query"))
                 stmt.cursor = (cursors.unquote(d.group("name")), (d.group("hold") or "").upper() == "WITH")
-        self.statements[msg.name] = stmt
+        statements[msg.name] = stmt
         self.out.append(m.PARSE_COMPLETE)
 
     async def _bind(self, msg: codec.Bind) -> None:
-        stmt = self.statements.get(msg.statement)
+        stmt = self.session.statements.get(msg.statement)
         if stmt is None:
-            raise StatementFailed("26000", f'prepared statement "{msg.statement}" does not exist')
+            raise SqlError(sqlstate.INVALID_SQL_STATEMENT_NAME, f'prepared statement "{msg.statement}" does not exist')
         need = stmt.rewritten.param_count
         if len(msg.values) != need:
-            raise StatementFailed("08P01", f'bind message supplies {len(msg.values)} parameters, '
-                                  f'but prepared statement "{msg.statement}" requires {need}')
+            raise SqlError(sqlstate.PROTOCOL_VIOLATION, f'bind message supplies {len(msg.values)} parameters, '
+                           f'but prepared statement "{msg.statement}" requires {need}')
         fmts = msg.param_formats if len(msg.param_formats) > 1 else msg.param_formats * need or (0,) * need
         if stmt.description is None and any(f == 1 and stmt.param_oid(i) == 0 for i, f in enumerate(fmts)):
             await self._ensure_described(stmt)
@@ -200,49 +182,42 @@ class Extended:
         if flush_first:
             await self.flush()
             if self.skipping:
-                raise StatementFailed("25P02", "pipeline aborted")
-        result = await self.conn.describe(stmt.rewritten.sql)
+                raise SqlError(sqlstate.IN_FAILED_SQL_TRANSACTION, "pipeline aborted")
+        result = await self.session.describe(stmt.statement())
         if result.HasField("error"):
-            raise StatementFailed(result.error.sqlstate, result.error.message)
+            raise SqlError.from_proto(result.error)
         colnames.apply(stmt.rewritten.column_names, result.description.columns)
         stmt.description = result.description
 
     async def _describe(self, target: str, name: str) -> None:
         if target == "P":
             portal = self.portals.get(name)
-            if portal is None and (name in self.conn.cursors.open or self._declaring(name)):
+            if portal is None and (name in self.session.cursors.open or self._declaring(name)):
                 self.out.append(_DescribeCursor(name))
                 return
             if portal is None:
-                raise StatementFailed("34000", f'portal "{name}" does not exist')
+                raise SqlError(sqlstate.INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
             self.out.append(_DescribePortal(portal))
             return
-        stmt = self.statements.get(name)
+        stmt = self.session.statements.get(name)
         if stmt is None:
-            raise StatementFailed("26000", f'prepared statement "{name}" does not exist')
+            raise SqlError(sqlstate.INVALID_SQL_STATEMENT_NAME, f'prepared statement "{name}" does not exist')
         await self._ensure_described(stmt)
         n = stmt.rewritten.param_count
         self.out.append(m.parameter_description([stmt.param_oid(i) or types.TEXT for i in range(n)]))
         if stmt.local:
-            res = commands.local(stmt.sql, self.conn.settings.copy(), "", 0)
+            res = commands.local(stmt.sql, self.session.settings.copy(), "", 0)
             cols = res.columns if res else []
             self.out.append(render.row_description(cols, [types.TEXT] * len(cols), [0] * len(cols))
                             if cols else m.NO_DATA)
             return
-        if stmt.empty or stmt.kind != "remote" or stmt.description is None or not stmt.description.columns:
+        if stmt.empty or stmt.route is not Route.REMOTE or stmt.description is None or not stmt.description.columns:
             self.out.append(m.NO_DATA)
             return
-        hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
+        hints = [stmt.resolve_hint(h) for h in stmt.rewritten.column_hints]
         stmt.row_oids = render.described_oids(stmt.description, hints)
         self.out.append(render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
                                                [0] * len(stmt.row_oids)))
-
-    @staticmethod
-    def _resolve_hint(stmt: Prepared, hint: str) -> str:
-        if hint.startswith("?"):
-            i = int(hint[1:]) - 1
-            return types_name_for_oid(stmt.param_oid(i))
-        return hint
 
     def _declaring(self, name: str) -> bool:
         return any(isinstance(i, _Exec) and i.portal.stmt.cursor and i.portal.stmt.cursor[0] == name
@@ -251,25 +226,26 @@ class Extended:
     def _execute(self, name: str, max_rows: int) -> None:
         portal = self.portals.get(name)
         if portal is None:
-            raise StatementFailed("34000", f'portal "{name}" does not exist')
-        kind = portal.stmt.kind
-        if kind == "copy":
-            raise StatementFailed("0A000", "COPY is supported in the simple query protocol only")
-        if kind in ("fetch", "close"):
+            raise SqlError(sqlstate.INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
+        route = portal.stmt.route
+        if route is Route.COPY:
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "COPY is supported in the simple query protocol only")
+        if route in (Route.FETCH, Route.CLOSE):
             self.out.append(_Exec(portal, max_rows, None))
             return
-        if kind == "declare" and self.conn.status != b"T" and not (portal.stmt.cursor and portal.stmt.cursor[1]):
-            raise StatementFailed("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+        if route is Route.DECLARE and self.session.status != IN_TRANSACTION \
+                and not (portal.stmt.cursor and portal.stmt.cursor[1]):
+            raise SqlError(sqlstate.NO_ACTIVE_SQL_TRANSACTION, "DECLARE CURSOR can only be used in transaction blocks")
         if portal.result is not None or portal.stmt.local or portal.stmt.empty:
             if portal.stmt.local and portal.result is None:
-                portal.result = self.conn.run_local(portal.stmt.sql)
+                portal.result = self.session.run_local(portal.stmt.sql)
             self.out.append(_Exec(portal, max_rows, None))
             return
         if any(isinstance(i, _Exec) and i.portal is portal for i in self.out):
             self.out.append(_Exec(portal, max_rows, None))  # a later chunk of the same run
             return
-        portal.was_failed = self.conn.status == b"E"
-        self.batch.append(common_pb2.Statement(sql=portal.stmt.rewritten.sql, params=portal.values))
+        portal.was_failed = self.session.status == FAILED
+        self.batch.append(portal.stmt.statement(portal.values))
         self.out.append(_Exec(portal, max_rows, len(self.batch) - 1))
 
     # -- running and rendering -----------------------------------------------------------
@@ -284,7 +260,7 @@ class Extended:
                 if (item := execs.get(part.statement)) is not None:
                     await self._part(item, part, streaming)
 
-            batch = await self.conn.run_batch(statements, implicit=True, on_part=on_part)
+            batch = await self.session.run(statements, implicit=True, on_part=on_part)
             results = list(batch.results)
             for item in execs.values():
                 if item.index not in streaming and item.portal.result is None:
@@ -293,11 +269,11 @@ class Extended:
                     if res is not None and res.HasField("ok"):
                         colnames.apply(item.portal.stmt.rewritten.column_names, res.ok.columns)
         executed = {id(i.portal) for i in self.out if isinstance(i, _Exec)}
-        for item in self.out:  # a portal described but not executed: describe its statement
-            if isinstance(item, _DescribePortal) and id(item.portal) not in executed:
+        for described in self.out:  # a portal described but not executed: describe its statement
+            if isinstance(described, _DescribePortal) and id(described.portal) not in executed:
                 try:
-                    await self._ensure_described(item.portal.stmt, flush_first=False)
-                except StatementFailed:
+                    await self._ensure_described(described.portal.stmt, flush_first=False)
+                except SqlError:
                     pass
         self._write_out()
 
@@ -314,12 +290,14 @@ class Extended:
                 return
             st = streaming[item.index] = _Streaming()
             portal.rest = RowStore()
+        rest = portal.rest
+        assert rest is not None  # made with the first part of a streamed result
         if part.columns:
             colnames.apply(portal.stmt.rewritten.column_names, part.columns)
             st.columns = list(part.columns)
         rows = st.joiner.feed(part)
-        if portal.stmt.kind == "declare":  # a cursor's rows: kept, answered in order later
-            portal.rest.add(rows)  # type: ignore[union-attr]
+        if portal.stmt.route is Route.DECLARE:  # a cursor's rows: kept, answered in order later
+            rest.add(rows)
             if part.HasField("result"):
                 portal.result = part.result
             return
@@ -337,14 +315,14 @@ class Extended:
         chunks: list[bytes] = []
         if rows:
             send = rows if item.max_rows <= 0 else rows[:max(0, item.max_rows - portal.count)]
-            portal.rest.add(rows[len(send):])  # type: ignore[union-attr]
+            rest.add(rows[len(send):])
             try:
                 chunks += render.data_rows(send, self._portal_oids(portal),
                                            render.formats_for(portal.result_formats, len(st.columns)),
                                            strict=portal.stmt.row_oids is not None)
-            except types.ValueError22 as exc:
+            except SqlError as exc:
                 self.skipping = True
-                self.conn.send(m.error_response("22P02", str(exc)))
+                self.transport.send(m.error_response(exc.sqlstate, exc.message))
                 return
             portal.count += len(send)
         if part.HasField("result"):
@@ -356,10 +334,10 @@ class Extended:
             elif portal.rest is not None and portal.rest.remaining:
                 chunks.append(m.PORTAL_SUSPENDED)
             else:
-                chunks.append(m.command_complete(tags.command_tag(portal.stmt.sql, res.ok, portal.was_failed,
+                chunks.append(m.command_complete(tags.command_tag(portal.stmt.classified, res.ok, portal.was_failed,
                                                                   portal.count)))
-        self.conn.send(b"".join(chunks))
-        await self.conn.flush_socket()
+        self.transport.send(b"".join(chunks))
+        await self.transport.flush()
 
     def _write_out(self) -> None:
         items, self.out = self.out, []
@@ -373,51 +351,52 @@ class Extended:
                 continue
             try:
                 msgs, ok = self._render(item)
-            except types.ValueError22 as exc:
-                msgs, ok = [m.error_response("22P02", str(exc))], False
+            except SqlError as exc:
+                msgs, ok = [m.error_response(exc.sqlstate, exc.message)], False
             chunks += msgs
             if not ok:
                 self.skipping = True
                 break
-        self.conn.send(b"".join(chunks))
+        self.transport.send(b"".join(chunks))
 
-    def _render(self, item: Item) -> tuple[list[bytes], bool]:
+    def _render(self, item: _Exec | _DescribePortal | _DescribeCursor) -> tuple[list[bytes], bool]:
         if isinstance(item, _DescribeCursor):
-            cur = self.conn.cursors.open.get(item.name)
+            cur = self.session.cursors.open.get(item.name)
             return ([self._cursor_description(cur, ())] if cur else []), True
-        portal = item.portal  # type: ignore[union-attr]
+        portal = item.portal
         res = portal.result
         if isinstance(item, _DescribePortal):
-            if portal.stmt.kind == "fetch":
-                cur = self.conn.cursors.target(portal.stmt.sql)
+            if portal.stmt.route is Route.FETCH:
+                cur = self.session.cursors.target(portal.stmt.sql)
                 return [self._cursor_description(cur, portal.result_formats) if cur else m.NO_DATA], True
-            if portal.stmt.kind in ("close", "declare"):
+            if portal.stmt.route in (Route.CLOSE, Route.DECLARE):
                 return [m.NO_DATA], True
             return self._render_describe(portal), True
         assert isinstance(item, _Exec)
         if portal.stmt.empty:
             return [m.EMPTY_QUERY], True
         try:
-            if portal.stmt.kind == "fetch":
-                fetched = self.conn.cursors.fetch(portal.stmt.sql)
+            if portal.stmt.route is Route.FETCH:
+                fetched = self.session.cursors.fetch(portal.stmt.sql)
                 oids = render.cursor_oids(fetched.cursor)
                 rows = render.data_rows(fetched.rows, oids, render.formats_for(portal.result_formats, len(oids)),
                                         strict=False)
                 return rows + [m.command_complete(fetched.tag)], True
-            if portal.stmt.kind == "close":
-                return [m.command_complete(self.conn.cursors.close(portal.stmt.sql))], True
-            if portal.stmt.kind == "declare" and isinstance(res, common_pb2.StatementResult) and res.HasField("ok"):
+            if portal.stmt.route is Route.CLOSE:
+                return [m.command_complete(self.session.cursors.close(portal.stmt.sql))], True
+            if portal.stmt.route is Route.DECLARE and isinstance(res, common_pb2.StatementResult) \
+                    and res.HasField("ok"):
                 assert portal.stmt.cursor is not None
                 rest, portal.rest = portal.rest, None
-                self.conn.cursors.declare(portal.stmt.cursor[0], res.ok, portal.stmt.cursor[1], rest)
+                self.session.cursors.declare(portal.stmt.cursor[0], res.ok, portal.stmt.cursor[1], rest)
                 return [m.command_complete("DECLARE CURSOR")], True
-        except cursors.CursorError as exc:
-            return [m.error_response(exc.sqlstate, str(exc))], False
+        except SqlError as exc:
+            return [m.error_response(exc.sqlstate, exc.message)], False
         if res is None:
             return [], False  # did not run: an earlier statement failed
         if isinstance(res, commands.LocalResult):
             if res.error:
-                return [m.error_response(*res.error)], False
+                return [m.error_response(res.error.sqlstate, res.error.message)], False
             msgs = [m.parameter_status(k, v) for k, v in res.changed]
             msgs += [m.data_row([None if v is None else v.encode() for v in row]) for row in res.rows]
             return msgs + [m.command_complete(res.tag)], True
@@ -433,7 +412,7 @@ class Extended:
             portal.count += len(send)
             if portal.rest.remaining:
                 return msgs + [m.PORTAL_SUSPENDED], True
-            return msgs + [m.command_complete(tags.command_tag(portal.stmt.sql, rs, portal.was_failed,
+            return msgs + [m.command_complete(tags.command_tag(portal.stmt.classified, rs, portal.was_failed,
                                                                portal.count))], True
         if rs.columns:
             oids = self._portal_oids(portal)
@@ -443,7 +422,7 @@ class Extended:
             portal.pos = end
             if end < len(rs.rows):
                 return msgs + [m.PORTAL_SUSPENDED], True
-        return msgs + [m.command_complete(tags.command_tag(portal.stmt.sql, rs, portal.was_failed))], True
+        return msgs + [m.command_complete(tags.command_tag(portal.stmt.classified, rs, portal.was_failed))], True
 
     @staticmethod
     def _cursor_description(cur: cursors.Cursor, result_formats: tuple[int, ...]) -> bytes:
@@ -476,14 +455,9 @@ class Extended:
             return []  # the error is reported by the Execute that follows
         if stmt.description is None or not stmt.description.columns:
             return [m.NO_DATA]
-        hints = [self._resolve_hint(stmt, h) for h in stmt.rewritten.column_hints]
+        hints = [stmt.resolve_hint(h) for h in stmt.rewritten.column_hints]
         stmt.row_oids = stmt.row_oids or render.described_oids(stmt.description, hints)
         portal.oids = stmt.row_oids
         return [render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
                                        render.formats_for(portal.result_formats, len(stmt.row_oids)))]
 
-
-def types_name_for_oid(oid: int) -> str:
-    return {types.INT8: "INTEGER", 23: "INTEGER", 21: "INTEGER", types.FLOAT8: "REAL", 700: "REAL",
-            types.TEXT: "TEXT", types.VARCHAR: "TEXT", types.BYTEA: "BLOB", types.NUMERIC: "NUMERIC",
-            types.BOOL: "BOOLEAN"}.get(oid, "")

@@ -11,6 +11,8 @@ import decimal
 import struct
 import uuid
 
+from common import sqlstate
+from common.sqlstate import SqlError
 from edge import types as t
 from edge.pgwire import codec
 from sqld.v1 import common_pb2
@@ -19,14 +21,6 @@ INT2, INT4 = t.INT2, t.INT4
 FLOAT4, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, UUID, JSON, JSONB, UNKNOWN = 700, 1082, 1083, 1114, 1184, 2950, 114, 3802, 705
 _EPOCH = datetime.datetime(2000, 1, 1)
 _EPOCH_DATE = datetime.date(2000, 1, 1)
-
-
-class ParamError(Exception):
-    """A parameter value that cannot be read; carries its SQLSTATE."""
-
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 def _numeric(d: decimal.Decimal) -> common_pb2.Value:
@@ -62,12 +56,13 @@ def decode(data: bytes | None, oid: int, fmt: int) -> common_pb2.Value:
         return common_pb2.Value(null=True)
     try:
         return _decode_binary(data, oid) if fmt == 1 else _decode_text(data.decode(), oid)
-    except ParamError:
+    except SqlError:
         raise
     except UnicodeDecodeError as exc:
-        raise ParamError("22021", codec.utf8_error(exc)) from exc
+        raise SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, codec.utf8_error(exc)) from exc
     except (ValueError, struct.error, decimal.InvalidOperation, OverflowError) as exc:
-        raise ParamError("22P02", f"invalid input for parameter of type oid {oid}: {exc}") from exc
+        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION,
+                       f"invalid input for parameter of type oid {oid}: {exc}") from exc
 
 
 def _decode_text(s: str, oid: int) -> common_pb2.Value:
@@ -83,7 +78,7 @@ def _decode_text(s: str, oid: int) -> common_pb2.Value:
             return common_pb2.Value(integer=1)
         if low in ("f", "false", "n", "no", "off", "0"):
             return common_pb2.Value(integer=0)
-        raise ParamError("22P02", f'invalid input syntax for type boolean: "{s}"')
+        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f'invalid input syntax for type boolean: "{s}"')
     if oid == t.BYTEA:
         if s.startswith("\\x"):
             return common_pb2.Value(blob=bytes.fromhex(s[2:]))
@@ -117,8 +112,9 @@ def _decode_binary(b: bytes, oid: int) -> common_pb2.Value:
         return common_pb2.Value(text=_ts_text(_EPOCH + datetime.timedelta(microseconds=us), oid == TIMESTAMPTZ))
     if oid == JSONB:
         if not b or b[0] != 1:
-            raise ParamError("22P02", "unsupported jsonb version")
+            raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, "unsupported jsonb version")
         return common_pb2.Value(text=b[1:].decode())
     if oid in (t.TEXT, t.VARCHAR, JSON, UNKNOWN, 0, 19, 1042):
         return common_pb2.Value(text=b.decode())
-    raise ParamError("0A000", f"binary parameters of type oid {oid} are not supported; send them as text")
+    raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                   f"binary parameters of type oid {oid} are not supported; send them as text")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from common.statement import Classified
 from edge import catalog, tags, types
 from edge.commands import LocalResult
+from edge.cursors import Cursor
 from edge.pgwire import messages as m
 from sqld.v1 import common_pb2
 
@@ -24,7 +26,7 @@ def _pg_hint(hints: Sequence[str], i: int) -> str:
 _BY_CLASS = {"integer": types.INT8, "real": types.FLOAT8, "text": types.TEXT, "blob": types.BYTEA}
 
 
-def cursor_oids(cursor) -> list[int]:  # noqa: ANN001 - edge.cursors.Cursor
+def cursor_oids(cursor: Cursor) -> list[int]:
     """A cursor's column types, computed once from its first rows so every FETCH agrees."""
     if cursor.oids is None:
         cursor.oids = result_oids(common_pb2.ResultSet(columns=cursor.result.columns, rows=cursor.rows.sample))
@@ -77,7 +79,7 @@ def data_rows(rows: Sequence[common_pb2.Row], oids: Sequence[int], formats: Sequ
 def local_messages(res: LocalResult) -> list[bytes]:
     out = [m.notice_response(state, msg) for state, msg in res.notices]
     if res.error:
-        return out + [m.error_response(*res.error)]
+        return out + [m.error_response(res.error.sqlstate, res.error.message)]
     out += [m.parameter_status(k, v) for k, v in res.changed]
     if res.columns:
         out.append(row_description(res.columns, [types.TEXT] * len(res.columns), [0] * len(res.columns)))
@@ -86,7 +88,8 @@ def local_messages(res: LocalResult) -> list[bytes]:
     return out
 
 
-def simple_messages(sql: str, result: common_pb2.StatementResult, was_failed: bool) -> list[bytes]:
+def simple_messages(sql: str, classified: Classified, result: common_pb2.StatementResult,
+                    was_failed: bool) -> list[bytes]:
     """Everything the simple protocol sends for one statement's result."""
     out = [m.notice_response(n.sqlstate, n.message) for n in result.notices]
     if result.HasField("error"):
@@ -97,5 +100,5 @@ def simple_messages(sql: str, result: common_pb2.StatementResult, was_failed: bo
         fmts = [0] * len(oids)
         out.append(row_description([c.name for c in rs.columns], oids, fmts))
         out += data_rows(rs.rows, oids, fmts, strict=False)
-    out.append(m.command_complete(tags.command_tag(sql, rs, was_failed)))
+    out.append(m.command_complete(tags.command_tag(classified, rs, was_failed)))
     return out

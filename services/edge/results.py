@@ -9,26 +9,27 @@ later values that do not fit are written as text, as for a cursor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from common.rowparts import RowJoiner
+from common.statement import Classified
 from edge import catalog, colnames, commands, render, tags
 from edge.pgwire import messages as m
 from edge.rowstore import RowStore
+from edge.session import Session
 from edge.sqlrewrite import Rewritten
+from edge.transport import Transport
 from sqld.v1 import common_pb2
-
-if TYPE_CHECKING:
-    from edge.connection import Connection
 
 
 class SimpleStream:
     """Writes the parts of one batch of a simple Query; `done` statements were answered."""
 
-    def __init__(self, conn: Connection, texts: Sequence[str], rewritten: Sequence[Rewritten],
-                 was_failed: bool) -> None:
-        self.conn = conn
+    def __init__(self, session: Session, transport: Transport, texts: Sequence[str],
+                 classified: Sequence[Classified], rewritten: Sequence[Rewritten], was_failed: bool) -> None:
+        self.session = session
+        self.transport = transport
         self.texts = texts
+        self.classified = classified
         self.rewritten = rewritten
         self.was_failed = was_failed
         self.done = 0          # results[:done] were written from parts
@@ -54,7 +55,7 @@ class SimpleStream:
             res = part.result
             if res.HasField("ok"):
                 colnames.apply(self.rewritten[k].column_names, res.ok.columns)
-            out += render.simple_messages(text, res, self.was_failed)
+            out += render.simple_messages(text, self.classified[k], res, self.was_failed)
         else:
             rows = self._joiner.feed(part)
             if self._oids is None:
@@ -72,15 +73,16 @@ class SimpleStream:
                 if res.HasField("error"):
                     out.append(m.error_response(res.error.sqlstate, res.error.message))
                 else:
-                    out.append(m.command_complete(tags.command_tag(text, res.ok, self.was_failed, self._count)))
+                    out.append(m.command_complete(tags.command_tag(self.classified[k], res.ok, self.was_failed,
+                                                                       self._count)))
         if part.HasField("result"):
             self.done = k + 1
             if part.result.HasField("error"):
                 self.failed = True
             else:
-                commands.remember_forwarded(text, self.conn.settings)
-        self.conn.send(b"".join(out))
-        await self.conn.flush_socket()
+                commands.remember_forwarded(text, self.session.settings)
+        self.transport.send(b"".join(out))
+        await self.transport.flush()
 
 
 class Collect:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from common import errors
+from common import errors, sqlstate
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 PARTS_AHEAD = 4  # parts received and not yet written to the client (~1 MiB)
@@ -55,7 +55,8 @@ class SchedulerSession:
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "open session")) from exc
         if resp is grpc.aio.EOF or resp.WhichOneof("kind") != "opened":
-            raise SessionEnded(errors.error("08006", "open session: the scheduler closed the stream"))
+            raise SessionEnded(errors.error(sqlstate.CONNECTION_FAILURE,
+                                            "open session: the scheduler closed the stream"))
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -71,17 +72,19 @@ class SchedulerSession:
                     self._ended = resp.closed.reason
                     break
             if self._ended is None:
-                self._ended = errors.error("57P01", "terminating connection: the scheduler ended the session")
+                self._ended = errors.error(sqlstate.ADMIN_SHUTDOWN,
+                                           "terminating connection: the scheduler ended the session")
         except grpc.aio.AioRpcError as exc:
             self._ended = errors.from_rpc_error(exc, "session")
         except asyncio.CancelledError:
-            self._ended = errors.error("57P01", "terminating connection: session closed")
+            self._ended = errors.error(sqlstate.ADMIN_SHUTDOWN, "terminating connection: session closed")
             raise
         finally:
             if self._running:
                 while self._answers.full():  # the batch is gone with the session
                     self._answers.get_nowait()
-                self._answers.put_nowait(SessionEnded(self._ended))  # type: ignore[arg-type]
+                self._answers.put_nowait(SessionEnded(self._ended or errors.error(
+                    sqlstate.ADMIN_SHUTDOWN, "terminating connection: the scheduler ended the session")))
             elif self._ended is not None and not self._closing:
                 self._on_closed(self._ended)
 
@@ -91,7 +94,7 @@ class SchedulerSession:
         """Run a batch: its ResultParts are awaited in `on_part` as they come (a caller without
         one gets none: it must only send batches without large results), then its result."""
         if self._ended is not None or self._call is None:
-            raise SessionEnded(self._ended or errors.error("08006", "session is not open"))
+            raise SessionEnded(self._ended or errors.error(sqlstate.CONNECTION_FAILURE, "session is not open"))
         batch_id = next(self._ids)
         self._running = True
         try:

@@ -1,4 +1,9 @@
-"""The edge's listening socket and its registry of live connections (for CancelRequest)."""
+"""The edge's listening socket and its registry of live connections (for CancelRequest).
+
+It is the connections' Host (connection.py): the config, TLS context, auth policy and
+scheduler stub they share, and `cancel`, which a CancelRequest arriving on a new connection
+uses to reach the connection it names.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -46,17 +51,15 @@ class EdgeServer:
         try:
             await conn.run()
         finally:
+            self._live.pop(conn.pid, None)
             if task is not None:
                 self._tasks.discard(task)
-
-    def forget(self, conn: Connection) -> None:
-        self._live.pop(conn.pid, None)
 
     async def cancel(self, pid: int, key: int) -> None:
         """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
         conn = self._live.get(pid)
         if conn is not None and conn.secret == key:
-            await conn.cancel()
+            conn.cancel()
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -1,23 +1,19 @@
-"""CommandComplete tags as PostgreSQL writes them, from a statement and its result."""
+"""CommandComplete tags as PostgreSQL writes them, from a statement's classification and its result."""
 from __future__ import annotations
 
-import re
-
-from common.sqltext import leading_words
+from common.statement import Classified
 from sqld.v1 import common_pb2
 
-_DML = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
 _CREATE_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
 
 
-def command_tag(sql: str, result: common_pb2.ResultSet, was_failed: bool = False, rows: int | None = None) -> str:
-    """`rows`: how many rows the statement returned, when they are not in `result` (streamed)."""
-    words = leading_words(sql, 4)
+def command_tag(c: Classified, result: common_pb2.ResultSet, was_failed: bool = False,
+                rows: int | None = None) -> str:
+    """`c`: common.statement.classify of the client's text; `rows`: how many rows the statement
+    returned, when they are not in `result` (streamed)."""
+    words = c.words
     first = words[0] if words else ""
-    verb = first
-    if first == "WITH":
-        m = _DML.search(sql)
-        verb = m.group(1).upper() if m else "SELECT"
+    verb = c.verb if first != "WITH" else c.verb if c.verb in ("INSERT", "UPDATE", "DELETE", "REPLACE") else "SELECT"
     if verb in ("INSERT", "REPLACE"):
         return f"INSERT 0 {result.rows_affected}"
     if verb in ("UPDATE", "DELETE"):

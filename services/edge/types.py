@@ -13,6 +13,8 @@ import re
 import struct
 from collections.abc import Iterable
 
+from common import sqlstate
+from common.sqlstate import SqlError
 from sqld.v1 import common_pb2
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8, VARCHAR, NUMERIC = 16, 17, 20, 21, 23, 25, 700, 701, 1043, 1700
@@ -144,10 +146,6 @@ def to_text(v: common_pb2.Value, oid: int) -> bytes | None:
     return b"\\x" + v.blob.hex().encode()
 
 
-class ValueError22(ValueError):
-    """A value that cannot be shown as its column's declared type (SQLSTATE 22P02)."""
-
-
 def to_binary(v: common_pb2.Value, oid: int) -> bytes | None:
     """A value in PostgreSQL's binary format for `oid`; None for NULL."""
     kind = v.WhichOneof("value")
@@ -170,7 +168,8 @@ def to_binary(v: common_pb2.Value, oid: int) -> bytes | None:
         if oid == FLOAT4:
             return struct.pack("!f", float(getattr(v, kind)) if kind in ("integer", "real") else float(v.text))
     except (ValueError, decimal.InvalidOperation, TypeError) as exc:
-        raise ValueError22(f"cannot send {kind} value as type oid {oid}: {exc}") from exc
+        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION,
+                       f"cannot send {kind} value as type oid {oid}: {exc}") from exc
     # text, varchar and anything else: the text form
     if kind == "blob":
         return v.blob
@@ -225,7 +224,7 @@ def coerce_text(v: common_pb2.Value, oid: int) -> bytes | None:
         try:
             return str(_as_int(v)).encode()
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError22(f"cannot send {kind} value as bigint: {exc}") from exc
+            raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f"cannot send {kind} value as bigint: {exc}") from exc
     if oid == BYTEA and kind == "text":
         return b"\\x" + v.text.encode().hex().encode()
     return to_text(v, oid)

@@ -7,6 +7,7 @@ import pytest
 
 from edge.pgwire import codec
 from edge.pgwire import messages as m
+from sqld.v1 import common_pb2 as pb
 
 
 def startup_body(**params: str) -> bytes:
@@ -60,7 +61,9 @@ def test_cstring():
 
 
 def test_backend_messages_bytes():
-    assert m.ready_for_query(b"T") == b"Z\x00\x00\x00\x05T"
+    assert m.ready_for_query(pb.TRANSACTION_STATUS_IN_TRANSACTION) == b"Z\x00\x00\x00\x05T"
+    assert m.ready_for_query(pb.TRANSACTION_STATUS_IDLE)[-1:] == b"I"
+    assert m.ready_for_query(pb.TRANSACTION_STATUS_FAILED)[-1:] == b"E"
     assert m.command_complete("SELECT 1") == b"C\x00\x00\x00\x0dSELECT 1\x00"
     assert m.data_row([b"1", None]) == b"D\x00\x00\x00\x0f\x00\x02\x00\x00\x00\x011\xff\xff\xff\xff"
     err = m.error_response("42P01", "no such table: x")

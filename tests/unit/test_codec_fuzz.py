@@ -12,6 +12,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.sqlstate import SqlError
 from edge import params, types
 from edge.auth import AuthFailed, exchange, userfile
 from edge.pgwire import codec
@@ -148,10 +149,10 @@ def test_scram_exchange(first, final):
                                                       1700, 2950, 114, 3802, 705, 19, 1042, 1083, 9999})),
        st.sampled_from([0, 1]))
 def test_bind_parameter_values(data, oid, fmt_code):
-    """A Bind value of any bytes becomes a Value or a ParamError (22P02, 0A000)."""
+    """A Bind value of any bytes becomes a Value or a SqlError (22P02, 0A000)."""
     try:
         params.decode(data, oid, fmt_code)
-    except params.ParamError:
+    except SqlError:
         pass
 
 
@@ -162,5 +163,5 @@ def test_bind_parameter_values(data, oid, fmt_code):
 def test_text_parameter_spellings(s, oid):
     try:
         params.decode(s.encode(), oid, 0)
-    except params.ParamError:
+    except SqlError:
         pass

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
+from common.sqlstate import SqlError
 from common.sqltext import CAST, significant
-from edge import colnames, commands, copy, cursors, params, types
+from edge import colnames, commands, copyformat, cursors, dispatch, params, types
 from edge.sqlparts import operand_start, read_type, split_select_list
 from edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
@@ -118,7 +119,7 @@ def test_decode_params(data, oid, fmt, value):
 
 @pytest.mark.parametrize("data, oid, fmt", [(b"x", types.INT8, 0), (b"\x00", types.INT8, 1), (b"maybe", types.BOOL, 0)])
 def test_bad_params_are_22p02(data, oid, fmt):
-    with pytest.raises(params.ParamError) as info:
+    with pytest.raises(SqlError) as info:
         params.decode(data, oid, fmt)
     assert info.value.sqlstate == "22P02"
 
@@ -126,7 +127,7 @@ def test_bad_params_are_22p02(data, oid, fmt):
 @pytest.mark.parametrize("data, fmt, shown", [(b"a\xff", 0, "0xff"), (b"\xc3(", 1, "0xc3 0x28"),
                                               (b"\xf0\x9f\x98", 0, "0xf0 0x9f 0x98")])
 def test_params_not_utf8_are_22021(data, fmt, shown):
-    with pytest.raises(params.ParamError) as info:
+    with pytest.raises(SqlError) as info:
         params.decode(data, types.TEXT, fmt)
     assert (info.value.sqlstate, str(info.value)) == ("22021", 'invalid byte sequence for encoding "UTF8": ' + shown)
 
@@ -144,7 +145,7 @@ def test_binary_results():
     assert types.to_binary(pb.Value(integer=1), types.BOOL) == b"\x01"
     assert types.to_binary(pb.Value(text="x"), types.TEXT) == b"x"
     assert types.to_binary(pb.Value(null=True), types.TEXT) is None
-    with pytest.raises(types.ValueError22):
+    with pytest.raises(SqlError):
         types.to_binary(pb.Value(text="abc"), types.INT8)
 
 
@@ -157,8 +158,8 @@ def test_session_commands():
     assert commands.local("RESET ALL", s, "main", 1).changed == [("application_name", "app")]
     assert commands.local("show transaction isolation level", s, "main", 1).columns == ["transaction_isolation"]
     assert commands.local("select pg_catalog.version()", s, "main", 1).rows[0][0].startswith("PostgreSQL 15.")
-    assert commands.local("SHOW nope", s, "main", 1).error[0] == "42704"
-    assert commands.local("SET client_encoding = 'LATIN1'", s, "main", 1).error[0] == "22023"
+    assert commands.local("SHOW nope", s, "main", 1).error.sqlstate == "42704"
+    assert commands.local("SET client_encoding = 'LATIN1'", s, "main", 1).error.sqlstate == "22023"
     assert commands.local("SET statement_timeout = '2s'", s, "main", 1).tag == "SET"
     assert s.statement_timeout_s() == 2.0
     assert commands.local("SELECT 1", s, "main", 1) is None
@@ -166,57 +167,57 @@ def test_session_commands():
 
 
 def test_copy_parse_and_formats():
-    spec = copy.parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER ';')")
+    spec = copyformat.parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER ';')")
     assert (spec.table, spec.columns, spec.csv, spec.header, spec.delimiter) == ("t", ["a", "b"], True, True, ";")
-    assert copy.parse_rows("a;b\n1;x\n2;\n", spec) == [["1", "x"], ["2", None]]
-    text = copy.parse("copy t from stdin")
-    assert copy.parse_rows("1\ta\\tb\n2\t\\N\n\\.\n", text) == [["1", "a\tb"], ["2", None]]
-    assert copy.format_rows(["a"], [["x\ty"], [None]], text) == [b"x\\ty\n", b"\\N\n"]
-    with pytest.raises(copy.CopyError) as info:
-        copy.parse("COPY t FROM STDIN (FORMAT binary)")
+    assert copyformat.parse_rows("a;b\n1;x\n2;\n", spec) == [["1", "x"], ["2", None]]
+    text = copyformat.parse("copy t from stdin")
+    assert copyformat.parse_rows("1\ta\\tb\n2\t\\N\n\\.\n", text) == [["1", "a\tb"], ["2", None]]
+    assert copyformat.format_rows(["a"], [["x\ty"], [None]], text) == [b"x\\ty\n", b"\\N\n"]
+    with pytest.raises(SqlError) as info:
+        copyformat.parse("COPY t FROM STDIN (FORMAT binary)")
     assert info.value.sqlstate == "0A000"
-    with pytest.raises(copy.CopyError):
-        copy.parse("COPY t FROM '/etc/passwd'")
+    with pytest.raises(SqlError):
+        copyformat.parse("COPY t FROM '/etc/passwd'")
 
 
 def test_copy_csv_quoted_empty_is_a_string_and_unquoted_empty_is_null():
-    spec = copy.parse("COPY t FROM STDIN WITH (FORMAT csv)")
+    spec = copyformat.parse("COPY t FROM STDIN WITH (FORMAT csv)")
     data = 'a,"",,"x,""y""",\r\n"multi\nline",z"q"w, \n\\.\n'
-    assert copy.parse_rows(data, spec) == [["a", "", None, 'x,"y"', None], ["multi\nline", "zqw", " "]]
-    assert copy.parse_rows('1,"\\."\n\\.\nignored\n', spec) == [["1", "\\."]]
-    with pytest.raises(copy.CopyError) as info:
-        copy.parse_rows('1,"open\n', spec)
+    assert copyformat.parse_rows(data, spec) == [["a", "", None, 'x,"y"', None], ["multi\nline", "zqw", " "]]
+    assert copyformat.parse_rows('1,"\\."\n\\.\nignored\n', spec) == [["1", "\\."]]
+    with pytest.raises(SqlError) as info:
+        copyformat.parse_rows('1,"open\n', spec)
     assert info.value.sqlstate == "22P04"
 
 
 def test_copy_csv_options():
-    spec = copy.parse("COPY t (a, \"B\", c) FROM STDIN (FORMAT csv, NULL 'NA', FORCE_NOT_NULL (a, b), "
+    spec = copyformat.parse("COPY t (a, \"B\", c) FROM STDIN (FORMAT csv, NULL 'NA', FORCE_NOT_NULL (a, b), "
                       "FORCE_NULL (c), ESCAPE '\\', QUOTE '''')")
     assert (spec.null, spec.escape, spec.quote, spec.force_not_null, spec.force_null) == \
         ("NA", "\\", "'", ["a", "b"], ["c"])
-    rows = copy.parse_rows("NA,'NA','NA'\n,'it\\'s',NA\n", spec)
+    rows = copyformat.parse_rows("NA,'NA','NA'\n,'it\\'s',NA\n", spec)
     assert rows == [[None, "NA", "NA"], ["", "it's", None]]
-    copy.force(rows, spec, ["a", "b", "c"])
+    copyformat.force(rows, spec, ["a", "b", "c"])
     assert rows == [["NA", "NA", None], ["", "it's", None]]
-    with pytest.raises(copy.CopyError) as info:
-        copy.force(rows, copy.parse("COPY t (a) FROM STDIN (FORMAT csv, FORCE_NULL (zz))"), ["a"])
+    with pytest.raises(SqlError) as info:
+        copyformat.force(rows, copyformat.parse("COPY t (a) FROM STDIN (FORMAT csv, FORCE_NULL (zz))"), ["a"])
     assert info.value.sqlstate == "42P10"
-    star = copy.parse("COPY t FROM STDIN (FORMAT csv, FORCE_NOT_NULL *)")
-    rows = copy.parse_rows(',""\n', star)
-    copy.force(rows, star, [])
+    star = copyformat.parse("COPY t FROM STDIN (FORMAT csv, FORCE_NOT_NULL *)")
+    rows = copyformat.parse_rows(',""\n', star)
+    copyformat.force(rows, star, [])
     assert rows == [["", ""]]
     for bad in ("COPY t FROM STDIN (FORCE_NOT_NULL (a))", "COPY t TO STDOUT (FORMAT csv, FORCE_NULL (a))"):
-        with pytest.raises(copy.CopyError) as info:
-            copy.parse(bad)
+        with pytest.raises(SqlError) as info:
+            copyformat.parse(bad)
         assert info.value.sqlstate == "0A000"
-    assert copy.parse("COPY t FROM STDIN (FORMAT csv, NULL '\\N')").null == "\\N"  # given: not CSV's default ''
+    assert copyformat.parse("COPY t FROM STDIN (FORMAT csv, NULL '\\N')").null == "\\N"  # given: not CSV's default ''
 
 
 def test_copy_csv_out_quotes_empty_strings_not_nulls():
-    spec = copy.parse("COPY t TO STDOUT (FORMAT csv, HEADER)")
-    out = copy.format_rows(["a", "b c"], [["", None], ['x,"y"', "line\nbreak"]], spec)
+    spec = copyformat.parse("COPY t TO STDOUT (FORMAT csv, HEADER)")
+    out = copyformat.format_rows(["a", "b c"], [["", None], ['x,"y"', "line\nbreak"]], spec)
     assert out == [b"a,b c\n", b'"",\n', b'"x,""y""","line\nbreak"\n']
-    assert copy.format_rows(["a"], [["\\."]], copy.parse("COPY t TO STDOUT (FORMAT csv)")) == [b'"\\."\n']
+    assert copyformat.format_rows(["a"], [["\\."]], copyformat.parse("COPY t TO STDOUT (FORMAT csv)")) == [b'"\\."\n']
 
 
 def test_cursor_fetch_forward_only():
@@ -226,9 +227,28 @@ def test_cursor_fetch_forward_only():
     assert cs.fetch("FETCH 2 FROM c").tag == "FETCH 2"
     assert cs.fetch("MOVE FORWARD 1 IN c").tag == "MOVE 1"
     assert [r.values[0].integer for r in cs.fetch("FETCH ALL FROM c").rows] == [3, 4]
-    with pytest.raises(cursors.CursorError):
+    with pytest.raises(SqlError):
         cs.fetch("FETCH PRIOR FROM c")
     cs.end_transaction()
-    with pytest.raises(cursors.CursorError) as info:
+    with pytest.raises(SqlError) as info:
         cs.fetch("FETCH 1 FROM c")
     assert info.value.sqlstate == "34000"
+
+
+@pytest.mark.parametrize("sql, route", [
+    ("SET application_name = 'x'", dispatch.Route.LOCAL),
+    ("show TimeZone", dispatch.Route.LOCAL),
+    ("CLOSE ALL", dispatch.Route.LOCAL),
+    ("SET synchronous_commit = off", dispatch.Route.REMOTE),  # the scheduler's setting
+    ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", dispatch.Route.DECLARE),
+    ("fetch 10 from c", dispatch.Route.FETCH),
+    ("MOVE NEXT IN c", dispatch.Route.FETCH),
+    ("CLOSE c", dispatch.Route.CLOSE),
+    ("COPY t FROM STDIN", dispatch.Route.COPY),
+    ("SELECT 1", dispatch.Route.REMOTE),
+    ("INSERT INTO t VALUES (1)", dispatch.Route.REMOTE),
+])
+def test_route(sql, route):
+    settings = commands.Settings("u", {})
+    assert dispatch.route(sql, settings) is route
+    assert settings.values == commands.Settings("u", {}).values  # routing changes nothing

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.statement import classify
 from edge import tags, types
 from sqld.v1 import common_pb2 as pb
 
@@ -76,8 +77,8 @@ def test_command_tags(sql, rows_affected, nrows, tag):
     rs = pb.ResultSet(rows_affected=rows_affected, rows=[pb.Row() for _ in range(nrows)])
     if nrows:
         rs.columns.add(name="x")
-    assert tags.command_tag(sql, rs) == tag
+    assert tags.command_tag(classify(sql), rs) == tag
 
 
 def test_commit_of_failed_transaction_is_tagged_rollback():
-    assert tags.command_tag("COMMIT", pb.ResultSet(), was_failed=True) == "ROLLBACK"
+    assert tags.command_tag(classify("COMMIT"), pb.ResultSet(), was_failed=True) == "ROLLBACK"

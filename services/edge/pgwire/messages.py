@@ -4,6 +4,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
+from sqld.v1 import common_pb2
+
 _I32 = struct.Struct("!i")
 _COLUMN = struct.Struct("!ihihih")
 
@@ -24,7 +26,12 @@ BIND_COMPLETE = _msg(b"2", b"")
 CLOSE_COMPLETE = _msg(b"3", b"")
 NO_DATA = _msg(b"n", b"")
 PORTAL_SUSPENDED = _msg(b"s", b"")
-READY = {b"I": _msg(b"Z", b"I"), b"T": _msg(b"Z", b"T"), b"E": _msg(b"Z", b"E")}
+# ReadyForQuery by transaction status: the one place the proto's status becomes the wire's byte.
+_READY = {
+    common_pb2.TRANSACTION_STATUS_IDLE: _msg(b"Z", b"I"),
+    common_pb2.TRANSACTION_STATUS_IN_TRANSACTION: _msg(b"Z", b"T"),
+    common_pb2.TRANSACTION_STATUS_FAILED: _msg(b"Z", b"E"),
+}
 
 
 def auth_md5_password(salt: bytes) -> bytes:
@@ -54,8 +61,8 @@ def backend_key_data(pid: int, key: int) -> bytes:
     return _msg(b"K", struct.pack("!ii", pid, key))
 
 
-def ready_for_query(status: bytes) -> bytes:
-    return READY[status]
+def ready_for_query(status: common_pb2.TransactionStatus) -> bytes:
+    return _READY[status]
 
 
 def row_description(columns: Sequence[tuple[str, int, int]], formats: Sequence[int] | None = None) -> bytes:

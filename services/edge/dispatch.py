@@ -1,0 +1,38 @@
+"""Who answers a statement: the edge itself, or the scheduler. Decided once, where it enters.
+
+The simple Query handler routes each statement of a query, the extended handler each Parse.
+Settings and session functions (SET, SHOW, version(), ...) are answered by the edge
+(commands.py), SQL cursors (DECLARE, FETCH/MOVE, CLOSE) are kept by it (cursors.py), COPY
+is driven by it (copy.py); everything else goes to the scheduler.
+"""
+from __future__ import annotations
+
+import enum
+
+from edge import commands, cursors
+
+
+class Route(enum.Enum):
+    LOCAL = enum.auto()    # answered by the edge (commands.local)
+    DECLARE = enum.auto()  # DECLARE ... CURSOR FOR query: the query runs now, its rows kept
+    FETCH = enum.auto()    # FETCH / MOVE on a cursor
+    CLOSE = enum.auto()    # CLOSE a cursor (CLOSE ALL is LOCAL)
+    COPY = enum.auto()     # COPY ... FROM STDIN / TO STDOUT
+    REMOTE = enum.auto()   # the scheduler runs it
+
+
+def route(sql: str, settings: commands.Settings) -> Route:
+    """How the edge handles one statement (already split). `settings` are not changed."""
+    stripped = sql.strip()
+    head = stripped[:8].upper()
+    if head.startswith("DECLARE") and cursors.DECLARE.match(stripped):
+        return Route.DECLARE
+    if (head.startswith("FETCH") or head.startswith("MOVE")) and cursors.FETCH.match(stripped):
+        return Route.FETCH
+    if head.startswith("CLOSE") and cursors.CLOSE.match(stripped) and not head.startswith("CLOSE AL"):
+        return Route.CLOSE
+    if head.startswith("COPY"):
+        return Route.COPY
+    if commands.local(sql, settings.copy(), "", 0) is not None:
+        return Route.LOCAL
+    return Route.REMOTE
