@@ -1,11 +1,16 @@
 """Run one pgbench workload and read its result.
 
+Workloads: pgbench's built-in select-only and simple-update, plus simple-update pipelined
+(simple_update_pipelined.sql: the built-in's statements in one `\\startpipeline` … `\\endpipeline`,
+so a whole transaction is one Sync group; needs -M extended).
+
 `parse` and `command` are pure (unit-tested); `run` starts pgbench, echoes its `-P` progress lines
 and never raises for a failing workload: a failure is a result ("failed: <first error line>").
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import threading
@@ -14,13 +19,15 @@ from collections.abc import Callable
 
 BUILTINS = ("select-only", "simple-update")
 MODES = ("simple", "prepared")
+PIPELINED = "simple-update pipelined"
+SCRIPTS = {PIPELINED: os.path.join(os.path.dirname(os.path.abspath(__file__)), "simple_update_pipelined.sql")}
 
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    script: str   # a pgbench built-in: select-only or simple-update
+    script: str   # a pgbench built-in (select-only, simple-update) or a key of SCRIPTS
     clients: int
-    mode: str     # -M simple | prepared
+    mode: str     # -M simple | prepared | extended
 
     @property
     def name(self) -> str:
@@ -40,14 +47,21 @@ class Outcome:
         return self.error is None and self.tps is not None
 
 
-def workloads(clients: tuple[int, ...] = (1, 4)) -> list[Workload]:
-    return [Workload(s, c, m) for s in BUILTINS for c in clients for m in MODES]
+def workloads(mode: str = "full") -> list[Workload]:
+    """Both scripts at 1 and 4 clients in both modes; full mode adds 16 and 64 clients (-M simple,
+    the mode every peer runs) and the pipelined simple-update; short mode (CI) only 16-client select-only."""
+    out = [Workload(s, c, m) for s in BUILTINS for c in (1, 4) for m in MODES]
+    if mode == "short":
+        return out + [Workload("select-only", 16, "simple")]
+    return out + [Workload(s, c, "simple") for s in BUILTINS for c in (16, 64)] + [Workload(PIPELINED, 4, "extended")]
 
 
 def command(w: Workload, host: str, port: int, dbname: str, duration: int, threads: int,
-            progress_every: int = 5) -> list[str]:
-    """pgbench argv: no vacuum/init (-n), built-in script (-b), fixed duration (-T)."""
-    return ["pgbench", "-n", "-b", w.script, "-M", w.mode, "-c", str(w.clients),
+            progress_every: int = 5, scale: int = 1) -> list[str]:
+    """pgbench argv: no vacuum/init (-n), built-in script (-b) or our script (-f, with -s for its
+    :scale), fixed duration (-T)."""
+    script = ["-f", SCRIPTS[w.script], "-s", str(scale)] if w.script in SCRIPTS else ["-b", w.script]
+    return ["pgbench", "-n", *script, "-M", w.mode, "-c", str(w.clients),
             "-j", str(max(1, min(threads, w.clients))), "-T", str(duration),
             "-P", str(progress_every), "-h", host, "-p", str(port), "-U", "postgres", dbname]
 

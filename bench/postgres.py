@@ -73,7 +73,7 @@ class Postgres:
             self._as_user = ["runuser", "-u", USER, "--"]
         self._run([f"{BIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
                    "-E", "UTF8", "--locale=C", "--no-sync"])
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=50"
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=100"
         self._run([f"{BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start"])
         self.started = True
         self.psql("CREATE DATABASE main")

@@ -1,7 +1,8 @@
 """The results file (markdown) and its chart. Pure apart from writing files; unit-tested.
 
-Ratio convention: 1.0 is parity with PostgreSQL and higher is better for us, so throughput
-rows are ours ÷ PostgreSQL and latency rows are PostgreSQL ÷ ours.
+Ratio convention: 1.0 is parity with the peer and higher is better for us, so throughput
+rows are ours ÷ peer and latency rows are peer ÷ ours. Two peers: PostgreSQL, and the in-process
+Python server (buenavista over SQLite, bench/peer.py).
 """
 from __future__ import annotations
 
@@ -16,18 +17,29 @@ class Row:
     pg: float | None
     ours_error: str | None = None
     pg_error: str | None = None
+    bv: float | None = None       # the in-process peer (buenavista)
+    bv_error: str | None = None
 
     @property
     def higher_is_better(self) -> bool:
         return self.unit != "ms"
 
-    @property
-    def ratio(self) -> float | None:
-        if self.ours is None or self.pg is None or self.ours_error or self.pg_error:
+    def _ratio(self, peer: float | None, peer_error: str | None) -> float | None:
+        if self.ours is None or peer is None or self.ours_error or peer_error:
             return None
         if self.higher_is_better:
-            return self.ours / self.pg if self.pg else None
-        return self.pg / self.ours if self.ours else None
+            return self.ours / peer if peer else None
+        return peer / self.ours if self.ours else None
+
+    @property
+    def ratio(self) -> float | None:
+        """Against PostgreSQL."""
+        return self._ratio(self.pg, self.pg_error)
+
+    @property
+    def ratio_bv(self) -> float | None:
+        """Against the in-process peer."""
+        return self._ratio(self.bv, self.bv_error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +68,12 @@ def _cell(text: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| workload | ours | PostgreSQL | ratio |", "|---|---:|---:|---:|"]
+    lines = ["| workload | ours | PostgreSQL | buenavista | ours/PostgreSQL | ours/buenavista |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {_cell(r.workload)} | {_cell(fmt_value(r.ours, r.unit, r.ours_error))} | "
-                     f"{_cell(fmt_value(r.pg, r.unit, r.pg_error))} | {fmt_ratio(r.ratio)} |")
+                     f"{_cell(fmt_value(r.pg, r.unit, r.pg_error))} | {_cell(fmt_value(r.bv, r.unit, r.bv_error))} | "
+                     f"{fmt_ratio(r.ratio)} | {fmt_ratio(r.ratio_bv)} |")
     return "\n".join(lines)
 
 

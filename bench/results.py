@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import typing
 
-from bench import analysis, report
+from bench import analysis, peer, pgbench, report
 
 if typing.TYPE_CHECKING:
     from bench.run import Run
@@ -20,7 +20,8 @@ def write(run: Run) -> str:
 
     lat_o = run.lat.get("ours")
     lag = (run.lag.rate_achieved, run.lag.p50_ms, run.lag.p99_ms) if run.lag else None
-    targets = analysis.targets(run.rows, lat_o.p50_ms if lat_o else None, run.lat_method, lag, run.lag_note)
+    targets = analysis.targets(run.rows, run.cpu_per_txn, lat_o.p50_ms if lat_o else None, run.lat_method,
+                               lag, run.lag_note)
 
     failed = [r for r in run.rows if r.ours_error]
     summary = (f"**{len(failed)} workload(s) failed on ours**: "
@@ -33,13 +34,23 @@ def write(run: Run) -> str:
         f"- mode **{run.mode_name}**: pgbench scale {m.scale} (ours loaded with the SQLite-dialect script, "
         f"PostgreSQL with `pgbench -i`; same row counts), {m.seconds} s per pgbench workload, "
         f"`-n -b <script>`, `-j` = min(clients, cores), loopback TCP to both servers",
-        "- ratio = ours ÷ PostgreSQL for tps, PostgreSQL ÷ ours for latency: 1.0 is parity, higher is better for us",
-        "- durability: ours `PRAGMA synchronous=FULL` in WAL mode (fsync of the WAL at every commit); "
-        "PostgreSQL " + ", ".join(f"{k}={v}" for k, v in run.pg_settings.items()),
+        "- ratio = ours ÷ peer for tps, peer ÷ ours for latency: 1.0 is parity, higher is better for us",
+        f"- buenavista {peer.VERSION}: the pg-wire server a Python user would pick to serve SQLite, one Python "
+        "process, a thread per client; its SQLite backend is ours (bench/peer.py, sqlite3, a connection per "
+        "session, SQL passed through), on its own file built by the same SQLite-dialect script as ours. "
+        "A workload it cannot run is shown failed with its error",
+        f"- {pgbench.PIPELINED}: bench/simple_update_pipelined.sql, the built-in simple-update's statements "
+        "between `\\startpipeline` and `\\endpipeline` (one Sync per transaction), `-M extended`",
+        "- durability: ours and buenavista `PRAGMA synchronous=FULL` in WAL mode (fsync of the WAL at every "
+        "commit); PostgreSQL " + ", ".join(f"{k}={v}" for k, v in run.pg_settings.items()),
         f"- point-select latency: psycopg 3, 1 client, autocommit, random aid, {m.latency_seconds} s per side, "
         f"{run.lat_method}; counts: "
         + ", ".join(f"{k} {v.count:,}" for k, v in run.lat.items()),
     ]
+    if run.lag:
+        setup.append(f"- replica lag: autocommit INSERTs due at {run.lag.rate_wanted:,.0f}/s (open loop) from "
+                     f"{run.lag.writers} concurrent writers, {run.lag.commits:,} commits, "
+                     f"{run.lag.rate_achieved:,.0f} commits/s achieved; a second client polls the replica")
     setup += [f"- {k}: {v}" for k, v in machine().items()]
     setup.append(f"- load average (1, 5, 15 min) at start: {run.load_start}; at end: {loadavg()} "
                  "(other work on the machine shares the cores with both systems)")
@@ -52,7 +63,7 @@ def write(run: Run) -> str:
     sections = [
         ("Summary", summary),
         ("Results", report.table(run.rows) + f"\n\n![ratios to PostgreSQL]({os.path.basename(png_path)})"),
-        ("Targets", report.targets_table(targets)),
+        ("Targets (issue #13)", report.targets_table(targets)),
         ("Where our CPU goes per transaction",
          "CPU time of each of our processes (from /proc) during each pgbench run, divided by the "
          "transactions it completed. The ceiling is what the cores could sustain if only our services "

@@ -1,7 +1,9 @@
-"""One benchmark run: ours and a throwaway PostgreSQL 15 side by side, then the results file.
+"""One benchmark run: ours, a throwaway PostgreSQL 15 and the in-process peer (buenavista over
+SQLite, bench/peer.py) side by side, then the results file.
 
     python -m bench --mode full     # `make bench`: bench/results/<date>.md, .png, -profile/
     python -m bench --mode short    # `make bench-short` (CI): a few seconds each, into build/
+    python -m bench --mode full --only '(16|64) clients|pipelined' --out build/x   # some workloads
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import time
 
 from bench import latency, pgbench, profile, replica_lag, report
 from bench.ours import Ours, free_port
+from bench.peer import Peer
 from bench.postgres import Postgres, ensure_installed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +66,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--scale", type=int, help="pgbench scale (default: 10 full, 1 short)")
     p.add_argument("--seconds", type=int, help="seconds per pgbench workload (default: 25 full, 3 short)")
     p.add_argument("--out", help="folder for the results (default: bench/results full, build/bench-short short)")
+    p.add_argument("--only", help="run only the pgbench workloads whose name matches this regular expression")
     args = p.parse_args(argv)
     m = MODES[args.mode]
     m = dataclasses.replace(m, scale=args.scale or m.scale, seconds=args.seconds or m.seconds,
@@ -69,15 +74,16 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     say = Progress()
     try:
-        return Run(args.mode, m, say).go()
+        return Run(args.mode, m, say, args.only).go()
     except KeyboardInterrupt:
         say("interrupted; everything stopped and removed")
         return 130
 
 
 class Run:
-    def __init__(self, mode_name: str, mode: Mode, say: Progress) -> None:
+    def __init__(self, mode_name: str, mode: Mode, say: Progress, only: str | None = None) -> None:
         self.mode_name, self.m, self.say = mode_name, mode, say
+        self.workloads = [w for w in pgbench.workloads(mode_name) if not only or re.search(only, w.name)]
         self.date = datetime.date.today().isoformat()
         self.rows: list[report.Row] = []
         self.cpu_per_txn: dict[str, dict[str, float]] = {}
@@ -111,6 +117,7 @@ class Run:
         pg = Postgres(free_port(ports))
         self.log_dir = os.path.join(ROOT, "build", f"bench-{self.mode_name}-logs")  # never committed
         ours = Ours(ports, self.log_dir)
+        peer = Peer(ports, self.log_dir)
         try:
             say(f"starting PostgreSQL 15 on 127.0.0.1:{pg.port} in {pg.dir}")
             self.step("start PostgreSQL", pg.start)
@@ -121,28 +128,35 @@ class Run:
             self.step("load PostgreSQL", pg.load, m.scale)
             say(f"loading scale {m.scale} into ours (psql, SQLite-dialect script)")
             self.step("load ours", ours.load, m.scale)
-            self.pgbench_all(ours, pg)
-            self.latency(ours, pg)
+            say(f"loading scale {m.scale} into a SQLite file (the same script) and starting buenavista "
+                f"on 127.0.0.1:{peer.port}")
+            self.step("load buenavista", peer.load, m.scale)
+            self.step("start buenavista", peer.start)
+            self.pgbench_all(ours, pg, peer)
+            self.latency(ours, pg, peer)
+            peer.stop()
             self.replica(ours)
             self.profile(ours)
             ours.stop()
             self.mvsqlite(ports, pg)
         finally:
-            say("stopping ours and PostgreSQL")
+            say("stopping ours, PostgreSQL and buenavista")
             ours.stop()
             pg.stop()
+            peer.stop()
         return self.finish()
 
-    def pgbench_all(self, ours: Ours, pg: Postgres) -> None:
+    def pgbench_all(self, ours: Ours, pg: Postgres, peer: Peer) -> None:
         threads = os.cpu_count() or 1
-        wls = pgbench.workloads()
+        wls = self.workloads
         for i, w in enumerate(wls, 1):
             got = {}
-            for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port)):
+            for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port), ("buenavista", peer.port)):
                 self.say(f"({i}/{len(wls)}) {w.name} on {side}")
                 cpu0 = ours.cpu() if side == "ours" else {}
                 out = pgbench.run(pgbench.command(w, "127.0.0.1", port, "main", self.m.seconds, threads,
-                                                  progress_every=max(1, min(5, self.m.seconds // 3))),
+                                                  progress_every=max(1, min(5, self.m.seconds // 3)),
+                                                  scale=self.m.scale),
                                   self.m.seconds + 60, lambda s, side=side: self.say(f"    {side}: {s}"))
                 if side == "ours" and out.ok and out.transactions:
                     cpu1 = ours.cpu()
@@ -152,9 +166,9 @@ class Run:
                 self.say(f"    {side}: " + (f"{out.tps:,.1f} tps, {out.latency_ms:.3f} ms average"
                                             if out.ok else f"FAILED: {out.error}"))
                 got[side] = out
-            o, g = got["ours"], got["PostgreSQL"]
+            o, g, b = got["ours"], got["PostgreSQL"], got["buenavista"]
             self.rows.append(report.Row(f"{w.name}", "tps", o.tps if o.ok else None, g.tps if g.ok else None,
-                                        o.error, g.error))
+                                        o.error, g.error, b.tps if b.ok else None, b.error))
 
     def mvsqlite(self, ports: set[int], pg: Postgres) -> None:
         """The mvsqlite backend beside the file backend: the same pgbench workloads, a subset.
@@ -167,12 +181,13 @@ class Run:
             self.step("start ours (mvsqlite)", mv.start)
             self.step("load ours (mvsqlite)", mv.load, self.m.scale)
             pg_rows = {r.workload: r for r in self.rows}
-            for w in pgbench.workloads():
+            for w in self.workloads:
                 if w.mode != "prepared":
                     continue
                 self.say(f"{w.name} on ours (mvsqlite)")
                 out = pgbench.run(pgbench.command(w, "127.0.0.1", mv.pg_port, "main", self.m.seconds,
-                                                  os.cpu_count() or 1, progress_every=max(1, min(5, self.m.seconds // 3))),
+                                                  os.cpu_count() or 1, progress_every=max(1, min(5, self.m.seconds // 3)),
+                                                  scale=self.m.scale),
                                   self.m.seconds + 60, lambda s: self.say(f"    mvsqlite: {s}"))
                 self.say("    mvsqlite: " + (f"{out.tps:,.1f} tps" if out.ok else f"FAILED: {out.error}"))
                 ref = pg_rows.get(w.name)
@@ -184,7 +199,8 @@ class Run:
                 self.say(f"replica lag on ours (mvsqlite) at 1,000 commits/s for {self.m.lag_seconds}s")
                 lag = self.step("replica lag (mvsqlite)", replica_lag.measure, dsn.format(mv.pg_port),
                                 dsn.format(port), 1000.0, self.m.lag_seconds)
-                self.say(f"    p50 {lag.p50_ms:.2f} ms, p99 {lag.p99_ms:.2f} ms")
+                self.say(f"    p50 {lag.p50_ms:.2f} ms, p99 {lag.p99_ms:.2f} ms at "
+                         f"{lag.rate_achieved:,.0f} commits/s achieved")
                 self.notes.append(f"Replica lag with the mvsqlite backend (replicas fed from the page store's "
                                   f"changelog): p50 {lag.p50_ms:.1f} ms, p99 {lag.p99_ms:.1f} ms at "
                                   f"{lag.rate_achieved:,.0f} commits/s achieved ({lag.commits} commits).")
@@ -194,7 +210,7 @@ class Run:
         finally:
             mv.stop()
 
-    def latency(self, ours: Ours, pg: Postgres) -> None:
+    def latency(self, ours: Ours, pg: Postgres, peer: Peer) -> None:
         accounts = 100_000 * self.m.scale
         dsn = "host=127.0.0.1 port={} user=postgres dbname=main connect_timeout=10"
         why = latency.works_with_parameters(dsn.format(ours.pg_port))
@@ -202,7 +218,7 @@ class Run:
         if why:
             self.notes.append(f"Point-select latency uses literal SQL on both sides: psycopg with "
                               f"parameters fails on ours ({why}).")
-        for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port)):
+        for side, port in (("ours", ours.pg_port), ("PostgreSQL", pg.port), ("buenavista", peer.port)):
             self.say(f"point-select latency on {side}: psycopg, 1 client, {self.lat_method}, "
                      f"{self.m.latency_seconds}s")
             try:
@@ -213,11 +229,12 @@ class Run:
             except Exception as exc:  # a failing measurement is a finding, not a harness crash
                 self.say(f"    {side}: FAILED: {exc}")
                 self.notes.append(f"Point-select latency on {side} failed: {exc}")
-        o, g = self.lat.get("ours"), self.lat.get("PostgreSQL")
+        o, g, b = self.lat.get("ours"), self.lat.get("PostgreSQL"), self.lat.get("buenavista")
         for q in ("p50", "p99"):
             self.rows.append(report.Row(f"point select {q}, 1 client, psycopg", "ms",
                                         getattr(o, f"{q}_ms") if o else None, getattr(g, f"{q}_ms") if g else None,
-                                        None if o else "see notes", None if g else "see notes"))
+                                        None if o else "see notes", None if g else "see notes",
+                                        getattr(b, f"{q}_ms") if b else None, None if b else "see notes"))
 
     def replica(self, ours: Ours) -> None:
         port, why = replica_lag.find_replica(ours.services, ours.ports)
@@ -226,11 +243,13 @@ class Run:
             self.say(f"replica lag: {why}")
             return
         dsn = "host=127.0.0.1 port={} user=postgres dbname=main connect_timeout=10"
-        self.say(f"replica lag at 1,000 commits/s for {self.m.lag_seconds}s")
+        self.say(f"replica lag at 1,000 commits/s for {self.m.lag_seconds}s, "
+                 f"{replica_lag.WRITERS} concurrent writers")
         try:
             self.lag = self.step("replica lag", replica_lag.measure, dsn.format(ours.pg_port), dsn.format(port),
                                  1000.0, self.m.lag_seconds)
-            self.say(f"    p50 {self.lag.p50_ms:.2f} ms, p99 {self.lag.p99_ms:.2f} ms")
+            self.say(f"    p50 {self.lag.p50_ms:.2f} ms, p99 {self.lag.p99_ms:.2f} ms at "
+                     f"{self.lag.rate_achieved:,.0f} commits/s achieved ({self.lag.writers} writers)")
         except Exception as exc:
             self.lag_note = f"failed: {exc}"
             self.say(f"    FAILED: {exc}")
@@ -281,6 +300,9 @@ class Run:
             for r in ours_failed:
                 print(f"!!   {r.workload}: {r.ours_error}", flush=True)
             print(bar, flush=True)
+        for r in self.rows:
+            if r.bv_error and r.bv_error != "see notes":
+                print(f"buenavista cannot run {r.workload}: {r.bv_error}", flush=True)
         if pg_failed:
             print(f"bench: {len(pg_failed)} workload(s) failed on PostgreSQL: the harness is broken", flush=True)
             return 1

@@ -60,7 +60,20 @@ def test_pgbench_command_never_initialises_and_caps_threads_at_clients():
     assert argv[argv.index("-M") + 1] == "prepared"
     assert argv[argv.index("-j") + 1] == "1"
     assert argv[argv.index("-T") + 1] == "30"
-    assert len(pgbench.workloads()) == 8  # 2 scripts x 1,4 clients x simple,prepared
+    names = [w.name for w in pgbench.workloads("full")]
+    assert len(names) == 13  # 2 scripts x 1,4 clients x simple,prepared; x 16,64 clients simple; pipelined
+    assert "select-only, 64 clients, -M simple" in names
+    assert [w.name for w in pgbench.workloads("short")][8:] == ["select-only, 16 clients, -M simple"]
+
+
+def test_pgbench_command_runs_the_pipelined_script_from_a_file_with_its_scale():
+    w = pgbench.Workload(pgbench.PIPELINED, 4, "extended")
+    argv = pgbench.command(w, "127.0.0.1", 5555, "main", 30, threads=2, scale=10)
+    script = argv[argv.index("-f") + 1]
+    assert "-b" not in argv and argv[argv.index("-s") + 1] == "10"
+    with open(script) as f:
+        text = f.read()
+    assert text.index("\\startpipeline") < text.index("BEGIN;") < text.index("END;") < text.index("\\endpipeline")
 
 
 @pytest.mark.parametrize("scale", [1, 3])
@@ -78,26 +91,36 @@ def test_ratio_is_higher_is_better_for_both_throughput_and_latency():
     assert report.Row("w", "tps", 500, 1000).ratio == pytest.approx(0.5)
     assert report.Row("w", "ms", 2.0, 0.5).ratio == pytest.approx(0.25)
     assert report.Row("w", "tps", None, 1000, ours_error="boom").ratio is None
+    assert report.Row("w", "tps", 500, 1000, bv=250).ratio_bv == pytest.approx(2.0)
+    assert report.Row("w", "tps", 500, 1000, bv=None, bv_error="no").ratio_bv is None
 
 
 def test_results_table_shows_failures_and_ratios():
     text = report.table([report.Row("select-only, 4 clients, -M simple", "tps", 1895.1, 95061.5),
                          report.Row("select-only, 1 client, -M prepared", "tps", None, 23212.5,
-                                    ours_error="ERROR: a|b")])
+                                    ours_error="ERROR: a|b", bv_error="list index out of range")])
     lines = text.splitlines()
-    assert lines[0] == "| workload | ours | PostgreSQL | ratio |"
-    assert lines[2] == "| select-only, 4 clients, -M simple | 1,895 tps | 95,062 tps | 0.02× |"
-    assert lines[3] == "| select-only, 1 client, -M prepared | failed: ERROR: a\\|b | 23,212 tps | — |"
+    assert lines[0] == "| workload | ours | PostgreSQL | buenavista | ours/PostgreSQL | ours/buenavista |"
+    assert lines[2] == "| select-only, 4 clients, -M simple | 1,895 tps | 95,062 tps | — | 0.02× | — |"
+    assert lines[3] == ("| select-only, 1 client, -M prepared | failed: ERROR: a\\|b | 23,212 tps | "
+                        "failed: list index out of range | — | — |")
 
 
 def test_targets_met_and_missed_with_the_gap():
-    rows = [report.Row("select-only, 4 clients, -M simple", "tps", 600, 1000),
-            report.Row("simple-update, 1 client, -M simple", "tps", 100, 1000),
-            report.Row("simple-update, 4 clients, -M simple", "tps", 900, 1000)]
-    got = analysis.targets(rows, 0.7, latency.LITERAL, None, "not available: no replica in this build")
-    assert [t.met for t in got] == [True, False, False, None]
-    assert "Gap: simple-update, 1 client, -M simple needs 500 tps, 5.0× what it has" in got[2].measured
-    assert "Gap: 1.4× too slow" in got[1].measured
+    rows = [report.Row(analysis.SELECT4, "tps", 600, 1000),
+            report.Row(analysis.SELECT16, "tps", 900, 9000, bv=1000),
+            report.Row(analysis.SELECT64, "tps", 700, 9000, bv=1000),
+            report.Row(analysis.UPDATE4, "tps", 300, 6000),
+            report.Row(analysis.PIPELINED4, "tps", 100, 8000, bv=None, bv_error="no")]
+    cpu = {analysis.SELECT16: {"edge": 150.0, "storage": 100.0}}
+    got = analysis.targets(rows, cpu, 1.5, latency.LITERAL, (600.0, 1.0, 3.0), None)
+    assert [t.met for t in got] == [False, True, True, False, False, False, False]
+    assert "Gap: select-only, 64 clients, -M simple needs 800 tps, 1.1× what it has" in got[0].measured
+    assert got[2].measured.startswith("250 µs")
+    assert "Gap: needs 480 tps" in got[3].measured
+    assert "600 commits/s achieved (below the rate" in got[5].measured
+    none = analysis.targets([], {}, None, None, None, "not available: no replica in this build")
+    assert [t.met for t in none] == [None] * 7
 
 
 def test_percentile_nearest_rank():
