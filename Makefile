@@ -28,7 +28,7 @@ test: setup lint ## lint, the whole test suite, then the spine and replica-site 
 test-mvsqlite: setup ## every test on the mvsqlite backend
 	SQLD_TEST_BACKEND=mvsqlite $(PY) -m pytest $(ARGS)
 
-bench: setup-bench ## ours vs a throwaway PostgreSQL 15 (~8 min): bench/results/<date>.md, .png, profile
+bench: setup-bench ## ours vs a throwaway PostgreSQL 15 and buenavista over SQLite (~19 min): bench/results/<date>.md, .png, profile
 	$(PY) -m bench --mode full $(ARGS)
 
 bench-short: setup-bench ## the same, a few seconds per workload (CI); results in build/bench-short/

@@ -33,7 +33,7 @@ def write(run: Run) -> str:
     setup = [
         f"- mode **{run.mode_name}**: pgbench scale {m.scale} (ours loaded with the SQLite-dialect script, "
         f"PostgreSQL with `pgbench -i`; same row counts), {m.seconds} s per pgbench workload, "
-        f"`-n -b <script>`, `-j` = min(clients, cores), loopback TCP to both servers",
+        f"`-n -b <script>` (or `-f` for ours below), `-j` = min(clients, cores), loopback TCP to all three servers",
         "- ratio = ours ÷ peer for tps, peer ÷ ours for latency: 1.0 is parity, higher is better for us",
         f"- buenavista {peer.VERSION}: the pg-wire server a Python user would pick to serve SQLite, one Python "
         "process, a thread per client; its SQLite backend is ours (bench/peer.py, sqlite3, a connection per "
