@@ -1,6 +1,7 @@
 """Results → backend messages: RowDescription, DataRow, CommandComplete, in text or binary."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from common.statement import Classified
@@ -57,6 +58,15 @@ def formats_for(result_formats: Sequence[int], n: int) -> list[int]:
 
 
 def row_description(names: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
+    """RowDescription; the same columns (most results of a workload) are encoded once."""
+    return _row_description(tuple(names), tuple(oids), tuple(formats))
+
+
+ROW_DESCRIPTIONS_CACHED = 256
+
+
+@functools.lru_cache(maxsize=ROW_DESCRIPTIONS_CACHED)
+def _row_description(names: tuple[str, ...], oids: tuple[int, ...], formats: tuple[int, ...]) -> bytes:
     return m.row_description([(n, o, types.TYPE_SIZE.get(o, -1)) for n, o in zip(names, oids)], formats)
 
 
