@@ -16,8 +16,10 @@ as SQLite would.
 from __future__ import annotations
 
 import enum
+import functools
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import apsw
 
@@ -66,6 +68,28 @@ _new = tuple.__new__
 _WS_GROUP = _TOKEN.groupindex["ws"]
 
 
+# Per-text caches (`per_text`): what is a pure function of a statement's text is computed once
+# per distinct text. Bounded twice: TEXTS_CACHED entries per cache, and texts longer than
+# LONGEST_CACHED characters (a bulk INSERT, a script) are not kept at all.
+TEXTS_CACHED = 1024
+LONGEST_CACHED = 4096
+
+_R = TypeVar("_R")
+
+
+def per_text(fn: Callable[[str], _R]) -> Callable[[str], _R]:
+    """`fn(sql)`, remembered for the last TEXTS_CACHED short texts. Only for a pure function of
+    the text whose result nobody changes (frozen dataclasses, tuples, enums, strings)."""
+    cached = functools.lru_cache(maxsize=TEXTS_CACHED)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(sql: str) -> _R:
+        return cached(sql) if len(sql) <= LONGEST_CACHED else fn(sql)
+    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    wrapper.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return wrapper
+
+
 def tokens(sql: str, brackets: bool = False) -> list[Token]:
     """Every token of `sql`, whitespace and comments included: joining the texts gives `sql`
     back. `brackets`: read [name] as a quoted identifier (SQLite), not as two operators."""
@@ -107,6 +131,11 @@ def split(sql: str) -> list[str]:
     A trailing statement without a semicolon is kept as it is, so that SQLite reports
     its own error for incomplete input.
     """
+    return list(_split(sql))
+
+
+@per_text
+def _split(sql: str) -> tuple[str, ...]:
     out: list[str] = []
     start = 0
     pos = sql.find(";")
@@ -120,7 +149,7 @@ def split(sql: str) -> list[str]:
     tail = sql[start:]
     if not is_empty(tail):
         out.append(tail.strip())
-    return out
+    return tuple(out)
 
 
 def leading_words(sql: str, n: int = 2) -> list[str]:

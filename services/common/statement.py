@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.sqltext import T, leading_words, significant, strip_leading
+from common.sqltext import T, leading_words, per_text, significant, strip_leading
 from sqld.v1 import common_pb2
 
 Kind = common_pb2.StatementKind
@@ -52,8 +52,10 @@ class Classified:
         return self.kind in (BEGIN, BEGIN_READ_ONLY)
 
 
+@per_text
 def classify(sql: str) -> Classified:
-    """The kind and verb of one statement (split first: this looks only at its start)."""
+    """The kind and verb of one statement (split first: this looks only at its start).
+    Remembered per text (common.sqltext.per_text)."""
     words = tuple(leading_words(sql, 4))
     first = words[0] if words else ""
     verb = _main_verb(sql) if first == "WITH" else first

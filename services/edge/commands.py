@@ -6,6 +6,7 @@ the scheduler.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -84,12 +85,17 @@ class Settings:
         return [(key, new)] if key in REPORTED else []
 
     def statement_timeout_s(self) -> float:
-        raw = self.values.get("statement_timeout", "0").strip().lower()
-        m = re.match(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$", raw)
-        if not m:
-            return 0.0
-        scale = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 0.001}[m.group(2)]
-        return float(m.group(1)) * scale
+        return _seconds(self.values.get("statement_timeout", "0"))
+
+
+@functools.lru_cache(maxsize=64)
+def _seconds(setting: str) -> float:
+    """A duration setting (milliseconds unless a unit says otherwise) in seconds; 0 if unreadable."""
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$", setting.strip().lower())
+    if not m:
+        return 0.0
+    scale = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 0.001}[m.group(2)]
+    return float(m.group(1)) * scale
 
 
 # Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 
+from common.sqltext import per_text
 from edge import commands, cursors
 
 
@@ -21,8 +22,14 @@ class Route(enum.Enum):
     REMOTE = enum.auto()   # the scheduler runs it
 
 
-def route(sql: str, settings: commands.Settings) -> Route:
-    """How the edge handles one statement (already split). `settings` are not changed."""
+_ANY_SETTINGS = commands.Settings("", {})  # commands.local answers or not whatever the settings
+
+
+@per_text
+def route(sql: str) -> Route:
+    """How the edge handles one statement (already split). A pure function of the text, so
+    remembered per text: whether the edge answers a statement never depends on the settings
+    (commands.local answers or refuses by the statement's form), only what it answers does."""
     stripped = sql.strip()
     head = stripped[:8].upper()
     if head.startswith("DECLARE") and cursors.DECLARE.match(stripped):
@@ -33,6 +40,6 @@ def route(sql: str, settings: commands.Settings) -> Route:
         return Route.CLOSE
     if head.startswith("COPY"):
         return Route.COPY
-    if commands.local(sql, settings.copy(), "", 0) is not None:
+    if commands.local(sql, _ANY_SETTINGS.copy(), "", 0) is not None:
         return Route.LOCAL
     return Route.REMOTE

@@ -1,6 +1,7 @@
 """Results → backend messages: RowDescription, DataRow, CommandComplete, in text or binary."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from common.statement import Classified
@@ -57,23 +58,24 @@ def formats_for(result_formats: Sequence[int], n: int) -> list[int]:
 
 
 def row_description(names: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
+    """RowDescription; the same columns (most results of a workload) are encoded once."""
+    return _row_description(tuple(names), tuple(oids), tuple(formats))
+
+
+ROW_DESCRIPTIONS_CACHED = 256
+
+
+@functools.lru_cache(maxsize=ROW_DESCRIPTIONS_CACHED)
+def _row_description(names: tuple[str, ...], oids: tuple[int, ...], formats: tuple[int, ...]) -> bytes:
     return m.row_description([(n, o, types.TYPE_SIZE.get(o, -1)) for n, o in zip(names, oids)], formats)
 
 
 def data_rows(rows: Sequence[common_pb2.Row], oids: Sequence[int], formats: Sequence[int], strict: bool) -> list[bytes]:
     """DataRow messages; `strict` when the client was told the types before the values existed."""
-    out = []
-    for row in rows:
-        vals = []
-        for v, oid, fmt in zip(row.values, oids, formats):
-            if fmt == 1:
-                vals.append(types.to_binary(v, oid))
-            elif strict:
-                vals.append(types.coerce_text(v, oid))
-            else:
-                vals.append(types.to_text(v, oid))
-        out.append(m.data_row(vals))
-    return out
+    text = types.coerce_text if strict else types.to_text
+    convert = [types.to_binary if fmt == 1 else text for fmt in formats]
+    data_row = m.data_row
+    return [data_row([f(v, oid) for f, v, oid in zip(convert, row.values, oids)]) for row in rows]
 
 
 def local_messages(res: LocalResult) -> list[bytes]:

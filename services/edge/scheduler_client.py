@@ -98,9 +98,9 @@ class SchedulerSession:
         batch_id = next(self._ids)
         self._running = True
         try:
-            await self._call.write(query_pb2.SessionRequest(batch=query_pb2.Batch(
-                id=batch_id, statements=statements, implicit_transaction=implicit_transaction,
-                describe_only=describe_only, fail_transaction=fail_transaction)))
+            await self._call.write(query_pb2.SessionRequest(batch={  # a dict: the statements copied once
+                "id": batch_id, "statements": statements, "implicit_transaction": implicit_transaction,
+                "describe_only": describe_only, "fail_transaction": fail_transaction}))
             while True:
                 answer = await self._answers.get()
                 if isinstance(answer, SessionEnded):

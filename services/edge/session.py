@@ -111,7 +111,7 @@ class Session:
 
     # -- the edge's own answers ------------------------------------------------------------
     def route(self, sql: str) -> dispatch.Route:
-        return dispatch.route(sql, self.settings)
+        return dispatch.route(sql)
 
     def run_local(self, sql: str) -> commands.LocalResult | None:
         res = commands.local(sql, self.settings, self.database, self.pid)

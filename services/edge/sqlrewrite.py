@@ -15,10 +15,11 @@ sqlparts.py, and the tokens come from the one lexer, common/sqltext.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from common.sqltext import CAST, NUM, PARAM, QID, STR, WORD, WS, Token, significant, tokens
+from common.sqltext import CAST, NUM, PARAM, QID, STR, WORD, WS, Token, per_text, significant, tokens
 from edge import catalog, colnames
 from edge.sqlparts import operand_start, read_type, split_select_list
 
@@ -36,19 +37,21 @@ SQLITE_TYPE = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rewritten:
+    """Shared by every statement with the same text (`rewrite` is cached): never changed."""
     sql: str
     param_count: int = 0
     column_hints: list[str] = field(default_factory=list)  # SQLite decltype per select-list item, "" unknown
     column_names: list[str | None] = field(default_factory=list)  # colnames.output_names of the client's SQL
 
 
+@per_text
 def rewrite(sql: str) -> Rewritten:
     """`sql` in SQLite's spelling, with its parameter count, select-list type hints and
     PostgreSQL's column names. A catalog query (or a SERIAL column, a VALUES alias) is first
     translated by the catalog; for a catalog query its hints then replace ours and its relations
-    are prefixed last."""
+    are prefixed last. A pure function of the text, remembered per text (sqltext.per_text)."""
     step = catalog.rewrite(sql)
     if step is None:
         out, words = _rewrite(sql)
@@ -56,10 +59,9 @@ def rewrite(sql: str) -> Rewritten:
         out, _ = _rewrite(step.sql)
         words = significant(sql)
         if step.column_hints is not None:
-            out.sql = catalog.with_prefix(out.sql)
-            out.column_hints = step.column_hints
-    out.column_names = colnames.output_names(words)  # named from the client's text, as PostgreSQL would
-    return out
+            out = dataclasses.replace(out, sql=catalog.with_prefix(out.sql), column_hints=step.column_hints)
+    # named from the client's text, as PostgreSQL would
+    return dataclasses.replace(out, column_names=colnames.output_names(words))
 
 
 _DOLLAR_PARAM = re.compile(r"\$(\d+)")

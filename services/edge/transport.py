@@ -13,19 +13,29 @@ from typing import Any
 from edge.pgwire import codec
 from edge.pgwire import messages as m
 
+SEND_BUFFER = 64 * 1024  # bytes queued by send() before they are handed to the socket unasked
+
 
 class ClientGone(Exception):
     """The client closed the connection (or we must close it)."""
 
 
 class Transport:
+    """`send` queues; the queue goes to the socket in one write at `flush`, before any read (so
+    nothing the client waits for is held back), at SEND_BUFFER bytes, and at close: a query's
+    rows, CommandComplete and ReadyForQuery leave in one system call, as PostgreSQL's own
+    output buffer does."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_message_bytes: int) -> None:
         self._reader = reader
         self._writer = writer
         self.max_message_bytes = max_message_bytes
         self.peer: Any = writer.get_extra_info("peername")
+        self._queued: list[bytes] = []
+        self._queued_bytes = 0
 
     async def read(self, n: int) -> bytes:
+        self._write()
         try:
             return await self._reader.readexactly(n)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
@@ -38,9 +48,20 @@ class Transport:
 
     def send(self, data: bytes) -> None:
         if data:
-            self._writer.write(data)
+            self._queued.append(data)
+            self._queued_bytes += len(data)
+            if self._queued_bytes >= SEND_BUFFER:
+                self._write()
+
+    def _write(self) -> None:
+        """Hand what is queued to the socket (asyncio's buffer), in one write."""
+        if self._queued:
+            queued = self._queued
+            self._writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
+            self._queued, self._queued_bytes = [], 0
 
     async def flush(self) -> None:
+        self._write()
         try:
             await self._writer.drain()
         except ConnectionError as exc:
@@ -59,10 +80,12 @@ class Transport:
         public API exposes the reader's buffer, hence the private attribute."""
         if getattr(self._reader, "_buffer", b""):
             raise codec.ProtocolError("received unencrypted data after SSL request")
+        self._write()
         await self._writer.start_tls(ctx)
 
     async def close(self) -> None:
         """Send what is queued (the client may be gone) and close the socket."""
+        self._write()
         try:
             await self._writer.drain()
         except ConnectionError:
@@ -71,4 +94,5 @@ class Transport:
 
     def hang_up(self) -> None:
         """Close the socket now (what was queued is still sent)."""
+        self._write()
         self._writer.close()

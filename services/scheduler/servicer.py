@@ -134,9 +134,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
                         reason=self._too_long())))
                     return
-                await context.write(query_pb2.SessionResponse(result=query_pb2.BatchResult(
-                    id=batch.id, results=results, status=session.status, frame_no=session.frame_no,
-                    served_by_replica=session.served_by_replica)))
+                # The BatchResult as a dict: built inside the response, its results copied once, not twice.
+                await context.write(query_pb2.SessionResponse(result={
+                    "id": batch.id, "results": results, "status": session.status, "frame_no": session.frame_no,
+                    "served_by_replica": session.served_by_replica}))
         finally:
             reader.cancel()
             self.sessions -= 1

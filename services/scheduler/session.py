@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ import grpc
 
 from common import errors, sqlstate, statement
 from common.sqlstate import SqlError
-from common.sqltext import leading_words, split
+from common.sqltext import LONGEST_CACHED, TEXTS_CACHED, leading_words, split
 from common.statement import CONTROL, Kind, kind_of
 from scheduler import routing, stat_replication
 from scheduler.pool import DatabasePool, Pools
@@ -67,7 +68,8 @@ def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statem
     script; the edge splits before it sends), each piece classified; parameters allow only one."""
     out: list[common_pb2.Statement] = []
     for st in statements:
-        parts = split(st.sql) if ";" in st.sql else ()
+        semi = st.sql.find(";")
+        parts = split(st.sql) if semi != -1 and st.sql[semi + 1:].strip() else ()  # not one ending in ";"
         if len(parts) <= 1:
             out.append(st)
             continue
@@ -78,9 +80,17 @@ def expand(statements: Sequence[common_pb2.Statement]) -> list[common_pb2.Statem
 
 
 def _kind(st: common_pb2.Statement) -> int:
-    """How the session orders `st`: its StatementKind, or LOCAL."""
+    """How the session orders `st`: its StatementKind, or LOCAL. A pure function of the text and
+    the kind, remembered for short texts (common.sqltext.per_text's bounds)."""
     kind = kind_of(st)
-    if routing.is_setting(st.sql) or (kind == statement.READ and stat_replication.mentions(st.sql)):
+    sql = st.sql
+    return _local_or(sql, kind) if len(sql) <= LONGEST_CACHED else _local_or.__wrapped__(sql, kind)
+
+
+@functools.lru_cache(maxsize=TEXTS_CACHED)
+def _local_or(sql: str, kind: int) -> int:
+    """LOCAL when the scheduler answers `sql` itself, else `kind`."""
+    if routing.is_setting(sql) or (kind == statement.READ and stat_replication.mentions(sql)):
         return LOCAL
     return kind
 

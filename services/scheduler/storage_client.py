@@ -75,10 +75,10 @@ class StorageConnection:
         if self._call.done():  # the stream ended between calls (storage restarted): writing would raise
             self.in_transaction = False
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was lost")
-        req = storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
-            id=next(self._ids), statements=statements, read_only=read_only, describe_only=describe_only,
-            min_frame_no=min_frame_no, wait_ms=wait_ms, max_staleness_ms=max_staleness_ms,
-            synchronous_commit=synchronous_commit, take_writer=take_writer, writer_wait_ms=writer_wait_ms))
+        req = storage_pb2.ConnectRequest(execute={  # a dict: built in place, the statements copied once
+            "id": next(self._ids), "statements": statements, "read_only": read_only, "describe_only": describe_only,
+            "min_frame_no": min_frame_no, "wait_ms": wait_ms, "max_staleness_ms": max_staleness_ms,
+            "synchronous_commit": synchronous_commit, "take_writer": take_writer, "writer_wait_ms": writer_wait_ms})
         if self._abandoned:
             raise StorageUnavailable(grpc.StatusCode.UNAVAILABLE, "storage: the connection was left midway")
         self._abandoned = True

@@ -249,6 +249,6 @@ def test_cursor_fetch_forward_only():
     ("INSERT INTO t VALUES (1)", dispatch.Route.REMOTE),
 ])
 def test_route(sql, route):
-    settings = commands.Settings("u", {})
-    assert dispatch.route(sql, settings) is route
-    assert settings.values == commands.Settings("u", {}).values  # routing changes nothing
+    dispatch.route.cache_clear()
+    assert dispatch.route(sql) is route
+    assert dispatch.route(sql) is route  # remembered

@@ -77,15 +77,15 @@ def parameter_description(oids: Sequence[int]) -> bytes:
     return _msg(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))  # OIDs are unsigned
 
 
+_ROW_HEAD = struct.Struct("!ih")
+_NULL = _I32.pack(-1)
+
+
 def data_row(values: Iterable[bytes | None]) -> bytes:
-    vals = list(values)
-    parts = [struct.pack("!h", len(vals))]
-    for v in vals:
-        if v is None:
-            parts.append(b"\xff\xff\xff\xff")
-        else:
-            parts.append(_I32.pack(len(v)) + v)
-    return _msg(b"D", b"".join(parts))
+    pack = _I32.pack
+    parts = [_NULL if v is None else pack(len(v)) + v for v in values]
+    body = b"".join(parts)
+    return b"D" + _ROW_HEAD.pack(len(body) + 6, len(parts)) + body
 
 
 def command_complete(tag: str) -> bytes:
