@@ -172,10 +172,16 @@ class Cursor:
         try:
             for params in seq:
                 values = bind(ph, params)
+                # Outside a transaction an INSERT runs in one of its own, so that
+                # last_insert_rowid() reaches the same SQLite connection (#14 item 4).
+                own = verb in ("INSERT", "REPLACE") and not conn.in_transaction
+                if own:
+                    conn._simple("BEGIN")
                 try:
-                    raw.execute(ph.sql.encode() if values or ph.names else sql.encode(),
-                                values if ph.names else None)
+                    raw.execute(ph.sql.encode() if ph.names else sql.encode(), values if ph.names else None)
                 except psycopg.Error as exc:
+                    if own:
+                        conn._simple("ROLLBACK")
                     raise _errors.translate(exc) from exc
                 if dml:
                     changed = max(raw.rowcount, 0)
@@ -183,6 +189,8 @@ class Cursor:
                     conn.total_changes += changed
                     if verb in ("INSERT", "REPLACE"):
                         conn._after_insert()
+                    if own:
+                        conn._simple("COMMIT")
             if raw.description is not None and not many:
                 self._take_result(raw)
         finally:
