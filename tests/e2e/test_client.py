@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 import sqldclient
 
 Check = Callable[[Any, Callable[..., Any]], Any]
@@ -474,3 +473,30 @@ def test_interrupt_cancels_a_running_statement(url):
     finally:
         timer.cancel()
         conn.close()
+
+
+# -- a site that requires TLS and SCRAM
+
+
+def test_tls_and_scram_required(own_stack, tmp_path):
+    from edge.auth import userfile
+    from tests.fixtures.certs import self_signed
+
+    self_signed(tmp_path)
+    (tmp_path / "users").write_text("alice:" + userfile.scram_verifier("pencil").text() + "\n")
+    s = own_stack(env={"SQLD_EDGE_USERS": str(tmp_path / "users"), "SQLD_EDGE_TLS_CERT": str(tmp_path / "server.crt"),
+                       "SQLD_EDGE_TLS_KEY": str(tmp_path / "server.key"), "SQLD_EDGE_TLS_REQUIRED": "true"})
+    base = f"postgresql://alice:{{}}@127.0.0.1:{s.ports.pg}/main?connect_timeout=10&sslmode={{}}"
+    conn = sqldclient.connect(base.format("pencil", "require"))
+    try:
+        with conn:
+            t = fresh(conn, "(v)")
+            conn.execute(f"INSERT INTO {t} VALUES (?)", ("over TLS",))
+        assert conn.execute(f"SELECT v FROM {t}").fetchall() == [("over TLS",)]
+        assert conn._check().info.pgconn.ssl_in_use
+    finally:
+        conn.close()
+    with pytest.raises(sqldclient.OperationalError, match="password authentication failed"):
+        sqldclient.connect(base.format("wrong", "require"))
+    with pytest.raises(sqldclient.OperationalError):
+        sqldclient.connect(base.format("pencil", "disable"))
