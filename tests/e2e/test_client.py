@@ -500,3 +500,17 @@ def test_tls_and_scram_required(own_stack, tmp_path):
         sqldclient.connect(base.format("wrong", "require"))
     with pytest.raises(sqldclient.OperationalError):
         sqldclient.connect(base.format("pencil", "disable"))
+
+
+def test_example_prints_the_same_on_both(url, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "client" / "examples" / "notes.py"
+    local = subprocess.run([sys.executable, str(example), str(tmp_path / "notes.db")],
+                           capture_output=True, text=True, timeout=60, check=True)
+    remote = subprocess.run([sys.executable, str(example), "--sqld", url],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert remote.stdout == local.stdout
+    assert "refused a duplicate title" in local.stdout
