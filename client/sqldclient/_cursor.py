@@ -140,11 +140,14 @@ class Cursor:
         if conn.isolation_level is not None and conn.in_transaction:
             conn.commit()  # sqlite3 commits a pending transaction before a script
         self._reset()
-        try:
-            with conn._check().cursor() as raw:
-                raw.execute(sql_script.encode(), prepare=False)  # one Query: the simple protocol
-        except psycopg.Error as exc:
-            raise _errors.translate(exc) from exc
+        # One statement at a time, as sqlite3 steps them: a failing statement stops the script
+        # and leaves the ones before it done (one Query would run them in one implicit transaction).
+        with conn._check().cursor() as raw:
+            for statement in _sqltext.split_statements(sql_script):
+                try:
+                    raw.execute(statement.encode(), prepare=False)
+                except psycopg.Error as exc:
+                    raise _errors.translate(exc) from exc
         return self
 
     def _reset(self) -> None:

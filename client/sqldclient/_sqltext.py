@@ -124,6 +124,17 @@ def has_more_than_one_statement(sql: str) -> bool:
     return False
 
 
+def split_statements(sql: str) -> list[str]:
+    """The statements of a script, in order, each with its `;`; empty ones (only comments) dropped."""
+    out, start = [], 0
+    for end in [*_statement_ends(sql), len(sql)]:
+        piece = sql[start:end]
+        start = end
+        if any(kind != SEMI for kind, _ in _significant(piece)):
+            out.append(piece)
+    return out
+
+
 def complete_statement(sql: str) -> bool:
     """sqlite3.complete_statement: the text ends with a `;` that ends a statement."""
     for kind, text in tokens(sql):
@@ -136,7 +147,7 @@ def complete_statement(sql: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Placeholders:
     sql: str                      # the text with `$n` for each placeholder
-    names: tuple[str | None, ...]  # per index 1..count: the name with its prefix (`:a`), None for `?`/`?NNN`
+    names: tuple[str | None, ...]  # per index 1..count: the name with its prefix (`:a`, `?2`), None for `?`
 
 
 def rewrite(sql: str) -> Placeholders:
@@ -148,9 +159,13 @@ def rewrite(sql: str) -> Placeholders:
         if kind != PARAM:
             out.append(text)
             continue
-        if text[0] == "?":
-            index = int(text[1:]) if len(text) > 1 else top + 1
-            names.setdefault(index, None)
+        if text == "?":
+            index = top + 1
+            names[index] = None
+        elif text[0] == "?":
+            index = int(text[1:])
+            if names.get(index) is None:
+                names[index] = text  # SQLite names an index by its first `?NNN`
         elif text in by_name:
             index = by_name[text]
         else:

@@ -253,6 +253,29 @@ def executescript_commits_first(mod, connect):
 
 
 @check
+def executescript_stops_at_a_failing_statement(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(v TEXT UNIQUE)")
+    err = outcome(lambda: conn.executescript(f"INSERT INTO {t} VALUES ('a'); INSERT INTO {t} VALUES ('a');"
+                                             f" INSERT INTO {t} VALUES ('b');"))
+    in_tx = conn.in_transaction
+    conn.rollback()
+    return err, in_tx, rows(conn.execute(f"SELECT v FROM {t} ORDER BY v"))
+
+
+@check
+def executemany_many_rows(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v TEXT)")
+    cur = conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", ((str(i),) for i in range(40)))
+    seen = [cur.rowcount, conn.total_changes]
+    cur = conn.executemany(f"UPDATE {t} SET v = v || ? WHERE id = ?", [("x", i) for i in range(0, 50, 3)])
+    seen += [cur.rowcount, conn.total_changes]
+    conn.commit()
+    return seen, rows(conn.execute(f"SELECT count(*), sum(length(v)), max(id) FROM {t}"))
+
+
+@check
 def fetch_methods(mod, connect):
     conn = connect()
     cur = conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 7) SELECT x FROM n")
