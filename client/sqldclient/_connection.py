@@ -147,7 +147,14 @@ class Connection:
         return self.cursor().executescript(sql_script)
 
     def commit(self) -> None:
-        self._check()
+        pg = self._check()
+        if pg.info.transaction_status == TransactionStatus.INERROR:
+            # The edge failed the transaction at an error (PostgreSQL's rule); SQLite would have
+            # kept it and committed the rest. Say so instead of a COMMIT that rolls back.
+            self._simple("ROLLBACK")
+            raise _errors.OperationalError(
+                "cannot commit: an earlier statement failed and the server rolled the transaction back "
+                "(SQLite would keep it; needs server support, #14 item 4)")
         if self.in_transaction:
             self._simple("COMMIT")
 

@@ -350,6 +350,27 @@ def transaction_survives_an_error(mod, connect):
     return err, rows(conn.execute(f"SELECT id FROM {t} ORDER BY id"))
 
 
+@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
+@check
+def commit_after_a_failed_statement(mod, connect):
+    """sqlite3 commits what came before the error; the client must not claim it did when it cannot."""
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {t} VALUES (1)")
+    outcome(lambda: conn.execute(f"INSERT INTO {t} VALUES (1)"))
+    committed = outcome(conn.commit)
+    return committed, conn.in_transaction, rows(conn.execute(f"SELECT id FROM {t}"))
+
+
+@check
+def connection_factory(mod, connect):
+    class Mine(mod.Connection):
+        mine = True
+
+    conn = connect(factory=Mine)
+    return type(conn).__name__, conn.mine, isinstance(conn, mod.Connection), typed(conn.execute("SELECT 1").fetchone())
+
+
 @check
 def use_after_close(mod, connect):
     conn = connect()
@@ -537,3 +558,18 @@ def test_example_prints_the_same_on_both(url, tmp_path):
                             capture_output=True, text=True, timeout=60, check=True)
     assert remote.stdout == local.stdout
     assert "refused a duplicate title" in local.stdout
+
+
+def test_commit_after_a_failed_statement_says_it_rolled_back(url):
+    conn = sqldclient.connect(url)
+    try:
+        t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        with pytest.raises(sqldclient.IntegrityError):
+            conn.execute(f"INSERT INTO {t} VALUES (1)")
+        with pytest.raises(sqldclient.OperationalError, match="rolled the transaction back"):
+            conn.commit()
+        assert not conn.in_transaction
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+    finally:
+        conn.close()
