@@ -276,6 +276,36 @@ def executemany_many_rows(mod, connect):
 
 
 @check
+def insert_returning(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+    cur = conn.execute(f"INSERT INTO {t}(v) VALUES (?), (?) RETURNING id, v", ("a", "b"))
+    names = [d[0] for d in cur.description]
+    return names, rows(cur), cur.rowcount, cur.lastrowid, conn.total_changes
+
+
+@check
+def ddl_empty_results_and_pragmas(mod, connect):
+    conn = connect()
+    t = "t_" + uuid.uuid4().hex[:10]
+    cur = conn.execute(f"CREATE TABLE {t}(a INTEGER, b TEXT)")
+    seen = [(cur.rowcount, cur.description, cur.fetchall(), conn.in_transaction)]
+    cur = conn.execute(f"SELECT a FROM {t} WHERE 0")
+    seen.append((cur.description, cur.fetchall(), cur.rowcount))
+    seen.append(rows(conn.execute(f"PRAGMA table_info({t})")))
+    cur = conn.execute(f"DROP TABLE {t}")
+    seen.append((cur.rowcount, conn.in_transaction))
+    return seen
+
+
+@check
+def a_large_blob(mod, connect):
+    conn = connect()
+    blob = bytes(range(256)) * 4096
+    return typed(conn.execute("SELECT ?, length(?)", (blob, blob)).fetchone())
+
+
+@check
 def fetch_methods(mod, connect):
     conn = connect()
     cur = conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 7) SELECT x FROM n")

@@ -99,3 +99,16 @@ def test_more_than_one_statement(sql, many):
     ("CREATE TABLE t(v)", False), ("'insert'", False)])
 def test_dml_is_the_leading_keyword(sql, dml):
     assert _sqltext.is_dml(sql) is dml
+
+
+def test_the_client_imports_nothing_from_services():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    services = {p.name for p in (root / "services").iterdir() if p.is_dir()}
+    for path in (root / "client").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not {n.split(".")[0] for n in names} & services, f"{path} imports {names}"
