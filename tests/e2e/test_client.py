@@ -603,3 +603,21 @@ def test_commit_after_a_failed_statement_says_it_rolled_back(url):
         assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("victim", ["storage", "edge"])
+def test_a_server_killed_mid_query_is_operational_error(own_stack, victim):
+    import threading
+    import time
+
+    s = own_stack()
+    conn = sqldclient.connect(f"postgresql://postgres@127.0.0.1:{s.ports.pg}/main?connect_timeout=5")
+    threading.Timer(1.0, s.kill, (victim,)).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(sqldclient.OperationalError):
+            conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                         "SELECT count(*) FROM n").fetchall()
+        assert time.monotonic() - started < 30
+    finally:
+        conn.close()
