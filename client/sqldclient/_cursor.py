@@ -165,9 +165,8 @@ class Cursor:
         ph = _sqltext.rewrite(sql)
         dml = _sqltext.is_dml(sql)
         verb = _sqltext.leading_word(sql)
-        if many and not dml and verb not in ("", "WITH"):
-            if verb == "SELECT":
-                raise _errors.ProgrammingError("executemany() can only execute DML statements.")
+        if many and verb == "SELECT":
+            raise _errors.ProgrammingError("executemany() can only execute DML statements.")
         if dml and conn.isolation_level is not None and not conn.in_transaction:
             conn._begin()
         total = 0
