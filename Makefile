@@ -36,9 +36,9 @@ bench-short: setup-bench ## the same, a few seconds per workload (CI); results i
 
 setup: $(VENV)/.installed $(STUBS)
 
-lint: setup ## ruff and mypy over the services, tests and benchmarks (configured in pyproject.toml)
-	$(PY) -m ruff check services tests bench
-	$(PY) -m mypy services
+lint: setup ## ruff and mypy over the services, the client, tests and benchmarks (configured in pyproject.toml)
+	$(PY) -m ruff check services tests bench client
+	$(PY) -m mypy services client/sqldclient
 
 setup-bench: setup $(VENV)/.installed-bench
 
@@ -46,10 +46,11 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps -e ./client
 	touch $@
 
 proto: $(STUBS)

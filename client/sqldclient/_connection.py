@@ -1,0 +1,231 @@
+"""connect() and Connection: sqlite3's connection object over one psycopg connection.
+
+The psycopg connection is always in autocommit mode; transactions are this module's, as in
+sqlite3's legacy transaction control: an implicit `BEGIN <isolation_level>` before
+INSERT/UPDATE/DELETE/REPLACE outside a transaction, none when isolation_level is None.
+in_transaction is the server's transaction status (ReadyForQuery).
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from . import _errors, _types
+from ._cursor import Cursor
+
+_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+server_version: str | None = None  # the server's sqlite_version(), from the latest connect()
+
+
+def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> dict[str, Any]:
+    db = os.fspath(database)
+    if db == ":memory:" or db.startswith("file::memory:"):
+        raise _errors.NotSupportedError(
+            "':memory:' needs a scratch database created on the server at runtime (CREATE DATABASE, #15)")
+    if uri and db.startswith("file:"):
+        raise _errors.NotSupportedError("file: URIs name a local SQLite file; pass a postgresql:// URL")
+    kwargs: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeout))}
+    if db.startswith(("postgresql://", "postgres://")):
+        kwargs["conninfo"] = db
+    else:
+        kwargs["dbname"] = db  # PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE … fill in the rest (libpq)
+    return kwargs
+
+
+class Connection:
+    def __init__(self, database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
+                 isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
+                 factory: Any = None, cached_statements: int = 128, uri: bool = False,
+                 **kwargs: Any) -> None:
+        self._pg: psycopg.Connection[Any] | None = None
+        kw = _conninfo(database, timeout, uri)
+        conninfo = kw.pop("conninfo", "")
+        try:
+            pg = psycopg.Connection.connect(conninfo, autocommit=True, **kw, **kwargs)
+        except psycopg.Error as exc:
+            raise _errors.translate(exc) from exc
+        _types.configure(pg)
+        self._pg = pg
+        self._thread = threading.get_ident()
+        self._check_same_thread = check_same_thread
+        self._detect_types = detect_types
+        self._isolation_level: str | None = None
+        self.isolation_level = isolation_level
+        self.row_factory: Any = None
+        self.text_factory: Any = str
+        self.total_changes = 0
+        self._last_rowid = 0
+        global server_version
+        server_version = self._scalar("SELECT sqlite_version()")
+
+    # -- state checks
+    def _check_thread(self) -> None:
+        if self._check_same_thread and threading.get_ident() != self._thread:
+            raise _errors.ProgrammingError(
+                "SQLite objects created in a thread can only be used in that same thread. "
+                f"The object was created in thread id {self._thread} and this is thread id {threading.get_ident()}.")
+
+    def _check(self) -> psycopg.Connection[Any]:
+        self._check_thread()
+        if self._pg is None or self._pg.closed:
+            raise _errors.ProgrammingError("Cannot operate on a closed database.")
+        return self._pg
+
+    def _scalar(self, sql: str) -> Any:
+        pg = self._check()
+        try:
+            with psycopg.RawCursor(pg) as cur:
+                cur.execute(sql.encode())
+                row = cur.fetchone()
+        except psycopg.Error as exc:
+            raise _errors.translate(exc) from exc
+        value = row[0] if row else None
+        return value.decode() if isinstance(value, _types.RawText) else value
+
+    def _simple(self, sql: str) -> None:
+        pg = self._check()
+        try:
+            pg.execute(sql.encode(), prepare=False)
+        except psycopg.Error as exc:
+            raise _errors.translate(exc) from exc
+
+    def _begin(self) -> None:
+        self._simple(f"BEGIN {self._isolation_level}".rstrip())
+
+    def _after_insert(self) -> None:
+        # last_insert_rowid() runs on the same SQLite connection only inside a transaction (the
+        # scheduler pins it); outside one the value would come from any pooled connection.
+        # Needs server support (#14 item 4): the rowid in CommandComplete's OID field.
+        if self.in_transaction:
+            self._last_rowid = self._scalar("SELECT last_insert_rowid()")
+
+    # -- sqlite3's Connection
+    @property
+    def isolation_level(self) -> str | None:
+        return self._isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        if value is None:
+            if self._pg is not None and self.in_transaction:
+                self.commit()
+            self._isolation_level = None
+            return
+        if not isinstance(value, str):
+            raise TypeError("isolation_level must be str or None")
+        if value.upper() not in _LEVELS:
+            raise ValueError("isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'")
+        self._isolation_level = value
+
+    @property
+    def in_transaction(self) -> bool:
+        pg = self._check()
+        return pg.info.transaction_status != TransactionStatus.IDLE
+
+    def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:
+        self._check()
+        cur = factory(self)
+        if not isinstance(cur, Cursor):
+            raise TypeError("factory must return a cursor, not " + type(cur).__name__)
+        if self.row_factory is not None:
+            cur.row_factory = self.row_factory
+        return cur
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> Cursor:
+        return self.cursor().executescript(sql_script)
+
+    def commit(self) -> None:
+        pg = self._check()
+        if pg.info.transaction_status == TransactionStatus.INERROR:
+            # The edge failed the transaction at an error (PostgreSQL's rule); SQLite would have
+            # kept it and committed the rest. Say so instead of a COMMIT that rolls back.
+            self._simple("ROLLBACK")
+            raise _errors.OperationalError(
+                "cannot commit: an earlier statement failed and the server rolled the transaction back "
+                "(SQLite would keep it; needs server support, #14 item 4)")
+        if self.in_transaction:
+            self._simple("COMMIT")
+
+    def rollback(self) -> None:
+        self._check()
+        if self.in_transaction:
+            self._simple("ROLLBACK")
+
+    def close(self) -> None:
+        self._check_thread()
+        if self._pg is not None and not self._pg.closed:
+            self._pg.close()  # like sqlite3, an open transaction is rolled back, not committed
+
+    def interrupt(self) -> None:
+        """Cancel the running statement (a CancelRequest); it raises OperationalError."""
+        pg = self._check()
+        pg.cancel_safe()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
+        else:
+            self.rollback()
+
+    @property
+    def closed(self) -> bool:
+        return self._pg is None or self._pg.closed
+
+    # -- what needs SQLite in this process: refused clearly
+    def _unsupported(self, name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            raise _errors.NotSupportedError(
+                f"{name}() needs SQLite in this process; the database is on a sqld server")
+        return refuse
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _UNSUPPORTED:
+            return self._unsupported(name)
+        raise AttributeError(name)
+
+    Warning = _errors.Warning
+    Error = _errors.Error
+    InterfaceError = _errors.InterfaceError
+    DatabaseError = _errors.DatabaseError
+    DataError = _errors.DataError
+    OperationalError = _errors.OperationalError
+    IntegrityError = _errors.IntegrityError
+    InternalError = _errors.InternalError
+    ProgrammingError = _errors.ProgrammingError
+    NotSupportedError = _errors.NotSupportedError
+
+
+_UNSUPPORTED = {"create_function", "create_aggregate", "create_window_function", "create_collation",
+                "set_authorizer", "set_progress_handler", "set_trace_callback", "enable_load_extension",
+                "load_extension", "blobopen", "backup", "serialize", "deserialize", "setlimit", "getlimit",
+                "setconfig", "getconfig", "iterdump"}
+
+
+def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
+            isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
+            factory: type[Connection] | None = None, cached_statements: int = 128, uri: bool = False,
+            **kwargs: Any) -> Connection:
+    """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name."""
+    cls = factory or Connection
+    return cls(database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
+               check_same_thread=check_same_thread, cached_statements=cached_statements, uri=uri, **kwargs)

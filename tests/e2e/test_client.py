@@ -1,0 +1,623 @@
+"""sqldclient against the standard sqlite3 module: the same DB-API checks, the same outcome.
+
+Each check takes a DB-API module and a `connect(**kwargs)` for it and returns what it saw:
+values with their Python types, description names, rowcount, lastrowid, total_changes,
+in_transaction, exception classes. It runs once on sqlite3 over a local temp file (the
+oracle) and once on sqldclient over the running stack; the outcomes must be equal. No
+expected value is written by hand. Checks that need the server to send more (#14 item 4)
+are strict xfails, so they fail the day the server adds it.
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+import sqldclient
+
+Check = Callable[[Any, Callable[..., Any]], Any]
+CHECKS: dict[str, Check] = {}
+NEEDS_SERVER: dict[str, str] = {}
+
+
+def check(fn: Check) -> Check:
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def needs_server(reason: str) -> Callable[[Check], Check]:
+    def mark(fn: Check) -> Check:
+        NEEDS_SERVER[fn.__name__] = "needs server support (#14 item 4): " + reason
+        return check(fn)
+    return mark
+
+
+def typed(x: Any) -> Any:
+    """A value with its type, comparable across runs (NaN equal to NaN, -0.0 apart from 0.0)."""
+    if isinstance(x, (list, tuple)):
+        return [typed(v) for v in x]
+    if isinstance(x, float):
+        return ("float", "nan" if math.isnan(x) else repr(x))
+    return (type(x).__name__, x)
+
+
+def outcome(fn: Callable[[], Any]) -> Any:
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # the class name is the outcome
+        return ("raises", type(exc).__name__)
+
+
+def fresh(conn: Any, ddl: str) -> str:
+    """A table of this run's own (the stack's database is shared): its name."""
+    name = "t_" + uuid.uuid4().hex[:10]
+    conn.execute(f"CREATE TABLE {name}{ddl}")
+    if conn.in_transaction:
+        conn.commit()
+    return name
+
+
+def rows(cur: Any) -> Any:
+    return typed(cur.fetchall())
+
+
+# -- values
+
+
+@check
+def literals_keep_their_storage_class(mod, connect):
+    conn = connect()
+    cur = conn.execute("SELECT 1 AS i, 1.5 AS r, 'x' AS t, x'00ff00' AS b, NULL AS n, "
+                       "9223372036854775807 AS big, -9223372036854775808 AS small, 2.0 AS two")
+    return rows(cur), [d[0] for d in cur.description]
+
+
+@check
+def stored_values_round_trip(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(i INTEGER, r REAL, t TEXT, b BLOB, n NUMERIC, u)")
+    values = [
+        (1, 1.5, "x", b"\x00a\x00", 3, None),
+        (2**63 - 1, float("inf"), "ünïcødé ☃ 𝄞", b"", 2.5, 7),
+        (-2**63, float("-inf"), "", b"\x00" * 3, "12", 7),
+        (0, 3, "42", bytes(range(256)), 10, 8),
+        (None, -0.0, "a'b\"c", None, None, None),
+    ]
+    conn.executemany(f"INSERT INTO {t} VALUES (?, ?, ?, ?, ?, ?)", values)
+    conn.commit()
+    return rows(conn.execute(f"SELECT i, r, t, b, n, u FROM {t} ORDER BY rowid"))
+
+
+@check
+def nan_is_stored_as_null(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(r REAL)")
+    conn.execute(f"INSERT INTO {t} VALUES (?)", (float("nan"),))
+    return rows(conn.execute(f"SELECT r, typeof(r) FROM {t}"))
+
+
+@needs_server("the storage class of each value; the edge sends one type OID per column")
+@check
+def a_column_mixing_classes(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(u)")
+    conn.executemany(f"INSERT INTO {t} VALUES (?)", [(1,), (2.5,), ("a",), (b"b",)])
+    conn.commit()
+    return rows(conn.execute(f"SELECT u FROM {t} ORDER BY rowid"))
+
+
+@check
+def text_factory(mod, connect):
+    conn = connect()
+    out = []
+    for factory in (bytes, str, lambda b: b.decode().upper()):
+        conn.text_factory = factory
+        out.append(typed(conn.execute("SELECT 'é', 1, x'01'").fetchone()))
+    return out
+
+
+@check
+def row_factory_row(mod, connect):
+    conn = connect()
+    conn.row_factory = mod.Row
+    r = conn.execute("SELECT 1 AS a, 'b' AS b").fetchone()
+    return r.keys(), typed([r["A"], r[1], r["b"], len(r), list(r)]), isinstance(r, mod.Row)
+
+
+@check
+def parameter_styles(mod, connect):
+    conn = connect()
+    out = []
+    out.append(typed(conn.execute("SELECT ?, ?", (1, "a")).fetchone()))
+    out.append(typed(conn.execute("SELECT ?2, ?1, ?2", (1, "a")).fetchone()))
+    out.append(typed(conn.execute("SELECT :a, @b, $c, :a", {"a": 1, "b": 2.5, "c": b"x"}).fetchone()))
+    out.append(typed(conn.execute("SELECT '?', ':a', \"?\" FROM (SELECT 1 AS \"?\") -- ?\n").fetchone()))
+    out.append(typed(conn.execute("SELECT ? || '%s' || '%'", ("50",)).fetchone()))
+    return out
+
+
+@check
+def adapters_and_colname_converters(mod, connect):
+    import datetime
+
+    class Point:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+    mod.register_adapter(Point, lambda p: f"{p.x};{p.y}")
+    mod.register_converter("POINT", lambda b: tuple(map(float, b.split(b";"))))
+    conn = connect(detect_types=mod.PARSE_COLNAMES)
+    cur = conn.execute('SELECT ? AS "p [point]", ? AS "d [date]", ? AS plain',
+                       (Point(1, 2), datetime.date(2024, 2, 29), Point(3, 4)))
+    return typed(cur.fetchone()), [d[0] for d in cur.description]
+
+
+@needs_server("the declared type of result columns (PARSE_DECLTYPES)")
+@check
+def decltype_converters(mod, connect):
+    mod.register_converter("POINT", lambda b: tuple(map(float, b.split(b";"))))
+    conn = connect(detect_types=mod.PARSE_DECLTYPES)
+    t = fresh(conn, "(p point)")
+    conn.execute(f"INSERT INTO {t} VALUES ('1;2')")
+    return typed(conn.execute(f"SELECT p FROM {t}").fetchone())
+
+
+@needs_server("SQLite's column names for expressions (the edge names them as PostgreSQL does)")
+@check
+def expression_column_names(mod, connect):
+    conn = connect()
+    cur = conn.execute("SELECT 1, count(*), 1 + 1, lower('A')")
+    return [d[0] for d in cur.description]
+
+
+# -- rowcount, lastrowid, total_changes, transactions
+
+
+@check
+def rowcount_lastrowid_total_changes(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+    seen = []
+    cur = conn.cursor()
+    seen.append((cur.rowcount, cur.lastrowid, cur.arraysize))
+    for sql, params in [(f"INSERT INTO {t}(v) VALUES (?)", (1,)),
+                        (f"INSERT INTO {t}(id, v) VALUES (?, ?)", (10, 2)),
+                        (f"SELECT * FROM {t}", ()),
+                        (f"UPDATE {t} SET v = v + 1", ()),
+                        (f"UPDATE {t} SET v = 0 WHERE id = -1", ()),
+                        (f"REPLACE INTO {t}(id, v) VALUES (?, ?)", (10, 5)),
+                        (f"DELETE FROM {t} WHERE id = 1", ())]:
+        cur.execute(sql, params)
+        seen.append((sql.split()[0], cur.rowcount, cur.lastrowid, conn.total_changes, conn.in_transaction))
+    cur.executemany(f"INSERT INTO {t}(v) VALUES (?)", [(7,), (8,), (9,)])
+    seen.append(("executemany", cur.rowcount, cur.lastrowid, conn.total_changes))
+    conn.commit()
+    seen.append(rows(conn.execute(f"SELECT id, v FROM {t} ORDER BY id")))
+    return seen
+
+
+@pytest.fixture(params=[None, "", "DEFERRED", "IMMEDIATE", "EXCLUSIVE"], ids=lambda p: f"isolation={p!r}")
+def isolation(request):
+    return request.param
+
+
+def transactions_under(level):
+    def run(mod, connect):
+        conn = connect(isolation_level=level)
+        t = fresh(conn, "(v)")
+        seen = [conn.isolation_level, conn.in_transaction]
+        cur = conn.execute(f"SELECT count(*) FROM {t}")
+        seen.append(("select", conn.in_transaction, typed(cur.fetchone())))
+        cur = conn.execute(f"INSERT INTO {t} VALUES (?)", (1,))
+        seen.append(("insert", conn.in_transaction, cur.rowcount, cur.lastrowid))
+        conn.rollback()
+        seen.append(("rollback", conn.in_transaction, typed(conn.execute(f"SELECT count(*) FROM {t}").fetchone())))
+        conn.execute(f"INSERT INTO {t} VALUES (2)")
+        conn.commit()
+        seen.append(("commit", conn.in_transaction))
+        conn.execute("BEGIN")
+        seen.append(("begin", conn.in_transaction))
+        conn.execute(f"UPDATE {t} SET v = 3")
+        conn.rollback()
+        seen.append(("explicit", conn.in_transaction, rows(conn.execute(f"SELECT v FROM {t}"))))
+        with conn:
+            conn.execute(f"INSERT INTO {t} VALUES (4)")
+        seen.append(("with", conn.in_transaction))
+        with pytest.raises(ZeroDivisionError), conn:
+            conn.execute(f"INSERT INTO {t} VALUES (5)")
+            1 / 0  # noqa: B018 - a failure inside the block rolls back
+        seen.append(("with-failed", conn.in_transaction, rows(conn.execute(f"SELECT v FROM {t} ORDER BY v"))))
+        conn.execute(f"INSERT INTO {t} VALUES (6)")
+        conn.isolation_level = None  # commits, as in sqlite3
+        seen.append(("to-autocommit", conn.in_transaction))
+        conn.close()
+        again = connect()
+        seen.append(("after-close", rows(again.execute(f"SELECT v FROM {t} ORDER BY v"))))
+        return seen
+    return run
+
+
+@check
+def executescript_commits_first(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(v)")
+    conn.execute(f"INSERT INTO {t} VALUES ('1')")
+    before = conn.in_transaction
+    conn.executescript(f"INSERT INTO {t} VALUES ('2'); INSERT INTO {t} VALUES ('3;');")
+    conn.rollback()
+    return before, conn.in_transaction, rows(conn.execute(f"SELECT v FROM {t} ORDER BY rowid"))
+
+
+@check
+def executescript_stops_at_a_failing_statement(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(v TEXT UNIQUE)")
+    err = outcome(lambda: conn.executescript(f"INSERT INTO {t} VALUES ('a'); INSERT INTO {t} VALUES ('a');"
+                                             f" INSERT INTO {t} VALUES ('b');"))
+    in_tx = conn.in_transaction
+    conn.rollback()
+    return err, in_tx, rows(conn.execute(f"SELECT v FROM {t} ORDER BY v"))
+
+
+@check
+def executemany_many_rows(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v TEXT)")
+    cur = conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", ((str(i),) for i in range(40)))
+    seen = [cur.rowcount, conn.total_changes]
+    cur = conn.executemany(f"UPDATE {t} SET v = v || ? WHERE id = ?", [("x", i) for i in range(0, 50, 3)])
+    seen += [cur.rowcount, conn.total_changes]
+    conn.commit()
+    return seen, rows(conn.execute(f"SELECT count(*), sum(length(v)), max(id) FROM {t}"))
+
+
+@check
+def insert_returning(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+    cur = conn.execute(f"INSERT INTO {t}(v) VALUES (?), (?) RETURNING id, v", ("a", "b"))
+    names = [d[0] for d in cur.description]
+    return names, rows(cur), cur.rowcount, cur.lastrowid, conn.total_changes
+
+
+@check
+def ddl_empty_results_and_pragmas(mod, connect):
+    conn = connect()
+    t = "t_" + uuid.uuid4().hex[:10]
+    cur = conn.execute(f"CREATE TABLE {t}(a INTEGER, b TEXT)")
+    seen = [(cur.rowcount, cur.description, cur.fetchall(), conn.in_transaction)]
+    cur = conn.execute(f"SELECT a FROM {t} WHERE 0")
+    seen.append((cur.description, cur.fetchall(), cur.rowcount))
+    seen.append(rows(conn.execute(f"PRAGMA table_info({t})")))
+    cur = conn.execute(f"DROP TABLE {t}")
+    seen.append((cur.rowcount, conn.in_transaction))
+    return seen
+
+
+@check
+def a_large_blob(mod, connect):
+    conn = connect()
+    blob = bytes(range(256)) * 4096
+    return typed(conn.execute("SELECT ?, length(?)", (blob, blob)).fetchone())
+
+
+@check
+def fetch_methods(mod, connect):
+    conn = connect()
+    cur = conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 7) SELECT x FROM n")
+    cur.arraysize = 2
+    return (typed(cur.fetchone()), typed(cur.fetchmany()), typed(cur.fetchmany(3)), typed(list(cur)),
+            typed(cur.fetchone()), typed(cur.fetchall()))
+
+
+@check
+def complete_statement(mod, connect):
+    texts = ["SELECT 1", "SELECT 1;", "SELECT ';'", "SELECT 1; -- c", "SELECT 'a", "/* x",
+             "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;",
+             "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1;", ""]
+    return [mod.complete_statement(s) for s in texts]
+
+
+@check
+def module_attributes(mod, connect):
+    connect()
+    return (mod.apilevel, mod.paramstyle, mod.threadsafety >= 1, type(mod.sqlite_version).__name__,
+            len(mod.sqlite_version_info), mod.PARSE_DECLTYPES, mod.PARSE_COLNAMES,
+            [issubclass(getattr(mod, n), mod.DatabaseError) for n in
+             ("DataError", "OperationalError", "IntegrityError", "InternalError", "ProgrammingError",
+              "NotSupportedError")],
+            issubclass(mod.InterfaceError, mod.Error), issubclass(mod.DatabaseError, mod.Error))
+
+
+# -- errors
+
+
+@check
+def error_classes(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v NOT NULL, c CHECK (c > 0), s TEXT UNIQUE)")
+    out = []
+    for sql, params in [(f"INSERT INTO {t}(id, v) VALUES (1, 1)", ()),
+                        (f"INSERT INTO {t}(id, v) VALUES (1, 1)", ()),
+                        (f"INSERT INTO {t}(v) VALUES (NULL)", ()),
+                        (f"INSERT INTO {t}(v, c) VALUES (1, -1)", ()),
+                        (f"INSERT INTO {t}(id, v) VALUES ('x', 1)", ()),
+                        ("SELEC 1", ()), ("SELECT * FROM no_such_table", ()), ("SELECT no_such_col", ()),
+                        ("SELECT ?", (1, 2)), ("SELECT ?, ?", (1,)), ("SELECT :a", {"b": 1}),
+                        ("SELECT ?", {"a": 1}), ("SELECT ?", ([1],)), ("SELECT ?", (2**64,)),
+                        ("SELECT 1; SELECT 2", ())]:
+        out.append(outcome(lambda sql=sql, params=params: conn.execute(sql, params).fetchall()))
+        conn.rollback()
+    return out
+
+
+@needs_server("SQLite's extended result code in ErrorResponse (sqlite_errorcode, sqlite_errorname)")
+@check
+def sqlite_errorcode(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {t} VALUES (1)")
+    try:
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+    except mod.IntegrityError as exc:
+        return exc.sqlite_errorcode, exc.sqlite_errorname
+    return None
+
+
+@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
+@check
+def transaction_survives_an_error(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {t} VALUES (1)")
+    err = outcome(lambda: conn.execute(f"INSERT INTO {t} VALUES (1)"))
+    conn.execute(f"INSERT INTO {t} VALUES (2)")
+    conn.commit()
+    return err, rows(conn.execute(f"SELECT id FROM {t} ORDER BY id"))
+
+
+@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
+@check
+def commit_after_a_failed_statement(mod, connect):
+    """sqlite3 commits what came before the error; the client must not claim it did when it cannot."""
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {t} VALUES (1)")
+    outcome(lambda: conn.execute(f"INSERT INTO {t} VALUES (1)"))
+    committed = outcome(conn.commit)
+    return committed, conn.in_transaction, rows(conn.execute(f"SELECT id FROM {t}"))
+
+
+@check
+def connection_factory(mod, connect):
+    class Mine(mod.Connection):
+        mine = True
+
+    conn = connect(factory=Mine)
+    return type(conn).__name__, conn.mine, isinstance(conn, mod.Connection), typed(conn.execute("SELECT 1").fetchone())
+
+
+@check
+def use_after_close(mod, connect):
+    conn = connect()
+    cur = conn.execute("SELECT 1")
+    cur.close()
+    out = [outcome(cur.fetchone), outcome(lambda: cur.execute("SELECT 1"))]
+    conn.close()
+    conn.close()  # twice is fine
+    out += [outcome(lambda: conn.execute("SELECT 1")), outcome(conn.cursor), outcome(conn.commit),
+            outcome(lambda: conn.in_transaction)]
+    return out
+
+
+@check
+def executemany_refuses_select(mod, connect):
+    conn = connect()
+    return outcome(lambda: conn.executemany("SELECT ?", [(1,), (2,)]))
+
+
+@check
+def isolation_level_values(mod, connect):
+    conn = connect()
+    out = []
+    for value in ("deferred", "Immediate", "bogus", 1):
+        out.append(outcome(lambda value=value: setattr(conn, "isolation_level", value)))
+    return out
+
+
+# -- running the checks on both
+
+
+@pytest.fixture(scope="module")
+def url(stack):
+    return f"postgresql://postgres@127.0.0.1:{stack.ports.pg}/main?connect_timeout=10"
+
+
+def both(check_fn: Check, tmp_path, url: str) -> tuple[Any, Any]:
+    opened: list[Any] = []
+
+    def local(**kw):
+        opened.append(sqlite3.connect(tmp_path / "oracle.db", **kw))
+        return opened[-1]
+
+    def remote(**kw):
+        opened.append(sqldclient.connect(url, **kw))
+        return opened[-1]
+
+    try:
+        expected = check_fn(sqlite3, local)
+        got = check_fn(sqldclient, remote)
+    finally:
+        for c in opened:
+            c.close()
+    return expected, got
+
+
+def _params():
+    for name in CHECKS:
+        marks = [pytest.mark.xfail(reason=NEEDS_SERVER[name], strict=True)] if name in NEEDS_SERVER else []
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_same_as_sqlite3(name, tmp_path, url):
+    expected, got = both(CHECKS[name], tmp_path, url)
+    assert got == expected
+
+
+def test_transactions_same_as_sqlite3(isolation, tmp_path, url):
+    expected, got = both(transactions_under(isolation), tmp_path, url)
+    assert got == expected
+
+
+# -- what only the client has
+
+
+def test_memory_database_is_refused_clearly():
+    with pytest.raises(sqldclient.NotSupportedError, match="CREATE DATABASE"):
+        sqldclient.connect(":memory:")
+
+
+@pytest.mark.parametrize("name", ["create_function", "create_aggregate", "set_authorizer", "blobopen", "backup",
+                                  "load_extension", "enable_load_extension", "iterdump", "create_collation"])
+def test_in_process_calls_are_not_supported(url, name):
+    conn = sqldclient.connect(url)
+    try:
+        with pytest.raises(sqldclient.NotSupportedError):
+            getattr(conn, name)("x")
+        assert not hasattr(sqlite3.Connection, name) or callable(getattr(sqlite3.Connection, name))
+    finally:
+        conn.close()
+
+
+def test_database_name_from_libpq_environment(stack, monkeypatch):
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", str(stack.ports.pg))
+    monkeypatch.setenv("PGUSER", "postgres")
+    conn = sqldclient.connect("main")
+    try:
+        assert conn.execute("SELECT sqlite_version()").fetchone()[0] == sqldclient.sqlite_version
+    finally:
+        conn.close()
+
+
+def test_sqlite_version_is_the_servers(url):
+    conn = sqldclient.connect(url)
+    try:
+        with psycopg.connect(url.replace("postgresql://", "postgresql://"), autocommit=True) as pg:
+            server = pg.execute("SELECT sqlite_version()").fetchone()[0]
+        assert sqldclient.sqlite_version == server
+        assert sqldclient.sqlite_version_info == tuple(int(p) for p in server.split("."))
+    finally:
+        conn.close()
+
+
+def test_other_thread_is_refused(url):
+    import threading
+    conn = sqldclient.connect(url)
+    errors: list[BaseException] = []
+
+    def use():
+        try:
+            conn.execute("SELECT 1")
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=use)
+    th.start()
+    th.join()
+    conn.close()
+    assert [type(e) for e in errors] == [sqldclient.ProgrammingError]
+
+
+def test_interrupt_cancels_a_running_statement(url):
+    import threading
+    conn = sqldclient.connect(url, check_same_thread=False)
+    timer = threading.Timer(0.5, conn.interrupt)
+    timer.start()
+    try:
+        with pytest.raises(sqldclient.OperationalError, match="interrupted"):
+            conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                         "SELECT count(*) FROM n").fetchall()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        timer.cancel()
+        conn.close()
+
+
+# -- a site that requires TLS and SCRAM
+
+
+def test_tls_and_scram_required(own_stack, tmp_path):
+    from edge.auth import userfile
+    from tests.fixtures.certs import self_signed
+
+    self_signed(tmp_path)
+    (tmp_path / "users").write_text("alice:" + userfile.scram_verifier("pencil").text() + "\n")
+    s = own_stack(env={"SQLD_EDGE_USERS": str(tmp_path / "users"), "SQLD_EDGE_TLS_CERT": str(tmp_path / "server.crt"),
+                       "SQLD_EDGE_TLS_KEY": str(tmp_path / "server.key"), "SQLD_EDGE_TLS_REQUIRED": "true"})
+    base = f"postgresql://alice:{{}}@127.0.0.1:{s.ports.pg}/main?connect_timeout=10&sslmode={{}}"
+    conn = sqldclient.connect(base.format("pencil", "require"))
+    try:
+        with conn:
+            t = fresh(conn, "(v)")
+            conn.execute(f"INSERT INTO {t} VALUES (?)", ("over TLS",))
+        assert conn.execute(f"SELECT v FROM {t}").fetchall() == [("over TLS",)]
+        assert conn._check().info.pgconn.ssl_in_use
+    finally:
+        conn.close()
+    with pytest.raises(sqldclient.OperationalError, match="password authentication failed"):
+        sqldclient.connect(base.format("wrong", "require"))
+    with pytest.raises(sqldclient.OperationalError):
+        sqldclient.connect(base.format("pencil", "disable"))
+
+
+def test_example_prints_the_same_on_both(url, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "client" / "examples" / "notes.py"
+    local = subprocess.run([sys.executable, str(example), str(tmp_path / "notes.db")],
+                           capture_output=True, text=True, timeout=60, check=True)
+    remote = subprocess.run([sys.executable, str(example), "--sqld", url],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert remote.stdout == local.stdout
+    assert "refused a duplicate title" in local.stdout
+
+
+def test_commit_after_a_failed_statement_says_it_rolled_back(url):
+    conn = sqldclient.connect(url)
+    try:
+        t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        with pytest.raises(sqldclient.IntegrityError):
+            conn.execute(f"INSERT INTO {t} VALUES (1)")
+        with pytest.raises(sqldclient.OperationalError, match="rolled the transaction back"):
+            conn.commit()
+        assert not conn.in_transaction
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("victim", ["storage", "edge"])
+def test_a_server_killed_mid_query_is_operational_error(own_stack, victim):
+    import threading
+    import time
+
+    s = own_stack()
+    conn = sqldclient.connect(f"postgresql://postgres@127.0.0.1:{s.ports.pg}/main?connect_timeout=5")
+    threading.Timer(1.0, s.kill, (victim,)).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(sqldclient.OperationalError):
+            conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                         "SELECT count(*) FROM n").fetchall()
+        assert time.monotonic() - started < 30
+    finally:
+        conn.close()
