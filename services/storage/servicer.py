@@ -122,20 +122,22 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             q.put_nowait(None)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        # The Open is read before a refusal: an abort with the client's first message unread
+        # sometimes reached the client as INTERNAL ("Internal error from Core") instead.
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
         if self._admitted >= self.max_connections:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many storage connections ({self.max_connections}, storage --max-connections); "
                                 "try again later")
         self._admitted += 1
         try:
-            await self._serve(context)
+            await self._serve(context, first)
         finally:
             self._admitted -= 1
 
-    async def _serve(self, context: grpc.aio.ServicerContext) -> None:
-        first = await context.read()
-        if first is grpc.aio.EOF:
-            return
+    async def _serve(self, context: grpc.aio.ServicerContext, first: storage_pb2.ConnectRequest) -> None:
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "connect: the first message must be Open")
         # (context.abort raises; the returns after it are for the type checker)
