@@ -1,11 +1,11 @@
 """python -m edge: accept PostgreSQL clients and serve them through the scheduler."""
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from common import grpc_client, grpc_server, grpc_tls
 from common import log as logsetup
+from common import loop as event_loop
 from edge import config as edge_config
 from edge.server import EdgeServer
 
@@ -37,7 +37,7 @@ async def run(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     logsetup.setup("edge")
-    asyncio.run(run(argv))
+    event_loop.run(run(argv))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """python -m replication: serve the WAL frame logs."""
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from common import grpc_client, grpc_server, grpc_tls, metrics
 from common import log as logsetup
+from common import loop as event_loop
 from replication import config as replication_config
 from replication import metrics as replication_metrics
 from replication.service import ReplicationCore
@@ -39,7 +39,7 @@ async def run(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     logsetup.setup("replication")
-    asyncio.run(run(argv))
+    event_loop.run(run(argv))
 
 
 if __name__ == "__main__":

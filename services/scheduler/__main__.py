@@ -1,11 +1,11 @@
 """python -m scheduler: serve the public query API."""
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from common import grpc_client, grpc_server, grpc_tls
 from common import log as logsetup
+from common import loop as event_loop
 from common.tokens import Verifier
 from scheduler import config as scheduler_config
 from scheduler.pool import Pools
@@ -64,7 +64,7 @@ async def run(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     logsetup.setup("scheduler")
-    asyncio.run(run(argv))
+    event_loop.run(run(argv))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import grpc
 
 from common import grpc_client, grpc_server, grpc_tls
 from common import log as logsetup
+from common import loop as event_loop
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
 from storage.backend import Database
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
         await grpc_server.serve(cfg.listen, register, on_stop, on_stopping=servicer.close_streams,
                                 security=grpc_server.Security(identity))
 
-    asyncio.run(run())
+    event_loop.run(run())
 
 
 if __name__ == "__main__":

@@ -41,11 +41,27 @@ class Connection(Protocol):
     def reset_interrupt(self) -> None:
         """Let later batches run (called once the interrupted batch is answered)."""
 
+    @property
+    def may_inline(self) -> bool:
+        """Reads may start on the servicer's event loop (`set_inline`): SQLite on a local file."""
+
+    def set_inline(self, inline: bool) -> None:
+        """The next step of `run` is on the event loop (True) or done with it (False): only
+        statements of kind READ that SQLite sees as read-only run, without waiting for a lock;
+        anything else, or a read past `overrun`, yields None and goes on when resumed
+        (on a worker thread, after set_inline(False)) from the start of that statement."""
+
+    def overrun(self) -> None:
+        """The inline step has run too long (safe to call from any thread): its read stops
+        and runs again after the hand-off."""
+
     def run(self, statements: Sequence[common_pb2.Statement], read_only: bool, describe_only: bool = False,
-            synchronous: bool = False) -> Generator[common_pb2.ResultPart, None, list[common_pb2.StatementResult]]:
+            synchronous: bool = False
+            ) -> Generator[common_pb2.ResultPart | None, None, list[common_pb2.StatementResult]]:
         """Run (or only describe) statements in order; stop after the first that fails.
-        Yields ResultParts while a large result is stepped, returns the results; closing the
-        generator stops the statement. `synchronous`: a commit waits for a replica."""
+        Yields ResultParts while a large result is stepped (None: an inline step hands off),
+        returns the results; closing the generator stops the statement. `synchronous`: a
+        commit waits for a replica."""
 
     def close(self) -> None:
         """Roll back what is open and close."""

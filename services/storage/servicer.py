@@ -2,7 +2,10 @@
 
 The servicer only translates; the backend decides (storage.backend, the interface it needs;
 `storage.__main__` hands it the databases of the configured backend). SQLite work runs on a
-thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement).
+thread pool so the event loop keeps reading (an Interrupt can arrive mid-statement), except
+the first step of a batch that starts with a read: it runs inline on the event loop (no
+thread hand-off), and the `Watchdog` stops it after a tick or two (a few ms), when it goes on
+the pool from the start of the statement it was in (Connection.set_inline).
 
 However a stream ends (the client half-closes or cancels, its process dies, the service
 stops), `_end` interrupts the statement still running, waits for its worker thread to
@@ -16,11 +19,14 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 import grpc
 
 from common.sqlstate import QUERY_CANCELED, SqlError
+from common.statement import READ
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from storage.backend import Connection, Database, TimeTravelError
 from storage.writers import WriterQueue
@@ -34,6 +40,63 @@ def _step(steps):
         return next(steps)
     except StopIteration as stop:
         return stop.value
+
+
+class Watchdog:
+    """Bounds the inline step (`step`) on the event loop: a thread that, while something ran
+    inline lately, looks every TICK and stops (Connection.overrun) a step it already saw at
+    its last look, so no step holds the loop for much more than 2 × TICK. The lock makes the
+    overrun reach only the step it was meant for, never a statement on a worker thread; the
+    thread sleeps when nothing ran inline for IDLE_TICKS."""
+
+    TICK = 0.002
+    IDLE_TICKS = 100
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: Connection | None = None  # the connection stepping inline now
+        self._steps = 0  # inline steps begun
+        self._wake = threading.Event()
+        self._stopped = False
+        threading.Thread(target=self._watch, name="sqlite-watchdog", daemon=True).start()
+
+    def step(self, conn: Connection, steps):
+        """The first step of a batch, on the event loop: what _step returns (None: go on on
+        a worker thread)."""
+        conn.set_inline(True)
+        with self._lock:
+            self._current = conn
+            self._steps += 1
+        if not self._wake.is_set():
+            self._wake.set()
+        try:
+            return _step(steps)
+        finally:
+            with self._lock:
+                self._current = None
+            conn.set_inline(False)
+
+    def _watch(self) -> None:
+        seen, idle = -1, 0
+        while not self._stopped:
+            time.sleep(self.TICK)
+            with self._lock:
+                if self._current is None:
+                    idle += 1
+                else:
+                    idle = 0
+                    if self._steps == seen:
+                        self._current.overrun()
+                seen = self._steps
+            if idle > self.IDLE_TICKS:
+                idle = 0
+                self._wake.clear()
+                if self._current is None:  # step() sets it before it looks at _wake
+                    self._wake.wait()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
@@ -50,6 +113,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
         self._writers: dict[str, WriterQueue] = {}  # each database's writer queue (storage/writers.py)
+        self.watchdog = Watchdog()
 
     async def close_streams(self) -> None:
         """The service is stopping: every Connect stream ends after its running statement
@@ -58,20 +122,22 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             q.put_nowait(None)
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        # The Open is read before a refusal: an abort with the client's first message unread
+        # sometimes reached the client as INTERNAL ("Internal error from Core") instead.
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
         if self._admitted >= self.max_connections:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many storage connections ({self.max_connections}, storage --max-connections); "
                                 "try again later")
         self._admitted += 1
         try:
-            await self._serve(context)
+            await self._serve(context, first)
         finally:
             self._admitted -= 1
 
-    async def _serve(self, context: grpc.aio.ServicerContext) -> None:
-        first = await context.read()
-        if first is grpc.aio.EOF:
-            return
+    async def _serve(self, context: grpc.aio.ServicerContext, first: storage_pb2.ConnectRequest) -> None:
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "connect: the first message must be Open")
         # (context.abort raises; the returns after it are for the type checker)
@@ -163,12 +229,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                         continue
                 # SQLite steps on a worker thread one part at a time, one part ahead of the
                 # write: a stream that does not drain pauses the statement, holding no thread.
+                # A batch that starts with a read takes its first step inline (Watchdog).
                 steps = conn.run(ex.statements, ex.read_only or follower is not None, ex.describe_only,
                                  ex.synchronous_commit)
-                running = self.executor.submit(_step, steps)
-                while not isinstance(item := await asyncio.wrap_future(running), list):
+                item = None
+                if conn.may_inline and not ex.describe_only and ex.statements and ex.statements[0].kind == READ:
+                    item = self.watchdog.step(conn, steps)
+                while not isinstance(item, list):
                     running = self.executor.submit(_step, steps)
-                    await context.write(storage_pb2.ConnectResponse(part=item))
+                    if item is not None:
+                        await context.write(storage_pb2.ConnectResponse(part=item))
+                    item = await asyncio.wrap_future(running)
                 results, running, steps = item, None, None
                 done()
                 if not conn.in_transaction:  # its transaction ended: the next writer's turn
@@ -223,4 +294,5 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         deadline = asyncio.get_running_loop().time() + wait
         while self._open and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
+        self.watchdog.stop()
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=False)

@@ -15,12 +15,15 @@ import grpc
 import pytest
 
 from common import sqlstate
+from common.statement import classify
 from common.values import to_python
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from storage.servicer import StorageServicer
 from storage.sqlite.backend import Database
 
 COUNT_FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+# a read of several seconds: stepped on the event loop to its end, it would finish before the point selects
+LONG_READ = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"
 
 
 @contextlib.asynccontextmanager
@@ -56,9 +59,10 @@ class Conn:
         assert (await self.call.read()).WhichOneof("kind") == "opened"
 
     async def send(self, *sql: str, **execute) -> int:
+        """Statements classified as the scheduler sends them (a batch of reads starts inline)."""
         self.ids += 1
         await self.call.write(storage_pb2.ConnectRequest(execute=storage_pb2.Execute(
-            id=self.ids, statements=[common_pb2.Statement(sql=s) for s in sql], **execute)))
+            id=self.ids, statements=[common_pb2.Statement(sql=s, kind=classify(s).kind) for s in sql], **execute)))
         return self.ids
 
     async def answer(self) -> tuple[list[common_pb2.ResultPart], storage_pb2.Executed]:
@@ -195,6 +199,55 @@ def test_interrupt_cancels_the_running_statement_only(tmp_path):
             _, done = await c.answer()
             assert done.results[0].error.sqlstate == sqlstate.QUERY_CANCELED
             assert value((await c.execute("SELECT 1")).results[0]) == 1  # later batches run
+            await c.close()
+    run(scenario())
+
+
+def test_a_long_read_does_not_hold_up_point_selects_on_other_connections(tmp_path):
+    """A read starts on the event loop; one that runs on goes to a worker thread, so the loop
+    keeps serving other connections (and reads the Interrupt that ends it)."""
+    async def scenario() -> None:
+        async with serving(tmp_path) as stub:
+            setup = Conn(stub)
+            await setup.open()
+            await setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
+            long = Conn(stub)
+            await long.open()
+            await long.send(LONG_READ)
+            long_answer = asyncio.ensure_future(long.answer())
+            point = Conn(stub)
+            await point.open()
+            for _ in range(20):
+                assert value((await point.execute("SELECT v FROM t WHERE id = 1")).results[0]) == "one"
+            assert not long_answer.done()  # the point selects all finished first
+            await long.interrupt()
+            _, done = await long_answer
+            assert done.results[0].error.sqlstate == sqlstate.QUERY_CANCELED
+            for c in (setup, long, point):
+                await c.close()
+    run(scenario())
+
+
+def test_a_batch_of_a_read_then_writes_in_a_transaction(tmp_path):
+    """The read runs inline, the write hands the batch to the worker thread; an interrupt sent
+    right after a long read (no time to start) still cancels it."""
+    async def scenario() -> None:
+        async with serving(tmp_path) as stub:
+            c = Conn(stub)
+            await c.open()
+            await c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)")
+            done = await c.execute("BEGIN", "SELECT count(*) FROM t", "DELETE FROM t WHERE id = 1",
+                                   "SELECT count(*) FROM t")
+            assert value(done.results[1]) == 2 and done.results[2].ok.rows_affected == 1 and value(done.results[3]) == 1
+            assert done.in_transaction
+            done = await c.execute("SELECT count(*) FROM t", "SELECT id FROM t")
+            assert value(done.results[0]) == 1 and value(done.results[1]) == 2 and done.in_transaction
+            await c.send(COUNT_FOREVER)
+            await c.interrupt()
+            _, done = await c.answer()
+            assert done.results[0].error.sqlstate == sqlstate.QUERY_CANCELED
+            done = await c.execute("SELECT count(*) FROM t", "ROLLBACK", "SELECT count(*) FROM t")
+            assert value(done.results[0]) == 1 and value(done.results[2]) == 2 and not done.in_transaction
             await c.close()
     run(scenario())
 

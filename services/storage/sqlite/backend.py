@@ -8,8 +8,12 @@ Durability: WAL mode with `synchronous=FULL`, so the WAL is fsynced at every com
 an acknowledged commit survives kill -9 and power loss. Foreign keys are enforced, as in
 PostgreSQL. Once the server's own setup is done, every connection is guarded
 (storage.sqlite.guard): client SQL cannot change what the server set up. A connection runs
-one batch at a time on a worker thread, never on the event loop; apsw releases the GIL
-while SQLite works.
+one batch at a time on a worker thread (apsw releases the GIL while SQLite works), except
+that the servicer may start a batch of reads on its event loop (`set_inline`): only a
+statement of kind READ that SQLite itself sees as read-only runs there, without waiting for
+a lock and within a budget the servicer's watchdog enforces (`overrun`); anything else hands
+the batch to the worker thread, which runs the statement from its start (a read stopped by
+an interrupt or SQLITE_BUSY does not roll the transaction back, and nothing of it was sent).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from common.sqlstate import (
     WARNING,
     SqlError,
 )
+from common.statement import READ
 from common.values import to_python
 from sqld.v1 import common_pb2
 from storage.capture.capturer import CaptureError, Capturer, LogForked, ReplicationBroken, no_auto_checkpoint
@@ -40,6 +45,13 @@ from storage.sqlite.guard import Guard
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+class _NotInline(Exception):
+    """The statement cannot run on the event loop: it goes to the worker thread."""
+
+
+_RETRY = common_pb2.StatementResult()  # _execute_one: run this statement again, on the worker thread
 
 
 class Capture(Protocol):
@@ -85,7 +97,7 @@ class Database:
 
     def connect(self) -> Connection:
         return Connection(self.name, apsw.Connection(self.path, flags=self._flags), self.capturer,
-                          self.synchronous)
+                          self.synchronous, inline=True)
 
     def close(self) -> None:
         if self.capturer is not None:
@@ -96,12 +108,14 @@ class Connection:
     """One SQLite connection. Not thread-safe: the caller runs one batch at a time."""
 
     def __init__(self, name: str, conn: apsw.Connection, capturer: Capture | None = None,
-                 synchronous: bool = False, committed: Callable[[], int] | None = None) -> None:
+                 synchronous: bool = False, committed: Callable[[], int] | None = None,
+                 inline: bool = False) -> None:
         """`conn` (just opened) of database `name` becomes a guarded storage connection. With
         a `capturer`, every commit is captured before it is acknowledged: SQLite's WAL hook
         sees it, or, for a connection without a WAL (the page store), `committed` says after
         each statement whether it committed (non-zero). `synchronous`: every commit waits for
-        a replica to apply it."""
+        a replica to apply it. `inline`: reads may start on the caller's event loop
+        (`set_inline`; not for the page store, whose reads wait for the network)."""
         self.name = name
         self.conn = conn
         self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
@@ -118,6 +132,10 @@ class Connection:
             self.conn.set_wal_hook(self._on_commit)
         self._read_only = False
         self._interrupted = False
+        self.may_inline = inline
+        self._inline = False   # this step runs on the event loop (set_inline)
+        self._overran = False  # ... and ran past its budget (overrun)
+        self._kind = 0         # the running statement's kind (common.statement)
         self._statements_seen = 0
         self._streaming = False  # the running batch answers by parts (a large result began)
         self._streamed_now: parts.Rows | None = None  # the statement being sent in parts
@@ -147,6 +165,10 @@ class Connection:
             raise SqlError(READ_ONLY_SQL_TRANSACTION,
                            "cannot execute a statement that writes in a read-only transaction",
                            sqlite_code=apsw.SQLITE_READONLY)
+        if self._inline and not (self._kind == READ and cursor.is_readonly):
+            raise _NotInline
+        if self._interrupted:  # an interrupt that came before this statement started
+            raise apsw.InterruptError("interrupted")
         self._description = cursor.description if cursor.has_vdbe else ()
         self.guard.running = True
         return True
@@ -163,6 +185,16 @@ class Connection:
         """Stop the running batch (safe to call from any thread): the statement running now, or
         the next one if none has started (SQLite ignores an interrupt when nothing runs)."""
         self._interrupted = True
+        self.conn.interrupt()
+
+    def set_inline(self, inline: bool) -> None:
+        """See storage.backend.Connection.set_inline: inline, a lock is not waited for."""
+        self._inline, self._overran = inline, False
+        self.conn.set_busy_timeout(0 if inline else BUSY_TIMEOUT_MS)
+
+    def overrun(self) -> None:
+        """The inline step ran past its budget (any thread): its read stops, to run again."""
+        self._overran = True
         self.conn.interrupt()
 
     def reset_interrupt(self) -> None:
@@ -187,13 +219,15 @@ class Connection:
 
     def run(self, statements: Sequence[common_pb2.Statement], read_only: bool, describe_only: bool = False,
             synchronous: bool = False, stream: bool = True
-            ) -> Generator[common_pb2.ResultPart, None, list[common_pb2.StatementResult]]:
+            ) -> Generator[common_pb2.ResultPart | None, None, list[common_pb2.StatementResult]]:
         """Run (or only describe) `statements` in order; stop after the first one that fails.
 
         A generator: it yields ResultParts as a large result is stepped (common.proto; SQLite
         steps only while the caller asks for the next part, so a slow reader pauses the
         statement) and returns the results, rows left out of those sent in parts. Safe to
-        resume on any thread, one at a time; closing it stops the statement."""
+        resume on any thread, one at a time; closing it stops the statement. On an inline step
+        (set_inline), a statement that cannot finish there yields None first; it runs from
+        its start when resumed."""
         results: list[common_pb2.StatementResult] = []
         self._sync = synchronous or self._synchronous
         self._read_only = read_only
@@ -207,7 +241,8 @@ class Connection:
             elif describe_only:
                 result = self._describe_one(st)
             else:
-                result = yield from self._execute_one(st, i, results if stream else None)
+                while (result := (yield from self._execute_one(st, i, results if stream else None))) is _RETRY:
+                    yield None  # resumed on the worker thread, not inline
             if self._streaming:  # from now on every outcome goes out in a part
                 out = self._streamed_now
                 yield out.final(result) if out is not None else parts.done(i, result)
@@ -216,6 +251,8 @@ class Connection:
             if result.HasField("error"):
                 break
         if self.guard.noted or self.session_state:
+            if self._inline:
+                yield None  # it reads the session's settings: on the worker thread
             self.session_state = self.guard.session_state()
         return results
 
@@ -240,6 +277,7 @@ class Connection:
         elif st.params:
             bindings = tuple(to_python(v) for v in st.params)
         self._statements_seen = 0
+        self._kind = st.kind
         self._description = ()
         conn = self.conn
         before = conn.total_changes()
@@ -255,6 +293,8 @@ class Connection:
                     out.rows.append(parts.row(row))
                     continue
                 for part in out.add(row):
+                    if self._inline:  # a result larger than a part streams from the worker thread
+                        raise _NotInline
                     if not self._streaming:
                         self._streaming = True
                         for j, r in enumerate(earlier):
@@ -265,6 +305,8 @@ class Connection:
                     if self._interrupted:
                         raise apsw.InterruptError("interrupted")
             self._after_statement()
+        except _NotInline:
+            return _RETRY
         except SqlError as exc:  # refused before it ran (_exec_trace)
             return common_pb2.StatementResult(error=exc.to_proto())
         except CaptureError as exc:
@@ -272,6 +314,8 @@ class Connection:
                 log.error("%s", exc)
             return common_pb2.StatementResult(error=SqlError(SYSTEM_ERROR, str(exc)).to_proto())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a statement error
+            if self._inline and (self._overran or isinstance(exc, apsw.BusyError)):
+                return _RETRY  # a read (_exec_trace): stopped, nothing sent, nothing rolled back
             return common_pb2.StatementResult(error=to_error(exc, self.guard.take_denied()))
         finally:
             self.guard.running = False

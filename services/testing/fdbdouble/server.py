@@ -15,7 +15,6 @@ memory until the process ends), read-your-writes, watches, other atomic ops, ten
 from __future__ import annotations
 
 import argparse
-import asyncio
 import bisect
 import logging
 import struct
@@ -23,6 +22,7 @@ import time
 
 from common import grpc_server
 from common import log as logsetup
+from common import loop as event_loop
 from sqld.testing.v1 import fdbdouble_pb2 as pb
 from sqld.testing.v1 import fdbdouble_pb2_grpc as pb_grpc
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
 
     log.warning("serving the FoundationDB TEST DOUBLE on %s: in memory, for tests only", args.listen)
     # A test double on loopback: plaintext on purpose (security=None); never a deployment member.
-    asyncio.run(grpc_server.serve(args.listen, register, security=None))
+    event_loop.run(grpc_server.serve(args.listen, register, security=None))
 
 
 if __name__ == "__main__":
