@@ -48,13 +48,18 @@ def test_point_selects_keep_answering_while_sixteen_queries_run_forever(own_stac
         assert worst < 1.0, f"a point select took {worst:.2f}s"
         assert not outcomes, outcomes  # the endless ones still run
     finally:
-        for c in slow:
-            c.cancel()
-        for t in threads:
-            t.join(30)
-        for c in slow:
-            c.close()
+        _stop(slow, threads)
     assert outcomes == ["canceled"] * 16, outcomes
+
+
+def _stop(slow, threads):
+    """Cancel the endless statements, wait for their threads, close their connections."""
+    for c in slow:
+        c.cancel()
+    for t in threads:
+        t.join(30)
+    for c in slow:
+        c.close()
 
 
 def test_storage_refuses_connections_past_its_limit_with_53300(own_stack):
@@ -70,12 +75,7 @@ def test_storage_refuses_connections_past_its_limit_with_53300(own_stack):
             with pytest.raises(psycopg.errors.TooManyConnections, match="storage connections"):
                 c.execute("SELECT 1")
     finally:
-        for c in slow:
-            c.cancel()
-        for t in threads:
-            t.join(30)
-        for c in slow:
-            c.close()
+        _stop(slow, threads)
     with psycopg.connect(stack.dsn, autocommit=True) as c:  # free again once they ended
         assert c.execute("SELECT 1").fetchone() == (1,)
 
