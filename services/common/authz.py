@@ -30,6 +30,7 @@ ANY_MEMBER = "any deployment member"   # any certificate of the CA (health, refl
 
 POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.Storage/Connect": frozenset({"scheduler"}),
+    "/sqld.v1.Storage/Multiplex": frozenset({"scheduler"}),
     "/sqld.v1.Replication/Hello": frozenset({"storage-primary", "storage-replica"}),
     # admin too: the operator's way out of a forked log (README, Replication).
     "/sqld.v1.Replication/ResetLog": frozenset({"storage-primary", "admin"}),
@@ -40,6 +41,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.Replication/Status": frozenset({"scheduler", "admin"}),
     "/sqld.v1.QueryService/Session": TOKEN,
     "/sqld.v1.QueryService/Execute": TOKEN,
+    "/sqld.v1.QueryService/Multiplex": TOKEN,
 }
 PREFIX_POLICY: dict[str, str] = {
     "/grpc.health.v1.Health/": ANY_MEMBER,

@@ -14,7 +14,7 @@ import secrets
 import ssl
 from typing import Protocol
 
-from common import sqlstate
+from common import mux, sqlstate
 from common.sqlstate import SqlError
 from edge import commands, handshake, simple, timetravel
 from edge.auth import exchange
@@ -25,7 +25,6 @@ from edge.pgwire import messages as m
 from edge.scheduler_client import SessionEnded
 from edge.session import Session
 from edge.transport import ClientGone, Transport
-from sqld.v1 import query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Host(Protocol):
     cfg: Config
     tls: ssl.SSLContext | None
     auth: exchange.Policy
-    stub: query_pb2_grpc.QueryServiceStub
+    sessions: mux.Channel  # the shared stream to the scheduler
     setting_defaults: dict[str, str]
 
     async def cancel(self, pid: int, key: int) -> None: ...
@@ -95,7 +94,7 @@ class Connection:
                 return False
         self.session = session = Session(t, self.pid, params.get("database") or user, settings)
         try:
-            await session.open(host.stub, user, read_at)
+            await session.open(host.sessions, user, read_at)
         except SessionEnded as exc:
             hint = (f'the default database is "{host.cfg.default_database}"'
                     if exc.error.sqlstate == sqlstate.INVALID_CATALOG_NAME else "")

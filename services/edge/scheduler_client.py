@@ -1,8 +1,9 @@
-"""The edge's side of a scheduler session: one bidirectional stream per client connection.
+"""The edge's side of a scheduler session: one stream per client connection, on the stream
+every session shares (common.mux).
 
 A batch's answer is its ResultParts (a large result, common.proto) and then its BatchResult.
 They pass from the stream reader to the batch through a queue of PARTS_AHEAD: when the client
-socket is slow the reader stops reading, gRPC flow control stops the scheduler, and storage
+socket is slow the reader stops reading, the stream's flow control stops the scheduler, and storage
 stops stepping the statement.
 """
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from common import errors, sqlstate
-from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
+from common import errors, mux, sqlstate
+from sqld.v1 import common_pb2, query_pb2
 
 PARTS_AHEAD = 4  # parts received and not yet written to the client (~1 MiB)
 
@@ -32,11 +33,11 @@ class SessionEnded(Exception):
 class SchedulerSession:
     """Sends batches and receives their results; reports a server-side close via `on_closed`."""
 
-    def __init__(self, stub: query_pb2_grpc.QueryServiceStub,
+    def __init__(self, sessions: mux.Channel,
                  on_closed: Callable[[common_pb2.StatementError], None]) -> None:
-        self._stub = stub
+        self._sessions = sessions
         self._on_closed = on_closed
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._call: mux.Stream | None = None
         self._ids = itertools.count(1)
         self._answers: asyncio.Queue = asyncio.Queue(PARTS_AHEAD)  # parts, then the BatchResult
         self._running = False
@@ -47,7 +48,7 @@ class SchedulerSession:
 
     async def open(self, database: str, user: str, application_name: str,
                    read_at: common_pb2.ReadAt | None = None) -> None:
-        self._call = self._stub.Session()
+        self._call = self._sessions.stream()
         try:
             await self._call.write(query_pb2.SessionRequest(open=query_pb2.OpenSession(
                 database=database, user=user, application_name=application_name, read_at=read_at)))

@@ -1,7 +1,7 @@
 """The edge's listening socket and its registry of live connections (for CancelRequest).
 
 It is the connections' Host (connection.py): the config, TLS context, auth policy and
-scheduler stub they share, and `cancel`, which a CancelRequest arriving on a new connection
+scheduler stream they share (common.mux: every session on one stream), and `cancel`, which a CancelRequest arriving on a new connection
 uses to reach the connection it names.
 """
 from __future__ import annotations
@@ -10,12 +10,12 @@ import asyncio
 import itertools
 import logging
 
-from common import grpc_client, grpc_tls
+from common import grpc_client, grpc_tls, mux
 from edge import commands, tls
 from edge.auth import exchange
 from edge.config import Config
 from edge.connection import Connection
-from sqld.v1 import query_pb2_grpc
+from sqld.v1 import query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ class EdgeServer:
         self.auth = exchange.policy(cfg.auth, cfg.users)  # raises ValueError subclasses on bad config
         self.tls = tls.server_context(cfg)
         self.channel = grpc_client.channel(cfg.scheduler, grpc_tls.read_token(cfg.scheduler_token_file, "edge"))
-        self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)
+        self.sessions = mux.Channel(stub.Multiplex, query_pb2.SessionRequestFrames, "scheduler")
         if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
                 and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
             raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")
@@ -68,4 +69,5 @@ class EdgeServer:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
+        await self.sessions.close()
         await self.channel.close()

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 
-from common import sqlstate
+from common import mux, sqlstate
 from edge import commands, cursors, dispatch
 from edge.prepared import Prepared
 from edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from edge.transport import ClientGone, Transport
-from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
+from sqld.v1 import common_pb2, query_pb2
 
 IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
@@ -36,9 +36,9 @@ class Session:
         self._cancel_reason: str | None = None
         self._running = False
 
-    async def open(self, stub: query_pb2_grpc.QueryServiceStub, user: str, read_at: common_pb2.ReadAt | None) -> None:
+    async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None) -> None:
         """Open the scheduler session; SessionEnded says why it could not."""
-        self._scheduler = SchedulerSession(stub, self._closed_by_server)
+        self._scheduler = SchedulerSession(sessions, self._closed_by_server)
         await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at)
 
     async def close(self) -> None:

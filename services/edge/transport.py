@@ -57,8 +57,12 @@ class Transport:
         """Hand what is queued to the socket (asyncio's buffer), in one write."""
         if self._queued:
             queued = self._queued
-            self._writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
             self._queued, self._queued_bytes = [], 0
+            if self._writer.is_closing():
+                # The client is gone (uvloop raises where asyncio would drop the bytes): the
+                # next read or flush says so (ClientGone).
+                return
+            self._writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
 
     async def flush(self) -> None:
         self._write()

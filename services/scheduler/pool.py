@@ -9,22 +9,23 @@ a full pool answers 53300, a writer token held too long answers 55P03.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
-from common import grpc_client, sqlstate
+from common import grpc_client, mux, sqlstate
 from common.sqlstate import SqlError
 from scheduler.storage_client import StorageConnection, StorageUnavailable
-from sqld.v1 import common_pb2, storage_pb2_grpc
+from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
 class DatabasePool:
-    def __init__(self, name: str, stub: storage_pb2_grpc.StorageStub, max_connections: int,
+    def __init__(self, name: str, connections: mux.Channel, max_connections: int,
                  wait_timeout: float, open_timeout: float, read_at: common_pb2.ReadAt | None = None) -> None:
         self.name = name
         self.read_at = read_at
-        self._stub = stub
+        self._connections = connections
         self._idle: list[StorageConnection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self.writer = asyncio.Lock()
@@ -61,7 +62,7 @@ class DatabasePool:
 
     def _connection(self) -> StorageConnection:
         """A new, unopened connection (tests/integration give the pool one of their own)."""
-        return StorageConnection(self._stub, self.name, self.read_at)
+        return StorageConnection(self._connections, self.name, self.read_at)
 
     def release(self, conn: StorageConnection, reuse: bool = True) -> None:
         if reuse and conn.alive and not conn.in_transaction:
@@ -87,12 +88,14 @@ class DatabasePool:
 
 
 class Pools:
-    """Every database's pool, over one channel to the storage service."""
+    """Every database's pool, over one shared stream to the storage service (common.mux)."""
 
     def __init__(self, storage_target: str, max_connections: int, wait_timeout: float,
                  open_timeout: float) -> None:
         self._channel = grpc_client.channel(storage_target)
-        self._stub = storage_pb2_grpc.StorageStub(self._channel)
+        stub = storage_pb2_grpc.StorageStub(self._channel)
+        self._connections = mux.Channel(functools.partial(stub.Multiplex, wait_for_ready=True),
+                                        storage_pb2.ConnectRequestFrames, f"storage {storage_target}")
         self._pools: dict[tuple[str, int, int], DatabasePool] = {}
         self._args = (max_connections, wait_timeout, open_timeout)
 
@@ -104,7 +107,7 @@ class Pools:
         key = (database, read_at.version, read_at.unix_ms) if read_at is not None else (database, 0, 0)
         pool = self._pools.get(key)
         if pool is None:
-            candidate = DatabasePool(database, self._stub, *self._args, read_at=read_at)
+            candidate = DatabasePool(database, self._connections, *self._args, read_at=read_at)
             conn = await candidate.acquire()  # proves the database exists
             candidate.release(conn)
             pool = self._pools.setdefault(key, candidate)
@@ -113,6 +116,7 @@ class Pools:
     async def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
+        await self._connections.close()
         await self._channel.close()
 
 

@@ -13,7 +13,7 @@ import logging
 
 import grpc
 
-from common import errors, sqlstate
+from common import errors, mux, sqlstate
 from common.rowparts import RowJoiner
 from common.tokens import TokenError, Verifier
 from scheduler import routing
@@ -36,6 +36,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
+        self.multiplexed = mux.Server(self.Session, query_pb2.SessionResponseFrames, "sessions")
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
         database = database or self.cfg.default_database
@@ -142,6 +143,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             reader.cancel()
             self.sessions -= 1
             await session.close()
+
+    async def Multiplex(self, request_iterator, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        """Many sessions on one stream (query.proto): each runs `Session` (common.mux)."""
+        await self.multiplexed.serve(context)
 
     async def Execute(self, request: query_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
                       ) -> query_pb2.ExecuteResponse:

@@ -1,4 +1,5 @@
-"""Client side of the storage API: one StorageConnection per Connect stream."""
+"""Client side of the storage API: one StorageConnection per stream on the stream every
+connection to one storage process shares (common.mux, Storage.Multiplex)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+from common import mux
+from sqld.v1 import common_pb2, storage_pb2
 
 PartSink = Callable[[common_pb2.ResultPart], Awaitable[None]]
 
@@ -27,12 +29,12 @@ class StorageUnavailable(Exception):
 class StorageConnection:
     """One SQLite connection inside the storage service. One call at a time."""
 
-    def __init__(self, stub: storage_pb2_grpc.StorageStub, database: str,
+    def __init__(self, connections: mux.Channel, database: str,
                  read_at: common_pb2.ReadAt | None = None) -> None:
-        self._stub = stub
+        self._connections = connections
         self.database = database
         self.read_at = read_at
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._call: mux.Stream | None = None
         self._ids = itertools.count(1)
         self.in_transaction = False
         self.frame_no = 0             # from the last Executed
@@ -43,7 +45,7 @@ class StorageConnection:
         self._abandoned = False
 
     async def open(self, timeout: float) -> None:
-        self._call = self._stub.Connect(wait_for_ready=True)
+        self._call = self._connections.stream()
         try:
             await self._call.write(storage_pb2.ConnectRequest(open=storage_pb2.Open(database=self.database,
                                                                                   read_at=self.read_at)))

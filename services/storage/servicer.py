@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import grpc
 
+from common import mux
 from common.sqlstate import QUERY_CANCELED, SqlError
 from common.statement import READ
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
@@ -114,12 +115,14 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
         self._writers: dict[str, WriterQueue] = {}  # each database's writer queue (storage/writers.py)
         self.watchdog = Watchdog()
+        self.multiplexed = mux.Server(self.Connect, storage_pb2.ConnectResponseFrames, "connections")
 
     async def close_streams(self) -> None:
         """The service is stopping: every Connect stream ends after its running statement
         (an open transaction rolls back), so none is left for the server to cancel."""
         for q in self._queues:
             q.put_nowait(None)
+        self.multiplexed.close()
 
     async def Connect(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         # The Open is read before a refusal: an abort with the client's first message unread
@@ -136,6 +139,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await self._serve(context, first)
         finally:
             self._admitted -= 1
+
+    async def Multiplex(self, request_iterator, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        """Many connections on one stream (storage.proto): each runs `Connect` (common.mux)."""
+        await self.multiplexed.serve(context)
 
     async def _serve(self, context: grpc.aio.ServicerContext, first: storage_pb2.ConnectRequest) -> None:
         if first.WhichOneof("kind") != "open":

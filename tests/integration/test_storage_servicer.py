@@ -2,7 +2,9 @@
 
 Each test starts the servicer over a temporary database (storage.sqlite.backend) and talks
 to it through the generated stub, as the scheduler does: Connect streams, Execute batches
-answered by parts and an Executed, Interrupts, the writer queue.
+answered by parts and an Executed, Interrupts, the writer queue. Every test runs twice: on
+streams of their own (Connect) and on one shared stream (Multiplex, common.mux, what the
+scheduler uses).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common import sqlstate
+from common import mux, sqlstate
 from common.statement import classify
 from common.values import to_python
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
@@ -24,6 +26,24 @@ from storage.sqlite.backend import Database
 COUNT_FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 # a read of several seconds: stepped on the event loop to its end, it would finish before the point selects
 LONG_READ = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"
+
+
+TRANSPORT = "Connect"
+
+
+@pytest.fixture(params=["Connect", "Multiplex"], autouse=True)
+def transport(request, monkeypatch) -> None:
+    monkeypatch.setattr(f"{__name__}.TRANSPORT", request.param)
+
+
+class SharedStream:
+    """A stub whose Connect() opens a stream on one shared Multiplex call."""
+
+    def __init__(self, stub: storage_pb2_grpc.StorageStub) -> None:
+        self.channel = mux.Channel(stub.Multiplex, storage_pb2.ConnectRequestFrames, "test")
+
+    def Connect(self) -> mux.Stream:  # noqa: N802
+        return self.channel.stream()
 
 
 @contextlib.asynccontextmanager
@@ -36,9 +56,13 @@ async def serving(tmp_path: Path, max_connections: int = 8) -> AsyncIterator[sto
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = storage_pb2_grpc.StorageStub(channel)
+    shared = SharedStream(stub) if TRANSPORT == "Multiplex" else None
     try:
-        yield storage_pb2_grpc.StorageStub(channel)
+        yield shared or stub  # type: ignore[misc]
     finally:
+        if shared is not None:
+            await shared.channel.close()
         await channel.close()
         await servicer.close_streams()
         await server.stop(1)
