@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from . import _errors, _types
@@ -21,6 +23,11 @@ from ._cursor import Cursor
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 server_version: str | None = None  # the server's sqlite_version(), from the latest connect()
+
+
+# The server's SQLite wire extension (README "SQLite wire extensions"), asked for at startup.
+_WIRE_OPTION = "-c sqld.sqlite_wire=on"
+_CONSISTENCY = re.compile(r"[A-Za-z_]+")
 
 
 def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> dict[str, Any]:
@@ -38,16 +45,26 @@ def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> di
     return kwargs
 
 
+def _with_wire_option(kw: dict[str, Any]) -> dict[str, Any]:
+    """The connection parameters with the extension added to libpq's `options` (the URL's,
+    the caller's or PGOPTIONS)."""
+    params = conninfo_to_dict(kw.pop("conninfo", ""), **kw)
+    options = params.get("options") or os.environ.get("PGOPTIONS", "")
+    params["options"] = f"{options} {_WIRE_OPTION}".strip()
+    return params
+
+
 class Connection:
     def __init__(self, database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
                  isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
                  factory: Any = None, cached_statements: int = 128, uri: bool = False,
-                 **kwargs: Any) -> None:
+                 consistency: str | None = None, **kwargs: Any) -> None:
         self._pg: psycopg.Connection[Any] | None = None
-        kw = _conninfo(database, timeout, uri)
-        conninfo = kw.pop("conninfo", "")
+        if consistency is not None and not _CONSISTENCY.fullmatch(consistency):
+            raise ValueError("consistency must be strong, read_your_writes or bounded_staleness")
+        params = _with_wire_option({**_conninfo(database, timeout, uri), **kwargs})
         try:
-            pg = psycopg.Connection.connect(conninfo, autocommit=True, **kw, **kwargs)
+            pg = psycopg.Connection.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise _errors.translate(exc) from exc
         _types.configure(pg)
@@ -61,8 +78,13 @@ class Connection:
         self.text_factory: Any = str
         self.total_changes = 0
         self._last_rowid = 0
+        # One round trip: the server's SQLite version, SQLite's rule for a failed statement inside
+        # a transaction (it is undone, the transaction goes on), the session's read consistency.
+        setup = "SELECT sqlite_version(); SET sqld.statement_errors = sqlite"
+        if consistency is not None:
+            setup += f"; SET sqld.consistency = {consistency}"
         global server_version
-        server_version = self._scalar("SELECT sqlite_version()")
+        server_version = self._scalar(setup)
 
     # -- state checks
     def _check_thread(self) -> None:
@@ -97,13 +119,6 @@ class Connection:
 
     def _begin(self) -> None:
         self._simple(f"BEGIN {self._isolation_level}".rstrip())
-
-    def _after_insert(self) -> None:
-        # last_insert_rowid() runs on the same SQLite connection only inside a transaction (the
-        # scheduler pins it); outside one the value would come from any pooled connection.
-        # Needs server support (#14 item 4): the rowid in CommandComplete's OID field.
-        if self.in_transaction:
-            self._last_rowid = self._scalar("SELECT last_insert_rowid()")
 
     # -- sqlite3's Connection
     @property
@@ -149,12 +164,11 @@ class Connection:
     def commit(self) -> None:
         pg = self._check()
         if pg.info.transaction_status == TransactionStatus.INERROR:
-            # The edge failed the transaction at an error (PostgreSQL's rule); SQLite would have
-            # kept it and committed the rest. Say so instead of a COMMIT that rolls back.
+            # A failed statement ended the transaction (SQLite rolled it back, e.g. after an
+            # interrupt or a full disk). Say so instead of a COMMIT that rolls back.
             self._simple("ROLLBACK")
             raise _errors.OperationalError(
-                "cannot commit: an earlier statement failed and the server rolled the transaction back "
-                "(SQLite would keep it; needs server support, #14 item 4)")
+                "cannot commit: an earlier statement failed and the transaction was rolled back")
         if self.in_transaction:
             self._simple("COMMIT")
 
@@ -224,8 +238,12 @@ _UNSUPPORTED = {"create_function", "create_aggregate", "create_window_function",
 def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
             isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
             factory: type[Connection] | None = None, cached_statements: int = 128, uri: bool = False,
-            **kwargs: Any) -> Connection:
-    """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name."""
+            consistency: str | None = None, **kwargs: Any) -> Connection:
+    """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name.
+    `consistency` (strong, read_your_writes, bounded_staleness) sets the session's
+    sqld.consistency: where its reads may run at a site with a replica."""
     cls = factory or Connection
+    if consistency is not None:
+        kwargs["consistency"] = consistency
     return cls(database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
                check_same_thread=check_same_thread, cached_statements=cached_statements, uri=uri, **kwargs)

@@ -93,7 +93,7 @@ async def _edge_statement(s: Session, t: Transport, route: Route, sql: str) -> b
             if fetched.tag.startswith("FETCH"):
                 oids = render.cursor_oids(fetched.cursor)
                 out.append(render.row_description([c.name for c in fetched.cursor.result.columns], oids,
-                                                  [0] * len(oids)))
+                                                  [0] * len(oids), fetched.cursor.result.columns))
                 out += render.data_rows(fetched.rows, oids, [0] * len(oids), strict=False)
             t.send(b"".join(out) + m.command_complete(fetched.tag))
         elif route is Route.CLOSE:

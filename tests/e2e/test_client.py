@@ -2,13 +2,13 @@
 
 Each check takes a DB-API module and a `connect(**kwargs)` for it and returns what it saw:
 values with their Python types, description names, rowcount, lastrowid, total_changes,
-in_transaction, exception classes. It runs once on sqlite3 over a local temp file (the
-oracle) and once on sqldclient over the running stack; the outcomes must be equal. No
-expected value is written by hand. Checks that need the server to send more (#14 item 4)
-are strict xfails, so they fail the day the server adds it.
+in_transaction, exception classes and sqlite_errorcode. It runs once on sqlite3 over a local
+temp file (the oracle) and once on sqldclient over the running stack; the outcomes must be
+equal. No expected value is written by hand.
 """
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import uuid
@@ -21,19 +21,11 @@ import sqldclient
 
 Check = Callable[[Any, Callable[..., Any]], Any]
 CHECKS: dict[str, Check] = {}
-NEEDS_SERVER: dict[str, str] = {}
 
 
 def check(fn: Check) -> Check:
     CHECKS[fn.__name__] = fn
     return fn
-
-
-def needs_server(reason: str) -> Callable[[Check], Check]:
-    def mark(fn: Check) -> Check:
-        NEEDS_SERVER[fn.__name__] = "needs server support (#14 item 4): " + reason
-        return check(fn)
-    return mark
 
 
 def typed(x: Any) -> Any:
@@ -100,7 +92,6 @@ def nan_is_stored_as_null(mod, connect):
     return rows(conn.execute(f"SELECT r, typeof(r) FROM {t}"))
 
 
-@needs_server("the storage class of each value; the edge sends one type OID per column")
 @check
 def a_column_mixing_classes(mod, connect):
     conn = connect()
@@ -156,7 +147,6 @@ def adapters_and_colname_converters(mod, connect):
     return typed(cur.fetchone()), [d[0] for d in cur.description]
 
 
-@needs_server("the declared type of result columns (PARSE_DECLTYPES)")
 @check
 def decltype_converters(mod, connect):
     mod.register_converter("POINT", lambda b: tuple(map(float, b.split(b";"))))
@@ -166,7 +156,6 @@ def decltype_converters(mod, connect):
     return typed(conn.execute(f"SELECT p FROM {t}").fetchone())
 
 
-@needs_server("SQLite's column names for expressions (the edge names them as PostgreSQL does)")
 @check
 def expression_column_names(mod, connect):
     conn = connect()
@@ -355,7 +344,6 @@ def error_classes(mod, connect):
     return out
 
 
-@needs_server("SQLite's extended result code in ErrorResponse (sqlite_errorcode, sqlite_errorname)")
 @check
 def sqlite_errorcode(mod, connect):
     conn = connect()
@@ -368,7 +356,6 @@ def sqlite_errorcode(mod, connect):
     return None
 
 
-@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
 @check
 def transaction_survives_an_error(mod, connect):
     conn = connect()
@@ -380,7 +367,6 @@ def transaction_survives_an_error(mod, connect):
     return err, rows(conn.execute(f"SELECT id FROM {t} ORDER BY id"))
 
 
-@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
 @check
 def commit_after_a_failed_statement(mod, connect):
     """sqlite3 commits what came before the error; the client must not claim it did when it cannot."""
@@ -457,13 +443,7 @@ def both(check_fn: Check, tmp_path, url: str) -> tuple[Any, Any]:
     return expected, got
 
 
-def _params():
-    for name in CHECKS:
-        marks = [pytest.mark.xfail(reason=NEEDS_SERVER[name], strict=True)] if name in NEEDS_SERVER else []
-        yield pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", list(_params()))
+@pytest.mark.parametrize("name", list(CHECKS))
 def test_same_as_sqlite3(name, tmp_path, url):
     expected, got = both(CHECKS[name], tmp_path, url)
     assert got == expected
@@ -514,6 +494,48 @@ def test_sqlite_version_is_the_servers(url):
         assert sqldclient.sqlite_version_info == tuple(int(p) for p in server.split("."))
     finally:
         conn.close()
+
+
+# -- the server's SQLite wire extensions (README "SQLite wire extensions"), seen with plain psycopg
+
+
+def _wire_session(pg: psycopg.Connection, t: str) -> dict[str, Any]:
+    cur = psycopg.RawCursor(pg)
+    seen: dict[str, Any] = {}
+    cur.execute(f"INSERT INTO {t}(id, v) VALUES (7, 'x')".encode())
+    seen["tag"] = cur.statusmessage, cur.rowcount
+    try:
+        cur.execute(f"INSERT INTO {t}(id, v) VALUES (7, 'y')".encode())
+    except psycopg.errors.UniqueViolation as exc:
+        assert exc.pgresult is not None
+        seen["fields"] = (exc.pgresult.error_field(ord("x")), exc.pgresult.error_field(ord("y")))
+    cur.execute(f"SELECT count(*), v, p FROM {t}".encode())
+    assert cur.description is not None
+    seen["columns"] = [(d.name, d.type_code) for d in cur.description]
+    seen["decltypes"] = pg.info.parameter_status("sqld.decltypes")
+    seen["row"] = cur.fetchone()
+    return seen
+
+
+def test_wire_extensions_only_for_a_client_that_asks(url):
+    with psycopg.connect(url, autocommit=True) as pg:
+        t = "t_" + uuid.uuid4().hex[:10]
+        pg.execute(f"CREATE TABLE {t}(id INTEGER PRIMARY KEY, v TEXT, p point)")
+        plain = _wire_session(pg, t)
+    with psycopg.connect(url, autocommit=True, options="-c sqld.sqlite_wire=on") as pg:
+        pg.execute(f"DELETE FROM {t}")
+        wired = _wire_session(pg, t)
+    assert plain["tag"] == ("INSERT 0 1", 1)
+    assert plain["fields"] == (None, None)
+    assert [name for name, _ in plain["columns"]] == ["count", "v", "p"]
+    assert plain["decltypes"] is None
+    assert plain["row"] == (1, "x", None)
+
+    assert wired["tag"] == ("INSERT 7 1", 1)
+    assert wired["fields"] == (b"1555", b"SQLITE_CONSTRAINT_PRIMARYKEY")
+    assert wired["columns"] == [("count(*)", 0x53514C56), ("v", 0x53514C56), ("p", 0x53514C56)]
+    assert json.loads(wired["decltypes"]) == [None, "TEXT", "point"]
+    assert wired["row"] == ("i1", "tx", None)  # psycopg's default loader: the tag, then the value
 
 
 def test_other_thread_is_refused(url):
@@ -590,14 +612,17 @@ def test_example_prints_the_same_on_both(url, tmp_path):
     assert "refused a duplicate title" in local.stdout
 
 
-def test_commit_after_a_failed_statement_says_it_rolled_back(url):
+def test_commit_after_a_transaction_the_server_rolled_back_says_so(url):
+    """When a failed statement ends the transaction (here under PostgreSQL's rule, which a session
+    may still choose; SQLite does it after an interrupt or a full disk), commit() says so."""
     conn = sqldclient.connect(url)
     try:
         t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+        conn.execute("SET sqld.statement_errors = postgresql")
         conn.execute(f"INSERT INTO {t} VALUES (1)")
         with pytest.raises(sqldclient.IntegrityError):
             conn.execute(f"INSERT INTO {t} VALUES (1)")
-        with pytest.raises(sqldclient.OperationalError, match="rolled the transaction back"):
+        with pytest.raises(sqldclient.OperationalError, match="the transaction was rolled back"):
             conn.commit()
         assert not conn.in_transaction
         assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
