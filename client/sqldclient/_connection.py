@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,7 +26,7 @@ server_version: str | None = None  # the server's sqlite_version(), from the lat
 
 # The server's SQLite wire extension (README "SQLite wire extensions"), asked for at startup.
 _WIRE_OPTION = "-c sqld.sqlite_wire=on"
-_CONSISTENCY = re.compile(r"[A-Za-z_]+")
+_CONSISTENCY = ("strong", "read_your_writes", "bounded_staleness")
 
 
 def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> dict[str, Any]:
@@ -60,7 +59,7 @@ class Connection:
                  factory: Any = None, cached_statements: int = 128, uri: bool = False,
                  consistency: str | None = None, **kwargs: Any) -> None:
         self._pg: psycopg.Connection[Any] | None = None
-        if consistency is not None and not _CONSISTENCY.fullmatch(consistency):
+        if consistency is not None and consistency not in _CONSISTENCY:
             raise ValueError("consistency must be strong, read_your_writes or bounded_staleness")
         params = _with_wire_option({**_conninfo(database, timeout, uri), **kwargs})
         try:
@@ -84,7 +83,11 @@ class Connection:
         if consistency is not None:
             setup += f"; SET sqld.consistency = {consistency}"
         global server_version
-        server_version = self._scalar(setup)
+        try:
+            server_version = self._scalar(setup)
+        except BaseException:
+            pg.close()
+            raise
 
     # -- state checks
     def _check_thread(self) -> None:

@@ -571,6 +571,52 @@ def test_interrupt_cancels_a_running_statement(url):
         conn.close()
 
 
+# -- a replica site (#14 item 5)
+
+_MAIN_FILE = "SELECT file FROM pragma_database_list WHERE name = 'main'"  # which SQLite file answered
+
+
+def test_replica_site_reads_there_and_writes_through_the_primary(stack, url):
+    at_replica = f"postgresql://postgres@127.0.0.1:{stack.ports.pg_replica}/main?connect_timeout=10"
+    conn = sqldclient.connect(at_replica)
+    primary = sqldclient.connect(url)
+    try:
+        replica_file = conn.execute(_MAIN_FILE).fetchone()[0]
+        primary_file = primary.execute(_MAIN_FILE).fetchone()[0]
+        assert replica_file != primary_file  # the read ran on the replica's copy
+        t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+        with conn:
+            cur = conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", [("a",), ("b",)])
+            conn.execute(f"UPDATE {t} SET v = v || '!' WHERE id = 2")
+        assert cur.rowcount == 2
+        # read-your-writes: this session sees its writes at once, wherever the read runs
+        assert conn.execute(f"SELECT id, v FROM {t} ORDER BY id").fetchall() == [(1, "a"), (2, "b!")]
+        # the writes went to the primary
+        assert primary.execute(f"SELECT id, v FROM {t} ORDER BY id").fetchall() == [(1, "a"), (2, "b!")]
+    finally:
+        conn.close()
+        primary.close()
+
+
+def test_consistency_sets_the_sessions_sqld_consistency(stack, url):
+    at_replica = f"postgresql://postgres@127.0.0.1:{stack.ports.pg_replica}/main?connect_timeout=10"
+    with sqldclient.connect(url) as primary:
+        primary_file = primary.execute(_MAIN_FILE).fetchone()[0]
+    seen = {}
+    for consistency in ("strong", "bounded_staleness", None):
+        conn = sqldclient.connect(at_replica, consistency=consistency)
+        try:
+            seen[consistency] = (conn.execute("SHOW sqld.consistency").fetchone()[0],
+                                 conn.execute(_MAIN_FILE).fetchone()[0] == primary_file)
+        finally:
+            conn.close()
+    assert seen == {"strong": ("strong", True), "bounded_staleness": ("bounded_staleness", False),
+                    None: ("read_your_writes", False)}
+    for wrong in ("eventual", "strong; DROP TABLE x"):
+        with pytest.raises(ValueError, match="consistency must be"):
+            sqldclient.connect(at_replica, consistency=wrong)
+
+
 # -- a site that requires TLS and SCRAM
 
 
