@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -185,6 +185,13 @@ class Connection:
         if self._pg is not None and not self._pg.closed:
             self._pg.close()  # like sqlite3, an open transaction is rolled back, not committed
 
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002 - sqlite3's name
+        """The database as SQL text, as sqlite3 dumps it: the standard library's own dump (plain
+        queries over this DB-API connection: sqlite_master, PRAGMA table_info, quote())."""
+        from sqlite3.dump import _iterdump  # type: ignore[attr-defined]
+        self._check()
+        return _iterdump(self) if filter is None else _iterdump(self, filter=filter)
+
     def interrupt(self) -> None:
         """Cancel the running statement (a CancelRequest); it raises OperationalError."""
         pg = self._check()
@@ -235,7 +242,7 @@ class Connection:
 _UNSUPPORTED = {"create_function", "create_aggregate", "create_window_function", "create_collation",
                 "set_authorizer", "set_progress_handler", "set_trace_callback", "enable_load_extension",
                 "load_extension", "blobopen", "backup", "serialize", "deserialize", "setlimit", "getlimit",
-                "setconfig", "getconfig", "iterdump"}
+                "setconfig", "getconfig"}
 
 
 def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
