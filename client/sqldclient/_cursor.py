@@ -161,13 +161,12 @@ class Cursor:
     def _run(self, sql: str, seq: Iterable[Any], many: bool) -> None:
         if not isinstance(sql, str):
             raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
-        if _sqltext.has_more_than_one_statement(sql):
+        text = _sqltext.analyze(sql)
+        if text.several:
             raise _errors.ProgrammingError("You can only execute one statement at a time.")
         conn = self.connection
         self._reset()
-        ph = _sqltext.rewrite(sql)
-        dml = _sqltext.is_dml(sql)
-        verb = _sqltext.leading_word(sql)
+        ph, dml, verb = text.placeholders, text.dml, text.verb
         if many and verb == "SELECT":
             raise _errors.ProgrammingError("executemany() can only execute DML statements.")
         if dml and conn.isolation_level is not None and not conn.in_transaction:

@@ -9,6 +9,7 @@ to PostgreSQL's `$n`, which the edge turns back into SQLite's `?n`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterator
 
@@ -175,3 +176,29 @@ def rewrite(sql: str) -> Placeholders:
         top = max(top, index)
         out.append(f"${index}")
     return Placeholders("".join(out), tuple(names.get(i) for i in range(1, top + 1)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Analyzed:
+    """What the cursor asks of a statement's text before running it."""
+    several: bool                 # more than one statement (execute refuses it)
+    placeholders: Placeholders
+    verb: str                     # leading_word
+
+    @property
+    def dml(self) -> bool:
+        return self.verb in ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+LONGEST_CACHED = 4096  # characters: with 128 texts, at most ~1 MB kept
+
+
+def analyze(sql: str) -> Analyzed:
+    """The cursor's questions about `sql`, answered once per text (as sqlite3 caches prepared
+    statements, 128 of them) for texts up to LONGEST_CACHED characters."""
+    return _analyze(sql) if len(sql) <= LONGEST_CACHED else _analyze.__wrapped__(sql)
+
+
+@functools.lru_cache(maxsize=128)
+def _analyze(sql: str) -> Analyzed:
+    return Analyzed(has_more_than_one_statement(sql), rewrite(sql), leading_word(sql))
