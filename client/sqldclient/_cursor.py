@@ -24,13 +24,14 @@ PARSE_COLNAMES = 2
 _DECLTYPES = "sqld.decltypes"  # ParameterStatus of the server's SQLite wire extension
 
 
-def bind(ph: _sqltext.Placeholders, params: Any) -> list[Any]:
-    """sqlite3's binding rules: a sequence by position, a mapping by name (without its prefix)."""
-    count = len(ph.names)
+def bind(names: tuple[str | None, ...], params: Any) -> list[Any]:
+    """sqlite3's binding rules: a sequence by position, a mapping by name (without its prefix);
+    the values in SQLite's parameter order (`names`: _sqltext.placeholders)."""
+    count = len(names)
     if isinstance(params, Mapping) or (hasattr(params, "keys") and hasattr(params, "__getitem__")
                                        and not isinstance(params, (list, tuple))):
         values = []
-        for i, name in enumerate(ph.names, 1):
+        for i, name in enumerate(names, 1):
             if name is None:
                 raise _errors.ProgrammingError(
                     f"Binding {i} has no name, but you supplied a dictionary (which has only names).")
@@ -177,7 +178,7 @@ class Cursor:
             for params in seq:
                 values = bind(ph, params)
                 try:
-                    raw.execute(ph.sql.encode() if ph.names else sql.encode(), values if ph.names else None)
+                    raw.execute(sql.encode(), values if ph else None)
                 except psycopg.Error as exc:
                     raise _errors.translate(exc) from exc
                 if dml:

@@ -149,11 +149,12 @@ class Extended:
                 raise SqlError(sqlstate.SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
             sql = parts[0]
             route = self.session.route(sql)
-            stmt = Prepared(sql, rewrite(sql), list(msg.param_oids), route=route, classified=classify(sql))
+            stmt = Prepared(sql, rewrite(sql, len(msg.param_oids)), list(msg.param_oids), route=route,
+                            classified=classify(sql))
             if route is Route.DECLARE:
                 d = cursors.DECLARE.match(sql.strip())
                 assert d is not None
-                stmt.rewritten = rewrite(d.group("query"))
+                stmt.rewritten = rewrite(d.group("query"), len(msg.param_oids))
                 stmt.classified = classify(d.group("query"))
                 stmt.cursor = (cursors.unquote(d.group("name")), (d.group("hold") or "").upper() == "WITH")
         statements[msg.name] = stmt

@@ -3,6 +3,8 @@
 A client asks for them when it connects, with the startup setting `sqld.sqlite_wire=on`
 (libpq: `options='-c sqld.sqlite_wire=on'`); every other client sees PostgreSQL's messages
 unchanged. In such a session (README "SQLite wire extensions"):
+- the SQL runs as written, SQLite's dialect and placeholders (no PostgreSQL rewriting,
+  sqlrewrite.rewrite); Parse declares the parameter count by its type list.
 - result columns have the type OID `VALUE_OID` and every value carries its own storage
   class: a first byte `i` (integer, decimal text), `r` (real, Python's repr: shortest
   round-trip, `inf`/`-inf`), `t` (text, UTF-8) or `b` (blob, the raw bytes); NULL stays NULL.
@@ -17,7 +19,7 @@ unchanged. In such a session (README "SQLite wire extensions"):
   server add fields and clients ignore those they do not know.
 
 The mode is the connection's: `connection.py` sets `ACTIVE` in the connection's task at
-startup, and the renderers (render.py, tags.py, colnames.py) read it there, so no handler
+startup, and render.py, tags.py, colnames.py and sqlrewrite.py read it there, so no handler
 passes it along.
 """
 from __future__ import annotations

@@ -159,8 +159,11 @@ def decltype_converters(mod, connect):
 @check
 def expression_column_names(mod, connect):
     conn = connect()
-    cur = conn.execute("SELECT 1, count(*), 1 + 1, lower('A')")
-    return [d[0] for d in cur.description]
+    out = [[d[0] for d in conn.execute("SELECT 1, count(*), 1 + 1, lower('A')").description]]
+    out.append([d[0] for d in conn.execute("SELECT ?, ?3 + 1, ?, x'01'", (1, 2, 3, 4)).description])
+    out.append([d[0] for d in conn.execute("SELECT :a, @b || $c, :a", {"a": 1, "b": "x", "c": "y"}).description])
+    out.append([d[0] for d in conn.execute("SELECT  1 AS a,(2)b, [c] FROM (SELECT 3 AS c)").description])
+    return out
 
 
 # -- rowcount, lastrowid, total_changes, transactions

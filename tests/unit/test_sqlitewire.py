@@ -92,3 +92,11 @@ def test_decltypes_are_sent_before_a_row_description_when_they_change():
     assert first.startswith(status)
     assert not second.startswith(b"S")
     assert not render.row_description(["a", "b"], [1, 1], [0, 0], cols).startswith(b"S")
+
+
+def test_sql_runs_as_written_in_a_wire_session():
+    from edge import sqlrewrite
+    sql = "SELECT ?, :a, $1 AS x, '::' FROM t WHERE c ~ 'a'"
+    assert sqlrewrite.rewrite(sql).sql != sql  # PostgreSQL's $1 becomes ?1 elsewhere
+    wired = in_wire(sqlrewrite.rewrite, sql, 3)
+    assert (wired.sql, wired.param_count, wired.column_names) == (sql, 3, [])
