@@ -75,7 +75,6 @@ class Connection:
         self.isolation_level = isolation_level
         self.row_factory: Any = None
         self.text_factory: Any = str
-        self.total_changes = 0
         self._last_rowid = 0
         # One round trip: the server's SQLite version, SQLite's rule for a failed statement inside
         # a transaction (it is undone, the transaction goes on), the session's read consistency.
@@ -140,6 +139,12 @@ class Connection:
         if value.upper() not in _LEVELS:
             raise ValueError("isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'")
         self._isolation_level = value
+
+    @property
+    def total_changes(self) -> int:
+        """Rows changed by this connection's statements and their triggers (the server counts
+        them: the ParameterStatus sqld.total_changes of its SQLite wire extension)."""
+        return int(self._check().info.parameter_status("sqld.total_changes") or 0)
 
     @property
     def in_transaction(self) -> bool:

@@ -184,7 +184,6 @@ class Cursor:
                 if dml:
                     changed = max(raw.rowcount, 0)
                     total += changed
-                    conn.total_changes += changed
                     tag = raw.statusmessage or ""
                     if changed and tag.startswith("INSERT "):  # INSERT <last_insert_rowid> <rows>
                         conn._last_rowid = int(tag.split()[1])

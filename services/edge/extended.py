@@ -99,7 +99,7 @@ class Extended:
                 await self.session.fail_transaction()  # an error of the edge's own (the scheduler fails its own)
             self.skipping = False
             self.portals.pop("", None)
-            self.transport.send(m.ready_for_query(self.session.status))
+            self.transport.send(self.session.ready())
             await self.transport.flush()
             return
         if kind == b"H":

@@ -23,7 +23,7 @@ from sqld.v1 import common_pb2
 
 async def query(s: Session, t: Transport, sql: str) -> None:
     if is_empty(sql):
-        t.send(m.EMPTY_QUERY + m.ready_for_query(s.status))
+        t.send(m.EMPTY_QUERY + s.ready())
         await t.flush()
         return
     texts = split(sql)
@@ -41,7 +41,7 @@ async def query(s: Session, t: Transport, sql: str) -> None:
             i += 1
         if not ok:
             break
-    t.send(m.ready_for_query(s.status))
+    t.send(s.ready())
     await t.flush()
 
 
@@ -50,7 +50,7 @@ async def refuse(s: Session, t: Transport, error: SqlError) -> None:
     t.send(m.error_response(error.sqlstate, error.message))
     if s.status == IN_TRANSACTION:
         await s.fail_transaction()
-    t.send(m.ready_for_query(s.status))
+    t.send(s.ready())
     await t.flush()
 
 

@@ -13,6 +13,8 @@ unchanged. In such a session (README "SQLite wire extensions"):
 - before a RowDescription whose declared types differ from the last ones sent, a
   ParameterStatus `sqld.decltypes` = a JSON array of each column's declared type
   (sqlite3_column_decltype; null for an expression).
+- before a ReadyForQuery, when it changed, a ParameterStatus `sqld.total_changes`: the rows the
+  connection's statements and their triggers changed so far (sqlite3_total_changes).
 - INSERT's CommandComplete is `INSERT <last_insert_rowid> <rows>` (PostgreSQL puts 0 there).
 - an ErrorResponse for an error SQLite raised carries its extended result code in field `x`
   (decimal) and its name in field `y` (SQLITE_CONSTRAINT_PRIMARYKEY); the protocol lets a
@@ -32,18 +34,22 @@ from dataclasses import dataclass
 
 import apsw
 
+from edge.pgwire import messages as m
 from sqld.v1 import common_pb2
 
 NAME = "sqld.sqlite_wire"
 VALUE_OID = 0x53514C56  # "SQLV": a value tagged with its storage class
 DECLTYPES = "sqld.decltypes"
+TOTAL_CHANGES = "sqld.total_changes"
 CODE_FIELD, NAME_FIELD = b"x", b"y"
 
 
 @dataclass
 class Wire:
-    """One connection's extension state: the declared types it was last told."""
+    """One connection's extension state: what it was last told, and its total changes."""
     last_decltypes: str | None = None
+    total_changes: int = 0      # rows its statements and their triggers changed (sqlite3_total_changes)
+    told_changes: int = 0
 
 
 ACTIVE: contextvars.ContextVar[Wire | None] = contextvars.ContextVar("sqlite_wire", default=None)
@@ -86,12 +92,19 @@ def value(v: common_pb2.Value) -> bytes | None:
 
 def decltypes_status(columns: Sequence[common_pb2.Column], wire: Wire) -> bytes:
     """The ParameterStatus to send before a RowDescription of `columns`, or b"" when unchanged."""
-    from edge.pgwire import messages as m
     text = json.dumps([c.decltype or None for c in columns])
     if text == wire.last_decltypes:
         return b""
     wire.last_decltypes = text
     return m.parameter_status(DECLTYPES, text)
+
+
+def changes_status(wire: Wire) -> bytes:
+    """The ParameterStatus `sqld.total_changes` to send before ReadyForQuery, or b"" when unchanged."""
+    if wire.total_changes == wire.told_changes:
+        return b""
+    wire.told_changes = wire.total_changes
+    return m.parameter_status(TOTAL_CHANGES, str(wire.total_changes))
 
 
 def error_fields(code: int) -> bytes:

@@ -256,6 +256,29 @@ def executescript_stops_at_a_failing_statement(mod, connect):
 
 
 @check
+def total_changes_counts_triggers_scripts_and_rollbacks(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+    log = fresh(conn, "(what)")
+    conn.execute(f"CREATE TRIGGER {t}_log AFTER UPDATE ON {t} BEGIN INSERT INTO {log} VALUES ('u'); END")
+    seen = [conn.total_changes]
+    conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", [(1,), (2,), (3,)])
+    seen.append(conn.total_changes)
+    cur = conn.execute(f"UPDATE {t} SET v = v + 1 WHERE id < 3")  # 2 rows, 2 more by the trigger
+    seen.append((cur.rowcount, conn.total_changes))
+    conn.rollback()  # rolled back changes were made all the same
+    seen.append(conn.total_changes)
+    conn.executescript(f"INSERT INTO {t}(v) VALUES (7); DELETE FROM {t}; INSERT INTO {log} SELECT 'x';")
+    seen.append(conn.total_changes)
+    conn.execute(f"DELETE FROM {log}")
+    seen.append(conn.total_changes)
+    conn.commit()
+    again = connect()  # per connection
+    seen.append(again.total_changes)
+    return seen
+
+
+@check
 def executemany_many_rows(mod, connect):
     conn = connect()
     t = fresh(conn, "(id INTEGER PRIMARY KEY, v TEXT)")

@@ -81,6 +81,14 @@ def test_columns_keep_sqlite_names_and_get_the_value_oid():
     assert render.result_oids(rs) == [types.INT8, types.TEXT]
 
 
+def test_total_changes_told_when_they_change():
+    wire = sqlitewire.Wire()
+    assert sqlitewire.changes_status(wire) == b""
+    wire.total_changes = 3
+    assert sqlitewire.changes_status(wire) == m.parameter_status(sqlitewire.TOTAL_CHANGES, "3")
+    assert sqlitewire.changes_status(wire) == b""
+
+
 def test_decltypes_are_sent_before_a_row_description_when_they_change():
     cols = [pb.Column(name="a", decltype="point"), pb.Column(name="b")]
     status = m.parameter_status(sqlitewire.DECLTYPES, json.dumps(["point", None]))
