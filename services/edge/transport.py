@@ -57,8 +57,10 @@ class Transport:
         """Hand what is queued to the socket (asyncio's buffer), in one write."""
         if self._queued:
             queued = self._queued
-            self._writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
             self._queued, self._queued_bytes = [], 0
+            if self._writer.transport.is_closing():
+                return  # the client left: nobody reads it (uvloop refuses the write; the next read or flush ends us)
+            self._writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
 
     async def flush(self) -> None:
         self._write()
