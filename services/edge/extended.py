@@ -133,7 +133,7 @@ class Extended:
             self._fail(SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, str(exc)))
 
     def _fail(self, error: SqlError) -> None:
-        self.out.append(m.error_response(error.sqlstate, error.message))
+        self.out.append(render.error(error.to_proto()))  # a storage error keeps its SQLite code
         self._write_out()
         self.skipping = True
 

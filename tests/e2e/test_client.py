@@ -321,6 +321,26 @@ def a_large_blob(mod, connect):
 
 
 @check
+def a_large_result_streamed_in_parts(mod, connect):
+    """More than a result part (256 KiB) of rows mixing storage classes: the server streams it,
+    and every part keeps the classes, names and declared types (detect_types)."""
+    mod.register_converter("MARK", lambda b: b"marked:" + b)
+    conn = connect(detect_types=mod.PARSE_DECLTYPES)
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, u, m mark)")
+    conn.executemany(f"INSERT INTO {t}(u, m) VALUES (?, ?)",
+                     [(v, "x") for i in range(1500) for v in (i, i + 0.5, f"t{i}" * 20, b"\x00" * 100)])
+    conn.commit()
+    out = []
+    for sql, params in [(f"SELECT id, u, m, u AS again FROM {t} ORDER BY id", ()),  # simple protocol
+                        (f"SELECT id, u, m, ? + 0 FROM {t} WHERE id > ? ORDER BY id", (7, 0))]:  # extended
+        cur = conn.execute(sql, params)
+        got = cur.fetchall()
+        out.append(([d[0] for d in cur.description], len(got), typed(got[:4]), typed(got[-4:]),
+                    sorted({type(r[1]).__name__ for r in got})))
+    return out
+
+
+@check
 def fetch_methods(mod, connect):
     conn = connect()
     cur = conn.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 7) SELECT x FROM n")
