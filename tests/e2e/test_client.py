@@ -603,6 +603,30 @@ def test_wire_extensions_only_for_a_client_that_asks(url):
     assert wired["row"] == ("i1", "tx", None)  # psycopg's default loader: the tag, then the value
 
 
+def test_asyncpg_reads_the_rowid_tag_and_ignores_the_error_fields(stack):
+    """A PostgreSQL driver that asked for the extensions still parses the tag and the errors
+    (asyncpg hands the tag's text to the application, one reason they are opt-in)."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> tuple[str, str]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=stack.ports.pg, user="postgres", database="main",
+                                     server_settings={"sqld.sqlite_wire": "on"})
+        try:
+            t = "t_" + uuid.uuid4().hex[:10]
+            await conn.execute(f"CREATE TABLE {t}(id INTEGER PRIMARY KEY)")
+            tag = await conn.execute(f"INSERT INTO {t} VALUES (5)")
+            try:
+                await conn.execute(f"INSERT INTO {t} VALUES (5)")
+            except asyncpg.UniqueViolationError as exc:
+                return tag, exc.sqlstate
+            return tag, ""
+        finally:
+            await conn.close()
+    assert asyncio.run(go()) == ("INSERT 5 1", "23505")
+
+
 def test_other_thread_is_refused(url):
     import threading
     conn = sqldclient.connect(url)
