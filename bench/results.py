@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import typing
 
-from bench import analysis, peer, pgbench, report
+from bench import analysis, client, peer, pgbench, report
 
 if typing.TYPE_CHECKING:
     from bench.run import Run
@@ -69,6 +69,9 @@ def write(run: Run) -> str:
          "transactions it completed. The ceiling is what the cores could sustain if only our services "
          "ran; pgbench itself shares the same cores.\n\n"
          + (analysis.cpu_table(run.cpu_per_txn, run.tps) if run.cpu_per_txn else "no workload succeeded on ours")),
+        ("Client (issue #14): sqldclient against psycopg on our edge",
+         "Median µs per operation, one connection per client, the two taking turns on the same edge "
+         "(bench/client.py).\n\n" + (run.client_note or client.table(run.client_rows))),
         ("Profile (select-only, 4 clients, -M simple)", profile_body(run)),
         ("Setup", "\n".join(setup)),
         ("Durations", durations),

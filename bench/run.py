@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench import latency, pgbench, profile, replica_lag, report
+from bench import client, latency, pgbench, profile, replica_lag, report
 from bench.ours import Ours, free_port
 from bench.peer import Peer
 from bench.postgres import Postgres, ensure_installed
@@ -93,6 +93,8 @@ class Run:
         self.pg_settings: dict[str, str] = {}
         self.lat_method: str | None = None
         self.lat: dict[str, latency.Latency] = {}
+        self.client_rows: list[client.ClientRow] = []
+        self.client_note: str | None = None
         self.lag: replica_lag.Lag | None = None
         self.lag_note: str | None = None
         self.profiles: dict[str, profile.Summary] = {}
@@ -134,6 +136,7 @@ class Run:
             self.step("start buenavista", peer.start)
             self.pgbench_all(ours, pg, peer)
             self.latency(ours, pg, peer)
+            self.client(ours)
             peer.stop()
             self.replica(ours)
             self.profile(ours)
@@ -235,6 +238,17 @@ class Run:
                                         getattr(o, f"{q}_ms") if o else None, getattr(g, f"{q}_ms") if g else None,
                                         None if o else "see notes", None if g else "see notes",
                                         getattr(b, f"{q}_ms") if b else None, None if b else "see notes"))
+
+    def client(self, ours: Ours) -> None:
+        self.say(f"client: sqldclient against psycopg on our edge, {self.m.latency_seconds}s per loop and client")
+        try:
+            self.client_rows = self.step("client loops", client.measure, ours.pg_port, 100_000 * self.m.scale,
+                                         self.m.latency_seconds)
+            for r in self.client_rows:
+                self.say(f"    {r.loop}: sqldclient {r.sqldclient_us:,.0f} µs, psycopg {r.psycopg_us:,.0f} µs")
+        except Exception as exc:  # a failing measurement is a finding, not a harness crash
+            self.client_note = f"failed: {exc}"
+            self.say(f"    FAILED: {exc}")
 
     def replica(self, ours: Ours) -> None:
         port, why = replica_lag.find_replica(ours.services, ours.ports)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from . import _errors, _types
@@ -21,6 +22,11 @@ from ._cursor import Cursor
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 server_version: str | None = None  # the server's sqlite_version(), from the latest connect()
+
+
+# The server's SQLite wire extension (README "SQLite wire extensions"), asked for at startup.
+_WIRE_OPTION = "-c sqld.sqlite_wire=on"
+_CONSISTENCY = ("strong", "read_your_writes", "bounded_staleness")
 
 
 def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> dict[str, Any]:
@@ -38,16 +44,26 @@ def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> di
     return kwargs
 
 
+def _with_wire_option(kw: dict[str, Any]) -> dict[str, Any]:
+    """The connection parameters with the extension added to libpq's `options` (the URL's,
+    the caller's or PGOPTIONS)."""
+    params = conninfo_to_dict(kw.pop("conninfo", ""), **kw)
+    options = params.get("options") or os.environ.get("PGOPTIONS", "")
+    params["options"] = f"{options} {_WIRE_OPTION}".strip()
+    return params
+
+
 class Connection:
     def __init__(self, database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
                  isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
                  factory: Any = None, cached_statements: int = 128, uri: bool = False,
-                 **kwargs: Any) -> None:
+                 consistency: str | None = None, **kwargs: Any) -> None:
         self._pg: psycopg.Connection[Any] | None = None
-        kw = _conninfo(database, timeout, uri)
-        conninfo = kw.pop("conninfo", "")
+        if consistency is not None and consistency not in _CONSISTENCY:
+            raise ValueError("consistency must be strong, read_your_writes or bounded_staleness")
+        params = _with_wire_option({**_conninfo(database, timeout, uri), **kwargs})
         try:
-            pg = psycopg.Connection.connect(conninfo, autocommit=True, **kw, **kwargs)
+            pg = psycopg.Connection.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise _errors.translate(exc) from exc
         _types.configure(pg)
@@ -59,10 +75,18 @@ class Connection:
         self.isolation_level = isolation_level
         self.row_factory: Any = None
         self.text_factory: Any = str
-        self.total_changes = 0
         self._last_rowid = 0
+        # One round trip: the server's SQLite version, SQLite's rule for a failed statement inside
+        # a transaction (it is undone, the transaction goes on), the session's read consistency.
+        setup = "SELECT sqlite_version(); SET sqld.statement_errors = sqlite"
+        if consistency is not None:
+            setup += f"; SET sqld.consistency = {consistency}"
         global server_version
-        server_version = self._scalar("SELECT sqlite_version()")
+        try:
+            server_version = self._scalar(setup)
+        except BaseException:
+            pg.close()
+            raise
 
     # -- state checks
     def _check_thread(self) -> None:
@@ -98,13 +122,6 @@ class Connection:
     def _begin(self) -> None:
         self._simple(f"BEGIN {self._isolation_level}".rstrip())
 
-    def _after_insert(self) -> None:
-        # last_insert_rowid() runs on the same SQLite connection only inside a transaction (the
-        # scheduler pins it); outside one the value would come from any pooled connection.
-        # Needs server support (#14 item 4): the rowid in CommandComplete's OID field.
-        if self.in_transaction:
-            self._last_rowid = self._scalar("SELECT last_insert_rowid()")
-
     # -- sqlite3's Connection
     @property
     def isolation_level(self) -> str | None:
@@ -122,6 +139,12 @@ class Connection:
         if value.upper() not in _LEVELS:
             raise ValueError("isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'")
         self._isolation_level = value
+
+    @property
+    def total_changes(self) -> int:
+        """Rows changed by this connection's statements and their triggers (the server counts
+        them: the ParameterStatus sqld.total_changes of its SQLite wire extension)."""
+        return int(self._check().info.parameter_status("sqld.total_changes") or 0)
 
     @property
     def in_transaction(self) -> bool:
@@ -149,12 +172,11 @@ class Connection:
     def commit(self) -> None:
         pg = self._check()
         if pg.info.transaction_status == TransactionStatus.INERROR:
-            # The edge failed the transaction at an error (PostgreSQL's rule); SQLite would have
-            # kept it and committed the rest. Say so instead of a COMMIT that rolls back.
+            # A failed statement ended the transaction (SQLite rolled it back, e.g. after an
+            # interrupt or a full disk). Say so instead of a COMMIT that rolls back.
             self._simple("ROLLBACK")
             raise _errors.OperationalError(
-                "cannot commit: an earlier statement failed and the server rolled the transaction back "
-                "(SQLite would keep it; needs server support, #14 item 4)")
+                "cannot commit: an earlier statement failed and the transaction was rolled back")
         if self.in_transaction:
             self._simple("COMMIT")
 
@@ -167,6 +189,13 @@ class Connection:
         self._check_thread()
         if self._pg is not None and not self._pg.closed:
             self._pg.close()  # like sqlite3, an open transaction is rolled back, not committed
+
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002 - sqlite3's name
+        """The database as SQL text, as sqlite3 dumps it: the standard library's own dump (plain
+        queries over this DB-API connection: sqlite_master, PRAGMA table_info, quote())."""
+        from sqlite3.dump import _iterdump  # type: ignore[attr-defined]
+        self._check()
+        return _iterdump(self) if filter is None else _iterdump(self, filter=filter)
 
     def interrupt(self) -> None:
         """Cancel the running statement (a CancelRequest); it raises OperationalError."""
@@ -218,14 +247,18 @@ class Connection:
 _UNSUPPORTED = {"create_function", "create_aggregate", "create_window_function", "create_collation",
                 "set_authorizer", "set_progress_handler", "set_trace_callback", "enable_load_extension",
                 "load_extension", "blobopen", "backup", "serialize", "deserialize", "setlimit", "getlimit",
-                "setconfig", "getconfig", "iterdump"}
+                "setconfig", "getconfig"}
 
 
 def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
             isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
             factory: type[Connection] | None = None, cached_statements: int = 128, uri: bool = False,
-            **kwargs: Any) -> Connection:
-    """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name."""
+            consistency: str | None = None, **kwargs: Any) -> Connection:
+    """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name.
+    `consistency` (strong, read_your_writes, bounded_staleness) sets the session's
+    sqld.consistency: where its reads may run at a site with a replica."""
     cls = factory or Connection
+    if consistency is not None:
+        kwargs["consistency"] = consistency
     return cls(database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
                check_same_thread=check_same_thread, cached_statements=cached_statements, uri=uri, **kwargs)

@@ -7,6 +7,8 @@ PARSE_COLNAMES converters apply; row_factory shapes each row.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +21,17 @@ if TYPE_CHECKING:
 
 PARSE_DECLTYPES = 1
 PARSE_COLNAMES = 2
+_DECLTYPES = "sqld.decltypes"  # ParameterStatus of the server's SQLite wire extension
 
 
-def bind(ph: _sqltext.Placeholders, params: Any) -> list[Any]:
-    """sqlite3's binding rules: a sequence by position, a mapping by name (without its prefix)."""
-    count = len(ph.names)
+def bind(names: tuple[str | None, ...], params: Any) -> list[Any]:
+    """sqlite3's binding rules: a sequence by position, a mapping by name (without its prefix);
+    the values in SQLite's parameter order (`names`: _sqltext.placeholders)."""
+    count = len(names)
     if isinstance(params, Mapping) or (hasattr(params, "keys") and hasattr(params, "__getitem__")
                                        and not isinstance(params, (list, tuple))):
         values = []
-        for i, name in enumerate(ph.names, 1):
+        for i, name in enumerate(names, 1):
             if name is None:
                 raise _errors.ProgrammingError(
                     f"Binding {i} has no name, but you supplied a dictionary (which has only names).")
@@ -158,13 +162,12 @@ class Cursor:
     def _run(self, sql: str, seq: Iterable[Any], many: bool) -> None:
         if not isinstance(sql, str):
             raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
-        if _sqltext.has_more_than_one_statement(sql):
+        text = _sqltext.analyze(sql)
+        if text.several:
             raise _errors.ProgrammingError("You can only execute one statement at a time.")
         conn = self.connection
         self._reset()
-        ph = _sqltext.rewrite(sql)
-        dml = _sqltext.is_dml(sql)
-        verb = _sqltext.leading_word(sql)
+        ph, dml, verb = text.placeholders, text.dml, text.verb
         if many and verb == "SELECT":
             raise _errors.ProgrammingError("executemany() can only execute DML statements.")
         if dml and conn.isolation_level is not None and not conn.in_transaction:
@@ -174,25 +177,16 @@ class Cursor:
         try:
             for params in seq:
                 values = bind(ph, params)
-                # Outside a transaction an INSERT runs in one of its own, so that
-                # last_insert_rowid() reaches the same SQLite connection (#14 item 4).
-                own = verb in ("INSERT", "REPLACE") and not conn.in_transaction
-                if own:
-                    conn._simple("BEGIN")
                 try:
-                    raw.execute(ph.sql.encode() if ph.names else sql.encode(), values if ph.names else None)
+                    raw.execute(sql.encode(), values if ph else None)
                 except psycopg.Error as exc:
-                    if own:
-                        conn._simple("ROLLBACK")
                     raise _errors.translate(exc) from exc
                 if dml:
                     changed = max(raw.rowcount, 0)
                     total += changed
-                    conn.total_changes += changed
-                    if verb in ("INSERT", "REPLACE"):
-                        conn._after_insert()
-                    if own:
-                        conn._simple("COMMIT")
+                    tag = raw.statusmessage or ""
+                    if changed and tag.startswith("INSERT "):  # INSERT <last_insert_rowid> <rows>
+                        conn._last_rowid = int(tag.split()[1])
             if raw.description is not None and not many:
                 self._take_result(raw)
         finally:
@@ -206,7 +200,10 @@ class Cursor:
         conn = self.connection
         names = []
         self._converters = []
-        for col in raw.description or ():
+        decltypes: list[str | None] = []
+        if conn._detect_types & PARSE_DECLTYPES:  # the server's sqld.decltypes, sent before the columns
+            decltypes = json.loads(conn._check().info.parameter_status(_DECLTYPES) or "[]")
+        for i, col in enumerate(raw.description or ()):
             name = col.name
             conv = None
             if conn._detect_types & PARSE_COLNAMES and "[" in name:
@@ -215,6 +212,9 @@ class Cursor:
                 if end > start:
                     conv = _types.converters.get(name[start + 1:end].split(" ")[0].upper())
                 name = name[:start].rstrip() if name[:start].endswith(" ") else name[:start]
+            if conv is None and i < len(decltypes) and decltypes[i]:
+                # sqlite3: the declared type up to its first space or parenthesis
+                conv = _types.converters.get(re.split(r"[ (]", decltypes[i] or "", maxsplit=1)[0].upper())
             names.append(name)
             self._converters.append(conv)
         self.description = tuple((n, None, None, None, None, None, None) for n in names)

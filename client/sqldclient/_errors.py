@@ -1,9 +1,10 @@
 """sqlite3's exception hierarchy, and the one table from a server error to its class.
 
-The server sends a SQLSTATE, not SQLite's result code (that needs server support, #14 item 4),
-so the class is chosen from the SQLSTATE the storage service mapped SQLite's code to
-(services/storage/sqlite/errors.py), inverted here the way CPython's sqlite3 picks a class
-for each SQLite code (Modules/_sqlite/util.c).
+An error SQLite raised arrives with its extended result code and name (the ErrorResponse
+fields `x` and `y` of the server's SQLite wire extension): the class is the one CPython's
+sqlite3 picks for that code (Modules/_sqlite/util.c), and sqlite_errorcode/sqlite_errorname
+are set. Other errors carry only a SQLSTATE: the class comes from the SQLSTATE the storage
+service mapped SQLite's code to (services/storage/sqlite/errors.py), inverted.
 """
 from __future__ import annotations
 
@@ -66,6 +67,25 @@ _BY_CLASS: dict[str, type[Error]] = {
 }
 
 
+# SQLite's primary result code → the class CPython's sqlite3 raises (Modules/_sqlite/util.c).
+_BY_CODE: dict[int, type[Error]] = {
+    2: InternalError, 12: InternalError,                      # INTERNAL, NOTFOUND
+    11: DatabaseError,                                        # CORRUPT
+    18: DataError,                                            # TOOBIG
+    19: IntegrityError, 20: IntegrityError,                   # CONSTRAINT, MISMATCH
+    21: InterfaceError, 25: InterfaceError,                   # MISUSE, RANGE
+}
+_OPERATIONAL = {1, 3, 4, 5, 6, 8, 9, 10, 13, 14, 15, 16, 17}  # ERROR, PERM, ABORT, BUSY, LOCKED, …
+CODE_FIELD, NAME_FIELD = ord("x"), ord("y")  # the ErrorResponse fields of the SQLite wire extension
+
+
+def code_class(code: int) -> type[Error]:
+    primary = code & 0xFF
+    if primary in _OPERATIONAL:
+        return OperationalError
+    return _BY_CODE.get(primary, DatabaseError)
+
+
 def error_class(sqlstate: str | None) -> type[Error]:
     if not sqlstate:
         return OperationalError
@@ -80,6 +100,11 @@ def translate(exc: psycopg.Error) -> Error:
     message = exc.diag.message_primary or str(exc)
     if state == "57014":
         message = "interrupted"  # sqlite3's text for SQLITE_INTERRUPT
-    err = error_class(state)(message)
-    err.sqlstate = state
+    code = name = None
+    if exc.pgresult is not None:
+        raw_code, raw_name = exc.pgresult.error_field(CODE_FIELD), exc.pgresult.error_field(NAME_FIELD)
+        code = int(raw_code) if raw_code else None
+        name = raw_name.decode() if raw_name else None
+    err = (code_class(code) if code else error_class(state))(message)
+    err.sqlstate, err.sqlite_errorcode, err.sqlite_errorname = state, code, name
     return err

@@ -3,12 +3,13 @@
 One lexer (`tokens`) serves every question, so string literals, quoted identifiers and comments
 are never mistaken for placeholders or semicolons. Placeholders are SQLite's: `?`, `?NNN`,
 `:name`, `@name`, `$name`; each gets SQLite's index (sqlite3_bind_parameter_index rules:
-`?` takes the largest index so far + 1, a repeated name keeps its first index) and is rewritten
-to PostgreSQL's `$n`, which the edge turns back into SQLite's `?n`.
+`?` takes the largest index so far + 1, a repeated name keeps its first index), the order in
+which the values are sent: the server's SQLite wire mode runs the text as written.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterator
 
@@ -144,20 +145,14 @@ def complete_statement(sql: str) -> bool:
     return bool(ends) and not any(True for _ in _significant(sql[ends[-1]:]))
 
 
-@dataclasses.dataclass(frozen=True)
-class Placeholders:
-    sql: str                      # the text with `$n` for each placeholder
-    names: tuple[str | None, ...]  # per index 1..count: the name with its prefix (`:a`, `?2`), None for `?`
-
-
-def rewrite(sql: str) -> Placeholders:
-    out: list[str] = []
+def placeholders(sql: str) -> tuple[str | None, ...]:
+    """Per parameter index 1..count as SQLite numbers them: the name with its prefix (`:a`,
+    `?2`), None for `?`."""
     names: dict[int, str | None] = {}
     by_name: dict[str, int] = {}
     top = 0
     for kind, text in tokens(sql):
         if kind != PARAM:
-            out.append(text)
             continue
         if text == "?":
             index = top + 1
@@ -173,5 +168,30 @@ def rewrite(sql: str) -> Placeholders:
             by_name[text] = index
             names[index] = text
         top = max(top, index)
-        out.append(f"${index}")
-    return Placeholders("".join(out), tuple(names.get(i) for i in range(1, top + 1)))
+    return tuple(names.get(i) for i in range(1, top + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Analyzed:
+    """What the cursor asks of a statement's text before running it."""
+    several: bool                 # more than one statement (execute refuses it)
+    placeholders: tuple[str | None, ...]
+    verb: str                     # leading_word
+
+    @property
+    def dml(self) -> bool:
+        return self.verb in ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+LONGEST_CACHED = 4096  # characters: with 128 texts, at most ~1 MB kept
+
+
+def analyze(sql: str) -> Analyzed:
+    """The cursor's questions about `sql`, answered once per text (as sqlite3 caches prepared
+    statements, 128 of them) for texts up to LONGEST_CACHED characters."""
+    return _analyze(sql) if len(sql) <= LONGEST_CACHED else _analyze.__wrapped__(sql)
+
+
+@functools.lru_cache(maxsize=128)
+def _analyze(sql: str) -> Analyzed:
+    return Analyzed(has_more_than_one_statement(sql), placeholders(sql), leading_word(sql))

@@ -1,7 +1,8 @@
-"""Values both ways: Python → the server's parameter types, result OIDs → SQLite storage classes.
+"""Values both ways: Python → the server's parameter types, results → SQLite storage classes.
 
-The edge names each result column with a PostgreSQL type OID chosen from the column's declared
-type and the storage classes of its values (services/edge/types.py). This module maps them back:
+The client asks for the server's SQLite wire extension, so result values arrive tagged with
+their storage class (VALUE_OID). Results the edge answers itself (SHOW, and servers without
+the extension) name each column with a PostgreSQL type OID instead, mapped back here:
 integer OIDs → int, float OIDs → float, numeric → int or float by its spelling, bool → 0/1,
 bytea → bytes, everything else → text through the connection's text_factory. Parameters go as
 int8 and float8 in binary (exact, NaN and infinities included), text as `text`, bytes as `bytea`.
@@ -155,6 +156,26 @@ class _RawText(adapt.Loader):
         return RawText(data)
 
 
+# The server's SQLite wire extension (README "SQLite wire extensions"): every value tagged with
+# its storage class, so a column mixing classes keeps each value's.
+VALUE_OID = 0x53514C56
+
+
+class _ValueLoader(adapt.Loader):
+    def load(self, data: Any) -> Any:
+        raw = bytes(data)
+        tag, body = raw[:1], raw[1:]
+        if tag == b"i":
+            return int(body)
+        if tag == b"t":
+            return RawText(body)
+        if tag == b"r":
+            return float(body)
+        if tag == b"b":
+            return body
+        raise _errors.InterfaceError(f"unknown storage class tag {tag!r} from the server")
+
+
 def configure(conn: psycopg.Connection[Any]) -> None:
     """Install this module's dumpers and loaders on one psycopg connection."""
     a = conn.adapters
@@ -173,6 +194,7 @@ def configure(conn: psycopg.Connection[Any]) -> None:
     a.register_loader(BYTEA, _ByteaLoader)
     for oid in TEXT_OIDS:
         a.register_loader(oid, _RawText)
+    a.register_loader(VALUE_OID, _ValueLoader)
 
 
 def as_bytes(value: Any) -> bytes:

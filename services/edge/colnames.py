@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.sqltext import CAST, NUM, OP, PARAM, QID, STR, WORD, Token
+from edge import sqlitewire
 from edge.sqlparts import split_select_list
 
 STAR = "*"
@@ -66,8 +67,9 @@ def _items(words: list[Token]) -> list[list[Token]]:
 
 def apply(names: Sequence[str | None], columns: Any) -> None:
     """Rename result columns (a repeated sqld.v1.Column) in place; items left or right of a
-    `*` map to the first or last columns, those between two stars keep SQLite's names."""
-    if not names:
+    `*` map to the first or last columns, those between two stars keep SQLite's names. A
+    SQLite-wire client keeps SQLite's names (sqlitewire.py)."""
+    if not names or sqlitewire.ACTIVE.get():
         return
     n = len(columns)
     stars = [i for i, name in enumerate(names) if name == STAR]

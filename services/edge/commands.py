@@ -28,6 +28,7 @@ DEFAULTS = {
     "extra_float_digits": "1", "search_path": '"$user", public', "max_identifier_length": "63",
     "datestyle": "ISO, MDY", "timezone": "UTC", "synchronous_commit": "on", "bytea_output": "hex",
     "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0", "sqld.begin_as_writer": "off",
+    "sqld.statement_errors": "postgresql",
 }
 REPORTED = ["application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
             "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
@@ -100,7 +101,8 @@ def _seconds(setting: str) -> float:
 
 # Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
 # and the edge keeps a copy for SHOW once the scheduler accepted it.
-FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer"}
+FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer",
+             "sqld.statement_errors"}
 
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
@@ -130,10 +132,12 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
         m = _SET.match(s)
         if m and m.group("name").lower() in FORWARDED:
             return None
-        if m and m.group("name").lower() == "sqld.read_at":
+        if m and m.group("name").lower() in ("sqld.read_at", "sqld.sqlite_wire"):
+            name = m.group("name").lower()
+            example = "<version or ISO time>" if name == "sqld.read_at" else "on"
             return LocalResult("SET", error=SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
-                                                     "sqld.read_at can only be given when connecting: "
-                                                     "PGOPTIONS='-c sqld.read_at=<version or ISO time>'"))
+                                                     f"{name} can only be given when connecting: "
+                                                     f"PGOPTIONS='-c {name}={example}'"))
         if m:
             value = m.group("value")
             try:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from common import mux, sqlstate
 from common.sqlstate import SqlError
-from edge import commands, handshake, simple, timetravel
+from edge import commands, handshake, simple, sqlitewire, timetravel
 from edge.auth import exchange
 from edge.config import Config
 from edge.extended import Extended
@@ -92,6 +92,12 @@ class Connection:
             except ValueError as exc:
                 t.fatal(sqlstate.INVALID_PARAMETER_VALUE, str(exc))
                 return False
+        try:
+            if sqlitewire.wanted(params):
+                sqlitewire.ACTIVE.set(sqlitewire.Wire())  # this connection's task and what it runs
+        except ValueError as exc:
+            t.fatal(sqlstate.INVALID_PARAMETER_VALUE, str(exc))
+            return False
         self.session = session = Session(t, self.pid, params.get("database") or user, settings)
         try:
             await session.open(host.sessions, user, read_at)

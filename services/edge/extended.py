@@ -99,7 +99,7 @@ class Extended:
                 await self.session.fail_transaction()  # an error of the edge's own (the scheduler fails its own)
             self.skipping = False
             self.portals.pop("", None)
-            self.transport.send(m.ready_for_query(self.session.status))
+            self.transport.send(self.session.ready())
             await self.transport.flush()
             return
         if kind == b"H":
@@ -133,7 +133,7 @@ class Extended:
             self._fail(SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, str(exc)))
 
     def _fail(self, error: SqlError) -> None:
-        self.out.append(m.error_response(error.sqlstate, error.message))
+        self.out.append(render.error(error.to_proto()))  # a storage error keeps its SQLite code
         self._write_out()
         self.skipping = True
 
@@ -149,11 +149,12 @@ class Extended:
                 raise SqlError(sqlstate.SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement")
             sql = parts[0]
             route = self.session.route(sql)
-            stmt = Prepared(sql, rewrite(sql), list(msg.param_oids), route=route, classified=classify(sql))
+            stmt = Prepared(sql, rewrite(sql, len(msg.param_oids)), list(msg.param_oids), route=route,
+                            classified=classify(sql))
             if route is Route.DECLARE:
                 d = cursors.DECLARE.match(sql.strip())
                 assert d is not None
-                stmt.rewritten = rewrite(d.group("query"))
+                stmt.rewritten = rewrite(d.group("query"), len(msg.param_oids))
                 stmt.classified = classify(d.group("query"))
                 stmt.cursor = (cursors.unquote(d.group("name")), (d.group("hold") or "").upper() == "WITH")
         statements[msg.name] = stmt
@@ -217,7 +218,7 @@ class Extended:
         hints = [stmt.resolve_hint(h) for h in stmt.rewritten.column_hints]
         stmt.row_oids = render.described_oids(stmt.description, hints)
         self.out.append(render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
-                                               [0] * len(stmt.row_oids)))
+                                               [0] * len(stmt.row_oids), stmt.description.columns))
 
     def _declaring(self, name: str) -> bool:
         return any(isinstance(i, _Exec) and i.portal.stmt.cursor and i.portal.stmt.cursor[0] == name
@@ -329,7 +330,7 @@ class Extended:
             res = portal.result = part.result
             chunks += [m.notice_response(n.sqlstate, n.message) for n in res.notices]
             if res.HasField("error"):
-                chunks.append(m.error_response(res.error.sqlstate, res.error.message))
+                chunks.append(render.error(res.error))
                 self.skipping = True
             elif portal.rest is not None and portal.rest.remaining:
                 chunks.append(m.PORTAL_SUSPENDED)
@@ -402,7 +403,7 @@ class Extended:
             return msgs + [m.command_complete(res.tag)], True
         msgs = [m.notice_response(n.sqlstate, n.message) for n in res.notices] if portal.pos == 0 else []
         if res.HasField("error"):
-            return msgs + [m.error_response(res.error.sqlstate, res.error.message)], False
+            return msgs + [render.error(res.error)], False
         rs = res.ok
         if portal.rest is not None:  # the rest of a streamed result
             oids = self._portal_oids(portal)
@@ -430,7 +431,7 @@ class Extended:
         if not oids:
             return m.NO_DATA
         return render.row_description([c.name for c in cur.result.columns], oids,
-                                      render.formats_for(result_formats, len(oids)))
+                                      render.formats_for(result_formats, len(oids)), cur.result.columns)
 
     def _portal_oids(self, portal: Portal) -> list[int]:
         if portal.oids is None:
@@ -450,7 +451,7 @@ class Extended:
                 return [m.NO_DATA]
             oids = self._portal_oids(portal)
             return [render.row_description([c.name for c in res.ok.columns], oids,
-                                           render.formats_for(portal.result_formats, len(oids)))]
+                                           render.formats_for(portal.result_formats, len(oids)), res.ok.columns)]
         if isinstance(res, common_pb2.StatementResult):
             return []  # the error is reported by the Execute that follows
         if stmt.description is None or not stmt.description.columns:
@@ -459,5 +460,6 @@ class Extended:
         stmt.row_oids = stmt.row_oids or render.described_oids(stmt.description, hints)
         portal.oids = stmt.row_oids
         return [render.row_description([c.name for c in stmt.description.columns], stmt.row_oids,
-                                       render.formats_for(portal.result_formats, len(stmt.row_oids)))]
+                                       render.formats_for(portal.result_formats, len(stmt.row_oids)),
+                                       stmt.description.columns)]
 

@@ -5,7 +5,7 @@ import functools
 from collections.abc import Sequence
 
 from common.statement import Classified
-from edge import catalog, tags, types
+from edge import catalog, sqlitewire, tags, types
 from edge.commands import LocalResult
 from edge.cursors import Cursor
 from edge.pgwire import messages as m
@@ -16,6 +16,8 @@ TEXT_OIDS = {types.TEXT, types.VARCHAR}
 
 def result_oids(rs: common_pb2.ResultSet, hints: Sequence[str] = ()) -> list[int]:
     """Column OIDs from declared types (or the catalog's `pg:` hints) and, where those say nothing, the values."""
+    if sqlitewire.ACTIVE.get():
+        return [sqlitewire.VALUE_OID] * len(rs.columns)
     return [types.column_oid(_pg_hint(hints, i) or col.decltype, [row.values[i] for row in rs.rows])
             for i, col in enumerate(rs.columns)]
 
@@ -37,6 +39,8 @@ def cursor_oids(cursor: Cursor) -> list[int]:
 def described_oids(description: common_pb2.StatementDescription, hints: Sequence[str]) -> list[int]:
     """Column OIDs before execution (Describe S): declared types, then select-list hints, then
     the classes storage saw in a trial run, else text."""
+    if sqlitewire.ACTIVE.get():
+        return [sqlitewire.VALUE_OID] * len(description.columns)
     out = []
     for i, col in enumerate(description.columns):
         decl = _pg_hint(hints, i) or col.decltype or (hints[i] if i < len(hints) else "")
@@ -57,9 +61,21 @@ def formats_for(result_formats: Sequence[int], n: int) -> list[int]:
     return list(result_formats[:n]) + [0] * (n - len(result_formats))
 
 
-def row_description(names: Sequence[str], oids: Sequence[int], formats: Sequence[int]) -> bytes:
-    """RowDescription; the same columns (most results of a workload) are encoded once."""
-    return _row_description(tuple(names), tuple(oids), tuple(formats))
+def row_description(names: Sequence[str], oids: Sequence[int], formats: Sequence[int],
+                    columns: Sequence[common_pb2.Column] = ()) -> bytes:
+    """RowDescription; the same columns (most results of a workload) are encoded once. `columns`:
+    the result's, whose declared types a SQLite-wire client is told first (sqlitewire.py)."""
+    described = _row_description(tuple(names), tuple(oids), tuple(formats))
+    wire = sqlitewire.ACTIVE.get()
+    if wire is None:
+        return described
+    return sqlitewire.decltypes_status(columns or [common_pb2.Column(name=n) for n in names], wire) + described
+
+
+def error(err: common_pb2.StatementError) -> bytes:
+    """ErrorResponse for a statement's error; with SQLite's result code for a SQLite-wire client."""
+    extra = sqlitewire.error_fields(err.sqlite_code) if sqlitewire.ACTIVE.get() else b""
+    return m.error_response(err.sqlstate, err.message, extra=extra)
 
 
 ROW_DESCRIPTIONS_CACHED = 256
@@ -72,6 +88,9 @@ def _row_description(names: tuple[str, ...], oids: tuple[int, ...], formats: tup
 
 def data_rows(rows: Sequence[common_pb2.Row], oids: Sequence[int], formats: Sequence[int], strict: bool) -> list[bytes]:
     """DataRow messages; `strict` when the client was told the types before the values existed."""
+    if sqlitewire.ACTIVE.get():
+        value = sqlitewire.value
+        return [m.data_row([value(v) for v in row.values]) for row in rows]
     text = types.coerce_text if strict else types.to_text
     convert = [types.to_binary if fmt == 1 else text for fmt in formats]
     data_row = m.data_row
@@ -95,12 +114,12 @@ def simple_messages(sql: str, classified: Classified, result: common_pb2.Stateme
     """Everything the simple protocol sends for one statement's result."""
     out = [m.notice_response(n.sqlstate, n.message) for n in result.notices]
     if result.HasField("error"):
-        return out + [m.error_response(result.error.sqlstate, result.error.message)]
+        return out + [error(result.error)]
     rs = result.ok
     if rs.columns:
         oids = result_oids(rs, catalog.hints_for(sql))
         fmts = [0] * len(oids)
-        out.append(row_description([c.name for c in rs.columns], oids, fmts))
+        out.append(row_description([c.name for c in rs.columns], oids, fmts, rs.columns))
         out += data_rows(rs.rows, oids, fmts, strict=False)
     out.append(m.command_complete(tags.command_tag(classified, rs, was_failed)))
     return out

@@ -64,14 +64,14 @@ class SimpleStream:
                 self._oids = render.result_oids(common_pb2.ResultSet(columns=self._columns, rows=rows),
                                                 catalog.hints_for(text))
                 out.append(render.row_description([c.name for c in self._columns], self._oids,
-                                                  [0] * len(self._oids)))
+                                                  [0] * len(self._oids), self._columns))
             out += render.data_rows(rows, self._oids, [0] * len(self._oids), strict=False)
             self._count += len(rows)
             if part.HasField("result"):
                 res = part.result
                 out += [m.notice_response(n.sqlstate, n.message) for n in res.notices]
                 if res.HasField("error"):
-                    out.append(m.error_response(res.error.sqlstate, res.error.message))
+                    out.append(render.error(res.error))
                 else:
                     out.append(m.command_complete(tags.command_tag(self.classified[k], res.ok, self.was_failed,
                                                                        self._count)))

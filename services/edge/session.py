@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 
 from common import mux, sqlstate
-from edge import commands, cursors, dispatch
+from edge import commands, cursors, dispatch, sqlitewire
+from edge.pgwire import messages as m
 from edge.prepared import Prepared
 from edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from edge.transport import ClientGone, Transport
@@ -69,7 +70,14 @@ class Session:
         self.status = batch.status
         if self.status == IDLE:
             self.cursors.end_transaction()
+        if (wire := sqlitewire.ACTIVE.get()) is not None:
+            wire.total_changes += sum(r.ok.total_changes for r in batch.results if r.HasField("ok"))
         return batch
+
+    def ready(self) -> bytes:
+        """ReadyForQuery, after what a SQLite-wire client is told at the end of a query (sqlitewire.py)."""
+        wire = sqlitewire.ACTIVE.get()
+        return (sqlitewire.changes_status(wire) if wire else b"") + m.ready_for_query(self.status)
 
     def _cancel_message(self, r: common_pb2.StatementResult) -> None:
         if self._cancel_reason and r.HasField("error") and r.error.sqlstate == sqlstate.QUERY_CANCELED:

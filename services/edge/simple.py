@@ -23,7 +23,7 @@ from sqld.v1 import common_pb2
 
 async def query(s: Session, t: Transport, sql: str) -> None:
     if is_empty(sql):
-        t.send(m.EMPTY_QUERY + m.ready_for_query(s.status))
+        t.send(m.EMPTY_QUERY + s.ready())
         await t.flush()
         return
     texts = split(sql)
@@ -41,7 +41,7 @@ async def query(s: Session, t: Transport, sql: str) -> None:
             i += 1
         if not ok:
             break
-    t.send(m.ready_for_query(s.status))
+    t.send(s.ready())
     await t.flush()
 
 
@@ -50,7 +50,7 @@ async def refuse(s: Session, t: Transport, error: SqlError) -> None:
     t.send(m.error_response(error.sqlstate, error.message))
     if s.status == IN_TRANSACTION:
         await s.fail_transaction()
-    t.send(m.ready_for_query(s.status))
+    t.send(s.ready())
     await t.flush()
 
 
@@ -93,7 +93,7 @@ async def _edge_statement(s: Session, t: Transport, route: Route, sql: str) -> b
             if fetched.tag.startswith("FETCH"):
                 oids = render.cursor_oids(fetched.cursor)
                 out.append(render.row_description([c.name for c in fetched.cursor.result.columns], oids,
-                                                  [0] * len(oids)))
+                                                  [0] * len(oids), fetched.cursor.result.columns))
                 out += render.data_rows(fetched.rows, oids, [0] * len(oids), strict=False)
             t.send(b"".join(out) + m.command_complete(fetched.tag))
         elif route is Route.CLOSE:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from common.sqltext import CAST, NUM, PARAM, QID, STR, WORD, WS, Token, per_text, significant, tokens
-from edge import catalog, colnames
+from edge import catalog, colnames, sqlitewire
 from edge.sqlparts import operand_start, read_type, split_select_list
 
 SQLITE_TYPE = {
@@ -46,8 +46,18 @@ class Rewritten:
     column_names: list[str | None] = field(default_factory=list)  # colnames.output_names of the client's SQL
 
 
+def rewrite(sql: str, param_count: int = 0) -> Rewritten:
+    """What runs for the client's `sql`. In a SQLite-wire session (sqlitewire.py) the text is
+    SQLite's already: it runs as written (placeholders are SQLite's, bound by index in Bind's
+    order), with the parameter count its Parse declared (`param_count`). Otherwise PostgreSQL's
+    SQL, rewritten (`from_postgresql`)."""
+    if sqlitewire.ACTIVE.get():
+        return Rewritten(sql, param_count)
+    return from_postgresql(sql)
+
+
 @per_text
-def rewrite(sql: str) -> Rewritten:
+def from_postgresql(sql: str) -> Rewritten:
     """`sql` in SQLite's spelling, with its parameter count, select-list type hints and
     PostgreSQL's column names. A catalog query (or a SERIAL column, a VALUES alias) is first
     translated by the catalog; for a catalog query its hints then replace ours and its relations

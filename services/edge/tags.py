@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from common.statement import Classified
+from edge import sqlitewire
 from sqld.v1 import common_pb2
 
 _CREATE_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
@@ -15,7 +16,8 @@ def command_tag(c: Classified, result: common_pb2.ResultSet, was_failed: bool = 
     first = words[0] if words else ""
     verb = c.verb if first != "WITH" else c.verb if c.verb in ("INSERT", "UPDATE", "DELETE", "REPLACE") else "SELECT"
     if verb in ("INSERT", "REPLACE"):
-        return f"INSERT 0 {result.rows_affected}"
+        oid = result.last_insert_rowid if sqlitewire.ACTIVE.get() else 0  # PostgreSQL's OID field
+        return f"INSERT {oid} {result.rows_affected}"
     if verb in ("UPDATE", "DELETE"):
         return f"{verb} {result.rows_affected}"
     if first in ("BEGIN", "START"):

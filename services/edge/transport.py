@@ -58,7 +58,7 @@ class Transport:
         if self._queued:
             queued = self._queued
             self._queued, self._queued_bytes = [], 0
-            if self._writer.is_closing():
+            if self._writer.transport.is_closing():
                 # The client is gone (uvloop raises where asyncio would drop the bytes): the
                 # next read or flush says so (ClientGone).
                 return

@@ -14,6 +14,9 @@ Settings can also be changed over pg-wire with SET (the scheduler answers these 
   SET sqld.max_staleness_ms = 250
   SET sqld.begin_as_writer = on | off   (every transaction takes the writer token at its
                                          first statement; see scheduler.writer)
+  SET sqld.statement_errors = postgresql | sqlite   (postgresql, the default: an error fails
+      the transaction; sqlite: SQLite undid the failed statement and the transaction goes on,
+      unless SQLite itself rolled it back. sqldclient sets sqlite, as the sqlite3 module behaves)
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ STRONG = query_pb2.CONSISTENCY_STRONG
 READ_YOUR_WRITES = query_pb2.CONSISTENCY_READ_YOUR_WRITES
 BOUNDED_STALENESS = query_pb2.CONSISTENCY_BOUNDED_STALENESS
 
-_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(synchronous_commit|sqld\.consistency|sqld\.max_staleness_ms|sqld\.begin_as_writer)"
+_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+)?(synchronous_commit|sqld\.consistency|sqld\.max_staleness_ms|sqld\.begin_as_writer|"
+                  r"sqld\.statement_errors)"
                   r"\s*(?:=|\bTO\b)\s*'?([A-Za-z_0-9]+)'?\s*;?\s*$", re.I)
 _BOOL = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _CONSISTENCY = {"strong": STRONG, "read_your_writes": READ_YOUR_WRITES, "bounded_staleness": BOUNDED_STALENESS}
@@ -38,6 +42,7 @@ class Policy:
     max_staleness_ms: int = 0          # 0: the scheduler's default bound
     synchronous_commit: bool = False   # remote_apply
     begin_as_writer: bool = False      # every transaction takes the writer token first
+    sqlite_errors: bool = False        # a statement error leaves the transaction open (SQLite's rule)
 
 
 def is_setting(sql: str) -> bool:
@@ -61,6 +66,10 @@ def apply_setting(policy: Policy, sql: str) -> str | None:
         if value not in _BOOL:
             return f'invalid value for parameter "sqld.begin_as_writer": "{value}" (use on or off)'
         policy.begin_as_writer = _BOOL[value]
+    elif name == "sqld.statement_errors":
+        if value not in ("postgresql", "sqlite"):
+            return f'invalid value for parameter "sqld.statement_errors": "{value}" (use postgresql or sqlite)'
+        policy.sqlite_errors = value == "sqlite"
     else:
         if not value.isdigit():
             return f'invalid value for parameter "sqld.max_staleness_ms": "{value}" (milliseconds)'

@@ -201,6 +201,6 @@ class _Kept:
             if i in self.rows and r.HasField("ok"):
                 r = common_pb2.StatementResult(notices=r.notices, ok=common_pb2.ResultSet(
                     columns=r.ok.columns, rows=[*r.ok.rows, *self.rows[i]], rows_affected=r.ok.rows_affected,
-                    last_insert_rowid=r.ok.last_insert_rowid))
+                    last_insert_rowid=r.ok.last_insert_rowid, total_changes=r.ok.total_changes))
             out.append(r)
         return out

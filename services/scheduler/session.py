@@ -392,7 +392,10 @@ class Session:
         finally:
             self.active = None
         if results and results[-1].HasField("error"):
-            self.status = FAILED
+            # SQLite undid the failed statement; under SQLite's rule (sqld.statement_errors) the
+            # transaction goes on while SQLite kept it open.
+            if not (self.policy.sqlite_errors and self.conn is not None and self.conn.in_transaction):
+                self.status = FAILED
             self.turn.note(results)
         return results
 

@@ -2,13 +2,13 @@
 
 Each check takes a DB-API module and a `connect(**kwargs)` for it and returns what it saw:
 values with their Python types, description names, rowcount, lastrowid, total_changes,
-in_transaction, exception classes. It runs once on sqlite3 over a local temp file (the
-oracle) and once on sqldclient over the running stack; the outcomes must be equal. No
-expected value is written by hand. Checks that need the server to send more (#14 item 4)
-are strict xfails, so they fail the day the server adds it.
+in_transaction, exception classes and sqlite_errorcode. It runs once on sqlite3 over a local
+temp file (the oracle) and once on sqldclient over the running stack; the outcomes must be
+equal. No expected value is written by hand.
 """
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import uuid
@@ -21,19 +21,11 @@ import sqldclient
 
 Check = Callable[[Any, Callable[..., Any]], Any]
 CHECKS: dict[str, Check] = {}
-NEEDS_SERVER: dict[str, str] = {}
 
 
 def check(fn: Check) -> Check:
     CHECKS[fn.__name__] = fn
     return fn
-
-
-def needs_server(reason: str) -> Callable[[Check], Check]:
-    def mark(fn: Check) -> Check:
-        NEEDS_SERVER[fn.__name__] = "needs server support (#14 item 4): " + reason
-        return check(fn)
-    return mark
 
 
 def typed(x: Any) -> Any:
@@ -100,7 +92,6 @@ def nan_is_stored_as_null(mod, connect):
     return rows(conn.execute(f"SELECT r, typeof(r) FROM {t}"))
 
 
-@needs_server("the storage class of each value; the edge sends one type OID per column")
 @check
 def a_column_mixing_classes(mod, connect):
     conn = connect()
@@ -156,7 +147,6 @@ def adapters_and_colname_converters(mod, connect):
     return typed(cur.fetchone()), [d[0] for d in cur.description]
 
 
-@needs_server("the declared type of result columns (PARSE_DECLTYPES)")
 @check
 def decltype_converters(mod, connect):
     mod.register_converter("POINT", lambda b: tuple(map(float, b.split(b";"))))
@@ -166,12 +156,14 @@ def decltype_converters(mod, connect):
     return typed(conn.execute(f"SELECT p FROM {t}").fetchone())
 
 
-@needs_server("SQLite's column names for expressions (the edge names them as PostgreSQL does)")
 @check
 def expression_column_names(mod, connect):
     conn = connect()
-    cur = conn.execute("SELECT 1, count(*), 1 + 1, lower('A')")
-    return [d[0] for d in cur.description]
+    out = [[d[0] for d in conn.execute("SELECT 1, count(*), 1 + 1, lower('A')").description]]
+    out.append([d[0] for d in conn.execute("SELECT ?, ?3 + 1, ?, x'01'", (1, 2, 3, 4)).description])
+    out.append([d[0] for d in conn.execute("SELECT :a, @b || $c, :a", {"a": 1, "b": "x", "c": "y"}).description])
+    out.append([d[0] for d in conn.execute("SELECT  1 AS a,(2)b, [c] FROM (SELECT 3 AS c)").description])
+    return out
 
 
 # -- rowcount, lastrowid, total_changes, transactions
@@ -264,6 +256,29 @@ def executescript_stops_at_a_failing_statement(mod, connect):
 
 
 @check
+def total_changes_counts_triggers_scripts_and_rollbacks(mod, connect):
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+    log = fresh(conn, "(what)")
+    conn.execute(f"CREATE TRIGGER {t}_log AFTER UPDATE ON {t} BEGIN INSERT INTO {log} VALUES ('u'); END")
+    seen = [conn.total_changes]
+    conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", [(1,), (2,), (3,)])
+    seen.append(conn.total_changes)
+    cur = conn.execute(f"UPDATE {t} SET v = v + 1 WHERE id < 3")  # 2 rows, 2 more by the trigger
+    seen.append((cur.rowcount, conn.total_changes))
+    conn.rollback()  # rolled back changes were made all the same
+    seen.append(conn.total_changes)
+    conn.executescript(f"INSERT INTO {t}(v) VALUES (7); DELETE FROM {t}; INSERT INTO {log} SELECT 'x';")
+    seen.append(conn.total_changes)
+    conn.execute(f"DELETE FROM {log}")
+    seen.append(conn.total_changes)
+    conn.commit()
+    again = connect()  # per connection
+    seen.append(again.total_changes)
+    return seen
+
+
+@check
 def executemany_many_rows(mod, connect):
     conn = connect()
     t = fresh(conn, "(id INTEGER PRIMARY KEY, v TEXT)")
@@ -303,6 +318,26 @@ def a_large_blob(mod, connect):
     conn = connect()
     blob = bytes(range(256)) * 4096
     return typed(conn.execute("SELECT ?, length(?)", (blob, blob)).fetchone())
+
+
+@check
+def a_large_result_streamed_in_parts(mod, connect):
+    """More than a result part (256 KiB) of rows mixing storage classes: the server streams it,
+    and every part keeps the classes, names and declared types (detect_types)."""
+    mod.register_converter("MARK", lambda b: b"marked:" + b)
+    conn = connect(detect_types=mod.PARSE_DECLTYPES)
+    t = fresh(conn, "(id INTEGER PRIMARY KEY, u, m mark)")
+    conn.executemany(f"INSERT INTO {t}(u, m) VALUES (?, ?)",
+                     [(v, "x") for i in range(1500) for v in (i, i + 0.5, f"t{i}" * 20, b"\x00" * 100)])
+    conn.commit()
+    out = []
+    for sql, params in [(f"SELECT id, u, m, u AS again FROM {t} ORDER BY id", ()),  # simple protocol
+                        (f"SELECT id, u, m, ? + 0 FROM {t} WHERE id > ? ORDER BY id", (7, 0))]:  # extended
+        cur = conn.execute(sql, params)
+        got = cur.fetchall()
+        out.append(([d[0] for d in cur.description], len(got), typed(got[:4]), typed(got[-4:]),
+                    sorted({type(r[1]).__name__ for r in got})))
+    return out
 
 
 @check
@@ -355,7 +390,6 @@ def error_classes(mod, connect):
     return out
 
 
-@needs_server("SQLite's extended result code in ErrorResponse (sqlite_errorcode, sqlite_errorname)")
 @check
 def sqlite_errorcode(mod, connect):
     conn = connect()
@@ -368,7 +402,6 @@ def sqlite_errorcode(mod, connect):
     return None
 
 
-@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
 @check
 def transaction_survives_an_error(mod, connect):
     conn = connect()
@@ -380,7 +413,6 @@ def transaction_survives_an_error(mod, connect):
     return err, rows(conn.execute(f"SELECT id FROM {t} ORDER BY id"))
 
 
-@needs_server("a failed statement leaves SQLite's transaction open; the edge fails the whole transaction")
 @check
 def commit_after_a_failed_statement(mod, connect):
     """sqlite3 commits what came before the error; the client must not claim it did when it cannot."""
@@ -390,6 +422,25 @@ def commit_after_a_failed_statement(mod, connect):
     outcome(lambda: conn.execute(f"INSERT INTO {t} VALUES (1)"))
     committed = outcome(conn.commit)
     return committed, conn.in_transaction, rows(conn.execute(f"SELECT id FROM {t}"))
+
+
+@check
+def iterdump(mod, connect):
+    """The dump's lines for this run's tables (the stack's database is shared), and the dump
+    loaded into a fresh local database gives the same rows."""
+    import sqlite3 as local
+    conn = connect()
+    t = fresh(conn, "(id INTEGER PRIMARY KEY AUTOINCREMENT, i INTEGER, r REAL, s TEXT, b BLOB, u)")
+    conn.execute(f"CREATE INDEX {t}_s ON {t}(s)")
+    conn.execute(f"CREATE VIEW {t}_v AS SELECT s FROM {t}")
+    conn.executemany(f"INSERT INTO {t}(i, r, s, b, u) VALUES (?, ?, ?, ?, ?)",
+                     [(1, 1.5, "it's", b"\x00\xff", None), (-2**63, 1e300, "", b"", 2.5),
+                      (None, -0.0, "ünï\ncødé", None, "7")])
+    conn.commit()
+    lines = [line for line in conn.iterdump() if t in line or line in ("BEGIN TRANSACTION;", "COMMIT;")]
+    restored = local.connect(":memory:")
+    restored.executescript("\n".join(line for line in lines if "sqlite_sequence" not in line))
+    return [line.replace(t, "T") for line in lines], rows(restored.execute(f"SELECT * FROM {t} ORDER BY id"))
 
 
 @check
@@ -457,13 +508,7 @@ def both(check_fn: Check, tmp_path, url: str) -> tuple[Any, Any]:
     return expected, got
 
 
-def _params():
-    for name in CHECKS:
-        marks = [pytest.mark.xfail(reason=NEEDS_SERVER[name], strict=True)] if name in NEEDS_SERVER else []
-        yield pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", list(_params()))
+@pytest.mark.parametrize("name", list(CHECKS))
 def test_same_as_sqlite3(name, tmp_path, url):
     expected, got = both(CHECKS[name], tmp_path, url)
     assert got == expected
@@ -483,7 +528,7 @@ def test_memory_database_is_refused_clearly():
 
 
 @pytest.mark.parametrize("name", ["create_function", "create_aggregate", "set_authorizer", "blobopen", "backup",
-                                  "load_extension", "enable_load_extension", "iterdump", "create_collation"])
+                                  "load_extension", "enable_load_extension", "create_collation"])
 def test_in_process_calls_are_not_supported(url, name):
     conn = sqldclient.connect(url)
     try:
@@ -514,6 +559,72 @@ def test_sqlite_version_is_the_servers(url):
         assert sqldclient.sqlite_version_info == tuple(int(p) for p in server.split("."))
     finally:
         conn.close()
+
+
+# -- the server's SQLite wire extensions (README "SQLite wire extensions"), seen with plain psycopg
+
+
+def _wire_session(pg: psycopg.Connection, t: str) -> dict[str, Any]:
+    cur = psycopg.RawCursor(pg)
+    seen: dict[str, Any] = {}
+    cur.execute(f"INSERT INTO {t}(id, v) VALUES (7, 'x')".encode())
+    seen["tag"] = cur.statusmessage, cur.rowcount
+    try:
+        cur.execute(f"INSERT INTO {t}(id, v) VALUES (7, 'y')".encode())
+    except psycopg.errors.UniqueViolation as exc:
+        assert exc.pgresult is not None
+        seen["fields"] = (exc.pgresult.error_field(ord("x")), exc.pgresult.error_field(ord("y")))
+    cur.execute(f"SELECT count(*), v, p FROM {t}".encode())
+    assert cur.description is not None
+    seen["columns"] = [(d.name, d.type_code) for d in cur.description]
+    seen["decltypes"] = pg.info.parameter_status("sqld.decltypes")
+    seen["row"] = cur.fetchone()
+    return seen
+
+
+def test_wire_extensions_only_for_a_client_that_asks(url):
+    with psycopg.connect(url, autocommit=True) as pg:
+        t = "t_" + uuid.uuid4().hex[:10]
+        pg.execute(f"CREATE TABLE {t}(id INTEGER PRIMARY KEY, v TEXT, p point)")
+        plain = _wire_session(pg, t)
+    with psycopg.connect(url, autocommit=True, options="-c sqld.sqlite_wire=on") as pg:
+        pg.execute(f"DELETE FROM {t}")
+        wired = _wire_session(pg, t)
+    assert plain["tag"] == ("INSERT 0 1", 1)
+    assert plain["fields"] == (None, None)
+    assert [name for name, _ in plain["columns"]] == ["count", "v", "p"]
+    assert plain["decltypes"] is None
+    assert plain["row"] == (1, "x", None)
+
+    assert wired["tag"] == ("INSERT 7 1", 1)
+    assert wired["fields"] == (b"1555", b"SQLITE_CONSTRAINT_PRIMARYKEY")
+    assert wired["columns"] == [("count(*)", 0x53514C56), ("v", 0x53514C56), ("p", 0x53514C56)]
+    assert json.loads(wired["decltypes"]) == [None, "TEXT", "point"]
+    assert wired["row"] == ("i1", "tx", None)  # psycopg's default loader: the tag, then the value
+
+
+def test_asyncpg_reads_the_rowid_tag_and_ignores_the_error_fields(stack):
+    """A PostgreSQL driver that asked for the extensions still parses the tag and the errors
+    (asyncpg hands the tag's text to the application, one reason they are opt-in)."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> tuple[str, str]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=stack.ports.pg, user="postgres", database="main",
+                                     server_settings={"sqld.sqlite_wire": "on"})
+        try:
+            t = "t_" + uuid.uuid4().hex[:10]
+            await conn.execute(f"CREATE TABLE {t}(id INTEGER PRIMARY KEY)")
+            tag = await conn.execute(f"INSERT INTO {t} VALUES (5)")
+            try:
+                await conn.execute(f"INSERT INTO {t} VALUES (5)")
+            except asyncpg.UniqueViolationError as exc:
+                return tag, exc.sqlstate
+            return tag, ""
+        finally:
+            await conn.close()
+    assert asyncio.run(go()) == ("INSERT 5 1", "23505")
 
 
 def test_other_thread_is_refused(url):
@@ -547,6 +658,52 @@ def test_interrupt_cancels_a_running_statement(url):
     finally:
         timer.cancel()
         conn.close()
+
+
+# -- a replica site (#14 item 5)
+
+_MAIN_FILE = "SELECT file FROM pragma_database_list WHERE name = 'main'"  # which SQLite file answered
+
+
+def test_replica_site_reads_there_and_writes_through_the_primary(stack, url):
+    at_replica = f"postgresql://postgres@127.0.0.1:{stack.ports.pg_replica}/main?connect_timeout=10"
+    conn = sqldclient.connect(at_replica)
+    primary = sqldclient.connect(url)
+    try:
+        replica_file = conn.execute(_MAIN_FILE).fetchone()[0]
+        primary_file = primary.execute(_MAIN_FILE).fetchone()[0]
+        assert replica_file != primary_file  # the read ran on the replica's copy
+        t = fresh(conn, "(id INTEGER PRIMARY KEY, v)")
+        with conn:
+            cur = conn.executemany(f"INSERT INTO {t}(v) VALUES (?)", [("a",), ("b",)])
+            conn.execute(f"UPDATE {t} SET v = v || '!' WHERE id = 2")
+        assert cur.rowcount == 2
+        # read-your-writes: this session sees its writes at once, wherever the read runs
+        assert conn.execute(f"SELECT id, v FROM {t} ORDER BY id").fetchall() == [(1, "a"), (2, "b!")]
+        # the writes went to the primary
+        assert primary.execute(f"SELECT id, v FROM {t} ORDER BY id").fetchall() == [(1, "a"), (2, "b!")]
+    finally:
+        conn.close()
+        primary.close()
+
+
+def test_consistency_sets_the_sessions_sqld_consistency(stack, url):
+    at_replica = f"postgresql://postgres@127.0.0.1:{stack.ports.pg_replica}/main?connect_timeout=10"
+    with sqldclient.connect(url) as primary:
+        primary_file = primary.execute(_MAIN_FILE).fetchone()[0]
+    seen = {}
+    for consistency in ("strong", "bounded_staleness", None):
+        conn = sqldclient.connect(at_replica, consistency=consistency)
+        try:
+            seen[consistency] = (conn.execute("SHOW sqld.consistency").fetchone()[0],
+                                 conn.execute(_MAIN_FILE).fetchone()[0] == primary_file)
+        finally:
+            conn.close()
+    assert seen == {"strong": ("strong", True), "bounded_staleness": ("bounded_staleness", False),
+                    None: ("read_your_writes", False)}
+    for wrong in ("eventual", "strong; DROP TABLE x"):
+        with pytest.raises(ValueError, match="consistency must be"):
+            sqldclient.connect(at_replica, consistency=wrong)
 
 
 # -- a site that requires TLS and SCRAM
@@ -590,14 +747,17 @@ def test_example_prints_the_same_on_both(url, tmp_path):
     assert "refused a duplicate title" in local.stdout
 
 
-def test_commit_after_a_failed_statement_says_it_rolled_back(url):
+def test_commit_after_a_transaction_the_server_rolled_back_says_so(url):
+    """When a failed statement ends the transaction (here under PostgreSQL's rule, which a session
+    may still choose; SQLite does it after an interrupt or a full disk), commit() says so."""
     conn = sqldclient.connect(url)
     try:
         t = fresh(conn, "(id INTEGER PRIMARY KEY)")
+        conn.execute("SET sqld.statement_errors = postgresql")
         conn.execute(f"INSERT INTO {t} VALUES (1)")
         with pytest.raises(sqldclient.IntegrityError):
             conn.execute(f"INSERT INTO {t} VALUES (1)")
-        with pytest.raises(sqldclient.OperationalError, match="rolled the transaction back"):
+        with pytest.raises(sqldclient.OperationalError, match="the transaction was rolled back"):
             conn.commit()
         assert not conn.in_transaction
         assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)

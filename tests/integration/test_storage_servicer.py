@@ -130,6 +130,7 @@ def test_execute_a_batch_and_keep_a_transaction(tmp_path):
                                    "INSERT INTO t (v) VALUES ('a'), ('b')", "SELECT count(*) AS n FROM t")
             assert [r.WhichOneof("result") for r in done.results] == ["ok", "ok", "ok"]
             assert done.results[1].ok.rows_affected == 2
+            assert [r.ok.total_changes for r in done.results] == [0, 2, 0]
             assert done.results[2].ok.columns[0].name == "n" and value(done.results[2]) == 2
             assert not done.in_transaction
             assert (await c.execute("BEGIN", "DELETE FROM t")).in_transaction

@@ -144,3 +144,12 @@ def test_profile_buckets_innermost_known_frame_and_skips_idle():
     assert s.samples == 31 and s.busy == 14
     assert s.buckets == {"SQLite (apsw)": 5, "gRPC": 6, "pg-wire codec": 3}
     assert s.top_self[0] == ("execute (storage/sqlite/backend.py:126)", 5)
+
+
+def test_client_table_ratio_is_psycopg_over_sqldclient():
+    from bench import client
+    rows = [client.ClientRow("point select", 1000.0, 800.0, 50), client.ClientRow("insert, autocommit", 7000.0, 7000.0, 5)]
+    lines = client.table(rows).splitlines()
+    assert lines[0] == "| loop, 1 client, our edge | sqldclient | psycopg | psycopg/sqldclient |"
+    assert lines[2] == "| point select | 1,000 µs | 800 µs | 0.80 |"
+    assert lines[3] == "| insert, autocommit | 7,000 µs | 7,000 µs | 1.00 |"

@@ -58,9 +58,18 @@ def test_row_description_is_encoded_once_per_shape():
     assert render.row_description(["a", "b"], [20, 25], [0, 1]) != a
 
 
+class _Sock:
+    def __init__(self) -> None:
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
 class _Writer:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
+        self.transport = _Sock()
 
     def get_extra_info(self, name: str) -> None:
         return None
@@ -95,4 +104,22 @@ def test_replies_leave_in_one_write_at_flush_or_before_a_read():
         t.send(b"fatal")
         t.hang_up()
         assert writer.writes[-2:] == [b"fatal", b"<closed>"]
+    asyncio.run(go())
+
+
+def test_a_client_gone_mid_reply_is_not_written_to():
+    """uvloop raises RuntimeError on a write to a closed socket (asyncio only logs): what a
+    client that left would have read is dropped, and the next flush or read ends the loop."""
+    async def go() -> None:
+        writer = _Writer()
+
+        def refuse(data: bytes) -> None:
+            raise RuntimeError("unable to perform operation: the handler is closed")
+        t = Transport(asyncio.StreamReader(), writer, 1 << 20)  # type: ignore[arg-type]
+        writer.transport.closing = True
+        writer.write = refuse  # type: ignore[method-assign]
+        t.send(b"x" * SEND_BUFFER)
+        t.send(b"more")
+        t.hang_up()
+        assert writer.writes == [b"<closed>"]
     asyncio.run(go())

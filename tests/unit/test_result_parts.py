@@ -52,9 +52,10 @@ def test_values_larger_than_a_part_are_cut_and_joined(sizes):
 def test_stripped_result_keeps_the_outcome_without_rows():
     r = common_pb2.StatementResult(ok=common_pb2.ResultSet(
         columns=[common_pb2.Column(name="a")], rows=[common_pb2.Row(values=[common_pb2.Value(integer=1)])],
-        rows_affected=3, last_insert_rowid=9))
+        rows_affected=3, last_insert_rowid=9, total_changes=5))
     s = parts.stripped(r)
     assert not s.ok.rows and s.ok.rows_affected == 3 and s.ok.last_insert_rowid == 9 and s.ok.columns[0].name == "a"
+    assert s.ok.total_changes == 5
 
 
 def test_row_store_spills_to_a_file_and_reads_back_in_order():

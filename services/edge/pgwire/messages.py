@@ -92,17 +92,19 @@ def command_complete(tag: str) -> bytes:
     return _msg(b"C", _cstr(tag))
 
 
-def _fields(severity: str, sqlstate: str, message: str, detail: str = "", hint: str = "") -> bytes:
+def _fields(severity: str, sqlstate: str, message: str, detail: str = "", hint: str = "", extra: bytes = b"") -> bytes:
     body = b"S" + _cstr(severity) + b"V" + _cstr(severity) + b"C" + _cstr(sqlstate) + b"M" + _cstr(message)
     if detail:
         body += b"D" + _cstr(detail)
     if hint:
         body += b"H" + _cstr(hint)
-    return body + b"\x00"
+    return body + extra + b"\x00"
 
 
-def error_response(sqlstate: str, message: str, severity: str = "ERROR", detail: str = "", hint: str = "") -> bytes:
-    return _msg(b"E", _fields(severity, sqlstate, message, detail, hint))
+def error_response(sqlstate: str, message: str, severity: str = "ERROR", detail: str = "", hint: str = "",
+                   extra: bytes = b"") -> bytes:
+    """`extra`: more fields, each a type byte and a NUL-terminated value (edge/sqlitewire.py)."""
+    return _msg(b"E", _fields(severity, sqlstate, message, detail, hint, extra))
 
 
 def notice_response(sqlstate: str, message: str, severity: str = "WARNING") -> bytes:

@@ -331,7 +331,7 @@ class Connection:
             columns=self._columns(),
             rows=out.take() if out is not None and not out.sent else (),
             rows_affected=conn.changes() if changed else 0,
-            last_insert_rowid=conn.last_insert_rowid()))
+            last_insert_rowid=conn.last_insert_rowid(), total_changes=conn.total_changes() - before))
 
     def close(self) -> None:
         """Roll back what is open and close the connection."""

@@ -96,4 +96,5 @@ def stripped(result: common_pb2.StatementResult) -> common_pb2.StatementResult:
         return result
     ok = result.ok
     return common_pb2.StatementResult(notices=result.notices, ok=common_pb2.ResultSet(
-        columns=ok.columns, rows_affected=ok.rows_affected, last_insert_rowid=ok.last_insert_rowid))
+        columns=ok.columns, rows_affected=ok.rows_affected, last_insert_rowid=ok.last_insert_rowid,
+        total_changes=ok.total_changes))
