@@ -5,7 +5,7 @@ transaction; only ROLLBACK, COMMIT or ROLLBACK TO SAVEPOINT are accepted). BEGIN
 no storage connection is taken until the first statement. A transaction whose first
 statement reads runs on a pinned connection in a deferred SQLite transaction; its first
 write takes the writer token. A transaction that starts with a write takes the token
-first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK; when a
+first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK is sent; when a
 transaction begins as a writer even if it reads first, and how long it may hold the
 token, is `scheduler.writer`'s policy.
 
@@ -413,6 +413,9 @@ class Session:
             self.active = conn
             if (cancelled := self._take_cancel()) is not None:
                 return [cancelled]
+            if took_writer:  # from here storage's queue orders it, as in _end
+                self.pool.writer.release()
+                took_writer = False
             results = await conn.execute(group, read_only=not writes, on_part=self._relay,
                                          synchronous_commit=self.policy.synchronous_commit,
                                          take_writer=writes, writer_wait_ms=self._writer_wait_ms if writes else 0)
@@ -441,6 +444,10 @@ class Session:
         """COMMIT or ROLLBACK the transaction and release what it held."""
         if self.conn is not None and self.conn.alive and self.conn.in_transaction:
             answered = False
+            # Storage's queue holds the writer for this connection until SQLite has committed
+            # (storage/writers.py), so the next writer may queue there now: it starts as soon
+            # as this commit is made, while this commit is being logged (group commit).
+            self._release_writer()
             try:
                 res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False,
                                               synchronous_commit=self.policy.synchronous_commit)
@@ -480,6 +487,9 @@ class Session:
         if self.conn is not None:
             self._settle(self.conn, reuse)
             self.conn = None
+        self._release_writer()
+
+    def _release_writer(self) -> None:
         if self.holds_writer:
             self.pool.writer.release()
             self.holds_writer = False
