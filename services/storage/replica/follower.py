@@ -30,6 +30,7 @@ from storage.replica.applier import Applier, Batch
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 0.2
+INLINE_BYTES = 64 << 10  # a message with at most this many page bytes is written on the event loop
 
 
 class Follower:
@@ -218,7 +219,10 @@ class _Stream:
                     else os.fstat(f.applier.fd).st_size // batch.page_size
                 self.pending = f.applier.begin(f.applier.log_id, batch.page_size, size)
             frames = [fr for t in batch.transactions for fr in t.frames]
-            await loop.run_in_executor(f._receiver, self.pending.add, frames)
+            if len(frames) * batch.page_size <= INLINE_BYTES:
+                self.pending.add(frames)  # a buffered write: cheaper than a thread hand-off
+            else:
+                await loop.run_in_executor(f._receiver, self.pending.add, frames)
             self.partial = batch.more
             if not batch.more:
                 self.upto = batch.transactions[-1].frames[-1].frame_no
