@@ -250,7 +250,7 @@ class _Link:
         if self.failure is not None:
             return
         if isinstance(exc, grpc.aio.AioRpcError):
-            end = _End(exc.code(), f"{exc.details()}")
+            end = _End(exc.code(), f"{self.name}: {exc.details()}")
         else:
             end = _End(grpc.StatusCode.UNAVAILABLE, f"{self.name}: the shared stream ended"
                        + (f" ({exc!r})" if exc is not None else ""))
