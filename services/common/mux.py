@@ -95,6 +95,20 @@ class _Stream:
         if self.reader is not None and not self.reader.done():
             self.reader.set_result(None)
 
+    def receive(self, frame: Any) -> None:
+        """A frame's credit and message (its end or cancel is the caller's)."""
+        if frame.credit:
+            self.credit += frame.credit
+            if self.outbox:
+                self.link.sender.schedule(self)
+        if frame.HasField("message"):
+            self.deliver(frame.message)
+
+    def finish(self, end: _End) -> None:
+        """The stream is over: reads see `end` after what came before, writes fail."""
+        self.deliver(end)
+        self.kill(end)
+
     async def take(self) -> Any:
         """The next message, or the _End (left in place, so every later take sees it too)."""
         while not self.inbox:
@@ -256,8 +270,7 @@ class _Link:
                        + (f" ({exc!r})" if exc is not None else ""))
         self.failure = end
         for st in self.streams.values():
-            st.deliver(end)
-            st.kill(end)
+            st.finish(end)
         self.streams.clear()
         self.sender.task.cancel()
 
@@ -301,9 +314,7 @@ class Stream:
         if st.ended is not None:
             return False
         self._cancelled = True
-        end = _End(grpc.StatusCode.CANCELLED, "Locally cancelled")
-        st.deliver(end)
-        st.kill(end)
+        st.finish(_End(grpc.StatusCode.CANCELLED, "Locally cancelled"))
         self._link.streams.pop(st.id, None)
         if self._link.failure is None:
             st.send_control(_CANCEL)
@@ -356,17 +367,10 @@ class Channel:
                     st = streams.get(frame.stream)
                     if st is None:
                         continue  # cancelled here, or ended
-                    if frame.credit:
-                        st.credit += frame.credit
-                        if st.outbox:
-                            link.sender.schedule(st)
-                    if frame.HasField("message"):
-                        st.deliver(frame.message)
+                    st.receive(frame)
                     if frame.HasField("end"):
                         del streams[st.id]
-                        end = _End(_BY_VALUE.get(frame.end.code, grpc.StatusCode.UNKNOWN), frame.end.details)
-                        st.deliver(end)
-                        st.kill(end)
+                        st.finish(_End(_BY_VALUE.get(frame.end.code, grpc.StatusCode.UNKNOWN), frame.end.details))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -491,18 +495,11 @@ class Server:
                         st.send_control(_END, _End(grpc.StatusCode.UNAVAILABLE, f"{self.name}: the service is stopping"))
                         continue
                     st.task = loop.create_task(self._run(link, st, context))
-                if frame.credit:
-                    st.credit += frame.credit
-                    if st.outbox:
-                        link.sender.schedule(st)
-                if frame.HasField("message"):
-                    st.deliver(frame.message)
+                st.receive(frame)
                 if frame.end:
                     st.deliver(_End(OK, ""))
                 if frame.cancel:
-                    end = _End(grpc.StatusCode.CANCELLED, "cancelled by the caller")
-                    st.deliver(end)
-                    st.kill(end)
+                    st.finish(_End(grpc.StatusCode.CANCELLED, "cancelled by the caller"))
                     del streams[st.id]
                     if st.task is not None:
                         st.task.cancel()
