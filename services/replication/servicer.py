@@ -67,5 +67,11 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
     async def Status(self, request, context):
         return self.core.status(request)
 
+    async def DropLog(self, request, context):
+        try:
+            return await self.core.drop(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name
