@@ -36,7 +36,8 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.Replication/ResetLog": frozenset({"storage-primary", "admin"}),
     "/sqld.v1.Replication/Append": frozenset({"storage-primary"}),
     "/sqld.v1.Replication/Frames": frozenset({"storage-replica"}),
-    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica"}),
+    # storage-primary: point-in-time restore (CREATE DATABASE ... AS_OF_*) reads a past snapshot
+    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica", "storage-primary"}),
     "/sqld.v1.Replication/Ack": frozenset({"storage-replica"}),
     # storage-replica: which databases exist (a replica follows them as they are created and dropped)
     "/sqld.v1.Replication/Status": frozenset({"scheduler", "admin", "storage-replica"}),

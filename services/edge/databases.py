@@ -3,11 +3,14 @@
 PostgreSQL's syntax, the parts that mean something here:
 
     CREATE DATABASE name [ [ WITH ] [ TEMPLATE [=] template ] [ OWNER [=] role ]
-                                    [ ENCODING [=] 'UTF8' ] ... ]
+                                    [ ENCODING [=] 'UTF8' ]
+                                    [ AS_OF_TIME [=] 'iso time' | AS_OF_FRAME [=] n ] ]
     DROP DATABASE [ IF EXISTS ] name [ [ WITH ] ( FORCE ) ]
 
 `TEMPLATE x` forks x (a consistent snapshot of it, while it keeps taking writes); template0
-and template1 mean a new, empty database, as they do in PostgreSQL. OWNER is accepted (there
+and template1 mean a new, empty database, as they do in PostgreSQL. AS_OF_TIME / AS_OF_FRAME
+(ours) make it a point-in-time restore of x: as of its last commit at or before that time
+(ISO 8601, UTC unless an offset is given) or frame number, from the replication log. OWNER is accepted (there
 is one role); ENCODING must be UTF8; other options are refused (0A000). Names are
 identifiers (unquoted ones fold to lower case) checked by common.dbnames. Neither runs
 inside a transaction block (25001), and a session cannot drop its own database (55006).
@@ -20,6 +23,7 @@ import grpc
 
 from common import dbnames, errors, sqlstate
 from common.sqlstate import SqlError
+from edge import timetravel
 from edge.commands import LocalResult
 from sqld.v1 import admin_pb2, admin_pb2_grpc
 
@@ -63,6 +67,7 @@ def parse_create(sql: str) -> admin_pb2.CreateDatabaseRequest:
     if rest and rest[0].upper() == "WITH":
         rest = rest[1:]
     template = ""
+    as_of_frame_no, as_of_unix_ms = 0, 0
     while rest:
         option = rest[0].upper()
         if option == "CONNECTION" and len(rest) > 1 and rest[1].upper() == "LIMIT":
@@ -77,15 +82,31 @@ def parse_create(sql: str) -> admin_pb2.CreateDatabaseRequest:
             template = _ident(value)
         elif option == "OWNER":
             pass  # one role
+        elif option == "AS_OF_FRAME":
+            if not value.strip("'").isdigit() or int(value.strip("'")) == 0:
+                raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, f"AS_OF_FRAME {value}: give a frame number (1 or more)")
+            as_of_frame_no = int(value.strip("'"))
+        elif option == "AS_OF_TIME":
+            try:
+                at = timetravel.parse(value)
+            except ValueError:
+                at = None
+            if at is None or not at.unix_ms:
+                raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, f"AS_OF_TIME {value}: give an ISO 8601 time "
+                               "such as '2026-11-25T14:00:00.250Z'")
+            as_of_unix_ms = at.unix_ms
         elif option == "ENCODING":
             if value.strip("'").upper().replace("-", "") not in ("UTF8", "UNICODE"):
                 raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, f"encoding {value} is not supported: databases are UTF8")
         else:
             raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, f"CREATE DATABASE option {option} is not supported "
-                           "(supported: TEMPLATE, OWNER, ENCODING 'UTF8')")
+                           "(supported: TEMPLATE, OWNER, ENCODING 'UTF8', AS_OF_TIME, AS_OF_FRAME)")
     if template in EMPTY_TEMPLATES:
         template = ""
-    return admin_pb2.CreateDatabaseRequest(name=name, template=template)
+    if (as_of_frame_no or as_of_unix_ms) and not template:
+        raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, "AS_OF_TIME / AS_OF_FRAME restore a TEMPLATE database: name it")
+    return admin_pb2.CreateDatabaseRequest(name=name, template=template, as_of_frame_no=as_of_frame_no,
+                                           as_of_unix_ms=as_of_unix_ms)
 
 
 def parse_drop(sql: str) -> admin_pb2.DropDatabaseRequest:

@@ -28,6 +28,10 @@ from sqld.v1 import replication_pb2 as pb
 log = logging.getLogger(__name__)
 
 
+class OutOfRange(ValueError):
+    """A point-in-time restore asked for a moment the log no longer keeps (OUT_OF_RANGE)."""
+
+
 class DatabaseLog:
     def __init__(self, name: str, folder: str) -> None:
         self.name = name
@@ -107,8 +111,13 @@ class ReplicationCore:
                 return pb.AppendResponse(head_frame_no=head)  # a part: staged, nothing visible yet
             d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
-                upto = d.log.compact(self.cfg.keep_frames)
-                log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)
+                keep = self.cfg.keep_frames
+                if self.cfg.retention_seconds > 0:  # what point-in-time restore needs stays
+                    since = d.log.first_frame_since(int((time.time() - self.cfg.retention_seconds) * 1000))
+                    keep = max(keep, head - since + 1 if since is not None else 0)
+                if head - keep > d.log.snapshot_frame_no:
+                    upto = d.log.compact(keep)
+                    log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)
         async with d.changed:
             d.changed.notify_all()
         applied = False
@@ -149,7 +158,8 @@ class ReplicationCore:
             progress.streams -= 1
 
     async def snapshot(self, req: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotChunk]:
-        """The database as of the log's head, as page images."""
+        """The database as of the log's head, as page images; or, for a point-in-time
+        restore, as of the last commit at or before `upto_frame_no` or `as_of_unix_ms`."""
         d = self._existing(req.database)
         if not d.log.log_id:
             raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history yet; the primary has not said hello")
@@ -157,6 +167,14 @@ class ReplicationCore:
         async with d.lock:
             lg = d.log
             log_id, head, page_size = lg.log_id, lg.head, lg.page_size
+            if req.upto_frame_no or req.as_of_unix_ms:
+                target = (lg.commit_at_or_before(req.upto_frame_no) if req.upto_frame_no
+                          else lg.commit_at_time(req.as_of_unix_ms))
+                if target is None:
+                    raise OutOfRange(f"database {d.name}: the log keeps commits from frame {lg.snapshot_frame_no} on "
+                                     f"(replication --retention-seconds {self.cfg.retention_seconds:g}); "
+                                     "ask for a later point")
+                head = min(target, head)
             await asyncio.get_running_loop().run_in_executor(
                 None, snapshot.build, lg.snapshot_path(), tmp, page_size, lg.frames(head))
         try:

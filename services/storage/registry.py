@@ -82,9 +82,15 @@ class Registry:
                            f"{what} is not supported on the {self.backend} backend yet: its databases are "
                            "fixed at start (storage --databases); use the sqlite backend for runtime databases")
 
-    async def create(self, name: str, template: str = "") -> None:
+    async def create(self, name: str, template: str = "", as_of_frame_no: int = 0, as_of_unix_ms: int = 0) -> None:
         dbnames.check(name)
         self._refuse_backend("CREATE DATABASE")
+        restore = bool(as_of_frame_no or as_of_unix_ms)
+        if restore and not template:
+            raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, "a point-in-time restore needs a TEMPLATE database")
+        if restore and not self.cfg.replication:
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "point-in-time restore reads the replication log: "
+                           "it needs a replicated deployment (storage --replication)")
         async with self.lock:
             if name in self.databases:
                 raise SqlError(sqlstate.DUPLICATE_DATABASE, f'database "{name}" already exists')
@@ -94,15 +100,52 @@ class Registry:
                 if source is None:
                     raise SqlError(sqlstate.INVALID_CATALOG_NAME,
                                    f'template database "{template}" does not exist')
-            db = await asyncio.to_thread(self._create, name, source)
+            if restore:
+                await self._restore(template, self.path(name), as_of_frame_no, as_of_unix_ms)
+                source = None
+            db = await asyncio.to_thread(self._create, name, source, restore)
             self.databases[name] = db
-        log.info("database created db=%s%s", name, f" template={template}" if template else "")
+        log.info("database created db=%s%s%s", name, f" template={template}" if template else "",
+                 f" as_of_frame_no={as_of_frame_no} as_of_unix_ms={as_of_unix_ms}" if restore else "")
 
-    def _create(self, name: str, source: Database | None) -> Database:
+    async def _restore(self, template: str, path: str, as_of_frame_no: int, as_of_unix_ms: int) -> None:
+        """`path` = the template as of a past commit, from the replication log (Snapshot)."""
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.creating")
+        await asyncio.to_thread(_remove, tmp)
+        await asyncio.to_thread(_remove, path)
+        channel = grpc_client.channel(self.cfg.replication)
+        try:
+            stream = replication_pb2_grpc.ReplicationStub(channel).Snapshot(replication_pb2.SnapshotRequest(
+                database=template, upto_frame_no=as_of_frame_no, as_of_unix_ms=as_of_unix_ms), timeout=600)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                async for chunk in stream:
+                    for page in chunk.pages:
+                        os.pwrite(fd, page.page, (page.page_no - 1) * chunk.page_size)
+                    os.ftruncate(fd, chunk.db_pages * chunk.page_size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except grpc.RpcError as exc:
+            await asyncio.to_thread(_remove, tmp)
+            code = exc.code()
+            if code == grpc.StatusCode.OUT_OF_RANGE:
+                raise SqlError(sqlstate.NUMERIC_VALUE_OUT_OF_RANGE, exc.details() or "") from None
+            raise SqlError(sqlstate.CANNOT_CONNECT_NOW, f"point-in-time restore of {template}: the replication "
+                           f"service answered {code.name}: {exc.details()}") from None
+        except BaseException:
+            await asyncio.to_thread(_remove, tmp)
+            raise
+        finally:
+            await channel.close()
+
+    def _create(self, name: str, source: Database | None, restored: bool = False) -> Database:
         path = self.path(name)
-        for suffix in COMPANIONS:  # leftovers of a database of that name (dropped while down)
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
+        if not restored:
+            for suffix in COMPANIONS:  # leftovers of a database of that name (dropped while down)
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
         if source is not None:
             fork(source.path, path)  # type: ignore[attr-defined]  # a sqlite file (the backend is checked)
         try:

@@ -293,7 +293,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         try:
             if self.registry is None:
                 raise SqlError(FEATURE_NOT_SUPPORTED, "this storage serves a fixed set of databases")
-            await self.registry.create(request.name, request.template)
+            await self.registry.create(request.name, request.template, request.as_of_frame_no, request.as_of_unix_ms)
         except SqlError as exc:
             return admin_pb2.DatabaseResponse(error=exc.to_proto())
         return admin_pb2.DatabaseResponse()

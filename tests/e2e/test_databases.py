@@ -4,6 +4,7 @@ replication of a database created at runtime, forks (CREATE DATABASE ... TEMPLAT
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import grpc
 import psycopg
 import pytest
 
-from sqld.v1 import admin_pb2, admin_pb2_grpc
+from sqld.v1 import admin_pb2, admin_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
 from tests.e2e.test_replication import dbhash, integrity
 
 PSQL = shutil.which("psql")
@@ -303,3 +304,56 @@ def test_mvsqlite_refuses_runtime_databases_clearly(stack):
         err = error_of(c, "CREATE DATABASE nope")
         assert err.sqlstate == "0A000" and "mvsqlite" in str(err)
         assert {"main", "postgres"} <= {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+
+
+def _execute(stack, database: str, sql: str) -> int:
+    """One autocommit statement over the query API; the frame number of its commit."""
+    with stack.query_channel() as ch:
+        r = query_pb2_grpc.QueryServiceStub(ch).Execute(query_pb2.ExecuteRequest(
+            database=database, statements=[common_pb2.Statement(sql=sql)]), timeout=30)
+    assert not r.results[0].HasField("error"), r
+    return r.frame_no
+
+
+@sqlite_only
+def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes(stack):
+    src = unique("pitr")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {src}")
+    _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (1, 2, 3)]
+    with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
+        c.execute(f"CREATE DATABASE {src}_at3 TEMPLATE {src}")
+    moment = datetime.datetime.now(datetime.UTC)
+    time.sleep(0.05)
+    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (4, 5)]
+    stop = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(dsn(stack, src), autocommit=True) as w:
+            n = 100
+            while not stop.is_set():
+                w.execute("INSERT INTO t VALUES (%s, 'later')", (n,))
+                n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with psycopg.connect(stack.dsn, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
+            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[2]}")
+            c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
+            assert error_of(c, f"CREATE DATABASE {src}_x AS_OF_FRAME 3").sqlstate == "22023"  # no template
+    finally:
+        stop.set()
+        thread.join()
+    expected = dbhash(stack.data_dir / f"{src}_at3.db")
+    for restored in (f"{src}_by_time", f"{src}_by_frame"):
+        with psycopg.connect(dsn(stack, restored), autocommit=True) as r:
+            assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+        assert dbhash(stack.data_dir / f"{restored}.db") == expected
+    with psycopg.connect(dsn(stack, f"{src}_at1"), autocommit=True) as r:
+        assert r.execute("SELECT id FROM t").fetchall() == [(1,)]
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        for name in (src, f"{src}_at3", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
+            c.execute(f"DROP DATABASE {name}")

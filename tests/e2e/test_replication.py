@@ -90,7 +90,8 @@ def _random_txn(rng: random.Random, tables: list[str], n: int) -> list[str]:
 
 
 def test_ten_thousand_random_transactions_converge_through_crashes_and_compaction(own_stack):
-    stack = own_stack(env={"SQLD_REPLICATION_COMPACT_FRAMES": "3000", "SQLD_REPLICATION_KEEP_FRAMES": "500"},
+    stack = own_stack(env={"SQLD_REPLICATION_COMPACT_FRAMES": "3000", "SQLD_REPLICATION_KEEP_FRAMES": "500",
+                           "SQLD_REPLICATION_RETENTION_SECONDS": "0"},
                       replicas=2)
     rng = random.Random(4)
     s = Session(stack)
