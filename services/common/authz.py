@@ -45,6 +45,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.Storage/CreateDatabase": frozenset({"scheduler"}),
     "/sqld.v1.Storage/DropDatabase": frozenset({"scheduler"}),
     "/sqld.v1.Storage/ListDatabases": frozenset({"scheduler"}),
+    "/sqld.v1.Storage/Backup": frozenset({"scheduler"}),
     "/sqld.v1.QueryService/Session": TOKEN,
     "/sqld.v1.QueryService/Execute": TOKEN,
     "/sqld.v1.QueryService/Multiplex": TOKEN,
@@ -52,6 +53,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.DatabaseAdmin/CreateDatabase": TOKEN,
     "/sqld.v1.DatabaseAdmin/DropDatabase": TOKEN,
     "/sqld.v1.DatabaseAdmin/ListDatabases": TOKEN,
+    "/sqld.v1.DatabaseAdmin/Backup": TOKEN,
 }
 PREFIX_POLICY: dict[str, str] = {
     "/grpc.health.v1.Health/": ANY_MEMBER,

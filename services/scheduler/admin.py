@@ -24,6 +24,7 @@ from sqld.v1 import admin_pb2, admin_pb2_grpc, storage_pb2_grpc
 log = logging.getLogger(__name__)
 
 STORAGE_TIMEOUT = 60.0  # seconds: a fork copies the whole template
+BACKUP_TIMEOUT = 3600.0  # seconds: a backup streams the whole database
 
 
 class DatabaseAdminServicer(admin_pb2_grpc.DatabaseAdminServicer):
@@ -82,6 +83,15 @@ class DatabaseAdminServicer(admin_pb2_grpc.DatabaseAdminServicer):
         if not response.HasField("error") and not response.notices:
             log.info("database dropped db=%s sessions_ended=%d", request.name, ended)
         return response
+
+    async def Backup(self, request: admin_pb2.BackupRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext):
+        await self._authorize(context)
+        if (problem := dbnames.problem(request.name)) is not None:
+            yield admin_pb2.BackupChunk(error=problem.to_proto())
+            return
+        async for chunk in self.storage.Backup(request, timeout=BACKUP_TIMEOUT):
+            yield chunk
 
     async def ListDatabases(self, request: admin_pb2.ListDatabasesRequest,  # noqa: N802
                             context: grpc.aio.ServicerContext) -> admin_pb2.ListDatabasesResponse:

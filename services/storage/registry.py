@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Awaitable, Callable
 
 import apsw
@@ -183,6 +184,33 @@ class Registry:
             log.warning("drop db=%s: the replication service kept its log (%s)", name, exc.code().name)
         finally:
             await channel.close()
+
+    def backup_copy(self, name: str) -> str:
+        """A consistent copy of `name` (see `fork`) in a hidden temporary file, for Backup;
+        the caller removes it. On a worker thread."""
+        db = self.databases.get(dbnames.check(name))
+        if db is None:
+            raise SqlError(sqlstate.INVALID_CATALOG_NAME, f'database "{name}" does not exist')
+        os.makedirs(self.cfg.data_dir, exist_ok=True)
+        tmp = os.path.join(self.cfg.data_dir, f".{name}.backup-{uuid.uuid4().hex}")
+        path = getattr(db, "path", None) or getattr(getattr(db, "file", None), "path", None)
+        if path is not None:  # a file: the primary's, or a replica's
+            fork(path, tmp)
+            return tmp
+        conn = db.connect()  # the page store: SQLite's backup API reads it through its VFS
+        try:
+            dest = apsw.Connection(tmp)
+            try:
+                with dest.backup("main", conn.conn, "main") as backup:  # type: ignore[attr-defined]
+                    backup.step(-1)
+            finally:
+                dest.close()
+        except BaseException:
+            _remove(tmp)
+            raise
+        finally:
+            conn.close()
+        return tmp
 
     # -- replicas --------------------------------------------------------------------------
     async def follow(self) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from storage.registry import Registry
 from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)
+
+BACKUP_CHUNK = 1 << 20  # bytes of a database file per BackupChunk
 
 
 def _step(steps):
@@ -316,6 +319,26 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                             context: grpc.aio.ServicerContext) -> admin_pb2.ListDatabasesResponse:
         return admin_pb2.ListDatabasesResponse(
             databases=[admin_pb2.DatabaseInfo(name=n) for n in sorted(self.databases)])
+
+    async def Backup(self, request: admin_pb2.BackupRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext):
+        try:
+            if self.registry is None:
+                raise SqlError(FEATURE_NOT_SUPPORTED, "this storage serves a fixed set of databases")
+            tmp = await asyncio.get_running_loop().run_in_executor(self.executor, self.registry.backup_copy,
+                                                                   request.name)
+        except SqlError as exc:
+            yield admin_pb2.BackupChunk(error=exc.to_proto())
+            return
+        try:
+            with open(tmp, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                while data := f.read(BACKUP_CHUNK):
+                    yield admin_pb2.BackupChunk(data=data, size=size)
+                if not size:
+                    yield admin_pb2.BackupChunk(size=0)
+        finally:
+            os.remove(tmp)
 
     async def _end(self, conn: Connection, running: concurrent.futures.Future | None, steps,
                    writer: WriterQueue) -> None:

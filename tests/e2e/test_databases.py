@@ -8,6 +8,7 @@ import datetime
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ import pytest
 
 from sqld.v1 import admin_pb2, admin_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
 from tests.e2e.test_replication import dbhash, integrity
+from tests.fixtures.stack import ROOT
 
 PSQL = shutil.which("psql")
 MVSQLITE = os.environ.get("SQLD_TEST_BACKEND") == "mvsqlite"
@@ -357,3 +359,48 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         for name in (src, f"{src}_at3", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
             c.execute(f"DROP DATABASE {name}")
+
+
+def _backup_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
+    return subprocess.run([sys.executable, "-m", "backup", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@sqlite_only
+def test_backup_wipe_restore_keeps_every_acknowledged_commit(own_stack, tmp_path):
+    stack = own_stack(replicas=2)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE DATABASE accounts")
+        c.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT)")
+    acknowledged = []
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as w:
+        w.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v BLOB)")
+        for i in range(200):
+            w.execute("INSERT INTO a VALUES (%s, randomblob(300))", (i,))
+            acknowledged.append(i)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("INSERT INTO m VALUES (1, 'main row')")
+    token = tmp_path / "token"
+    token.write_text(stack.token())
+    backup = tmp_path / "backup"
+    out = _backup_cli("save", "--scheduler", stack.scheduler_addr, "--to", str(backup),
+                      "--ca", str(stack.pki_dir / "ca.crt"), "--token-file", str(token))
+    assert out.returncode == 0, out.stderr
+    assert {"accounts.db", "main.db", "postgres.db", "manifest.json"} <= {p.name for p in backup.iterdir()}
+    hashes = {name: dbhash(stack.data_dir / f"{name}.db") for name in ("accounts", "main")}
+    stack.stop()
+    for entry in stack.data_dir.iterdir():  # every data folder: storage, replication, replicas (not the PKI)
+        if entry.name != "pki":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    out = _backup_cli("restore", "--from", str(backup), "--data-dir", str(stack.data_dir))
+    assert out.returncode == 0, out.stderr
+    again = _backup_cli("restore", "--from", str(backup), "--data-dir", str(stack.data_dir))
+    assert again.returncode != 0 and "empty deployment" in again.stderr
+    stack.start()
+    assert {name: dbhash(stack.data_dir / f"{name}.db") for name in hashes} == hashes
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as r:
+        assert [row[0] for row in r.execute("SELECT id FROM a ORDER BY id")] == acknowledged
+        r.execute("INSERT INTO a VALUES (1000, x'00')")  # it takes writes again
+    with psycopg.connect(dsn(stack, "accounts", replica=True), autocommit=True) as r:  # the replicas follow
+        r.execute("SET sqld.consistency = 'bounded_staleness'")
+        assert until(lambda: r.execute("SELECT count(*) FROM a").fetchone()[0] == 201, what="replica site")
