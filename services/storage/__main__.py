@@ -61,8 +61,18 @@ def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
     return databases
 
 
+def _raise_open_files() -> None:
+    """Each database costs about 10 descriptors (README, Databases): the soft limit goes up to
+    the hard one, so hundreds of databases do not meet the common default of 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str]) -> None:
     logsetup.setup("storage")
+    _raise_open_files()
     cfg = storage_config.load(argv)
     identity = grpc_tls.load_identity(cfg, "storage")
     grpc_client.configure(identity)  # before anything opens a channel to the replication service

@@ -301,11 +301,27 @@ def test_a_hundred_databases_by_a_hundred_concurrent_clients(stack):
 
 
 @pytest.mark.skipif(not MVSQLITE, reason="the mvsqlite backend's refusal")
-def test_mvsqlite_refuses_runtime_databases_clearly(stack):
+def test_mvsqlite_refuses_runtime_databases_clearly_and_backs_up(stack, tmp_path):
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         err = error_of(c, "CREATE DATABASE nope")
         assert err.sqlstate == "0A000" and "mvsqlite" in str(err)
+        err = error_of(c, "DROP DATABASE postgres")
+        assert err.sqlstate == "0A000" and "mvsqlite" in str(err)
         assert {"main", "postgres"} <= {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        c.execute("CREATE TABLE IF NOT EXISTS mv_backup (a)")
+        c.execute("INSERT INTO mv_backup VALUES (42)")
+    with stack.query_channel() as ch:
+        chunks = list(admin_pb2_grpc.DatabaseAdminStub(ch).Backup(admin_pb2.BackupRequest(name="main"), timeout=60))
+    assert not any(ch.HasField("error") for ch in chunks)
+    copy = tmp_path / "main.db"
+    copy.write_bytes(b"".join(ch.data for ch in chunks))
+    assert integrity(copy) == "ok"
+    import apsw
+    conn = apsw.Connection(str(copy))
+    try:
+        assert (42,) in conn.execute("SELECT a FROM mv_backup").fetchall()
+    finally:
+        conn.close()
 
 
 def _execute(stack, database: str, sql: str) -> int:
