@@ -193,13 +193,19 @@ class Registry:
             raise SqlError(sqlstate.INVALID_CATALOG_NAME, f'database "{name}" does not exist')
         os.makedirs(self.cfg.data_dir, exist_ok=True)
         tmp = os.path.join(self.cfg.data_dir, f".{name}.backup-{uuid.uuid4().hex}")
-        path = getattr(db, "path", None) or getattr(getattr(db, "file", None), "path", None)
-        if path is not None:  # a file: the primary's, or a replica's
-            fork(path, tmp)
-            return tmp
+        path = db.path if isinstance(db, sqlite.Database) else db.file.path if isinstance(db, ReplicaDatabase) else None
+        try:
+            if path is not None:  # a file: the primary's, or a replica's
+                fork(path, tmp)
+                return tmp
+            return self._backup_through(db, tmp)
+        except (apsw.Error, OSError) as exc:
+            raise SqlError(sqlstate.IO_ERROR, f"backup of {name}: {exc}") from None
+
+    def _backup_through(self, db: Database, tmp: str) -> str:
         conn = db.connect()  # the page store: SQLite's backup API reads it through its VFS
         try:
-            dest = apsw.Connection(tmp)
+            dest = apsw.Connection(tmp, vfs="unix")
             try:
                 with dest.backup("main", conn.conn, "main") as backup:  # type: ignore[attr-defined]
                     backup.step(-1)
@@ -251,9 +257,9 @@ def fork(source_path: str, path: str) -> None:
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.creating")
     _remove(tmp)
     try:
-        src = apsw.Connection(source_path, flags=apsw.SQLITE_OPEN_READONLY)
+        src = apsw.Connection(source_path, flags=apsw.SQLITE_OPEN_READONLY, vfs="unix")
         try:
-            dest = apsw.Connection(tmp)
+            dest = apsw.Connection(tmp, vfs="unix")
             try:
                 with dest.backup("main", src, "main") as backup:
                     backup.step(-1)
