@@ -28,7 +28,8 @@ from edge.commands import LocalResult
 from sqld.v1 import admin_pb2, admin_pb2_grpc
 
 HEAD = re.compile(r"\s*(CREATE|DROP)\s+DATABASE\b", re.IGNORECASE)
-_TOKEN = re.compile(r'\s*("(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|[A-Za-z_][A-Za-z0-9_$]*|[^\sA-Za-z_"\']+?)', re.DOTALL)
+_TOKEN = re.compile(r'\s*("(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|[A-Za-z_][A-Za-z0-9_$]*|\d+|[^\sA-Za-z0-9_"\']+?)',
+                    re.DOTALL)
 EMPTY_TEMPLATES = ("template0", "template1")
 TIMEOUT = 120.0
 
