@@ -339,12 +339,13 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {src}")
     _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (1, 2, 3)]
+    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in range(1, 13)]
+    assert frames[-1] >= 10  # AS_OF_FRAME below takes a number of several digits
     with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
-        c.execute(f"CREATE DATABASE {src}_at3 TEMPLATE {src}")
+        c.execute(f"CREATE DATABASE {src}_at12 TEMPLATE {src}")
     moment = datetime.datetime.now(datetime.UTC)
     time.sleep(0.05)
-    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (4, 5)]
+    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (13, 14)]
     stop = threading.Event()
 
     def writer() -> None:
@@ -359,21 +360,21 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
     try:
         with psycopg.connect(stack.dsn, autocommit=True) as c:
             c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
-            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[2]}")
+            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
             c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
             assert error_of(c, f"CREATE DATABASE {src}_x AS_OF_FRAME 3").sqlstate == "22023"  # no template
     finally:
         stop.set()
         thread.join()
-    expected = dbhash(stack.data_dir / f"{src}_at3.db")
+    expected = dbhash(stack.data_dir / f"{src}_at12.db")
     for restored in (f"{src}_by_time", f"{src}_by_frame"):
         with psycopg.connect(dsn(stack, restored), autocommit=True) as r:
-            assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+            assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(i,) for i in range(1, 13)]
         assert dbhash(stack.data_dir / f"{restored}.db") == expected
     with psycopg.connect(dsn(stack, f"{src}_at1"), autocommit=True) as r:
         assert r.execute("SELECT id FROM t").fetchall() == [(1,)]
     with psycopg.connect(stack.dsn, autocommit=True) as c:
-        for name in (src, f"{src}_at3", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
+        for name in (src, f"{src}_at12", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
             c.execute(f"DROP DATABASE {name}")
 
 
