@@ -5,7 +5,7 @@ transaction; only ROLLBACK, COMMIT or ROLLBACK TO SAVEPOINT are accepted). BEGIN
 no storage connection is taken until the first statement. A transaction whose first
 statement reads runs on a pinned connection in a deferred SQLite transaction; its first
 write takes the writer token. A transaction that starts with a write takes the token
-first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK; when a
+first and runs BEGIN IMMEDIATE. The token is held until COMMIT/ROLLBACK is sent; when a
 transaction begins as a writer even if it reads first, and how long it may hold the
 token, is `scheduler.writer`'s policy.
 
@@ -21,6 +21,7 @@ ends. If its stream dies the state is gone, as with a lost PostgreSQL connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -53,6 +54,9 @@ LOCAL = -1  # not a StatementKind: a statement the scheduler answers itself (Ses
 
 def _canceled() -> SqlError:
     return SqlError(sqlstate.QUERY_CANCELED, "canceling statement due to user request")
+
+
+_COMMIT = common_pb2.Statement(sql="COMMIT", kind=statement.COMMIT)
 
 
 def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
@@ -218,7 +222,12 @@ class Session:
                 j = i
                 while j < len(expanded) and kinds[j] not in CONTROL and kinds[j] != LOCAL:
                     j += 1
-                group_results = await self._group(expanded[i:j], statement.WRITE in kinds[i:j])
+                # a COMMIT right behind the group (a transaction pipelined whole) goes with it
+                commit = j < len(expanded) and kinds[j] == statement.COMMIT and self.status == IN_TRANSACTION
+                group_results = await self._group(expanded[i:j], statement.WRITE in kinds[i:j], commit)
+                if commit and len(group_results) > j - i:
+                    group_results[-1] = await self._committed(group_results[-1])
+                    j += 1
                 results.extend(group_results)
                 i = j
             if results and results[-1].HasField("error"):
@@ -341,13 +350,19 @@ class Session:
             self.status = IN_TRANSACTION
         return result
 
-    async def _group(self, group: Sequence[common_pb2.Statement], writes: bool
+    async def _group(self, group: Sequence[common_pb2.Statement], writes: bool, commit: bool = False
                      ) -> list[common_pb2.StatementResult]:
+        """Run `group` in the transaction (autocommit when IDLE); with `commit`, the transaction's
+        COMMIT goes in the same storage call, after the group (its result last, when it ran)."""
         if self.status == FAILED:
             return [_fail(_ABORTED)]
         if self.status == IDLE:
             return await self._autocommit(group, writes)
         prefix: list[common_pb2.Statement] = []
+        # The token goes back when the COMMIT is sent only for a transaction that is all in this
+        # call: if the group fails before its COMMIT, no savepoint can bring it back to writing
+        # (which would need the token again while storage's queue is held for it).
+        whole = commit and self.conn is None
         try:
             as_writer = writes or (self.conn is None and self.turn.begins_as_writer(self.policy.begin_as_writer))
             if as_writer and not self.read_only and not self.holds_writer:
@@ -362,7 +377,7 @@ class Session:
             return [_fail(self._transport_error(exc))]
         self._skip = len(prefix)
         try:
-            results = await self._send([*prefix, *group])
+            results = await self._send([*prefix, *group, *([_COMMIT] if commit else [])], whole)
         finally:
             self._skip = 0
         if prefix:
@@ -372,18 +387,23 @@ class Session:
                 results = results[1:]
         return results
 
-    async def _send(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult]:
-        """Run on the pinned connection; any error fails the transaction."""
+    async def _send(self, group: Sequence[common_pb2.Statement], commits: bool = False
+                    ) -> list[common_pb2.StatementResult]:
+        """Run on the pinned connection; any error fails the transaction. `commits`: the group
+        ends with the transaction's COMMIT (the writer token goes back when it is sent, as in _end)."""
         assert self.conn is not None
         if (cancelled := self._take_cancel()) is not None:
             self.status = FAILED
             return [cancelled]
+        take_writer = self.holds_writer
+        if commits:
+            self._release_writer()
         try:
             self.active = self.conn
             results = await self.conn.execute(group, self.read_only, on_part=self._relay,
                                               synchronous_commit=self.policy.synchronous_commit,
-                                              take_writer=self.holds_writer,
-                                              writer_wait_ms=self._writer_wait_ms if self.holds_writer else 0)
+                                              take_writer=take_writer,
+                                              writer_wait_ms=self._writer_wait_ms if take_writer else 0)
             self._wrote(self.conn)
         except StorageUnavailable as exc:
             self._unpin(reuse=False)
@@ -416,6 +436,9 @@ class Session:
             self.active = conn
             if (cancelled := self._take_cancel()) is not None:
                 return [cancelled]
+            if took_writer:  # from here storage's queue orders it, as in _end
+                self.pool.writer.release()
+                took_writer = False
             results = await conn.execute(group, read_only=not writes, on_part=self._relay,
                                          synchronous_commit=self.policy.synchronous_commit,
                                          take_writer=writes, writer_wait_ms=self._writer_wait_ms if writes else 0)
@@ -444,6 +467,10 @@ class Session:
         """COMMIT or ROLLBACK the transaction and release what it held."""
         if self.conn is not None and self.conn.alive and self.conn.in_transaction:
             answered = False
+            # Storage's queue holds the writer for this connection until SQLite has committed
+            # (storage/writers.py), so the next writer may queue there now: it starts as soon
+            # as this commit is made, while this commit is being logged (group commit).
+            self._release_writer()
             try:
                 res = await self.conn.execute([common_pb2.Statement(sql=verb)], read_only=False,
                                               synchronous_commit=self.policy.synchronous_commit)
@@ -464,6 +491,20 @@ class Session:
         self._unpin(reuse=True)
         self.status, self.implicit, self.read_only = IDLE, False, False
 
+    async def _committed(self, res: common_pb2.StatementResult) -> common_pb2.StatementResult:
+        """The COMMIT that ran at the end of a group (_group with `commit`): what _end does
+        after its own COMMIT call; its result, as _control answers a COMMIT."""
+        if res.HasField("error"):
+            self.turn.note([res])
+            if self.conn is not None and self.conn.alive and self.conn.in_transaction:
+                with contextlib.suppress(StorageUnavailable):  # a lost stream is rolled back by storage
+                    await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
+        elif not res.notices:
+            res = _ok()
+        self._unpin(reuse=True)
+        self.status, self.implicit, self.read_only = IDLE, False, False
+        return res
+
     def _settle(self, conn: StorageConnection, reuse: bool = True) -> None:
         """A connection's call outside a transaction is over: the session keeps it when it
         carries session state, else it goes back to the pool."""
@@ -483,6 +524,9 @@ class Session:
         if self.conn is not None:
             self._settle(self.conn, reuse)
             self.conn = None
+        self._release_writer()
+
+    def _release_writer(self) -> None:
         if self.holds_writer:
             self.pool.writer.release()
             self.holds_writer = False

@@ -8,7 +8,7 @@ that takes the token at its first statement (BEGIN IMMEDIATE) never meets it: so
 whose transaction failed with 40001 begins its next one as a writer, and a session can ask
 for that always (`SET sqld.begin_as_writer = on`).
 
-The token is held until COMMIT/ROLLBACK. The idle-in-transaction timeout bounds the time
+The token is held until COMMIT/ROLLBACK is sent. The idle-in-transaction timeout bounds the time
 between statements; `max_write_transaction_seconds` bounds the whole hold, so a client
 sending a statement now and then cannot keep every other writer out: when it passes, the
 running statement is interrupted and the session is ended (25P04, by the servicer).

@@ -36,6 +36,11 @@ class Connection(Protocol):
     def frame_no(self) -> int:
         """The replication log frame of the last commit made on this connection (0: none)."""
 
+    release_writer: Callable[[], None] | None
+    """Set by the servicer: called (on the worker thread) when the batch's last statement has
+    committed in SQLite, before the commit waits for the replication log, so the next writer
+    may start while this commit is logged (group commit). None: nothing to call."""
+
     def interrupt(self) -> None:
         """Stop the running batch, even if its first statement has not started yet (safe to
         call from any thread); it stays interrupted until reset_interrupt."""

@@ -183,6 +183,12 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self.open_connections += 1
         self._open.add(conn)
         writer = self._writers.setdefault(first.open.database, WriterQueue(first.open.database))
+        loop = asyncio.get_running_loop()
+        # A batch's closing commit hands the writer on before it waits for the log (group
+        # commit). Scheduled from the worker thread, it runs before the batch's own answer.
+        def release_writer() -> None:
+            loop.call_soon_threadsafe(writer.release, conn)
+        conn.release_writer = release_writer
         waiting: asyncio.Task | None = None  # this stream's wait for the writer
         pending: asyncio.Queue[storage_pb2.Execute | None] = asyncio.Queue()
         outstanding = 0  # Executes received and not answered yet

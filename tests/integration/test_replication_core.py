@@ -182,3 +182,53 @@ def test_need_snapshot_then_snapshot_after_compaction(tmp_path):
 async def _first(stream):
     async for item in stream:
         return item
+
+
+def test_an_empty_append_waits_for_a_replica_as_a_synchronous_commit(tmp_path):
+    """Group commit on the primary: a synchronous commit whose frames went in another commit's
+    Append asks again with no transactions; the answer waits for a replica to apply the head."""
+    async def main():
+        async with served(tmp_path, sync_timeout=0.2) as (_core, stub, _):
+            hello = await new_history(stub)
+            r = await append(stub, hello, [txn(1, (1, 1)), txn(2, (2, 2)), txn(3, (1, 3))], hello.head_chain)
+            assert r.head_frame_no == 3 and not r.replica_applied
+            head = await stub.Hello(pb.HelloRequest(database=DB))
+            empty = pb.AppendRequest(database=DB, log_id=hello.log_id, page_size=PAGE, prev_chain=head.head_chain,
+                                     primary_id="p", wait_for_replica=True)
+            assert not (await stub.Append(empty)).replica_applied  # no replica: the wait times out
+            await stub.Ack(pb.AckRequest(database=DB, replica_id="r1", log_id=hello.log_id,
+                                         written_frame_no=2, applied_frame_no=2))
+            assert not (await stub.Append(empty)).replica_applied  # behind the head
+            await stub.Ack(pb.AckRequest(database=DB, replica_id="r1", log_id=hello.log_id,
+                                         written_frame_no=3, applied_frame_no=3))
+            answer = await stub.Append(empty)
+            assert answer.replica_applied and answer.head_frame_no == 3
+            assert (await stub.Hello(pb.HelloRequest(database=DB))).head_chain == head.head_chain  # nothing written
+    asyncio.run(main())
+
+
+def test_a_synchronous_commit_logged_by_another_capture_waits_for_the_replica(tmp_path):
+    """The storage primary's capturer (group commit): a commit whose frames an earlier capture
+    already logged finds nothing new, and with wait_for_replica still waits for a replica."""
+    from sqld.v1 import common_pb2
+    from storage.sqlite.backend import Database
+
+    async def main():
+        async with served(tmp_path, sync_timeout=0.2) as (_core, stub, target):
+            db = await asyncio.to_thread(Database, DB, str(tmp_path / "data" / "main.db"), target)
+            conn = await asyncio.to_thread(db.connect)
+            st = common_pb2.Statement
+            res = await asyncio.to_thread(conn.execute, [st(sql="CREATE TABLE t(a)"), st(sql="INSERT INTO t VALUES (1)")],
+                                          False)
+            assert all(r.HasField("ok") for r in res) and conn.frame_no > 0
+            head = (await stub.Hello(pb.HelloRequest(database=DB))).head_frame_no
+            assert head == conn.frame_no
+            capturer = db.capturer
+            assert capturer is not None
+            assert await asyncio.to_thread(capturer.capture, True) == (head, False)  # no replica yet
+            await stub.Ack(pb.AckRequest(database=DB, replica_id="r1", log_id=capturer.log_id,
+                                         written_frame_no=head, applied_frame_no=head))
+            assert await asyncio.to_thread(capturer.capture, True) == (head, True)
+            await asyncio.to_thread(conn.close)
+            await asyncio.to_thread(db.close)
+    asyncio.run(main())

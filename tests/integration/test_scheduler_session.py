@@ -297,6 +297,35 @@ def test_the_writer_token_orders_writers(storage):
     asyncio.run(main())
 
 
+def test_a_transaction_sent_whole_commits_in_one_storage_call(storage):
+    async def main():
+        pool = FakePool(storage)
+        s, other = Session(pool), Session(pool)
+        results = await run(s, "BEGIN", "INSERT INTO t VALUES (1)", "SELECT count(*) FROM t", "COMMIT")
+        assert len(results) == 4 and all(r.HasField("ok") for r in results) and rows(results[2]) == [(1,)]
+        assert [c.sqls for c in storage.calls] == [["BEGIN IMMEDIATE", "INSERT INTO t VALUES (1)",
+                                                     "SELECT count(*) FROM t", "COMMIT"]]
+        assert storage.calls[0].take_writer
+        assert s.status == IDLE and not s.pinned and not s.holds_writer and not pool.writer.locked()
+        assert s.frame_no == 1
+        # it fails before its COMMIT: the transaction is failed and open, as without the merge
+        results = await run(s, "BEGIN", "INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (1)", "COMMIT")
+        assert len(results) == 3 and error(results) == sqlstate.UNIQUE_VIOLATION and s.status == FAILED
+        assert error(await run(s, "SELECT 1")) == sqlstate.IN_FAILED_SQL_TRANSACTION
+        await run(s, "ROLLBACK")
+        assert s.status == IDLE and rows((await run(other, "SELECT count(*) FROM t"))[0]) == [(1,)]
+        # a transaction begun earlier: its last group and COMMIT still go together
+        await run(s, "BEGIN", "INSERT INTO t VALUES (3)")
+        calls = len(storage.calls)
+        results = await run(s, "INSERT INTO t VALUES (4)", "COMMIT")
+        assert len(storage.calls) == calls + 1 and storage.calls[-1].sqls == ["INSERT INTO t VALUES (4)", "COMMIT"]
+        assert s.status == IDLE and not s.holds_writer and not pool.writer.locked()
+        assert rows((await run(other, "SELECT count(*) FROM t"))[0]) == [(3,)]
+        for x in (s, other):
+            await x.close()
+    asyncio.run(main())
+
+
 def test_a_serialization_failure_makes_the_next_transaction_a_writer(storage):
     async def main():
         pool = FakePool(storage)

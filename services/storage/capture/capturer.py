@@ -286,8 +286,20 @@ class Capturer:
             self._sum = (header.checksum1, header.checksum2)
         return self._offset
 
-    def capture(self, wait_for_replica: bool = False) -> tuple[int, bool]:
-        """Log every committed transaction not yet logged; (last frame no, a replica applied it)."""
+    @property
+    def checkpoint_due(self) -> bool:
+        """The next capture checkpoints (it takes SQLite's write lock). Read without the lock:
+        a stale answer only makes that checkpoint wait for a later commit."""
+        return self._offset > self._checkpoint_at
+
+    def capture(self, wait_for_replica: bool = False, checkpoint: bool = True) -> tuple[int, bool]:
+        """Log every committed transaction not yet logged; (last frame no, a replica applied it).
+
+        Group commit: one capture at a time (the lock), each taking every transaction committed
+        by then, so commits that arrive while an Append is in flight go together in the next
+        one, and a commit whose frames another capture logged finds them logged already.
+        `checkpoint`: the caller still holds the writer turn, so a due checkpoint may take
+        SQLite's write lock now (else a later capture does it)."""
         with self._lock:
             if self.broken and not self.forked and time.monotonic() < self._retry_at:
                 raise ReplicationBroken(self.broken)
@@ -306,7 +318,7 @@ class Capturer:
                 detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
                 raise self._break(detail) from None
             self._mend()
-            if self._offset > self._checkpoint_at:
+            if checkpoint and self._offset > self._checkpoint_at:
                 self._checkpoint()
                 # if readers kept SQLite from restarting the WAL, try again only after more growth
                 self._checkpoint_at = max(self._offset, CHECKPOINT_BYTES) + CHECKPOINT_BYTES // 4
@@ -318,6 +330,8 @@ class Capturer:
         Memory: the scan keeps 4 bytes per frame; pages are read PART_BYTES at a time."""
         scan = self._scan()
         if scan is None or not scan.transactions:
+            if wait_for_replica and self.frame_no:  # logged by another commit's capture: wait all the same
+                return self._client.append(self.log_id, self.page_size, [], pb.WalPosition(), self.chain, True)
             return False
         header = scan.header
         fs, ps = header.frame_size, header.page_size

@@ -125,6 +125,11 @@ class Applier:
         batch.close(frame_no, batch.db_pages if db_pages is None else db_pages)
         self._apply()
 
+    def apply_pending(self) -> None:
+        """Apply the batch sealed last (`Batch.close`): `commit` in two steps, so that the next
+        batch may be written to the pending file while this one is applied."""
+        self._apply()
+
     def apply(self, log_id: str, frame_no: int, page_size: int, min_pages: int, db_pages: int,
               pages: Sequence[Page]) -> None:
         """`commit` of a batch of `pages` (page number, image), all given at once."""

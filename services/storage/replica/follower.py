@@ -30,6 +30,7 @@ from storage.replica.applier import Applier, Batch
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 0.2
+INLINE_BYTES = 64 << 10  # a message with at most this many page bytes is written on the event loop
 
 
 class Follower:
@@ -43,7 +44,11 @@ class Follower:
         self._unapplied_since_ms: int | None = None  # commit time of the oldest batch being applied
         self._disconnected_at = time.monotonic()
         self._applied = asyncio.Condition()
+        self._acking: asyncio.Task | None = None
+        self._ack_again = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{name}")
+        # writes the next batch's pending file while the worker above applies one
+        self._receiver = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"receive-{name}")
         self.state = "HELLO"
 
     @property
@@ -91,6 +96,7 @@ class Follower:
             self._stopped_streaming()
             await channel.close()
             self._executor.shutdown(wait=True)
+            self._receiver.shutdown(wait=True)
 
     def _stopped_streaming(self) -> None:
         if self.streaming:
@@ -108,34 +114,32 @@ class Follower:
             self.state = "SNAPSHOT"
             await self._snapshot(stub)
             return
-        loop = asyncio.get_running_loop()
         call = stub.Frames(pb.FramesRequest(database=self.name, log_id=self.applier.log_id,
                                             from_frame_no=self.frame_no + 1, replica_id=self.replica_id))
         self.state = "STREAMING"
         self.streaming = True
-        pending: Batch | None = None
+        stream = _Stream(self)
+        applying = asyncio.ensure_future(stream.apply_loop(stub))
+        applying.add_done_callback(lambda _: call.cancel())  # only ends early when it failed
         try:
             async for batch in call:
                 self.head_known = batch.head_frame_no
-                if not batch.transactions:
-                    continue
-                if pending is None:
-                    self._unapplied_since_ms = batch.transactions[0].commit_time_ms
-                    size = os.fstat(self.applier.fd).st_size // batch.page_size
-                    pending = self.applier.begin(self.applier.log_id, batch.page_size, size)
-                frames = [f for t in batch.transactions for f in t.frames]
-                await loop.run_in_executor(self._executor, pending.add, frames)
-                if batch.more:
-                    continue  # a transaction goes on in the next message: nothing to apply yet
-                last = batch.transactions[-1].frames[-1].frame_no
-                await loop.run_in_executor(self._executor, self.applier.commit, pending, last)
-                pending = None
-                if self.frame_no >= self.head_known:
-                    self._unapplied_since_ms = None
-                await self._applied_now(stub)
+                if batch.transactions:
+                    await stream.add(batch)
+            await stream.drain(applying)
+        except asyncio.CancelledError:
+            if not applying.done() or applying.cancelled():
+                raise
         finally:
-            if pending is not None:
-                pending.discard()
+            applying.cancel()
+            await asyncio.wait([applying])
+            # work already handed to the threads finishes before anything else touches the files
+            loop = asyncio.get_running_loop()
+            for ex in (self._receiver, self._executor):
+                await loop.run_in_executor(ex, _nothing)
+            stream.discard()
+        if not applying.cancelled() and (exc := applying.exception()) is not None:
+            raise exc
 
     async def _snapshot(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
         loop = asyncio.get_running_loop()
@@ -161,11 +165,102 @@ class Follower:
         await self._applied_now(stub)
 
     async def _applied_now(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
+        """Wake the reads waiting for a frame, and tell the service (one Ack in flight at a
+        time; applies made meanwhile are acknowledged together by the next one)."""
         async with self._applied:
             self._applied.notify_all()
-        try:
-            await stub.Ack(pb.AckRequest(database=self.name, replica_id=self.replica_id,
-                                         log_id=self.applier.log_id, written_frame_no=self.frame_no,
-                                         applied_frame_no=self.frame_no), timeout=5)
-        except grpc.aio.AioRpcError as exc:
-            log.debug("ack failed db=%s code=%s", self.name, exc.code())
+        self._ack_again = True
+        if self._acking is None or self._acking.done():
+            self._acking = asyncio.ensure_future(self._ack(stub))
+
+    async def _ack(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
+        while self._ack_again:
+            self._ack_again = False
+            try:
+                await stub.Ack(pb.AckRequest(database=self.name, replica_id=self.replica_id,
+                                             log_id=self.applier.log_id, written_frame_no=self.frame_no,
+                                             applied_frame_no=self.frame_no), timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                log.debug("ack failed db=%s code=%s", self.name, exc.code())
+                return
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Stream:
+    """The frames of one Frames stream, applied in batches: while one batch is applied (on the
+    follower's worker thread), the messages that arrive go into the next one (written to the
+    pending file as they come, so memory stays at one message), and that one is applied as soon
+    as the first is done and it ends with a whole transaction. Under steady commits a replica
+    thus applies, fsyncs and acknowledges many transactions at once."""
+
+    def __init__(self, follower: Follower) -> None:
+        self.f = follower
+        self.pending: Batch | None = None
+        self.upto = 0            # last frame of the last whole transaction in `pending`
+        self.partial = False     # `pending` ends inside a transaction (FrameBatch.more)
+        self.since_ms = 0        # commit time of `pending`'s first transaction
+        self.base_pages: int | None = None  # the file's size once the batch being applied is
+        self.lock = asyncio.Lock()          # `pending` changes hands under it
+        self.ready = asyncio.Event()
+        self.busy = False        # a batch is being applied
+
+    async def add(self, batch: pb.FrameBatch) -> None:
+        f = self.f
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            if self.pending is None:
+                if f._unapplied_since_ms is None:
+                    f._unapplied_since_ms = batch.transactions[0].commit_time_ms
+                self.since_ms = batch.transactions[0].commit_time_ms
+                size = self.base_pages if self.base_pages is not None \
+                    else os.fstat(f.applier.fd).st_size // batch.page_size
+                self.pending = f.applier.begin(f.applier.log_id, batch.page_size, size)
+            frames = [fr for t in batch.transactions for fr in t.frames]
+            if len(frames) * batch.page_size <= INLINE_BYTES:
+                self.pending.add(frames)  # a buffered write: cheaper than a thread hand-off
+            else:
+                await loop.run_in_executor(f._receiver, self.pending.add, frames)
+            self.partial = batch.more
+            if not batch.more:
+                self.upto = batch.transactions[-1].frames[-1].frame_no
+                self.ready.set()
+
+    async def apply_loop(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
+        f = self.f
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            async with self.lock:
+                batch, upto = self.pending, self.upto
+                if batch is None or self.partial or not upto:
+                    continue
+                self.pending, self.upto, self.busy = None, 0, True
+                self.base_pages = batch.db_pages
+                # sealed (renamed to <db>-pending) before the next batch opens <db>-pending.tmp
+                await loop.run_in_executor(f._receiver, batch.close, upto, batch.db_pages)
+            try:
+                await loop.run_in_executor(f._executor, f.applier.apply_pending)
+            finally:
+                self.busy = False
+            async with self.lock:
+                if self.pending is None:
+                    self.base_pages = None
+                    if f.frame_no >= f.head_known:
+                        f._unapplied_since_ms = None
+                else:
+                    f._unapplied_since_ms = self.since_ms
+            await f._applied_now(stub)
+
+    async def drain(self, applying: asyncio.Future) -> None:
+        """The stream ended (the service is stopping): let what is whole be applied."""
+        while not applying.done() and (self.busy or (self.pending is not None and self.upto and not self.partial)):
+            await asyncio.sleep(0.005)
+
+    def discard(self) -> None:
+        if self.pending is not None:
+            self.pending.discard()
+            self.pending = None

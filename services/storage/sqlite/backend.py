@@ -122,6 +122,8 @@ class Connection:
         self.conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         compat.register(self.conn)
         self.frame_no = 0  # last frame logged by a commit on this connection
+        self.release_writer: Callable[[], None] | None = None  # the servicer's (storage.backend)
+        self._last = False  # the running statement is the batch's last
         self._capturer = capturer
         self._committed = committed
         self._synchronous = synchronous
@@ -147,7 +149,10 @@ class Connection:
     def _capture(self) -> None:
         """Log the commit just made (may raise CaptureError)."""
         assert self._capturer is not None
-        self.frame_no, applied = self._capturer.capture(self._sync)
+        self._logged(*self._capturer.capture(self._sync))
+
+    def _logged(self, frame_no: int, applied: bool) -> None:
+        self.frame_no = frame_no
         if self._sync and not applied:
             self._sync_missed = True
 
@@ -202,8 +207,16 @@ class Connection:
         self._interrupted = False
 
     def _on_commit(self, conn: apsw.Connection, schema: str, pages: int) -> int:  # noqa: ARG002
-        """SQLite's WAL hook: runs right after a commit, before the statement returns."""
-        self._capture()
+        """SQLite's WAL hook: runs right after a commit, before the statement returns. SQLite's
+        write lock is free by now; when the commit ends the batch, the writer turn is handed on
+        (`release_writer`) before the commit waits for the log, unless a checkpoint is due
+        (it needs the write lock: `Capturer.checkpoint_due`)."""
+        capturer = self._capturer
+        assert isinstance(capturer, Capturer)
+        early = self._last and self.release_writer is not None and not capturer.checkpoint_due
+        if early and self.release_writer is not None:
+            self.release_writer()
+        self._logged(*capturer.capture(self._sync, checkpoint=not early))
         return apsw.SQLITE_OK
 
     def execute(self, statements: list[common_pb2.Statement], read_only: bool, describe_only: bool = False,
@@ -234,6 +247,7 @@ class Connection:
         self._streaming = False
         for i, st in enumerate(statements):
             self._streamed_now = None
+            self._last = i == len(statements) - 1
             if self._interrupted:
                 result = common_pb2.StatementResult(error=SqlError(
                     QUERY_CANCELED, "canceling statement due to user request",
