@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import threading
+import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -29,11 +31,14 @@ _WIRE_OPTION = "-c sqld.sqlite_wire=on"
 _CONSISTENCY = ("strong", "read_your_writes", "bounded_staleness")
 
 
+MEMORY = ":memory:"
+MAINTENANCE = "postgres"  # the server's maintenance database, where scratch databases are made
+
+
 def _conninfo(database: str | os.PathLike[str], timeout: float, uri: bool) -> dict[str, Any]:
     db = os.fspath(database)
-    if db == ":memory:" or db.startswith("file::memory:"):
-        raise _errors.NotSupportedError(
-            "':memory:' needs a scratch database created on the server at runtime (CREATE DATABASE, #15)")
+    if db == MEMORY or db.startswith("file::memory:"):
+        db = MEMORY  # a private scratch database on the server (Connection._scratch)
     if uri and db.startswith("file:"):
         raise _errors.NotSupportedError("file: URIs name a local SQLite file; pass a postgresql:// URL")
     kwargs: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeout))}
@@ -62,9 +67,13 @@ class Connection:
         if consistency is not None and consistency not in _CONSISTENCY:
             raise ValueError("consistency must be strong, read_your_writes or bounded_staleness")
         params = _with_wire_option({**_conninfo(database, timeout, uri), **kwargs})
+        self._drop_scratch: Callable[[], None] | None = None
+        if params.get("dbname") == MEMORY:
+            params = self._scratch(params)
         try:
             pg = psycopg.Connection.connect(autocommit=True, **params)
         except psycopg.Error as exc:
+            self._end_scratch()
             raise _errors.translate(exc) from exc
         _types.configure(pg)
         self._pg = pg
@@ -86,7 +95,26 @@ class Connection:
             server_version = self._scalar(setup)
         except BaseException:
             pg.close()
+            self._end_scratch()
             raise
+
+    def _scratch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """":memory:": a private database made on the server for this connection (CREATE
+        DATABASE from the maintenance database), dropped when it closes, is collected, or the
+        process exits (a process killed outright leaves it: DROP DATABASE sqld_memory_...)."""
+        maintenance = {**params, "dbname": MAINTENANCE}
+        name = f"sqld_memory_{uuid.uuid4().hex}"
+        try:
+            with psycopg.Connection.connect(autocommit=True, **maintenance) as pg:
+                pg.execute(f"CREATE DATABASE {name}".encode(), prepare=False)
+        except psycopg.Error as exc:
+            raise _errors.translate(exc) from exc
+        self._drop_scratch = weakref.finalize(self, _drop_database, maintenance, name)
+        return {**params, "dbname": name}
+
+    def _end_scratch(self) -> None:
+        if self._drop_scratch is not None:
+            self._drop_scratch()
 
     # -- state checks
     def _check_thread(self) -> None:
@@ -189,6 +217,7 @@ class Connection:
         self._check_thread()
         if self._pg is not None and not self._pg.closed:
             self._pg.close()  # like sqlite3, an open transaction is rolled back, not committed
+        self._end_scratch()  # ":memory:": its database goes with it
 
     def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002 - sqlite3's name
         """The database as SQL text, as sqlite3 dumps it: the standard library's own dump (plain
@@ -262,3 +291,13 @@ def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types
         kwargs["consistency"] = consistency
     return cls(database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
                check_same_thread=check_same_thread, cached_statements=cached_statements, uri=uri, **kwargs)
+
+
+def _drop_database(maintenance: dict[str, Any], name: str) -> None:
+    """Drop a ":memory:" connection's scratch database (best effort: a server that is gone
+    cannot be asked; FORCE ends the connection's session if it has not ended yet)."""
+    try:
+        with psycopg.Connection.connect(autocommit=True, **maintenance) as pg:
+            pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode(), prepare=False)
+    except psycopg.Error:
+        pass

@@ -36,11 +36,13 @@ class SQLiteDialect_sqldclient(SQLiteDialect_pysqlite):  # noqa: N801 - SQLAlche
     @classmethod
     def get_pool_class(cls, url: URL) -> Any:
         from sqlalchemy import pool
+        if url.database in (None, "", ":memory:"):
+            return pool.SingletonThreadPool  # as pysqlite does: one scratch database per thread
         return pool.QueuePool  # connections to a server, never a single in-process one
 
     def create_connect_args(self, url: URL) -> Any:
         if url.database in (None, "", ":memory:"):
-            return [":memory:"], {}  # as sqlite:// means; sqldclient refuses it clearly (unless creator= is given)
+            return [":memory:"], {}  # as sqlite:// means: a private scratch database on the server (PGHOST ...)
         query: dict[str, Any] = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
         opts: dict[str, Any] = {k: query.pop(k) for k in ("timeout", "isolation_level", "detect_types",
                                                           "consistency") if k in query}

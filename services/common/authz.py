@@ -36,12 +36,24 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.Replication/ResetLog": frozenset({"storage-primary", "admin"}),
     "/sqld.v1.Replication/Append": frozenset({"storage-primary"}),
     "/sqld.v1.Replication/Frames": frozenset({"storage-replica"}),
-    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica"}),
+    # storage-primary: point-in-time restore (CREATE DATABASE ... AS_OF_*) reads a past snapshot
+    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica", "storage-primary"}),
     "/sqld.v1.Replication/Ack": frozenset({"storage-replica"}),
-    "/sqld.v1.Replication/Status": frozenset({"scheduler", "admin"}),
+    # storage-replica: which databases exist (a replica follows them as they are created and dropped)
+    "/sqld.v1.Replication/Status": frozenset({"scheduler", "admin", "storage-replica"}),
+    "/sqld.v1.Replication/DropLog": frozenset({"storage-primary", "admin"}),
+    "/sqld.v1.Storage/CreateDatabase": frozenset({"scheduler"}),
+    "/sqld.v1.Storage/DropDatabase": frozenset({"scheduler"}),
+    "/sqld.v1.Storage/ListDatabases": frozenset({"scheduler"}),
+    "/sqld.v1.Storage/Backup": frozenset({"scheduler"}),
     "/sqld.v1.QueryService/Session": TOKEN,
     "/sqld.v1.QueryService/Execute": TOKEN,
     "/sqld.v1.QueryService/Multiplex": TOKEN,
+    # the scheduler checks that the token may reach every database and write (scheduler/admin.py)
+    "/sqld.v1.DatabaseAdmin/CreateDatabase": TOKEN,
+    "/sqld.v1.DatabaseAdmin/DropDatabase": TOKEN,
+    "/sqld.v1.DatabaseAdmin/ListDatabases": TOKEN,
+    "/sqld.v1.DatabaseAdmin/Backup": TOKEN,
 }
 PREFIX_POLICY: dict[str, str] = {
     "/grpc.health.v1.Health/": ANY_MEMBER,

@@ -25,6 +25,7 @@ from edge.pgwire import messages as m
 from edge.scheduler_client import SessionEnded
 from edge.session import Session
 from edge.transport import ClientGone, Transport
+from sqld.v1 import admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Host(Protocol):
     tls: ssl.SSLContext | None
     auth: exchange.Policy
     sessions: mux.Channel  # the shared stream to the scheduler
+    admin: admin_pb2_grpc.DatabaseAdminStub  # CREATE/DROP DATABASE
     setting_defaults: dict[str, str]
 
     async def cancel(self, pid: int, key: int) -> None: ...
@@ -99,6 +101,7 @@ class Connection:
             t.fatal(sqlstate.INVALID_PARAMETER_VALUE, str(exc))
             return False
         self.session = session = Session(t, self.pid, params.get("database") or user, settings)
+        session.admin = host.admin
         try:
             await session.open(host.sessions, user, read_at)
         except SessionEnded as exc:

@@ -3,14 +3,15 @@
 The simple Query handler routes each statement of a query, the extended handler each Parse.
 Settings and session functions (SET, SHOW, version(), ...) are answered by the edge
 (commands.py), SQL cursors (DECLARE, FETCH/MOVE, CLOSE) are kept by it (cursors.py), COPY
-is driven by it (copy.py); everything else goes to the scheduler.
+is driven by it (copy.py), CREATE/DROP DATABASE go to the scheduler's DatabaseAdmin
+(databases.py); everything else goes to the scheduler.
 """
 from __future__ import annotations
 
 import enum
 
 from common.sqltext import per_text
-from edge import commands, cursors
+from edge import commands, cursors, databases
 
 
 class Route(enum.Enum):
@@ -19,6 +20,7 @@ class Route(enum.Enum):
     FETCH = enum.auto()    # FETCH / MOVE on a cursor
     CLOSE = enum.auto()    # CLOSE a cursor (CLOSE ALL is LOCAL)
     COPY = enum.auto()     # COPY ... FROM STDIN / TO STDOUT
+    DATABASE = enum.auto()  # CREATE / DROP DATABASE (databases.py, the scheduler's DatabaseAdmin)
     REMOTE = enum.auto()   # the scheduler runs it
 
 
@@ -40,6 +42,8 @@ def route(sql: str) -> Route:
         return Route.CLOSE
     if head.startswith("COPY"):
         return Route.COPY
+    if (head.startswith("CREATE") or head.startswith("DROP")) and databases.is_database_command(stripped):
+        return Route.DATABASE
     if commands.local(sql, _ANY_SETTINGS.copy(), "", 0) is not None:
         return Route.LOCAL
     return Route.REMOTE

@@ -231,6 +231,9 @@ class Extended:
         route = portal.stmt.route
         if route is Route.COPY:
             raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "COPY is supported in the simple query protocol only")
+        if route is Route.DATABASE:
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "CREATE/DROP DATABASE are supported in the simple "
+                           "query protocol only (or the DatabaseAdmin gRPC API)")
         if route in (Route.FETCH, Route.CLOSE):
             self.out.append(_Exec(portal, max_rows, None))
             return

@@ -15,7 +15,7 @@ from edge import commands, tls
 from edge.auth import exchange
 from edge.config import Config
 from edge.connection import Connection
-from sqld.v1 import query_pb2, query_pb2_grpc
+from sqld.v1 import admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class EdgeServer:
         self.channel = grpc_client.channel(cfg.scheduler, grpc_tls.read_token(cfg.scheduler_token_file, "edge"))
         stub = query_pb2_grpc.QueryServiceStub(self.channel)
         self.sessions = mux.Channel(stub.Multiplex, query_pb2.SessionRequestFrames, "scheduler")
+        self.admin = admin_pb2_grpc.DatabaseAdminStub(self.channel)
         if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
                 and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
             raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")

@@ -17,7 +17,7 @@ from edge.pgwire import messages as m
 from edge.prepared import Prepared
 from edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from edge.transport import ClientGone, Transport
-from sqld.v1 import common_pb2, query_pb2
+from sqld.v1 import admin_pb2_grpc, common_pb2, query_pb2
 
 IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
@@ -34,6 +34,7 @@ class Session:
         self.cursors = cursors.Cursors()
         self.statements: dict[str, Prepared] = {}
         self._scheduler: SchedulerSession | None = None
+        self.admin: admin_pb2_grpc.DatabaseAdminStub | None = None  # CREATE/DROP DATABASE (databases.py)
         self._cancel_reason: str | None = None
         self._running = False
 

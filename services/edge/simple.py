@@ -11,11 +11,11 @@ from common import sqlstate
 from common.sqlstate import SqlError
 from common.sqltext import is_empty, split
 from common.statement import classify
-from edge import colnames, commands, copy, cursors, render, results
+from edge import colnames, commands, copy, cursors, databases, render, results
 from edge.dispatch import Route
 from edge.pgwire import messages as m
 from edge.rowstore import RowStore
-from edge.session import FAILED, IN_TRANSACTION, Session
+from edge.session import FAILED, IDLE, IN_TRANSACTION, Session
 from edge.sqlrewrite import rewrite
 from edge.transport import Transport
 from sqld.v1 import common_pb2
@@ -79,8 +79,12 @@ async def _remote(s: Session, t: Transport, group: list[str], implicit: bool) ->
 async def _edge_statement(s: Session, t: Transport, route: Route, sql: str) -> bool:
     """A statement the edge answers itself; False when it failed."""
     try:
-        if route is Route.LOCAL:
-            res = s.run_local(sql)
+        if route is Route.LOCAL or route is Route.DATABASE:
+            if route is Route.LOCAL:
+                res = s.run_local(sql)
+            else:
+                assert s.admin is not None
+                res = await databases.run(s.admin, sql, s.database, s.status == IDLE)
             assert res is not None
             t.send(b"".join(render.local_messages(res)))
             return res.error is None

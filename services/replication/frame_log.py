@@ -485,6 +485,29 @@ class FrameLog:
         i = bisect.bisect_right(self._last, frame_no)
         return self._time[i] if i < len(self._time) else None
 
+    # -- point-in-time restore (commit times rise with frame numbers: one primary's clock) ------
+    def commit_at_or_before(self, frame_no: int) -> int | None:
+        """The last frame of the last transaction ending at or before `frame_no`; the snapshot's
+        frame when that is the log's start; None when `frame_no` is older than the log keeps."""
+        if frame_no < self.snapshot_frame_no:
+            return None
+        i = bisect.bisect_right(self._last, frame_no)
+        return self._last[i - 1] if i else self.snapshot_frame_no
+
+    def commit_at_time(self, unix_ms: int) -> int | None:
+        """The last frame of the last transaction committed at or before `unix_ms`; None when
+        the log keeps nothing that old (every transaction it holds is later and it starts from
+        a snapshot, whose time is unknown)."""
+        i = bisect.bisect_right(self._time, unix_ms)
+        if i:
+            return self._last[i - 1]
+        return 0 if self.snapshot_frame_no == 0 else None
+
+    def first_frame_since(self, unix_ms: int) -> int | None:
+        """The first frame of the first transaction committed at or after `unix_ms` (None: none)."""
+        i = bisect.bisect_left(self._time, unix_ms)
+        return self._first[i] if i < len(self._first) else None
+
     @property
     def transactions(self) -> int:
         return len(self._last)

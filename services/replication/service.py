@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
 
+from common import dbnames
 from common.replication_state import LOG_FORKED, NEED_SNAPSHOT
 from replication import snapshot
 from replication.config import Config
@@ -26,7 +27,9 @@ from sqld.v1 import replication_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+class OutOfRange(ValueError):
+    """A point-in-time restore asked for a moment the log no longer keeps (OUT_OF_RANGE)."""
 
 
 class DatabaseLog:
@@ -37,6 +40,7 @@ class DatabaseLog:
         self.changed = asyncio.Condition()  # notified after every append and reset
         self.appended = 0
         self.last_forked_append = ""  # why the last LOG_FORKED refusal happened (Status shows it)
+        self.dropped = False  # DropLog: live streams end
         if self.log.migrated_from:
             log.warning("log written before the chain: new history db=%s old_log_id=%s log_id=%s",
                         name, self.log.migrated_from, self.log.log_id)
@@ -50,15 +54,24 @@ class ReplicationCore:
         self.closing = False
         os.makedirs(cfg.data_dir, exist_ok=True)
         for name in sorted(os.listdir(cfg.data_dir)):
-            if _NAME.match(name) and os.path.exists(os.path.join(cfg.data_dir, name, "meta.json")):
+            if dbnames.valid(name) and os.path.exists(os.path.join(cfg.data_dir, name, "meta.json")):
                 self.db(name)
 
     def db(self, name: str) -> DatabaseLog:
-        if not _NAME.match(name):
-            raise ValueError(f"invalid database name {name!r}: use letters, digits, _ . -")
+        if (problem := dbnames.problem(name)) is not None:
+            raise ValueError(problem.message)
         if name not in self._dbs:
             self._dbs[name] = DatabaseLog(name, os.path.join(self.cfg.data_dir, name))
         return self._dbs[name]
+
+    def _existing(self, name: str) -> DatabaseLog:
+        """A replica's look-up: never creates a log (a dropped database's stays gone)."""
+        d = self._dbs.get(name)
+        if d is None:
+            if (problem := dbnames.problem(name)) is not None:
+                raise ValueError(problem.message)
+            raise LogError(NEED_SNAPSHOT, f"database {name} has no history here (not created, or dropped)")
+        return d
 
     def _hello(self, d: DatabaseLog) -> pb.HelloResponse:
         lg = d.log
@@ -98,8 +111,13 @@ class ReplicationCore:
                 return pb.AppendResponse(head_frame_no=head)  # a part: staged, nothing visible yet
             d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
-                upto = d.log.compact(self.cfg.keep_frames)
-                log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)
+                keep = self.cfg.keep_frames
+                if self.cfg.retention_seconds > 0:  # what point-in-time restore needs stays
+                    since = d.log.first_frame_since(int((time.time() - self.cfg.retention_seconds) * 1000))
+                    keep = max(keep, head - since + 1 if since is not None else 0)
+                if head - keep > d.log.snapshot_frame_no:
+                    upto = d.log.compact(keep)
+                    log.debug("compacted db=%s snapshot_frame_no=%d", d.name, upto)
         async with d.changed:
             d.changed.notify_all()
         applied = False
@@ -109,7 +127,7 @@ class ReplicationCore:
 
     async def frames(self, req: pb.FramesRequest) -> AsyncIterator[pb.FrameBatch]:
         """Whole transactions from req.from_frame_no on, then new ones as they are appended."""
-        d = self.db(req.database)
+        d = self._existing(req.database)
         nxt = max(req.from_frame_no, 1)
         progress = self.replicas.get(d.name, req.replica_id or "anonymous")
         progress.streams += 1
@@ -131,23 +149,32 @@ class ReplicationCore:
                                         more=more)
                     continue
                 def moved(nxt: int = nxt) -> bool:  # bound now: the wait ends before nxt changes
-                    return d.log.head >= nxt or d.log.log_id != req.log_id or self.closing
+                    return d.dropped or d.log.head >= nxt or d.log.log_id != req.log_id or self.closing
                 async with d.changed:
                     await d.changed.wait_for(moved)
-                if self.closing:
+                if self.closing or d.dropped:
                     return
         finally:
             progress.streams -= 1
 
     async def snapshot(self, req: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotChunk]:
-        """The database as of the log's head, as page images."""
-        d = self.db(req.database)
+        """The database as of the log's head, as page images; or, for a point-in-time
+        restore, as of the last commit at or before `upto_frame_no` or `as_of_unix_ms`."""
+        d = self._existing(req.database)
         if not d.log.log_id:
             raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history yet; the primary has not said hello")
         tmp = os.path.join(d.log.folder, f"copy-{uuid.uuid4().hex}.db")
         async with d.lock:
             lg = d.log
             log_id, head, page_size = lg.log_id, lg.head, lg.page_size
+            if req.upto_frame_no or req.as_of_unix_ms:
+                target = (lg.commit_at_or_before(req.upto_frame_no) if req.upto_frame_no
+                          else lg.commit_at_time(req.as_of_unix_ms))
+                if target is None:
+                    raise OutOfRange(f"database {d.name}: the log keeps commits from frame {lg.snapshot_frame_no} on "
+                                     f"(replication --retention-seconds {self.cfg.retention_seconds:g}); "
+                                     "ask for a later point")
+                head = min(target, head)
             await asyncio.get_running_loop().run_in_executor(
                 None, snapshot.build, lg.snapshot_path(), tmp, page_size, lg.frames(head))
         try:
@@ -167,6 +194,25 @@ class ReplicationCore:
         await self.replicas.ack(req.database, req.replica_id, req.log_id,
                                 req.written_frame_no, req.applied_frame_no)
         return pb.AckResponse()
+
+    async def drop(self, req: pb.DropLogRequest) -> pb.DropLogResponse:
+        """The database was dropped: its log goes (folder and all); live Frames streams of it end."""
+        if not dbnames.valid(req.database):
+            raise ValueError(f"invalid database name {req.database!r}")
+        d = self._dbs.get(req.database)
+        if d is None:
+            return pb.DropLogResponse(existed=False)
+        async with d.lock:
+            if self._dbs.get(req.database) is not d:
+                return pb.DropLogResponse(existed=False)
+            del self._dbs[req.database]
+            d.dropped = True
+            d.log.close()
+            await asyncio.to_thread(shutil.rmtree, d.log.folder, True)
+        async with d.changed:
+            d.changed.notify_all()
+        log.info("log dropped db=%s", req.database)
+        return pb.DropLogResponse(existed=True)
 
     def status(self, req: pb.StatusRequest) -> pb.StatusResponse:
         out = []

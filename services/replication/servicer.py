@@ -12,7 +12,7 @@ import grpc
 
 from common import replication_state
 from replication.frame_log import LogError
-from replication.service import ReplicationCore
+from replication.service import OutOfRange, ReplicationCore
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 
@@ -58,6 +58,8 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
         try:
             async for chunk in self.core.snapshot(request):
                 yield chunk
+        except OutOfRange as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
@@ -66,6 +68,12 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
 
     async def Status(self, request, context):
         return self.core.status(request)
+
+    async def DropLog(self, request, context):
+        try:
+            return await self.core.drop(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
 
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name

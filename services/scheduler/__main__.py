@@ -8,11 +8,12 @@ from common import log as logsetup
 from common import loop as event_loop
 from common.tokens import Verifier
 from scheduler import config as scheduler_config
+from scheduler.admin import DatabaseAdminServicer
 from scheduler.pool import Pools
 from scheduler.servicer import QueryServicer
 from scheduler.session import Replicas
 from scheduler.stat_replication import ReplicationStatus
-from sqld.v1 import query_pb2, query_pb2_grpc
+from sqld.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 
 def load_verifier(path: str, tls: bool) -> Verifier | None:
@@ -44,6 +45,7 @@ async def run(argv: list[str]) -> None:
         read_your_writes_wait_ms=int(cfg.read_your_writes_wait * 1000),
         max_lag_ms=int(cfg.max_replica_lag * 1000))
     servicer = QueryServicer(cfg, pools, replicas, verifier)
+    admin = DatabaseAdminServicer(pools, servicer, verifier, replicas.pools)
 
     async def on_stop() -> None:
         await pools.close()
@@ -54,7 +56,9 @@ async def run(argv: list[str]) -> None:
 
     def register(server):
         query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
-        return [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name]
+        admin_pb2_grpc.add_DatabaseAdminServicer_to_server(admin, server)
+        return [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+                admin_pb2.DESCRIPTOR.services_by_name["DatabaseAdmin"].full_name]
 
     # The public port: TLS without client certificates (python grpc cannot make them optional);
     # the bearer token is the caller's credential.

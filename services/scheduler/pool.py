@@ -92,7 +92,7 @@ class Pools:
 
     def __init__(self, storage_target: str, max_connections: int, wait_timeout: float,
                  open_timeout: float) -> None:
-        self._channel = grpc_client.channel(storage_target)
+        self._channel = self.channel = grpc_client.channel(storage_target)
         stub = storage_pb2_grpc.StorageStub(self._channel)
         self._connections = mux.Channel(functools.partial(stub.Multiplex, wait_for_ready=True),
                                         storage_pb2.ConnectRequestFrames, f"storage {storage_target}")
@@ -112,6 +112,12 @@ class Pools:
             candidate.release(conn)
             pool = self._pools.setdefault(key, candidate)
         return pool
+
+    def forget(self, database: str) -> None:
+        """The database was dropped: its pools go (a database created again under that name
+        starts afresh)."""
+        for key in [k for k in self._pools if k[0] == database]:
+            self._pools.pop(key).close()
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -36,6 +36,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
+        self.by_database: dict[str, dict[str, asyncio.Queue]] = {}  # open Session streams, for DROP DATABASE
         self.multiplexed = mux.Server(self.Session, query_pb2.SessionResponseFrames, "sessions")
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
@@ -83,6 +84,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.sessions += 1
         session_id = f"s{next(self._ids)}"
         queue: asyncio.Queue = asyncio.Queue()
+        database = session.pool.name
+        self.by_database.setdefault(database, {})[session_id] = queue
 
         async def read_requests() -> None:
             try:
@@ -117,6 +120,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     return
                 if req is None:
                     return
+                if req is _TERMINATE:  # DROP DATABASE ... WITH (FORCE)
+                    log.info("session ended by DROP DATABASE session=%s db=%s", session_id, database)
+                    await session.close()
+                    await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
+                        reason=errors.error(sqlstate.ADMIN_SHUTDOWN,
+                                            "terminating connection due to administrator command"))))
+                    return
                 if req.WhichOneof("kind") != "batch":
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: expected a Batch")
                 batch = req.batch
@@ -142,7 +152,22 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         finally:
             reader.cancel()
             self.sessions -= 1
+            on_db = self.by_database.get(database, {})
+            on_db.pop(session_id, None)
+            if not on_db:
+                self.by_database.pop(database, None)
             await session.close()
+
+    def sessions_on(self, database: str) -> int:
+        return len(self.by_database.get(database, {}))
+
+    def terminate(self, database: str) -> int:
+        """End every Session stream on `database` (SessionClosed, 57P01) after its running
+        batch; how many."""
+        queues = list(self.by_database.get(database, {}).values())
+        for queue in queues:
+            queue.put_nowait(_TERMINATE)
+        return len(queues)
 
     async def Multiplex(self, request_iterator, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         """Many sessions on one stream (query.proto): each runs `Session` (common.mux)."""
@@ -161,6 +186,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                                          served_by_replica=session.served_by_replica)
 
 
+_TERMINATE = object()  # put in a session's queue: end it (DROP DATABASE WITH (FORCE))
 EXECUTE_BYTES = 64 * 1024 * 1024  # the rows one unary Execute answers (query.proto)
 
 

@@ -276,7 +276,7 @@ class Session:
         if self.replicas.status is None:
             return _fail(errors.error(sqlstate.FEATURE_NOT_SUPPORTED, "pg_stat_replication: this scheduler was "
                                       "started without --replication; point it at the replication service"))
-        return await self.replicas.status.query(st)
+        return await self.replicas.status.query(st, self.pool.name)
 
     async def _on_replica(self, group: Sequence[common_pb2.Statement]) -> list[common_pb2.StatementResult] | None:
         """Run an autocommit read on the replica when the policy allows; None: use the primary."""

@@ -36,11 +36,13 @@ class ReplicationStatus:
         self._channel = grpc_client.channel(target) if target else None
         self._stub = replication_pb2_grpc.ReplicationStub(self._channel) if self._channel else None
 
-    async def query(self, st: common_pb2.Statement) -> common_pb2.StatementResult:
+    async def query(self, st: common_pb2.Statement, database: str = "") -> common_pb2.StatementResult:
+        """`st` over the replicas of `database` (the session's; PostgreSQL's one row per standby:
+        each database has its own log and its own stream to each replica); "" for every database."""
         rows: list[tuple] = []
         if self._stub is not None:
             try:
-                status = await self._stub.Status(pb.StatusRequest(), timeout=5)
+                status = await self._stub.Status(pb.StatusRequest(database=database), timeout=5)
             except grpc.aio.AioRpcError as exc:
                 return common_pb2.StatementResult(error=errors.from_rpc_error(exc, "read pg_stat_replication"))
             for lg in status.logs:

@@ -4,24 +4,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import sys
 
 import grpc
 
-from common import grpc_client, grpc_server, grpc_tls
+from common import dbnames, grpc_client, grpc_server, grpc_tls
 from common import log as logsetup
 from common import loop as event_loop
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 from storage import config as storage_config
+from storage import registry
 from storage.backend import Database
 from storage.replica.database import ReplicaDatabase
 from storage.servicer import StorageServicer
 from storage.sqlite import backend as sqlite
+from storage.sqlite import compat
 
 log = logging.getLogger("storage")
-
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def _unreachable(cfg: storage_config.Config, exc: grpc.RpcError) -> SystemExit:
@@ -30,8 +29,11 @@ def _unreachable(cfg: storage_config.Config, exc: grpc.RpcError) -> SystemExit:
 
 
 def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
-    """The configured databases on the configured backend (the servicer sees only
-    storage.backend's interface; mypy checks the concrete classes against it here)."""
+    """The databases to serve at start (storage.registry.initial_names) on the configured
+    backend (the servicer sees only storage.backend's interface; mypy checks the concrete
+    classes against it here)."""
+    import dataclasses
+    cfg = dataclasses.replace(cfg, databases=tuple(registry.initial_names(cfg)))
     backend = {"libsql": "sqlite"}.get(cfg.backend, cfg.backend)  # libsql: the old name, deprecated
     if backend == "mvsqlite":
         if cfg.replica_of:
@@ -59,31 +61,57 @@ def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
     return databases
 
 
+def _raise_open_files() -> None:
+    """Each database costs about 10 descriptors (README, Databases): the soft limit goes up to
+    the hard one, so hundreds of databases do not meet the common default of 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str]) -> None:
     logsetup.setup("storage")
+    _raise_open_files()
     cfg = storage_config.load(argv)
     identity = grpc_tls.load_identity(cfg, "storage")
     grpc_client.configure(identity)  # before anything opens a channel to the replication service
     if cfg.replication and cfg.replica_of:
         raise SystemExit("storage: --replication (primary) and --replica-of (replica) exclude each other; pick one")
     for name in cfg.databases:
-        if not _NAME.match(name):
-            raise SystemExit(f"storage: invalid database name {name!r}: use letters, digits, _ . -")
+        if (problem := dbnames.problem(name)) is not None:
+            raise SystemExit(f"storage: --databases: {problem.message}")
     databases = open_databases(cfg)
-    servicer = StorageServicer(databases, cfg.threads, cfg.max_connections)
+    names = registry.Registry(cfg, databases)
+    compat.database_names = names.names
+    servicer = StorageServicer(databases, cfg.threads, cfg.max_connections, names)
 
     def register(server):
         storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
         return [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name]
 
     async def run() -> None:
-        followers = [asyncio.create_task(db.follower.run()) for db in databases.values()
-                     if db.follower is not None]
+        followers = {name: asyncio.create_task(db.follower.run()) for name, db in databases.items()
+                     if db.follower is not None}
+        if cfg.replica_of:  # a replica follows the primary's databases as they come and go
+            def on_new(db: Database) -> None:
+                if db.follower is not None:
+                    followers[db.name] = asyncio.create_task(db.follower.run())
+
+            async def on_gone(name: str) -> None:
+                task = followers.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                await servicer.end_database(name)
+            names.on_new = on_new
+            names.on_gone = on_gone
+            followers[""] = asyncio.create_task(names.follow())
 
         async def on_stop() -> None:
-            for task in followers:
+            for task in followers.values():
                 task.cancel()
-            await asyncio.gather(*followers, return_exceptions=True)
+            await asyncio.gather(*followers.values(), return_exceptions=True)
             await servicer.shutdown()
             for db in databases.values():
                 db.close()

@@ -22,6 +22,8 @@ class Connection(Protocol):
     """One SQLite connection, used by one thread at a time (the servicer runs one batch at a
     time on a worker thread); only `interrupt` may be called from any thread."""
 
+    name: str  # its database's
+
     @property
     def in_transaction(self) -> bool:
         """A transaction is open after the last batch (Executed.in_transaction)."""
@@ -89,6 +91,8 @@ class Follower(Protocol):
 
 class Database(Protocol):
     """One database of the service."""
+
+    name: str
 
     @property
     def follower(self) -> Follower | None:

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,16 @@ from collections.abc import Callable
 import grpc
 
 from common import mux
-from common.sqlstate import QUERY_CANCELED, SqlError
+from common.sqlstate import FEATURE_NOT_SUPPORTED, INVALID_CATALOG_NAME, QUERY_CANCELED, SqlError
 from common.statement import READ
-from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+from sqld.v1 import admin_pb2, common_pb2, storage_pb2, storage_pb2_grpc
 from storage.backend import Connection, Database, TimeTravelError
+from storage.registry import Registry
 from storage.writers import WriterQueue
 
 log = logging.getLogger(__name__)
+
+BACKUP_CHUNK = 1 << 20  # bytes of a database file per BackupChunk
 
 
 def _step(steps):
@@ -101,8 +105,10 @@ class Watchdog:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, databases: dict[str, Database], threads: int, max_connections: int = 256) -> None:
+    def __init__(self, databases: dict[str, Database], threads: int, max_connections: int = 256,
+                 registry: Registry | None = None) -> None:
         self.databases = databases
+        self.registry = registry  # None: a fixed set (tests); CreateDatabase and DropDatabase refuse
         # Fair admission: a worker for every connection (each runs one batch at a time), plus
         # `threads` for opening and closing, so a short statement never waits behind another
         # connection's long one; the bound is on connections (RESOURCE_EXHAUSTED, 53300).
@@ -110,7 +116,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self.executor = concurrent.futures.ThreadPoolExecutor(max_connections + threads, thread_name_prefix="sqlite")
         self.open_connections = 0
         self._admitted = 0  # Connect streams opening or open
-        self._queues: set[asyncio.Queue] = set()
+        self._queues: dict[asyncio.Queue, Connection] = {}  # each open stream's requests, its connection
         self._open: set[Connection] = set()      # connections not closed yet
         self._ending: set[asyncio.Task] = set()  # connections being interrupted and closed
         self._writers: dict[str, WriterQueue] = {}  # each database's writer queue (storage/writers.py)
@@ -153,6 +159,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f'database "{first.open.database}" does not exist')
             return
+        name = first.open.database
         connect: Callable[[], Connection] = db.connect
         if first.open.HasField("read_at"):
             if db.connect_at is None:
@@ -169,6 +176,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         except asyncio.CancelledError:  # the client left while the connection opened
             opening.add_done_callback(self._close_orphan)
             raise
+        if self.databases.get(name) is not db:  # dropped while it opened
+            await asyncio.get_running_loop().run_in_executor(self.executor, conn.close)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f'database "{name}" does not exist')
+            return
         self.open_connections += 1
         self._open.add(conn)
         writer = self._writers.setdefault(first.open.database, WriterQueue(first.open.database))
@@ -212,7 +223,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         reader = asyncio.create_task(read_requests())
         running: concurrent.futures.Future | None = None  # the batch's current step on a worker thread
         steps = None  # the running batch (Connection.run), until it returns its results
-        self._queues.add(pending)
+        self._queues[pending] = conn
         try:
             await context.write(storage_pb2.ConnectResponse(opened=storage_pb2.Opened()))
             follower = db.follower
@@ -262,7 +273,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     frame_no=follower.frame_no if follower is not None else conn.frame_no,
                     session_state=conn.session_state)))
         finally:
-            self._queues.discard(pending)
+            self._queues.pop(pending, None)
             reader.cancel()
             self.open_connections -= 1
             # In a task of its own: a cancelled stream (client gone) must not cut it short.
@@ -272,6 +283,68 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             self._ending.add(ending)
             ending.add_done_callback(self._ending.discard)
             await asyncio.shield(ending)
+
+    async def end_database(self, name: str) -> None:
+        """Every stream on database `name` ends: its running batch is interrupted, its
+        transaction rolled back, its connection closed (DropDatabase; it left the registry
+        first, so no new one opens). Returns once they are all closed."""
+        for pending, conn in list(self._queues.items()):
+            if conn.name == name:
+                pending.put_nowait(None)
+                conn.interrupt()
+        while any(conn.name == name for conn in self._open):
+            await asyncio.sleep(0.01)
+        self._writers.pop(name, None)
+
+    # -- the registry (storage.proto; the scheduler's DatabaseAdmin calls these) ----------------
+    async def CreateDatabase(self, request: admin_pb2.CreateDatabaseRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext) -> admin_pb2.DatabaseResponse:
+        try:
+            if self.registry is None:
+                raise SqlError(FEATURE_NOT_SUPPORTED, "this storage serves a fixed set of databases")
+            await self.registry.create(request.name, request.template, request.as_of_frame_no, request.as_of_unix_ms)
+        except SqlError as exc:
+            return admin_pb2.DatabaseResponse(error=exc.to_proto())
+        return admin_pb2.DatabaseResponse()
+
+    async def DropDatabase(self, request: admin_pb2.DropDatabaseRequest,  # noqa: N802
+                           context: grpc.aio.ServicerContext) -> admin_pb2.DatabaseResponse:
+        try:
+            if self.registry is None:
+                raise SqlError(FEATURE_NOT_SUPPORTED, "this storage serves a fixed set of databases")
+            if not await self.registry.drop(request.name, self.end_database):
+                if not request.if_exists:
+                    raise SqlError(INVALID_CATALOG_NAME, f'database "{request.name}" does not exist')
+                return admin_pb2.DatabaseResponse(notices=[common_pb2.Notice(
+                    sqlstate="00000", message=f'database "{request.name}" does not exist, skipping')])
+        except SqlError as exc:
+            return admin_pb2.DatabaseResponse(error=exc.to_proto())
+        return admin_pb2.DatabaseResponse()
+
+    async def ListDatabases(self, request: admin_pb2.ListDatabasesRequest,  # noqa: N802
+                            context: grpc.aio.ServicerContext) -> admin_pb2.ListDatabasesResponse:
+        return admin_pb2.ListDatabasesResponse(
+            databases=[admin_pb2.DatabaseInfo(name=n) for n in sorted(self.databases)])
+
+    async def Backup(self, request: admin_pb2.BackupRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext):
+        try:
+            if self.registry is None:
+                raise SqlError(FEATURE_NOT_SUPPORTED, "this storage serves a fixed set of databases")
+            tmp = await asyncio.get_running_loop().run_in_executor(self.executor, self.registry.backup_copy,
+                                                                   request.name)
+        except SqlError as exc:
+            yield admin_pb2.BackupChunk(error=exc.to_proto())
+            return
+        try:
+            with open(tmp, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                while data := f.read(BACKUP_CHUNK):
+                    yield admin_pb2.BackupChunk(data=data, size=size)
+                if not size:
+                    yield admin_pb2.BackupChunk(size=0)
+        finally:
+            os.remove(tmp)
 
     async def _end(self, conn: Connection, running: concurrent.futures.Future | None, steps,
                    writer: WriterQueue) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -522,9 +523,28 @@ def test_transactions_same_as_sqlite3(isolation, tmp_path, url):
 # -- what only the client has
 
 
-def test_memory_database_is_refused_clearly():
-    with pytest.raises(sqldclient.NotSupportedError, match="CREATE DATABASE"):
-        sqldclient.connect(":memory:")
+def test_memory_database_is_private_and_dropped_at_close(stack, monkeypatch):
+    """":memory:" (#14 item 2): a scratch database of the connection's own on the server
+    (PGHOST/PGPORT say which), empty at start, invisible to another ":memory:", gone at close."""
+    if os.environ.get("SQLD_TEST_BACKEND") == "mvsqlite":
+        pytest.skip("runtime databases need the sqlite backend")
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", str(stack.ports.pg))
+    monkeypatch.setenv("PGUSER", "postgres")
+    a, b = sqldclient.connect(":memory:"), sqldclient.connect(":memory:")
+    a.execute("CREATE TABLE t (x)")
+    a.execute("INSERT INTO t VALUES (1)")
+    a.commit()
+    assert a.execute("SELECT x FROM t").fetchall() == [(1,)]
+    with pytest.raises(sqldclient.OperationalError):
+        b.execute("SELECT x FROM t")  # another connection's memory database is another database
+    name = a.execute("SELECT current_database()").fetchone()[0]
+    assert name.startswith("sqld_memory_")
+    a.close()
+    b.close()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        names = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+    assert not any(n.startswith("sqld_memory_") for n in names), names
 
 
 @pytest.mark.parametrize("name", ["create_function", "create_aggregate", "set_authorizer", "blobopen", "backup",

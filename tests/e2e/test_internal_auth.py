@@ -17,7 +17,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common import pki, tokens
-from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc, replication_pb2_grpc, storage_pb2, storage_pb2_grpc
+from sqld.v1 import (
+    admin_pb2,
+    common_pb2,
+    query_pb2,
+    query_pb2_grpc,
+    replication_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+)
 from sqld.v1 import replication_pb2 as rpb
 from tests.fixtures.stack import ROOT
 
@@ -112,10 +120,20 @@ def test_roles_decide_what_a_certificate_may_call(own_stack):
         batch = next(frames)
         assert batch.transactions and batch.transactions[0].frames[0].frame_no == 1
         frames.cancel()
-    # Status: the schedulers (pg_stat_replication) and admin tools
-    for instance, allowed in (("scheduler", True), ("admin", True), ("replica1", False), ("edge", False)):
+    # Status: the schedulers (pg_stat_replication), admin tools, and replicas (which databases exist)
+    for instance, allowed in (("scheduler", True), ("admin", True), ("replica1", True), ("edge", False)):
         err = repl(instance, lambda stub: stub.Status(rpb.StatusRequest(), timeout=5))
         assert (err is None) == allowed, (instance, err)
+    # DropLog: the primary (DROP DATABASE) and admin tools only
+    for instance in ("replica1", "scheduler", "edge"):
+        err = repl(instance, lambda stub: stub.DropLog(rpb.DropLogRequest(database="main"), timeout=5))
+        assert err is not None and err.code() == grpc.StatusCode.PERMISSION_DENIED, instance
+    # the registry's calls on storage: the scheduler only
+    for instance in ("admin", "edge", "replica1"):
+        with stack.channel("storage", instance) as ch:
+            with pytest.raises(grpc.RpcError) as info:
+                storage_pb2_grpc.StorageStub(ch).ListDatabases(admin_pb2.ListDatabasesRequest(), timeout=5)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, instance
     # a storage primary certificate cannot stream the log (a replica's job)
     err = repl("storage", lambda stub: next(stub.Frames(rpb.FramesRequest(database="main"), timeout=5)))
     assert err is not None and err.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -144,7 +144,7 @@ def test_the_primarys_log_client_reads_the_enum(tmp_path):
 
 def test_need_snapshot_then_snapshot_after_compaction(tmp_path):
     async def main():
-        async with served(tmp_path, compact_frames=4, keep_frames=2) as (core, stub, _):
+        async with served(tmp_path, compact_frames=4, keep_frames=2, retention_seconds=0) as (core, stub, _):
             hello = await new_history(stub)
             chain = hello.head_chain
             for n in range(1, 8):  # page 1 rewritten each time; page 2 once, by the third

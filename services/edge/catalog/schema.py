@@ -187,7 +187,7 @@ _rel("pg_namespace", "oid:oid nspname:name nspowner:oid nspacl:_text",
      "(13000, 'information_schema'))")
 _rel("pg_database", "oid:oid datname:name datdba:oid encoding:int4 datlocprovider:char datistemplate:bool "
      "datallowconn:bool datconnlimit:int4 datcollate:text datctype:text daticulocale:text datacl:_text",
-     "SELECT 16384 + seq, name, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL FROM pragma_database_list WHERE seq = 0")
+     "SELECT 16384 + key, value, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL FROM json_each(sqld_databases())")
 _rel("pg_roles", "oid:oid rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool rolcreatedb:bool "
      "rolcanlogin:bool", "SELECT 10, 'postgres', 1, 1, 1, 1, 1")
 _rel("pg_am", "oid:oid amname:name amhandler:oid amtype:char",

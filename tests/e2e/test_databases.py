@@ -1,0 +1,423 @@
+"""Databases as objects (issue #15), with the real processes: CREATE / DROP DATABASE over
+pg-wire (psql, psycopg), the DatabaseAdmin gRPC API, the `postgres` maintenance database,
+replication of a database created at runtime, forks (CREATE DATABASE ... TEMPLATE), names."""
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import grpc
+import psycopg
+import pytest
+
+from sqld.v1 import admin_pb2, admin_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc
+from tests.e2e.test_replication import dbhash, integrity
+from tests.fixtures.stack import ROOT
+
+PSQL = shutil.which("psql")
+MVSQLITE = os.environ.get("SQLD_TEST_BACKEND") == "mvsqlite"
+sqlite_only = pytest.mark.skipif(MVSQLITE, reason="runtime databases need the sqlite backend (0A000 on mvsqlite)")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def dsn(stack, dbname: str | None, replica: bool = False) -> str:
+    port = stack.ports.pg_replica if replica else stack.ports.pg
+    return f"host=127.0.0.1 port={port} user=postgres connect_timeout=10" + (f" dbname={dbname}" if dbname else "")
+
+
+def psql(stack, *args: str, database: str | None = "main", input_text: str | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    assert PSQL, "psql is not installed: apt-get install postgresql-client"
+    return subprocess.run(
+        [PSQL, "-h", "127.0.0.1", "-p", str(stack.ports.pg), "-U", "postgres", "-X", "-v", "VERBOSITY=verbose",
+         *args, *([database] if database else [])],
+        input=input_text, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "10", **(env or {})})
+
+
+def error_of(conn: psycopg.Connection, sql: str) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(sql)
+    return info.value
+
+
+def until(check, timeout: float = 20.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = check()
+            if got:
+                return got
+        except psycopg.Error:
+            pass
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.1)
+
+
+def test_postgres_database_and_no_database_name(stack):
+    """`psql -h 127.0.0.1 -U postgres` (no database: it asks for `postgres`) and `psql -l` connect."""
+    out = psql(stack, "-c", "SELECT current_database()", database=None)
+    assert out.returncode == 0, out.stderr
+    assert "postgres" in out.stdout
+    out = psql(stack, "-l", "-A", database=None)
+    assert out.returncode == 0, out.stderr
+    names = {line.split("|")[0] for line in out.stdout.splitlines()}
+    assert {"main", "postgres"} <= names, out.stdout
+    with psycopg.connect(dsn(stack, None), autocommit=True) as c:  # libpq: dbname defaults to the user
+        assert c.execute("SELECT current_database()").fetchone() == ("postgres",)
+        assert c.execute("SELECT 1 + 1").fetchone() == (2,)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:  # main stays the documented default
+        assert c.execute("SELECT current_database()").fetchone() == ("main",)
+
+
+@sqlite_only
+def test_psql_create_connect_list_and_drop(stack):
+    name = unique("psqldb")
+    script = f"""
+CREATE DATABASE {name};
+\\c {name}
+CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+INSERT INTO t VALUES (1, 'one'), (2, 'two');
+SELECT count(*) AS n FROM t;
+\\l
+"""
+    out = psql(stack, "-A", input_text=script)
+    assert out.returncode == 0, out.stderr
+    assert "CREATE DATABASE" in out.stdout
+    assert f'You are now connected to database "{name}"' in out.stdout
+    assert "n\n2\n(1 row)" in out.stdout
+    listed = {line.split("|")[0] for line in out.stdout.splitlines()}
+    assert {name, "main", "postgres"} <= listed, out.stdout
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        rows = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        assert {name, "main", "postgres"} <= rows
+        err = error_of(c, f"CREATE DATABASE {name}")
+        assert err.sqlstate == "42P04", err
+    # a session on it: DROP is refused with 55006, WITH (FORCE) ends that session
+    holder = psycopg.connect(dsn(stack, name), autocommit=True)
+    try:
+        assert holder.execute("SELECT v FROM t WHERE id = 2").fetchone() == ("two",)
+        out = psql(stack, "-c", f"DROP DATABASE {name}")
+        assert out.returncode != 0 and "ERROR:  55006:" in out.stderr, out.stderr
+        assert holder.execute("SELECT count(*) FROM t").fetchone() == (2,)  # still there, still served
+        out = psql(stack, "-c", f"DROP DATABASE {name} WITH (FORCE)")
+        assert out.returncode == 0 and "DROP DATABASE" in out.stdout, out.stderr
+        with pytest.raises(psycopg.OperationalError) as ended:
+            holder.execute("SELECT 1")
+        assert ended.value.sqlstate in ("57P01", None), ended.value  # None: the server hung up after the FATAL
+    finally:
+        holder.close()
+    assert not (stack.data_dir / f"{name}.db").exists()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        assert name not in {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        assert error_of(c, f"DROP DATABASE {name}").sqlstate == "3D000"
+        c.execute(f"DROP DATABASE IF EXISTS {name}")  # a notice, no error
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(dsn(stack, name))
+    assert "does not exist" in str(refused.value)
+
+
+@sqlite_only
+def test_drop_and_create_rules(stack):
+    name = unique("rules")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+        with c.transaction():
+            assert error_of(c, f"DROP DATABASE {name}").sqlstate == "25001"
+        assert error_of(c, "DROP DATABASE main").sqlstate == "55006"  # the session's own database
+        assert error_of(c, "CREATE DATABASE x_enc ENCODING 'LATIN1'").sqlstate == "0A000"
+        c.execute(f'CREATE DATABASE "{name}_Q" TEMPLATE template0')  # quoted: the case stays
+        with psycopg.connect(dsn(stack, f"{name}_Q"), autocommit=True) as q:
+            assert q.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+        c.execute(f'DROP DATABASE "{name}_Q"')
+        c.execute(f"DROP DATABASE {name}")
+
+
+BAD_NAMES = ['"a/b"', '"../x"', '".."', '"a..b"', '".hidden"', '"-x"', '"a\\b"', '"' + "n" * 64 + '"',
+             '"a b"', '"é"', '""']
+
+
+@sqlite_only
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_bad_names_are_refused_and_nothing_is_created(stack, bad):
+    before = sorted(p.name for p in stack.data_dir.rglob("*"))
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        err = error_of(c, f"CREATE DATABASE {bad}")
+        assert err.sqlstate in ("42602", "42622", "42601"), err
+        assert "database name" in str(err) or "syntax" in str(err) or "zero-length" in str(err), err
+        err = error_of(c, f"CREATE DATABASE ok_{uuid.uuid4().hex[:6]} TEMPLATE {bad}")
+        assert err.sqlstate in ("42602", "42622", "42601"), err
+    after = sorted(p.name for p in stack.data_dir.rglob("*"))
+    assert [n for n in after if n not in before and not n.endswith((".log", "-wal", "-shm"))] == []
+
+
+def test_nul_in_a_name_is_refused_by_the_admin_api(stack):
+    with stack.query_channel() as ch:
+        admin = admin_pb2_grpc.DatabaseAdminStub(ch)
+        for bad in ("a\x00b", "a/b", "..", "x" * 64):
+            r = admin.CreateDatabase(admin_pb2.CreateDatabaseRequest(name=bad), timeout=30)
+            assert r.error.sqlstate in ("42602", "42622"), (bad, r)
+
+
+@sqlite_only
+def test_admin_grpc_create_list_drop(stack):
+    name = unique("grpcdb")
+    with stack.query_channel() as ch:
+        admin = admin_pb2_grpc.DatabaseAdminStub(ch)
+        assert not admin.CreateDatabase(admin_pb2.CreateDatabaseRequest(name=name), timeout=30).HasField("error")
+        again = admin.CreateDatabase(admin_pb2.CreateDatabaseRequest(name=name), timeout=30)
+        assert again.error.sqlstate == "42P04"
+        listed = [d.name for d in admin.ListDatabases(admin_pb2.ListDatabasesRequest(), timeout=30).databases]
+        assert {name, "main", "postgres"} <= set(listed) and listed == sorted(listed)
+        with psycopg.connect(dsn(stack, name), autocommit=True) as c:
+            c.execute("CREATE TABLE g (x)")
+            r = admin.DropDatabase(admin_pb2.DropDatabaseRequest(name=name), timeout=30)
+            assert r.error.sqlstate == "55006", r
+            r = admin.DropDatabase(admin_pb2.DropDatabaseRequest(name=name, force=True), timeout=30)
+            assert not r.HasField("error") and r.sessions_ended == 1, r
+        missing = admin.DropDatabase(admin_pb2.DropDatabaseRequest(name=name), timeout=30)
+        assert missing.error.sqlstate == "3D000"
+        skipped = admin.DropDatabase(admin_pb2.DropDatabaseRequest(name=name, if_exists=True), timeout=30)
+        assert not skipped.HasField("error") and "skipping" in skipped.notices[0].message
+    # a token limited to some databases, or read-only, may not manage databases
+    for token in (stack.token(databases=["main"]), stack.token(read_only=True)):
+        with stack.query_channel(token=token) as ch:
+            with pytest.raises(grpc.RpcError) as denied:
+                admin_pb2_grpc.DatabaseAdminStub(ch).ListDatabases(admin_pb2.ListDatabasesRequest(), timeout=30)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@sqlite_only
+def test_a_database_created_at_runtime_is_replicated(stack):
+    name = unique("repl")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(dsn(stack, name), autocommit=True) as w:
+        w.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, v TEXT)")
+        w.execute("INSERT INTO r VALUES (1, 'primary write')")
+    for replica in ("replica1", "replica2"):  # both replica storages follow it
+        until(lambda replica=replica: (stack.data_dir / replica / f"{name}.db").exists(), what=f"{replica} opens {name}")
+    # the replica site, reading on replica1: the write is there within the usual lag
+    with psycopg.connect(dsn(stack, name, replica=True), autocommit=True) as r:
+        r.execute("SET sqld.consistency = 'bounded_staleness'")
+        assert until(lambda: r.execute("SELECT v FROM r WHERE id = 1").fetchone(),
+                     what="the write on the replica site") == ("primary write",)
+        assert name in {row[0] for row in r.execute("SELECT datname FROM pg_database")}
+    until(lambda: dbhash(stack.data_dir / "replica1" / f"{name}.db") == dbhash(stack.data_dir / f"{name}.db"),
+          what="replica1 equals the primary")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE {name}")
+    for replica in ("replica1", "replica2"):
+        until(lambda replica=replica: not (stack.data_dir / replica / f"{name}.db").exists(),
+              what=f"{replica} drops {name}")
+
+
+@sqlite_only
+def test_fork_is_a_consistent_snapshot_while_the_source_takes_writes(stack):
+    source, forks = unique("src"), []
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {source}")
+    with psycopg.connect(dsn(stack, source), autocommit=True) as w:
+        w.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, pad TEXT)")
+        w.execute("CREATE TABLE b (id INTEGER PRIMARY KEY)")
+        series = "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000) "
+        w.execute(series + "INSERT INTO a SELECT n, randomblob(200) FROM s")
+        w.execute(series + "INSERT INTO b SELECT n FROM s")
+    stop = threading.Event()
+    written = [3000]
+
+    def writer() -> None:  # each transaction adds one row to a and to b: a fork must see equal counts
+        with psycopg.connect(dsn(stack, source), autocommit=True) as w:
+            while not stop.is_set():
+                n = written[0] + 1
+                with w.transaction():
+                    w.execute("INSERT INTO a VALUES (%s, randomblob(200))", (n,))
+                    w.execute("INSERT INTO b VALUES (%s)", (n,))
+                written[0] = n
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with psycopg.connect(stack.dsn, autocommit=True) as c:
+            for i in range(3):
+                fork = f"{source}_f{i}"
+                c.execute(f"CREATE DATABASE {fork} TEMPLATE {source}")
+                forks.append(fork)
+                time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    seen = []
+    for fork in forks:
+        with psycopg.connect(dsn(stack, fork), autocommit=True) as f:
+            a, b = f.execute("SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)").fetchone()
+            assert a == b and a >= 3000, (fork, a, b)
+            assert f.execute("SELECT max(id) FROM a").fetchone() == (a,)
+            seen.append(a)
+            f.execute("INSERT INTO a VALUES (-1, 'fork only')")  # a fork is a database of its own
+        assert integrity(stack.data_dir / f"{fork}.db") == "ok"
+    assert seen == sorted(seen) and seen[-1] <= written[0]
+    with psycopg.connect(dsn(stack, source), autocommit=True) as w:
+        assert w.execute("SELECT count(*) FROM a WHERE id = -1").fetchone() == (0,)
+        assert w.execute("SELECT count(*) FROM a").fetchone() == (written[0],)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        assert error_of(c, f"CREATE DATABASE {source}_x TEMPLATE nowhere_{source}").sqlstate == "3D000"
+        for fork in [*forks, source]:
+            c.execute(f"DROP DATABASE {fork}")
+
+
+@sqlite_only
+def test_a_hundred_databases_by_a_hundred_concurrent_clients(stack):
+    prefix = unique("many")
+
+    def client(i: int) -> int:
+        name = f"{prefix}_{i}"
+        with psycopg.connect(stack.dsn, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        with psycopg.connect(dsn(stack, name), autocommit=True) as c:
+            c.execute("CREATE TABLE t (i INTEGER)")
+            for k in range(5):
+                c.execute("INSERT INTO t VALUES (%s)", (i * 100 + k,))
+            return c.execute("SELECT sum(i) FROM t").fetchone()[0]
+
+    with concurrent.futures.ThreadPoolExecutor(100) as pool:
+        sums = list(pool.map(client, range(100)))
+    assert sums == [sum(i * 100 + k for k in range(5)) for i in range(100)]
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        names = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        assert {f"{prefix}_{i}" for i in range(100)} <= names
+        for i in range(100):
+            c.execute(f"DROP DATABASE {prefix}_{i}")
+
+
+@pytest.mark.skipif(not MVSQLITE, reason="the mvsqlite backend's refusal")
+def test_mvsqlite_refuses_runtime_databases_clearly_and_backs_up(stack, tmp_path):
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        err = error_of(c, "CREATE DATABASE nope")
+        assert err.sqlstate == "0A000" and "mvsqlite" in str(err)
+        err = error_of(c, "DROP DATABASE postgres")
+        assert err.sqlstate == "0A000" and "mvsqlite" in str(err)
+        assert {"main", "postgres"} <= {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        c.execute("CREATE TABLE IF NOT EXISTS mv_backup (a)")
+        c.execute("INSERT INTO mv_backup VALUES (42)")
+    with stack.query_channel() as ch:
+        chunks = list(admin_pb2_grpc.DatabaseAdminStub(ch).Backup(admin_pb2.BackupRequest(name="main"), timeout=60))
+    assert not any(ch.HasField("error") for ch in chunks)
+    copy = tmp_path / "main.db"
+    copy.write_bytes(b"".join(ch.data for ch in chunks))
+    assert integrity(copy) == "ok"
+    import apsw
+    conn = apsw.Connection(str(copy))
+    try:
+        assert (42,) in conn.execute("SELECT a FROM mv_backup").fetchall()
+    finally:
+        conn.close()
+
+
+def _execute(stack, database: str, sql: str) -> int:
+    """One autocommit statement over the query API; the frame number of its commit."""
+    with stack.query_channel() as ch:
+        r = query_pb2_grpc.QueryServiceStub(ch).Execute(query_pb2.ExecuteRequest(
+            database=database, statements=[common_pb2.Statement(sql=sql)]), timeout=30)
+    assert not r.results[0].HasField("error"), r
+    return r.frame_no
+
+
+@sqlite_only
+def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes(stack):
+    src = unique("pitr")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {src}")
+    _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in range(1, 13)]
+    assert frames[-1] >= 10  # AS_OF_FRAME below takes a number of several digits
+    with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
+        c.execute(f"CREATE DATABASE {src}_at12 TEMPLATE {src}")
+    moment = datetime.datetime.now(datetime.UTC)
+    time.sleep(0.05)
+    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (13, 14)]
+    stop = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(dsn(stack, src), autocommit=True) as w:
+            n = 100
+            while not stop.is_set():
+                w.execute("INSERT INTO t VALUES (%s, 'later')", (n,))
+                n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with psycopg.connect(stack.dsn, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
+            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
+            c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
+            assert error_of(c, f"CREATE DATABASE {src}_x AS_OF_FRAME 3").sqlstate == "22023"  # no template
+    finally:
+        stop.set()
+        thread.join()
+    expected = dbhash(stack.data_dir / f"{src}_at12.db")
+    for restored in (f"{src}_by_time", f"{src}_by_frame"):
+        with psycopg.connect(dsn(stack, restored), autocommit=True) as r:
+            assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(i,) for i in range(1, 13)]
+        assert dbhash(stack.data_dir / f"{restored}.db") == expected
+    with psycopg.connect(dsn(stack, f"{src}_at1"), autocommit=True) as r:
+        assert r.execute("SELECT id FROM t").fetchall() == [(1,)]
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        for name in (src, f"{src}_at12", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
+            c.execute(f"DROP DATABASE {name}")
+
+
+def _backup_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
+    return subprocess.run([sys.executable, "-m", "backup", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@sqlite_only
+def test_backup_wipe_restore_keeps_every_acknowledged_commit(own_stack, tmp_path):
+    stack = own_stack(replicas=2)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE DATABASE accounts")
+        c.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT)")
+    acknowledged = []
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as w:
+        w.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v BLOB)")
+        for i in range(200):
+            w.execute("INSERT INTO a VALUES (%s, randomblob(300))", (i,))
+            acknowledged.append(i)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("INSERT INTO m VALUES (1, 'main row')")
+    token = tmp_path / "token"
+    token.write_text(stack.token())
+    backup = tmp_path / "backup"
+    out = _backup_cli("save", "--scheduler", stack.scheduler_addr, "--to", str(backup),
+                      "--ca", str(stack.pki_dir / "ca.crt"), "--token-file", str(token))
+    assert out.returncode == 0, out.stderr
+    assert {"accounts.db", "main.db", "postgres.db", "manifest.json"} <= {p.name for p in backup.iterdir()}
+    hashes = {name: dbhash(stack.data_dir / f"{name}.db") for name in ("accounts", "main")}
+    stack.stop()
+    for entry in stack.data_dir.iterdir():  # every data folder: storage, replication, replicas (not the PKI)
+        if entry.name != "pki":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    out = _backup_cli("restore", "--from", str(backup), "--data-dir", str(stack.data_dir))
+    assert out.returncode == 0, out.stderr
+    again = _backup_cli("restore", "--from", str(backup), "--data-dir", str(stack.data_dir))
+    assert again.returncode != 0 and "empty deployment" in again.stderr
+    stack.start()
+    assert {name: dbhash(stack.data_dir / f"{name}.db") for name in hashes} == hashes
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as r:
+        assert [row[0] for row in r.execute("SELECT id FROM a ORDER BY id")] == acknowledged
+        r.execute("INSERT INTO a VALUES (1000, x'00')")  # it takes writes again
+    with psycopg.connect(dsn(stack, "accounts", replica=True), autocommit=True) as r:  # the replicas follow
+        r.execute("SET sqld.consistency = 'bounded_staleness'")
+        assert until(lambda: r.execute("SELECT count(*) FROM a").fetchone()[0] == 201, what="replica site")
