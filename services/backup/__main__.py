@@ -32,6 +32,7 @@ import apsw
 import grpc
 
 from common import dbnames
+from common.durable import fsync_dir
 from sqld.v1 import admin_pb2, admin_pb2_grpc
 
 MANIFEST = "manifest.json"
@@ -51,14 +52,6 @@ def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
     if token:
         creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
     return grpc.aio.secure_channel(args.scheduler, creds)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _save_one(admin: admin_pb2_grpc.DatabaseAdminStub, name: str, folder: str) -> dict:
@@ -97,7 +90,7 @@ async def save(args: argparse.Namespace) -> None:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, os.path.join(args.to, MANIFEST))
-            _fsync_dir(args.to)
+            fsync_dir(args.to)
             if not args.every:
                 return
             await asyncio.sleep(max(args.every - (time.monotonic() - started), 0))
@@ -137,7 +130,7 @@ def restore(args: argparse.Namespace) -> None:
             raise SystemExit(f"backup: {src}: integrity_check says {check}")
         os.replace(tmp, dest)
         print(f"restore: {name} -> {dest} (backup of {entry['taken_at']})")
-    _fsync_dir(args.data_dir)
+    fsync_dir(args.data_dir)
 
 
 def main(argv: list[str]) -> None:
