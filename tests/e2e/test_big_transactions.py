@@ -102,7 +102,9 @@ def test_a_database_over_a_gib_starts_a_new_history_and_replicas_install_it(own_
         hello = stub.ResetLog(pb.ResetLogRequest(database="main", if_log_id=old), timeout=30)
     assert hello.log_id != old and hello.head_frame_no == 0
     t0 = time.monotonic()
-    stack.start("storage")  # a log id it does not know: a new history, the whole database its image
+    # A log id it does not know: a new history, the whole database its image, logged before it
+    # serves (1.1 GiB: longer than the usual 30 s on a loaded two-core machine).
+    stack.start("storage", health_timeout=180)
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 1100
         c.execute("INSERT INTO small VALUES (2)")
