@@ -82,7 +82,7 @@ def parse_create(sql: str) -> admin_pb2.CreateDatabaseRequest:
         if option == "TEMPLATE":
             template = _ident(value)
         elif option == "OWNER":
-            pass  # one role
+            pass  # accepted and ignored: the server has one role, so a database has no owner to record
         elif option == "AS_OF_FRAME":
             if not value.strip("'").isdigit() or int(value.strip("'")) == 0:
                 raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, f"AS_OF_FRAME {value}: give a frame number (1 or more)")
