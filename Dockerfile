@@ -7,8 +7,7 @@ COPY services services
 RUN pip install --no-cache-dir grpcio-tools==1.85.1 \
  && python -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
       --grpc_python_out=services proto/sqld/v1/*.proto proto/sqld/testing/v1/*.proto \
- && touch services/sqld/__init__.py services/sqld/v1/__init__.py \
-          services/sqld/testing/__init__.py services/sqld/testing/v1/__init__.py \
+ && touch services/sqld/v1/__init__.py services/sqld/testing/v1/__init__.py \
  && pip install --no-cache-dir .
 # WITH_FDB=1 (the mvsqlite profile) adds FoundationDB's client library and Python binding.
 ARG WITH_FDB=0

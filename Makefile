@@ -11,7 +11,7 @@ ARGS   ?=
 .PHONY: lint run test test-mvsqlite proto setup compose-check clean bench bench-short setup-bench
 
 run: setup ## start every service locally (edge on 127.0.0.1:5432)
-	$(PY) -m launcher --data-dir $(DATA) $(ARGS)
+	$(PY) -m sqld.launcher --data-dir $(DATA) $(ARGS)
 
 # The spine end-to-end suites again on the mvsqlite backend (FoundationDB test double, or the
 # cluster named by FDB_CLUSTER_FILE).
@@ -59,11 +59,10 @@ $(STUBS): $(PROTOS) $(VENV)/.installed
 	mkdir -p services/sqld/v1 services/sqld/testing/v1
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
 		--grpc_python_out=services $(PROTOS)
-	touch services/sqld/__init__.py services/sqld/v1/__init__.py services/sqld/testing/__init__.py \
-		services/sqld/testing/v1/__init__.py $@
+	touch services/sqld/v1/__init__.py services/sqld/testing/v1/__init__.py $@
 
 compose-check: ## validate docker-compose.yml without a Docker engine
 	docker-compose -f docker-compose.yml config --quiet
 
 clean:
-	rm -rf $(VENV) services/sqld $(DATA) build/bench-short
+	rm -rf $(VENV) services/sqld/v1 services/sqld/testing/v1 $(DATA) build/bench-short

@@ -56,6 +56,7 @@ def _timed(ops: tuple[Callable[[], Any], ...], seconds: float) -> list[list[int]
 
 def measure(port: int, accounts: int, seconds: float, seed: int = 1) -> list[ClientRow]:
     import psycopg
+
     import sqldclient
 
     url = f"postgresql://postgres@127.0.0.1:{port}/main?connect_timeout=10"

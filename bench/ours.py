@@ -1,6 +1,6 @@
 """Our system for a benchmark: the launcher's plan on free loopback ports with a temp data folder.
 
-Uses services/launcher (plan.services, procs.start/wait_healthy), the one truth about how our
+Uses services/sqld/launcher (plan.services, procs.start/wait_healthy), the one truth about how our
 services are started, so the benchmark measures exactly what `make run` runs.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 
 from bench import schema
-from launcher import pki, plan, procs
+from sqld.launcher import pki, plan, procs
 
 
 def free_port(taken: set[int]) -> int:

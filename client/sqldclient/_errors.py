@@ -4,7 +4,7 @@ An error SQLite raised arrives with its extended result code and name (the Error
 fields `x` and `y` of the server's SQLite wire extension): the class is the one CPython's
 sqlite3 picks for that code (Modules/_sqlite/util.c), and sqlite_errorcode/sqlite_errorname
 are set. Other errors carry only a SQLSTATE: the class comes from the SQLSTATE the storage
-service mapped SQLite's code to (services/storage/sqlite/errors.py), inverted.
+service mapped SQLite's code to (services/sqld/storage/sqlite/errors.py), inverted.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from edge.auth import userfile
+from sqld.edge.auth import userfile
 from tests.fixtures.certs import self_signed
 from tests.fixtures.stack import ROOT, make_stack
 
@@ -173,7 +173,7 @@ def test_trust_without_users(stack):
 ])
 def test_bad_settings_stop_the_edge_with_a_clear_message(args, message):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
-    out = subprocess.run([sys.executable, "-m", "edge", "--listen", "127.0.0.1:0", "--grpc-insecure", "true", *args],
+    out = subprocess.run([sys.executable, "-m", "sqld.edge", "--listen", "127.0.0.1:0", "--grpc-insecure", "true", *args],
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert message in out.stderr

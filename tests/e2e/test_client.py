@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 import sqldclient
 
 Check = Callable[[Any, Callable[..., Any]], Any]
@@ -730,7 +731,7 @@ def test_consistency_sets_the_sessions_sqld_consistency(stack, url):
 
 
 def test_tls_and_scram_required(own_stack, tmp_path):
-    from edge.auth import userfile
+    from sqld.edge.auth import userfile
     from tests.fixtures.certs import self_signed
 
     self_signed(tmp_path)

@@ -380,7 +380,7 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
 
 def _backup_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
-    return subprocess.run([sys.executable, "-m", "backup", *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([sys.executable, "-m", "sqld.backup", *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 @sqlite_only

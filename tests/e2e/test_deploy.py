@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from launcher import plan
+from sqld.launcher import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def _free_block(n: int) -> int:
 def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
     base = _free_block(13)  # gRPC services take base..base+10
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
-    proc = subprocess.Popen([sys.executable, "-m", "launcher", "--data-dir", str(tmp_path / "data"),
+    proc = subprocess.Popen([sys.executable, "-m", "sqld.launcher", "--data-dir", str(tmp_path / "data"),
                              "--pg-port", str(base + 11), "--pg-replica-port", str(base + 12),
                              "--grpc-base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

@@ -6,7 +6,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from common.values import to_value
+from sqld.common.values import to_value
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common import pki, tokens
+from sqld.common import pki, tokens
 from sqld.v1 import (
     admin_pb2,
     common_pb2,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.auth import userfile
+from sqld.edge.auth import userfile
 from tests.fixtures.certs import self_signed
 
 JAR = Path("/usr/share/java/postgresql.jar")

@@ -14,7 +14,7 @@ import grpc
 import psycopg
 import pytest
 
-from common import log_chain
+from sqld.common import log_chain
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 from tests.e2e.test_mvsqlite_replication import rows

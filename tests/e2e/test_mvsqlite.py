@@ -14,11 +14,11 @@ import grpc
 import psycopg
 import pytest
 
+from sqld.storage.mvsqlite import keys
+from sqld.storage.mvsqlite.kv import strinc
+from sqld.storage.mvsqlite.setup import connect_kv
 from sqld.testing.v1 import fdbdouble_pb2, fdbdouble_pb2_grpc
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
-from storage.mvsqlite import keys
-from storage.mvsqlite.kv import strinc
-from storage.mvsqlite.setup import connect_kv
 
 ON_THE_DOUBLE = pytest.mark.skipif(bool(os.environ.get("FDB_CLUSTER_FILE")),
                                    reason="uses the FoundationDB test double's instrumentation")

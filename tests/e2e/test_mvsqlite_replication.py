@@ -16,10 +16,10 @@ import apsw
 import psycopg
 import pytest
 
+from sqld.storage.mvsqlite import keys
+from sqld.storage.mvsqlite.pagestore import PageStore
+from sqld.storage.mvsqlite.setup import connect_kv
 from sqld.v1 import replication_pb2, replication_pb2_grpc
-from storage.mvsqlite import keys
-from storage.mvsqlite.pagestore import PageStore
-from storage.mvsqlite.setup import connect_kv
 from tests.e2e.test_replication import Session, dbhash, integrity, status, wait_converged
 
 

@@ -11,7 +11,7 @@ import time
 
 import grpc
 
-from common.values import to_value
+from sqld.common.values import to_value
 from sqld.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 # Runs for a minute or more unless interrupted.

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from common import mux
+from sqld.common import mux
 from sqld.v1 import common_pb2, storage_pb2
 
 PAYLOAD = 256 * 1024

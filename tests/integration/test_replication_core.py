@@ -10,13 +10,13 @@ import contextlib
 import grpc
 import pytest
 
-from common import replication_state
-from replication.config import Config
-from replication.service import ReplicationCore
-from replication.servicer import ReplicationServicer
+from sqld.common import replication_state
+from sqld.replication.config import Config
+from sqld.replication.service import ReplicationCore
+from sqld.replication.servicer import ReplicationServicer
+from sqld.storage.capture.log_client import LogClient, LogForked, LogMoved
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
-from storage.capture.log_client import LogClient, LogForked, LogMoved
 
 PAGE = 512
 DB = "main"
@@ -210,8 +210,8 @@ def test_an_empty_append_waits_for_a_replica_as_a_synchronous_commit(tmp_path):
 def test_a_synchronous_commit_logged_by_another_capture_waits_for_the_replica(tmp_path):
     """The storage primary's capturer (group commit): a commit whose frames an earlier capture
     already logged finds nothing new, and with wait_for_replica still waits for a replica."""
+    from sqld.storage.sqlite.backend import Database
     from sqld.v1 import common_pb2
-    from storage.sqlite.backend import Database
 
     async def main():
         async with served(tmp_path, sync_timeout=0.2) as (_core, stub, target):

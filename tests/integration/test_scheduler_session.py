@@ -18,12 +18,12 @@ import apsw
 import grpc
 import pytest
 
-from common import sqlstate, statement
-from common.values import to_value
-from scheduler import routing
-from scheduler.pool import DatabasePool
-from scheduler.session import FAILED, IDLE, IN_TRANSACTION, Replicas, Session
-from scheduler.storage_client import PartSink, StorageUnavailable
+from sqld.common import sqlstate, statement
+from sqld.common.values import to_value
+from sqld.scheduler import routing
+from sqld.scheduler.pool import DatabasePool
+from sqld.scheduler.session import FAILED, IDLE, IN_TRANSACTION, Replicas, Session
+from sqld.scheduler.storage_client import PartSink, StorageUnavailable
 from sqld.v1 import common_pb2
 
 _SQLSTATE = [  # apsw's exception → what storage answers (storage maps SQLite's codes the same way)

@@ -16,12 +16,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common import mux, sqlstate
-from common.statement import classify
-from common.values import to_python
+from sqld.common import mux, sqlstate
+from sqld.common.statement import classify
+from sqld.common.values import to_python
+from sqld.storage.servicer import StorageServicer
+from sqld.storage.sqlite.backend import Database
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
-from storage.servicer import StorageServicer
-from storage.sqlite.backend import Database
 
 COUNT_FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 # a read of several seconds: stepped on the event loop to its end, it would finish before the point selects

@@ -6,8 +6,8 @@ import struct
 
 import apsw
 
-from storage.replica import applier as applier_mod
-from storage.replica.applier import Applier
+from sqld.storage.replica import applier as applier_mod
+from sqld.storage.replica.applier import Applier
 
 
 def _primary_pages(path: str, rows: int) -> tuple[int, list[tuple[int, bytes]]]:

@@ -12,8 +12,8 @@ import struct
 
 import pytest
 
-from edge.auth import AuthFailed, exchange, scram, userfile
-from edge.pgwire import codec
+from sqld.edge.auth import AuthFailed, exchange, scram, userfile
+from sqld.edge.pgwire import codec
 
 
 def auth_code(msg: bytes) -> tuple[int, bytes]:
@@ -234,12 +234,12 @@ def test_saslprep():
 def test_cli_prints_a_line_the_users_file_accepts():
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "edge.auth", "dora"], input="s3cret\n",
+    out = subprocess.run([sys.executable, "-m", "sqld.edge.auth", "dora"], input="s3cret\n",
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     line = out.stdout.strip()
     assert line.startswith("dora:SCRAM-SHA-256$4096:") and "s3cret" not in line
     scram_login(users(line), "dora", "s3cret")
-    md5 = subprocess.run([sys.executable, "-m", "edge.auth", "dora", "--md5"], input="s3cret\n",
+    md5 = subprocess.run([sys.executable, "-m", "sqld.edge.auth", "dora", "--md5"], input="s3cret\n",
                          capture_output=True, text=True, timeout=30)
     assert md5.stdout.strip() == "dora:" + userfile.md5_hash("s3cret", "dora")

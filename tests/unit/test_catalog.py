@@ -4,10 +4,10 @@ from __future__ import annotations
 import apsw
 import pytest
 
-from edge import catalog, types
-from edge.catalog import ddl, schema, select, srf, translate, wants
-from edge.sqlrewrite import rewrite
-from storage.sqlite import compat
+from sqld.edge import catalog, types
+from sqld.edge.catalog import ddl, schema, select, srf, translate, wants
+from sqld.edge.sqlrewrite import rewrite
+from sqld.storage.sqlite import compat
 
 
 def test_wants_only_catalog_statements():

@@ -8,6 +8,7 @@ import sqlite3
 
 import apsw
 import pytest
+
 from sqldclient import _sqltext
 
 PLACEHOLDERS = [
@@ -94,6 +95,7 @@ def test_the_client_imports_nothing_from_services():
 
     root = Path(__file__).resolve().parents[2]
     services = {p.name for p in (root / "services").iterdir() if p.is_dir()}
+    assert "sqld" in services
     for path in (root / "client").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)

@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from edge.pgwire import codec
-from edge.pgwire import messages as m
+from sqld.edge.pgwire import codec
+from sqld.edge.pgwire import messages as m
 from sqld.v1 import common_pb2 as pb
 
 

@@ -12,10 +12,10 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.sqlstate import SqlError
-from edge import params, types
-from edge.auth import AuthFailed, exchange, userfile
-from edge.pgwire import codec
+from sqld.common.sqlstate import SqlError
+from sqld.edge import params, types
+from sqld.edge.auth import AuthFailed, exchange, userfile
+from sqld.edge.pgwire import codec
 
 EXAMPLES = int(os.environ.get("SQLD_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from common import dbnames
-from common.sqlstate import SqlError
-from edge import databases
-from edge.dispatch import Route, route
+from sqld.common import dbnames
+from sqld.common.sqlstate import SqlError
+from sqld.edge import databases
+from sqld.edge.dispatch import Route, route
 
 
 @pytest.mark.parametrize("name", ["main", "postgres", "a", "A_b$1", "x.y-z", "_t", "9lives", "n" * 63])

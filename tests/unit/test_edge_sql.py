@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from common.sqlstate import SqlError
-from common.sqltext import CAST, significant
-from edge import colnames, commands, copyformat, cursors, dispatch, params, types
-from edge.sqlparts import operand_start, read_type, split_select_list
-from edge.sqlrewrite import rewrite
+from sqld.common.sqlstate import SqlError
+from sqld.common.sqltext import CAST, significant
+from sqld.edge import colnames, commands, copyformat, cursors, dispatch, params, types
+from sqld.edge.sqlparts import operand_start, read_type, split_select_list
+from sqld.edge.sqlrewrite import rewrite
 from sqld.v1 import common_pb2 as pb
 
 

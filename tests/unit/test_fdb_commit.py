@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sqld.storage.mvsqlite import gc, keys
+from sqld.storage.mvsqlite.backend import open_databases
 from sqld.testing.v1 import fdbdouble_pb2 as pb
-from storage.mvsqlite import gc, keys
-from storage.mvsqlite.backend import open_databases
 from tests.unit.test_fdb_double import InProcessKv, _rows
 
 

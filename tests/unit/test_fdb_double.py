@@ -10,13 +10,13 @@ import time
 
 import pytest
 
+from sqld.storage.mvsqlite import gc, keys
+from sqld.storage.mvsqlite.backend import TimeTravelError, open_databases
+from sqld.storage.mvsqlite.kv import KvError, get, run
+from sqld.storage.mvsqlite.vfs import Commits
+from sqld.testing.fdbdouble import server as double_server
+from sqld.testing.fdbdouble.client import DoubleTransaction
 from sqld.v1 import common_pb2
-from storage.mvsqlite import gc, keys
-from storage.mvsqlite.backend import TimeTravelError, open_databases
-from storage.mvsqlite.kv import KvError, get, run
-from storage.mvsqlite.vfs import Commits
-from testing.fdbdouble import server as double_server
-from testing.fdbdouble.client import DoubleTransaction
 
 
 class InProcessStub:
@@ -80,7 +80,7 @@ def test_versionstamped_keys_and_reads_at_a_version():
 
     def write(value: bytes):
         return lambda tr: tr.set_versionstamped_key(b"v" + keys.PLACEHOLDER, 1, value)
-    from storage.mvsqlite.kv import run_stamped
+    from sqld.storage.mvsqlite.kv import run_stamped
     _, s1 = run_stamped(kv, write(b"one"))
     _, s2 = run_stamped(kv, write(b"two"))
     assert keys.stamp_version(s1) < keys.stamp_version(s2)

@@ -7,10 +7,10 @@ import zlib
 import apsw
 import pytest
 
-from common import log_chain, replication_state
-from replication.frame_log import FORMAT, FrameLog, LogError, decode
+from sqld.common import log_chain, replication_state
+from sqld.replication.frame_log import FORMAT, FrameLog, LogError, decode
+from sqld.storage.capture import wal
 from sqld.v1 import replication_pb2 as pb
-from storage.capture import wal
 
 
 def _wal_transactions(tmp_path) -> tuple[int, list[list[wal.WalFrame]]]:

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from common import loop
+from sqld.common import loop
 
 
 def test_run_returns_what_main_returns_on_uvloop() -> None:

@@ -1,7 +1,7 @@
 """Prometheus text rendering of replication status."""
 from __future__ import annotations
 
-from replication import metrics as rmetrics
+from sqld.replication import metrics as rmetrics
 from sqld.v1 import replication_pb2 as pb
 
 

@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from common import sqltext
-from common.statement import classify
-from edge import render, sqlrewrite
-from edge.transport import SEND_BUFFER, Transport
-from scheduler.session import LOCAL, _kind, expand
+from sqld.common import sqltext
+from sqld.common.statement import classify
+from sqld.edge import render, sqlrewrite
+from sqld.edge.transport import SEND_BUFFER, Transport
+from sqld.scheduler.session import LOCAL, _kind, expand
 from sqld.v1 import common_pb2
 
 

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from common.rowparts import RowJoiner
-from common.values import to_python
-from edge.rowstore import RowStore
+from sqld.common.rowparts import RowJoiner
+from sqld.common.values import to_python
+from sqld.edge.rowstore import RowStore
+from sqld.storage.sqlite import parts
+from sqld.storage.sqlite.parts import PART_BYTES
 from sqld.v1 import common_pb2
-from storage.sqlite import parts
-from storage.sqlite.parts import PART_BYTES
 
 
 def cut_and_join(rows):

@@ -8,11 +8,11 @@ import os
 import apsw
 import pytest
 
-from common.values import to_python
+from sqld.common.values import to_python
+from sqld.storage.sqlite import guard
+from sqld.storage.sqlite.backend import Database
+from sqld.storage.sqlite.errors import to_error
 from sqld.v1 import common_pb2
-from storage.sqlite import guard
-from storage.sqlite.backend import Database
-from storage.sqlite.errors import to_error
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from common.statement import classify
-from edge import colnames, render, sqlitewire, tags, types
-from edge.pgwire import messages as m
+from sqld.common.statement import classify
+from sqld.edge import colnames, render, sqlitewire, tags, types
+from sqld.edge.pgwire import messages as m
 from sqld.v1 import common_pb2 as pb
 
 
@@ -103,7 +103,7 @@ def test_decltypes_are_sent_before_a_row_description_when_they_change():
 
 
 def test_sql_runs_as_written_in_a_wire_session():
-    from edge import sqlrewrite
+    from sqld.edge import sqlrewrite
     sql = "SELECT ?, :a, $1 AS x, '::' FROM t WHERE c ~ 'a'"
     assert sqlrewrite.rewrite(sql).sql != sql  # PostgreSQL's $1 becomes ?1 elsewhere
     wired = in_wire(sqlrewrite.rewrite, sql, 3)

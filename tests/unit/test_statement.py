@@ -1,8 +1,8 @@
 """The one classifier (common/statement.py) and the one lexer (common/sqltext.py)."""
 import pytest
 
-from common import statement as st
-from common.sqltext import T, significant, tokens
+from sqld.common import statement as st
+from sqld.common.sqltext import T, significant, tokens
 
 
 @pytest.mark.parametrize("sql, kind, verb", [

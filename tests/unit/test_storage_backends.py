@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import config
-from storage.__main__ import open_databases
-from storage.sqlite.backend import Database
+from sqld.storage import config
+from sqld.storage.__main__ import open_databases
+from sqld.storage.sqlite.backend import Database
 
 
 @pytest.mark.parametrize("name", ["sqlite", "libsql"])  # libsql: the deprecated name of sqlite
@@ -24,14 +24,14 @@ def test_an_unknown_backend_is_refused(tmp_path):
 
 
 def test_only_the_kv_choice_imports_the_test_double():
-    """services/testing (the FoundationDB test double) is no part of the service: storage
+    """services/sqld/testing (the FoundationDB test double) is no part of the service: storage
     imports it only where mvsqlite/setup.py picks the double's client for --fdb-double."""
-    storage = Path(__file__).resolve().parents[2] / "services" / "storage"
+    storage = Path(__file__).resolve().parents[2] / "services" / "sqld" / "storage"
     importers = set()
     for path in storage.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if any(n.split(".")[0] == "testing" or n.startswith("sqld.testing") for n in names):
+            if any(n.startswith("sqld.testing") for n in names):
                 importers.add(path.relative_to(storage).as_posix())
     assert importers == {"mvsqlite/setup.py"}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.statement import classify
-from edge import tags, types
+from sqld.common.statement import classify
+from sqld.edge import tags, types
 from sqld.v1 import common_pb2 as pb
 
 

@@ -5,9 +5,9 @@ import struct
 
 import apsw
 
-from replication.frame_log import FrameLog
+from sqld.replication.frame_log import FrameLog
+from sqld.storage.capture import wal
 from sqld.v1 import replication_pb2 as pb
-from storage.capture import wal
 
 
 def _make_wal(tmp_path) -> bytes:

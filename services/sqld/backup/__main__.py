@@ -1,0 +1,158 @@
+"""python -m sqld.backup: disaster recovery for a deployment's databases (README, "Backup and restore").
+
+    python -m sqld.backup save --scheduler HOST:PORT --to DIR [--database NAME ...] [--every SECONDS]
+                          [--ca CA.crt] [--token-file FILE]
+    python -m sqld.backup restore --from DIR --data-dir DATA [--database NAME ...]
+
+`save` asks the scheduler's DatabaseAdmin for a consistent copy of each database (every one
+the deployment serves, unless named; `Backup`: SQLite's backup API under one read transaction,
+writers go on) and writes `DIR/<name>.db` (a temporary name, fsync, rename: a crash keeps the
+previous backup) and `DIR/manifest.json` (names, times, sizes, SHA-256). With `--every` it
+runs on, one round every SECONDS (continuous backup whose recovery point is the last round).
+`--ca` gives the CA of a TLS deployment, `--token-file` (or SQLD_TOKEN) a bearer token that
+may reach every database.
+
+`restore` puts the files of a backup into the storage data folder of an EMPTY deployment
+(stopped; it refuses a folder that holds a database already), after checking each against the
+manifest's SHA-256 and SQLite's integrity_check. Start the deployment then: storage serves
+the restored databases, starts their replication histories, and the replicas take snapshots.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import hashlib
+import json
+import os
+import sys
+import time
+
+import apsw
+import grpc
+
+from sqld.common import dbnames
+from sqld.common.durable import fsync_dir
+from sqld.v1 import admin_pb2, admin_pb2_grpc
+
+MANIFEST = "manifest.json"
+
+
+def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
+    token = os.environ.get("SQLD_TOKEN", "")
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    if not args.ca:
+        if token:
+            raise SystemExit("backup: a token needs TLS: give --ca")
+        return grpc.aio.insecure_channel(args.scheduler)
+    with open(args.ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(f.read())
+    if token:
+        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
+    return grpc.aio.secure_channel(args.scheduler, creds)
+
+
+async def _save_one(admin: admin_pb2_grpc.DatabaseAdminStub, name: str, folder: str) -> dict:
+    tmp = os.path.join(folder, f".{name}.db.partial")
+    digest = hashlib.sha256()
+    size = 0
+    with open(tmp, "wb") as f:
+        async for chunk in admin.Backup(admin_pb2.BackupRequest(name=name), timeout=3600):
+            if chunk.HasField("error"):
+                raise SystemExit(f"backup: {name}: {chunk.error.sqlstate} {chunk.error.message}")
+            f.write(chunk.data)
+            digest.update(chunk.data)
+            size += len(chunk.data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(folder, f"{name}.db"))
+    return {"name": name, "file": f"{name}.db", "size": size, "sha256": digest.hexdigest(),
+            "taken_at": datetime.datetime.now(datetime.UTC).isoformat()}
+
+
+async def save(args: argparse.Namespace) -> None:
+    os.makedirs(args.to, exist_ok=True)
+    async with _channel(args) as channel:
+        admin = admin_pb2_grpc.DatabaseAdminStub(channel)
+        while True:
+            started = time.monotonic()
+            names = args.database or [d.name for d in (await admin.ListDatabases(
+                admin_pb2.ListDatabasesRequest(), timeout=60)).databases]
+            entries = []
+            for name in names:
+                entries.append(await _save_one(admin, dbnames.check(name), args.to))
+                print(f"backup: {name} -> {os.path.join(args.to, name + '.db')} ({entries[-1]['size']} bytes)")
+            tmp = os.path.join(args.to, f".{MANIFEST}.partial")
+            with open(tmp, "w") as f:
+                json.dump({"format": 1, "databases": entries}, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(args.to, MANIFEST))
+            fsync_dir(args.to)
+            if not args.every:
+                return
+            await asyncio.sleep(max(args.every - (time.monotonic() - started), 0))
+
+
+def restore(args: argparse.Namespace) -> None:
+    with open(os.path.join(args.source, MANIFEST)) as f:
+        manifest = json.load(f)
+    os.makedirs(args.data_dir, exist_ok=True)
+    present = [e for e in os.listdir(args.data_dir) if e.endswith(".db")]
+    if present:
+        raise SystemExit(f"backup: {args.data_dir} holds databases already ({', '.join(sorted(present))}): "
+                         "restore goes into an empty deployment")
+    chosen = [e for e in manifest["databases"] if not args.database or e["name"] in args.database]
+    for entry in chosen:
+        name = dbnames.check(entry["name"])
+        src = os.path.join(args.source, f"{name}.db")
+        dest = os.path.join(args.data_dir, f"{name}.db")
+        tmp = os.path.join(args.data_dir, f".{name}.db.restoring")
+        digest = hashlib.sha256()
+        with open(src, "rb") as f, open(tmp, "wb") as out:
+            while data := f.read(1 << 20):
+                digest.update(data)
+                out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != entry["sha256"]:
+            os.remove(tmp)
+            raise SystemExit(f"backup: {src} does not match the manifest's SHA-256: the backup is damaged")
+        conn = apsw.Connection(tmp, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchall()[0][0]
+        finally:
+            conn.close()
+        if check != "ok":
+            os.remove(tmp)
+            raise SystemExit(f"backup: {src}: integrity_check says {check}")
+        os.replace(tmp, dest)
+        print(f"restore: {name} -> {dest} (backup of {entry['taken_at']})")
+    fsync_dir(args.data_dir)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sqld.backup", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("save", help="write a consistent backup of the databases to a folder")
+    s.add_argument("--scheduler", default="127.0.0.1:7001", help="the scheduler's gRPC address")
+    s.add_argument("--to", required=True, help="the backup folder")
+    s.add_argument("--database", action="append", help="a database to back up (repeat; default: every one)")
+    s.add_argument("--every", type=float, default=0.0, help="seconds between rounds (0: one round)")
+    s.add_argument("--ca", default="", help="CA certificate of a TLS deployment (PEM)")
+    s.add_argument("--token-file", default="", help="file holding a bearer token (default: SQLD_TOKEN)")
+    r = sub.add_parser("restore", help="put a backup into an empty deployment's storage data folder")
+    r.add_argument("--from", dest="source", required=True, help="the backup folder")
+    r.add_argument("--data-dir", required=True, help="storage's --data-dir (stopped, empty)")
+    r.add_argument("--database", action="append", help="a database to restore (repeat; default: every one)")
+    args = parser.parse_args(argv)
+    if args.command == "save":
+        asyncio.run(save(args))
+    else:
+        restore(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,223 @@
+"""Session commands the edge answers itself: SET/RESET/SHOW, version(), current_setting() ...
+
+PostgreSQL clients send these on connect and on pool resets; SQLite has no notion of
+them. Settings live per client connection. A statement that is not one of these goes to
+the scheduler.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+import apsw
+
+from sqld.common import sqlstate
+from sqld.common.sqlstate import SqlError
+
+VERSION = f"PostgreSQL 15.0 (sqld-py, SQLite {apsw.sqlite_lib_version()}) on x86_64-pc-linux-gnu, 64-bit"
+
+# Defaults; those in REPORTED are sent as ParameterStatus at startup and when changed.
+DEFAULTS = {
+    "application_name": "", "client_encoding": "UTF8", "DateStyle": "ISO, MDY",
+    "default_transaction_read_only": "off", "in_hot_standby": "off", "integer_datetimes": "on",
+    "IntervalStyle": "postgres", "is_superuser": "on", "server_encoding": "UTF8", "server_version": "15.0",
+    "server_version_num": "150000", "session_authorization": "", "standard_conforming_strings": "on",
+    "TimeZone": "UTC", "transaction_isolation": "serializable", "default_transaction_isolation": "serializable",
+    "statement_timeout": "0", "lock_timeout": "0", "idle_in_transaction_session_timeout": "0",
+    "extra_float_digits": "1", "search_path": '"$user", public', "max_identifier_length": "63",
+    "datestyle": "ISO, MDY", "timezone": "UTC", "synchronous_commit": "on", "bytea_output": "hex",
+    "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0", "sqld.begin_as_writer": "off",
+    "sqld.statement_errors": "postgresql",
+}
+REPORTED = ["application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
+            "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
+            "session_authorization", "standard_conforming_strings", "TimeZone"]
+_CANON = {k.lower(): k for k in DEFAULTS}
+_ALIASES = {"transaction isolation level": "transaction_isolation", "time zone": "TimeZone"}
+
+
+@dataclass
+class LocalResult:
+    """A result the edge produced itself."""
+    tag: str
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str | None]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    changed: list[tuple[str, str]] = field(default_factory=list)  # ParameterStatus to report
+    error: SqlError | None = None
+
+
+class Settings:
+    def __init__(self, user: str, startup: dict[str, str], server: dict[str, str] | None = None) -> None:
+        """`server`: the server's defaults that differ from PostgreSQL's (edge flags such as
+        --statement-timeout); the startup packet, then SET, override them, RESET returns to them."""
+        self.values = dict(DEFAULTS)
+        self.values.update(server or {})
+        self.values["session_authorization"] = user
+        for k, v in startup.items():
+            name = _CANON.get(k.lower())
+            if name and name not in ("server_version", "server_encoding", "is_superuser"):
+                self.values[name] = v
+        self.values["client_encoding"] = "UTF8"
+        self.reset_values = dict(self.values)  # what RESET returns to: defaults + startup packet
+
+    def copy(self) -> Settings:
+        """A throwaway copy, to learn what a statement would do without doing it."""
+        other = Settings.__new__(Settings)
+        other.values = dict(self.values)
+        other.reset_values = self.reset_values
+        return other
+
+    def get(self, name: str) -> str | None:
+        key = _ALIASES.get(name.lower(), name)
+        key = _CANON.get(key.lower(), key)
+        return self.values.get(key)
+
+    def set(self, name: str, value: str | None) -> list[tuple[str, str]]:
+        key = _ALIASES.get(name.lower(), name)
+        key = _CANON.get(key.lower(), key.lower())
+        new = self.reset_values.get(key, "") if value is None else value
+        if key == "client_encoding" and new.upper().replace("-", "") not in ("UTF8", "UNICODE"):
+            raise ValueError(f"client_encoding {new!r} is not supported: only UTF8")
+        if key == "client_encoding":
+            new = "UTF8"
+        self.values[key] = new
+        return [(key, new)] if key in REPORTED else []
+
+    def statement_timeout_s(self) -> float:
+        return _seconds(self.values.get("statement_timeout", "0"))
+
+
+@functools.lru_cache(maxsize=64)
+def _seconds(setting: str) -> float:
+    """A duration setting (milliseconds unless a unit says otherwise) in seconds; 0 if unreadable."""
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$", setting.strip().lower())
+    if not m:
+        return 0.0
+    scale = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 0.001}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+# Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
+# and the edge keeps a copy for SHOW once the scheduler accepted it.
+FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer",
+             "sqld.statement_errors"}
+
+_SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
+_RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
+_SHOW = re.compile(r"^SHOW\s+(?P<name>ALL|TRANSACTION\s+ISOLATION\s+LEVEL|TIME\s+ZONE|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
+_SELECT_FN = re.compile(r"^SELECT\s+(?:pg_catalog\.)?(?P<fn>version|current_schema|current_database|current_user|session_user|pg_advisory_unlock_all|current_setting|set_config|pg_backend_pid)\s*\((?P<args>[^()]*)\)\s*(?:AS\s+(?P<alias>\w+))?\s*;?\s*$", re.I | re.S)
+_NOOP = re.compile(r"^(DEALLOCATE\s+(?:PREPARE\s+)?(?:ALL|\"?[\w$]+\"?)|CLOSE\s+ALL|UNLISTEN\s+\*|LISTEN\s+\w+|UNLISTEN\s+\w+|DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)|SET\s+TRANSACTION\s+.*|SET\s+SESSION\s+CHARACTERISTICS\s+.*)\s*;?\s*$", re.I | re.S)
+
+
+def _unquote(v: str) -> str:
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] == "'":
+        return v[1:-1].replace("''", "'")
+    return v
+
+
+def _args(raw: str) -> list[str]:
+    return [_unquote(a) for a in re.findall(r"'(?:[^']|'')*'|[^,\s]+", raw)]
+
+
+def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult | None:
+    """The edge's own answer to `sql`, or None when the scheduler must run it."""
+    s = sql.strip()
+    head = s[:12].upper()
+    if head.startswith("SET"):
+        if _NOOP.match(s):
+            return LocalResult("SET")
+        m = _SET.match(s)
+        if m and m.group("name").lower() in FORWARDED:
+            return None
+        if m and m.group("name").lower() in ("sqld.read_at", "sqld.sqlite_wire"):
+            name = m.group("name").lower()
+            example = "<version or ISO time>" if name == "sqld.read_at" else "on"
+            return LocalResult("SET", error=SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
+                                                     f"{name} can only be given when connecting: "
+                                                     f"PGOPTIONS='-c {name}={example}'"))
+        if m:
+            value = m.group("value")
+            try:
+                changed = settings.set(m.group("name"), None if value.upper() == "DEFAULT" else
+                                       ", ".join(_unquote(p) for p in re.findall(r"'(?:[^']|'')*'|[^,]+", value)))
+            except ValueError as exc:
+                return LocalResult("SET", error=SqlError(sqlstate.INVALID_PARAMETER_VALUE, str(exc)))
+            return LocalResult("SET", changed=changed)
+    if head.startswith("RESET"):
+        m = _RESET.match(s)
+        if m:
+            if m.group("name").upper() == "ALL":
+                changed = []
+                for k in list(settings.values):
+                    if settings.values[k] != settings.reset_values.get(k):
+                        changed += settings.set(k, None)
+                return LocalResult("RESET", changed=changed)
+            return LocalResult("RESET", changed=settings.set(m.group("name"), None))
+    if head.startswith("SHOW"):
+        m = _SHOW.match(s)
+        if m:
+            name = " ".join(m.group("name").split())
+            if name.upper() == "ALL":
+                return LocalResult("SHOW", ["name", "setting", "description"],
+                                   [[k, v, ""] for k, v in sorted(settings.values.items())])
+            value = settings.get(name)
+            if value is None:
+                return LocalResult("SHOW", error=SqlError(sqlstate.UNDEFINED_OBJECT,
+                                                         f'unrecognized configuration parameter "{name}"'))
+            col = _ALIASES.get(name.lower(), name).lower()
+            return LocalResult("SHOW", [col], [[value]])
+    if _NOOP.match(s):
+        word = s.split()[0].upper()
+        tag = {"CLOSE": "CLOSE CURSOR ALL", "DISCARD": "DISCARD ALL"}.get(word, word)
+        if word == "DEALLOCATE" and s.split()[-1].rstrip(";").upper() == "ALL":
+            tag = "DEALLOCATE ALL"
+        return LocalResult(tag)
+    if head.startswith("SELECT"):
+        m = _SELECT_FN.match(s)
+        if m:
+            return _function(m.group("fn").lower(), _args(m.group("args")), m.group("alias"), settings, database, pid)
+    return None
+
+
+def _function(fn: str, args: list[str], alias: str | None, settings: Settings, database: str, pid: int
+              ) -> LocalResult:
+    def one(value: str | None) -> LocalResult:
+        return LocalResult("SELECT 1", [alias or fn], [[value]])
+
+    if fn == "version":
+        return one(VERSION)
+    if fn == "current_schema":
+        return one("public")
+    if fn == "current_database":
+        return one(database)
+    if fn in ("current_user", "session_user"):
+        return one(settings.values["session_authorization"])
+    if fn == "pg_backend_pid":
+        return one(str(pid))
+    if fn == "pg_advisory_unlock_all":
+        return one("")
+    if fn == "current_setting" and args:
+        value = settings.get(args[0])
+        if value is None:
+            if len(args) > 1 and args[1].lower() in ("true", "t"):
+                return one(None)
+            return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_OBJECT,
+                                                           f'unrecognized configuration parameter "{args[0]}"'))
+        return one(value)
+    if fn == "set_config" and len(args) >= 2:
+        changed = settings.set(args[0], args[1])
+        result = one(args[1])
+        result.changed = changed
+        return result
+    return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_FUNCTION,
+                                                f"function {fn}({', '.join(args)}) is not supported here"))
+
+
+def remember_forwarded(sql: str, settings: Settings) -> None:
+    """After the scheduler accepted a SET of one of its settings, keep the value for SHOW."""
+    m = _SET.match(sql.strip())
+    if m and m.group("name").lower() in FORWARDED:
+        settings.values[m.group("name").lower()] = _unquote(m.group("value"))

@@ -1,0 +1,74 @@
+"""The edge's listening socket and its registry of live connections (for CancelRequest).
+
+It is the connections' Host (connection.py): the config, TLS context, auth policy and
+scheduler stream they share (common.mux: every session on one stream), and `cancel`, which a CancelRequest arriving on a new connection
+uses to reach the connection it names.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from sqld.common import grpc_client, grpc_tls, mux
+from sqld.edge import commands, tls
+from sqld.edge.auth import exchange
+from sqld.edge.config import Config
+from sqld.edge.connection import Connection
+from sqld.v1 import admin_pb2_grpc, query_pb2, query_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class EdgeServer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.auth = exchange.policy(cfg.auth, cfg.users)  # raises ValueError subclasses on bad config
+        self.tls = tls.server_context(cfg)
+        self.channel = grpc_client.channel(cfg.scheduler, grpc_tls.read_token(cfg.scheduler_token_file, "edge"))
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)
+        self.sessions = mux.Channel(stub.Multiplex, query_pb2.SessionRequestFrames, "scheduler")
+        self.admin = admin_pb2_grpc.DatabaseAdminStub(self.channel)
+        if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
+                and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
+            raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")
+        self.setting_defaults = {"statement_timeout": cfg.statement_timeout.strip()}
+        self._pids = itertools.count(1000)
+        self._live: dict[int, Connection] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        host, _, port = self.cfg.listen.rpartition(":")
+        self._server = await asyncio.start_server(self._accept, host or "127.0.0.1", int(port),
+                                                  reuse_address=True)
+        log.info("listening for postgres clients on %s", self.cfg.listen)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer, next(self._pids))
+        self._live[conn.pid] = conn
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await conn.run()
+        finally:
+            self._live.pop(conn.pid, None)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def cancel(self, pid: int, key: int) -> None:
+        """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
+        conn = self._live.get(pid)
+        if conn is not None and conn.secret == key:
+            conn.cancel()
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.sessions.close()
+        await self.channel.close()

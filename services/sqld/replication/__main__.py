@@ -1,0 +1,46 @@
+"""python -m sqld.replication: serve the WAL frame logs."""
+from __future__ import annotations
+
+import sys
+
+from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
+from sqld.common import log as logsetup
+from sqld.common import loop as event_loop
+from sqld.replication import config as replication_config
+from sqld.replication import metrics as replication_metrics
+from sqld.replication.service import ReplicationCore
+from sqld.replication.servicer import SERVICE_NAME, ReplicationServicer
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
+
+
+async def run(argv: list[str]) -> None:
+    cfg = replication_config.load(argv)
+    identity = grpc_tls.load_identity(cfg, "replication")
+    grpc_client.configure(identity)
+    core = ReplicationCore(cfg)
+    servicer = ReplicationServicer(core)
+
+    def register(server):
+        replication_pb2_grpc.add_ReplicationServicer_to_server(servicer, server)
+        return [SERVICE_NAME]
+
+    exporter = None
+    if cfg.metrics_listen:
+        exporter = await metrics.serve(cfg.metrics_listen,
+                                       lambda: replication_metrics.text(core.status(pb.StatusRequest())))
+    try:
+        await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams,
+                                security=grpc_server.Security(identity))
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+def main(argv: list[str]) -> None:
+    logsetup.setup("replication")
+    event_loop.run(run(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

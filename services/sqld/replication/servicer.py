@@ -1,0 +1,79 @@
+"""gRPC adapter for the replication service: translates; `replication.service` decides.
+
+A LogError (a replication state: NEED_SNAPSHOT, LOG_ID_MISMATCH, FRAME_GAP, LOG_FORKED) becomes
+FAILED_PRECONDITION carrying the ReplicationState in trailing metadata (common.replication_state),
+its short name also starting the details, as in sqld's replication protocol.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from sqld.common import replication_state
+from sqld.replication.frame_log import LogError
+from sqld.replication.service import OutOfRange, ReplicationCore
+from sqld.v1 import replication_pb2 as pb
+from sqld.v1 import replication_pb2_grpc
+
+
+class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
+    def __init__(self, core: ReplicationCore) -> None:
+        self.core = core
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, LogError):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
+                                trailing_metadata=replication_state.trailer(exc.state))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def Hello(self, request, context):
+        try:
+            return await self.core.hello(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
+    async def ResetLog(self, request, context):
+        try:
+            return await self.core.reset(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
+    async def Append(self, request, context):
+        try:
+            return await self.core.append(request)
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Frames(self, request, context):
+        try:
+            async for batch in self.core.frames(request):
+                yield batch
+        except asyncio.CancelledError:
+            return  # the replica went away or the server is stopping: a normal end
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Snapshot(self, request, context):
+        try:
+            async for chunk in self.core.snapshot(request):
+                yield chunk
+        except OutOfRange as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+    async def Ack(self, request, context):
+        return await self.core.ack(request)
+
+    async def Status(self, request, context):
+        return self.core.status(request)
+
+    async def DropLog(self, request, context):
+        try:
+            return await self.core.drop(request)
+        except ValueError as exc:
+            await self._fail(context, exc)
+
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name

@@ -1,1 +1,0 @@
-"""The mvsqlite backend: SQLite pages in FoundationDB (see services/storage/DESIGN.md)."""
