@@ -1,14 +1,23 @@
 # One image for every sqld service; docker-compose.yml picks the service by its command.
-FROM python:3.11-slim
+# Stage 1 generates the gRPC stubs (grpcio-tools is a build tool, not part of the image).
+FROM python:3.11.11-slim-bookworm AS stubs
 WORKDIR /app
-COPY pyproject.toml ./
+COPY requirements.lock ./
 COPY proto proto
+RUN pip install --no-cache-dir -c requirements.lock grpcio-tools \
+ && mkdir -p out/sqld/v1 out/sqld/testing/v1 \
+ && python -m grpc_tools.protoc -Iproto --python_out=out --pyi_out=out \
+      --grpc_python_out=out proto/sqld/v1/*.proto proto/sqld/testing/v1/*.proto \
+ && touch out/sqld/v1/__init__.py out/sqld/testing/v1/__init__.py
+
+FROM python:3.11.11-slim-bookworm
+WORKDIR /app
+COPY pyproject.toml requirements.lock ./
 COPY services services
-RUN pip install --no-cache-dir grpcio-tools==1.85.1 \
- && python -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
-      --grpc_python_out=services proto/sqld/v1/*.proto proto/sqld/testing/v1/*.proto \
- && touch services/sqld/v1/__init__.py services/sqld/testing/v1/__init__.py \
- && pip install --no-cache-dir .
+COPY --from=stubs /app/out/sqld/v1 services/sqld/v1
+COPY --from=stubs /app/out/sqld/testing/v1 services/sqld/testing/v1
+# the runtime set only, at the locked versions
+RUN pip install --no-cache-dir -c requirements.lock .
 # WITH_FDB=1 (the mvsqlite profile) adds FoundationDB's client library and Python binding.
 ARG WITH_FDB=0
 ARG FDB_VERSION=7.1.61

@@ -8,7 +8,7 @@ STUBS  := services/sqld/v1/.stamp
 DATA   ?= data
 ARGS   ?=
 
-.PHONY: lint run test test-mvsqlite proto setup compose-check clean bench bench-short setup-bench
+.PHONY: lint run test test-mvsqlite proto setup compose-check clean clean-data lock bench bench-short setup-bench
 
 run: setup ## start every service locally (edge on 127.0.0.1:5432)
 	$(PY) -m sqld.launcher --data-dir $(DATA) $(ARGS)
@@ -42,20 +42,38 @@ lint: setup ## ruff and mypy over the services, the client, tests and benchmarks
 
 setup-bench: setup $(VENV)/.installed-bench
 
-$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+$(VENV)/.installed-bench: pyproject.toml requirements.lock $(VENV)/.installed
+	@echo "setup: benchmark packages (requirements.lock)"
+	$(PY) -m pip install --progress-bar off -c requirements.lock -e '.[dev,test,bench]'
 	touch $@
 
-$(VENV)/.installed: pyproject.toml client/pyproject.toml
+# Every package comes at the version requirements.lock names (tests/unit/test_lock.py checks it);
+# pip prints a line per package, so the first set-up (about a minute) is never silent.
+$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements.lock
+	@echo "setup 1/3: virtualenv $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps -e ./client
+	@echo "setup 2/3: packages pinned in requirements.lock (the first time takes about a minute)"
+	$(PY) -m pip install --progress-bar off --upgrade pip
+	$(PY) -m pip install --progress-bar off -c requirements.lock -e '.[dev,test]'
+	$(PY) -m pip install --progress-bar off --no-deps -e ./client
 	touch $@
+
+# Writes requirements.lock anew from pyproject.toml (both distributions, every extra but fdb, whose
+# binding needs FoundationDB's client library): a throwaway virtualenv, then pip freeze.
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --progress-bar off --upgrade pip
+	build/lock-venv/bin/pip install --progress-bar off -e '.[dev,test,bench]' -e './client[sqlalchemy]'
+	{ echo "# Exact versions of every package sqld-py installs: make lock writes this file; make setup,"; \
+	  echo "# the Dockerfile and CI install with pip -c requirements.lock. Do not edit by hand."; \
+	  build/lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf build/lock-venv
 
 proto: $(STUBS)
 
 $(STUBS): $(PROTOS) $(VENV)/.installed
+	@echo "setup 3/3: gRPC stubs from proto/ (make proto)"
 	mkdir -p services/sqld/v1 services/sqld/testing/v1
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services --pyi_out=services \
 		--grpc_python_out=services $(PROTOS)
@@ -64,5 +82,9 @@ $(STUBS): $(PROTOS) $(VENV)/.installed
 compose-check: ## validate docker-compose.yml without a Docker engine
 	docker-compose -f docker-compose.yml config --quiet
 
-clean:
-	rm -rf $(VENV) services/sqld/v1 services/sqld/testing/v1 $(DATA) build/bench-short
+clean: ## remove what set-up and builds made (virtualenv, stubs, build/); never the data
+	rm -rf $(VENV) services/sqld/v1 services/sqld/testing/v1 build
+
+clean-data: ## DELETE the local deployment's data folder ($(DATA)): every database, log and key
+	@echo "removing $(DATA) (every database of the local deployment)"
+	rm -rf $(DATA)

@@ -195,3 +195,21 @@ def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_every_image_is_pinned_to_a_release():
+    """No `latest` and no floating tag: an image changes only when this repository changes."""
+    images = [svc["image"] for svc in _compose().values() if "image" in svc]
+    images += re.findall(r"(?m)^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text())
+    assert images
+    for image in images:
+        name, _, tag = image.partition(":")
+        if name.startswith("sqld-py"):
+            continue  # built here from the Dockerfile
+        assert tag and "latest" not in tag and re.search(r"\d+\.\d+\.\d+", tag), f"{image} is not pinned"
+
+
+def test_the_build_context_leaves_data_and_keys_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", "data", "build"):
+        assert path in ignored, path
