@@ -139,3 +139,38 @@ def test_copy_data_not_utf8_is_22021(conn):
         copy_in(conn, "COPY csvbad FROM STDIN WITH (FORMAT csv)", b"ok\nbad \xff\n")
     assert 'invalid byte sequence for encoding "UTF8": 0xff' in str(info.value)
     assert conn.execute("SELECT count(*) FROM csvbad").fetchone() == (0,)
+
+
+def _big_csv(rows: int, bad_at: int | None = None) -> bytes:
+    """A CSV import of several of the edge's COPY batches (copy.BATCH_BYTES), with a header and
+    quoted fields that hold newlines and quotes, so batch boundaries fall near quoted text."""
+    out = ["id,note,pad"]
+    for i in range(1, rows + 1):
+        note = f'"line {i}\nhas ""quotes"", and a newline"' if i % 7 == 0 else f"n{i}"
+        out.append(f"{'oops' if i == bad_at else i},{note},{'x' * 40}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def test_a_big_copy_streams_in_batches_and_stays_atomic(stack, conn):
+    conn.execute("DROP TABLE IF EXISTS bigcp; CREATE TABLE bigcp (id INTEGER PRIMARY KEY, note TEXT, pad TEXT)")
+    rows = 200_000  # about 14 MB of input: four batches
+    sql = "COPY bigcp FROM STDIN WITH (FORMAT csv, HEADER)"
+    assert copy_in(conn, sql, _big_csv(rows)) == f"COPY {rows}"
+    assert conn.execute("SELECT count(*), sum(id) FROM bigcp").fetchone() == (rows, rows * (rows + 1) // 2)
+    assert conn.execute("SELECT note FROM bigcp WHERE id = 199997").fetchone() == (
+        'line 199997\nhas "quotes", and a newline',)
+    logs = (stack.log_dir / "edge.log").read_text()
+    assert "copy progress" in logs and "rows=200000" in logs
+    # a bad row in the last batch: nothing of the earlier batches stays
+    conn.execute("DELETE FROM bigcp")
+    with pytest.raises(pgerr.DatatypeMismatch, match="COPY line 199995"):  # 'oops' in an INTEGER PRIMARY KEY
+        copy_in(conn, sql, _big_csv(rows, bad_at=rows - 5))
+    assert conn.execute("SELECT count(*) FROM bigcp").fetchone() == (0,)
+    # inside the client's transaction the batches are that transaction's: ROLLBACK takes them all
+    conn.autocommit = False
+    copy_in(conn, sql, _big_csv(rows))
+    assert conn.execute("SELECT count(*) FROM bigcp").fetchone() == (rows,)
+    conn.rollback()
+    conn.autocommit = True
+    assert conn.execute("SELECT count(*) FROM bigcp").fetchone() == (0,)
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # the session serves on

@@ -3,12 +3,15 @@
 The formats are copyformat.py's (no I/O). COPY TO runs its query as one statement and keeps
 the rows in a RowStore (memory up to 8 MiB, then a temporary file), then writes CopyData
 messages, draining the socket after each thousand rows. COPY FROM reads CopyData until
-CopyDone (its own small message loop: PostgreSQL's COPY sub-protocol), then inserts every
-row in one implicit-transaction batch, so a COPY is atomic as in PostgreSQL.
+CopyDone (its own small message loop: PostgreSQL's COPY sub-protocol) and sends the rows on
+in batches of about BATCH_BYTES of input as they come, so memory stays bounded however big the
+import. A COPY is atomic as in PostgreSQL: a small one is one implicit-transaction batch; a big
+one runs its batches in a transaction it opens (or in the client's own), rolled back on error.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
@@ -17,10 +20,12 @@ from sqld.edge import colnames, copyformat, render, results, types
 from sqld.edge.pgwire import codec
 from sqld.edge.pgwire import messages as m
 from sqld.edge.rowstore import RowStore
-from sqld.edge.session import Session
+from sqld.edge.session import IDLE, Session
 from sqld.edge.sqlrewrite import rewrite
 from sqld.edge.transport import Transport
 from sqld.v1 import common_pb2
+
+log = logging.getLogger(__name__)
 
 
 async def run(s: Session, t: Transport, sql: str) -> None:
@@ -62,6 +67,105 @@ async def _copy_to(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
     t.send(m.COPY_DONE + m.command_complete(f"COPY {total}"))
 
 
+# COPY FROM sends its rows on as it reads them, in batches of about this many bytes of input, so
+# the edge holds one batch at a time however big the import; a log line marks every PROGRESS_ROWS.
+BATCH_BYTES = 4 << 20
+PROGRESS_ROWS = 100_000
+
+
+class _Import:
+    """One COPY FROM STDIN: the rows so far, sent on to the scheduler batch by batch."""
+
+    def __init__(self, s: Session, spec: copyformat.CopySpec, columns: list[str]) -> None:
+        self.s, self.spec, self.columns = s, spec, columns
+        self.pending = bytearray()
+        self.rows = 0           # rows sent so far
+        self.began = False      # this COPY opened the transaction its batches run in
+        self.header = spec.header
+        self.insert = ""
+        self.width = 0
+
+    def add(self, data: bytes) -> bool:
+        """Keep `data`; True when a batch's worth is ready to send."""
+        self.pending += data
+        return len(self.pending) >= BATCH_BYTES
+
+    async def send(self, final: bool) -> None:
+        """Send the complete rows held (all of them when `final`)."""
+        cut = len(self.pending) if final else _row_boundary(self.pending, self.spec)
+        if cut <= 0:
+            return
+        chunk = bytes(self.pending[:cut])
+        del self.pending[:cut]
+        rows = self._parse(chunk)
+        if not rows:
+            return
+        if not final and not self.began and self.s.status == IDLE:
+            # more batches follow: one transaction holds them all, so the COPY stays atomic
+            await self._control("BEGIN")
+            self.began = True
+        if not self.insert:
+            self.width = len(self.spec.columns) or len(rows[0])
+            cols = f" ({', '.join(self.spec.columns)})" if self.spec.columns else ""
+            self.insert = f"INSERT INTO {self.spec.table}{cols} VALUES ({', '.join(f'?{i + 1}' for i in range(self.width))})"
+        statements = []
+        for n, row in enumerate(rows, self.rows + 1):
+            if len(row) != self.width:
+                raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT,
+                               f"COPY data line {n}: expected {self.width} columns, got {len(row)}")
+            statements.append(common_pb2.Statement(sql=self.insert, kind=WRITE, params=[
+                common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
+        batch = await self.s.run(statements, implicit=not self.began)
+        last = batch.results[-1] if batch.results else None
+        if last is not None and last.HasField("error"):
+            raise SqlError(last.error.sqlstate, f"COPY line {self.rows + len(batch.results)}: {last.error.message}")
+        before, self.rows = self.rows, self.rows + len(rows)
+        if self.rows // PROGRESS_ROWS > before // PROGRESS_ROWS:
+            log.info("copy progress: table=%s rows=%d", self.spec.table, self.rows)
+
+    async def commit(self) -> None:
+        if self.began:
+            self.began = False
+            await self._control("COMMIT")
+
+    async def abandon(self) -> None:
+        """After an error: the transaction this COPY opened is rolled back."""
+        if self.began:
+            self.began = False
+            await self._control("ROLLBACK")
+
+    async def _control(self, sql: str) -> None:
+        batch = await self.s.run([common_pb2.Statement(sql=sql, kind=classify(sql).kind)], implicit=False)
+        if batch.results and batch.results[-1].HasField("error"):
+            raise SqlError.from_proto(batch.results[-1].error)
+
+    def _parse(self, chunk: bytes) -> list[list[str | None]]:
+        try:
+            rows = copyformat.parse_rows(chunk.decode(), dataclasses.replace(self.spec, header=self.header))
+        except UnicodeDecodeError as exc:
+            raise SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, codec.utf8_error(exc)) from exc
+        except ValueError as exc:
+            raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f"COPY data: {exc}") from exc
+        self.header = False
+        copyformat.force(rows, self.spec, self.columns)
+        return rows
+
+
+def _row_boundary(data: bytearray, spec: copyformat.CopySpec) -> int:
+    """Where the last complete row of `data` ends (0: none yet). A newline always ends a row in
+    text format; in CSV only outside quotes, which an even count of quote characters before it
+    shows while the escape is the quote itself (else wait for the whole input)."""
+    end = data.rfind(b"\n") + 1
+    if not spec.csv:
+        return end
+    if (spec.escape or spec.quote) != spec.quote:
+        return 0
+    quote = spec.quote.encode()
+    while end > 0 and data.count(quote, 0, end) % 2:
+        end = data.rfind(b"\n", 0, end - 1) + 1
+    return end
+
+
 async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
     if spec.table is None:
         raise SqlError(sqlstate.SYNTAX_ERROR, "COPY FROM needs a table")
@@ -69,44 +173,35 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
     columns = await _columns(s, spec) if named else []
     t.send(m.copy_in_response(len(spec.columns)))
     await t.flush()
-    chunks: list[bytes] = []
+    job = _Import(s, spec, columns)
+    failure: SqlError | None = None
     while True:
         kind, body = await t.read_message()
         if kind == b"d":
-            chunks.append(body)
+            if failure is None and job.add(body):
+                try:
+                    await job.send(final=False)
+                except SqlError as exc:  # PostgreSQL too reads on to CopyDone, then answers the error
+                    failure, job.pending = exc, bytearray()
         elif kind == b"c":
             break
         elif kind == b"f":
-            raise SqlError(sqlstate.QUERY_CANCELED, f"COPY from stdin failed: {codec.cstring(body)[0]}")
+            failure = SqlError(sqlstate.QUERY_CANCELED, f"COPY from stdin failed: {codec.cstring(body)[0]}")
+            break
         elif kind in (b"H", b"S"):
             continue
         else:
+            await job.abandon()
             raise codec.ProtocolError(f"unexpected message type {kind!r} during COPY")
     try:
-        rows = copyformat.parse_rows(b"".join(chunks).decode(), spec)
-    except UnicodeDecodeError as exc:
-        raise SqlError(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, codec.utf8_error(exc)) from exc
-    except ValueError as exc:
-        raise SqlError(sqlstate.INVALID_TEXT_REPRESENTATION, f"COPY data: {exc}") from exc
-    copyformat.force(rows, spec, columns)
-    if not rows:
-        t.send(m.command_complete("COPY 0"))
-        return
-    width = len(spec.columns) or len(rows[0])
-    cols = f" ({', '.join(spec.columns)})" if spec.columns else ""
-    insert = f"INSERT INTO {spec.table}{cols} VALUES ({', '.join(f'?{i + 1}' for i in range(width))})"
-    statements = []
-    for n, row in enumerate(rows, 1):
-        if len(row) != width:
-            raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT,
-                           f"COPY data line {n}: expected {width} columns, got {len(row)}")
-        statements.append(common_pb2.Statement(sql=insert, kind=WRITE, params=[
-            common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
-    batch = await s.run(statements, implicit=True)
-    last = batch.results[-1] if batch.results else None
-    if last is not None and last.HasField("error"):
-        raise SqlError(last.error.sqlstate, f"COPY line {len(batch.results)}: {last.error.message}")
-    t.send(m.command_complete(f"COPY {len(rows)}"))
+        if failure is not None:
+            raise failure
+        await job.send(final=True)
+        await job.commit()
+    except SqlError:
+        await job.abandon()
+        raise
+    t.send(m.command_complete(f"COPY {job.rows}"))
 
 
 async def _columns(s: Session, spec: copyformat.CopySpec) -> list[str]:
