@@ -79,8 +79,9 @@ class ReplicationCore:
                                 wal_position=lg.wal_position, first_frame_no=lg.snapshot_frame_no + 1,
                                 head_chain=lg.head_chain, primary_id=lg.primary_id)
 
-    async def hello(self, req: pb.HelloRequest) -> pb.HelloResponse:
-        return self._hello(self.db(req.database))
+    async def hello(self, req: pb.HelloRequest, existing: bool = False) -> pb.HelloResponse:
+        """`existing`: an embedded replica's Hello (public port), which never creates a log."""
+        return self._hello(self._existing(req.database) if existing else self.db(req.database))
 
     async def reset(self, req: pb.ResetLogRequest) -> pb.HelloResponse:
         d = self.db(req.database)
