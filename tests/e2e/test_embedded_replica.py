@@ -338,3 +338,20 @@ def test_a_local_reader_never_sees_a_broken_invariant_while_transfers_replicate(
         raw.close()
         conn.close()
     assert dbhash(path) == dbhash(stack.data_dir / f"{db}.db")
+
+
+def test_the_example_application_prints_the_same_with_an_embedded_replica(stack, db, tmp_path):
+    import os
+    example = ROOT / "client" / "examples" / "notes.py"
+    local = subprocess.run([sys.executable, str(example), str(tmp_path / "notes.db")],
+                           capture_output=True, text=True, timeout=60, check=True)
+    o = opts(stack, db)
+    env = {**os.environ, "SQLD_REPLICATION": o["replication"], "SQLD_TOKEN": o["token"], "SQLD_CA": o["ca"]}
+    with primary(stack, db) as p:
+        p.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")  # the replica needs a history to start from
+        p.execute("DROP TABLE notes")
+    embedded = subprocess.run([sys.executable, str(example), "--sqld", url(stack, db), "--replica",
+                               str(tmp_path / "replica.db")], capture_output=True, text=True, timeout=120,
+                              check=True, env=env)
+    assert embedded.stdout == local.stdout
+    assert local_rows(tmp_path / "replica.db", "SELECT count(*) FROM notes") == [(3,)]
