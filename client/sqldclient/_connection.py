@@ -148,15 +148,16 @@ class Connection:
         RYW_WAIT, a statement that is not a plain read, or any error (the primary's answer is
         the one that counts)."""
         rep = self._replica
-        pg = self._check()
-        if (self.in_transaction or self._consistency == "strong" or self._detect_types
+        pg = self._pg
+        assert pg is not None  # the cursor checked the connection
+        if (pg.info.transaction_status != TransactionStatus.IDLE or self._consistency == "strong" or self._detect_types
                 or (self._max_lag is not None and rep.lag_seconds() > self._max_lag)):
             return None
         mine = int(pg.info.parameter_status("sqld.frame_no") or 0)  # SQLite wire extension
         if mine > rep.frame_no and not rep.wait_for(mine, RYW_WAIT if rep.streaming else 0):
             return None
         params: Any = values
-        if names and all(n is not None and n[0] != "?" for n in names):
+        if names and names[0] is not None and all(n is not None and n[0] != "?" for n in names):
             params = {n[1:]: v for n, v in zip(names, values) if n is not None}
         try:
             cur = self._local.execute(sql, params)
