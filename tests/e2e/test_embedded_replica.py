@@ -117,6 +117,10 @@ def test_bootstrap_follow_and_read_your_writes(stack, db, tmp_path):
         assert conn._local_reads == reads
         # sync() returns the frame reached: the log's head
         assert conn.sync() == head(stack, db).head_frame_no
+        # Status (pg_stat_replication) lists the stream under the token's subject, never as an
+        # internal replica's id
+        ids = [r.replica_id for r in head(stack, db).replicas if r.connected]
+        assert any(i.startswith("embedded:test:") for i in ids), ids
         # in a transaction, reads see its own uncommitted writes: the primary answers
         conn.execute("INSERT INTO t (v) VALUES ('pending')")
         assert conn.execute("SELECT count(*) FROM t WHERE v = 'pending'").fetchone() == (1,)
@@ -124,6 +128,7 @@ def test_bootstrap_follow_and_read_your_writes(stack, db, tmp_path):
         assert conn.execute("SELECT count(*) FROM t WHERE v = 'pending'").fetchone() == (0,)
     finally:
         conn.close()
+    eventually(lambda: not any(r.replica_id.startswith("embedded:") for r in head(stack, db).replicas))
     # the file is written by the sync only: an application cannot write through it
     with pytest.raises(sqlite3.OperationalError):
         sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("INSERT INTO t (v) VALUES ('x')")

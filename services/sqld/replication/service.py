@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from sqld.common import dbnames
+from sqld.common.authz import EMBEDDED_PREFIX
 from sqld.common.replication_state import LOG_FORKED, NEED_SNAPSHOT
 from sqld.replication import snapshot
 from sqld.replication.config import Config
@@ -157,6 +158,10 @@ class ReplicationCore:
                     return
         finally:
             progress.streams -= 1
+            if progress.streams == 0 and progress.replica_id.startswith(EMBEDDED_PREFIX):
+                # an application's embedded replica: listed while it streams, never acknowledges,
+                # and comes back under a new id (its process id), so nothing of it is kept
+                self.replicas.forget(d.name, progress.replica_id)
 
     async def snapshot(self, req: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotChunk]:
         """The database as of the log's head, as page images; or, for a point-in-time
