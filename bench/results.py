@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import typing
 
-from bench import analysis, client, peer, pgbench, report
+from bench import analysis, client, embedded, peer, pgbench, report
 
 if typing.TYPE_CHECKING:
     from bench.run import Run
@@ -72,6 +72,10 @@ def write(run: Run) -> str:
         ("Client (issue #14): sqldclient against psycopg on our edge",
          "Median µs per operation, one connection per client, the two taking turns on the same edge "
          "(bench/client.py).\n\n" + (run.client_note or client.table(run.client_rows))),
+        ("Embedded replica (issue #17): reads in the application's process",
+         "sqldclient with `replica=` reads on a local copy synced from the replication log; psycopg "
+         "reads over the wire; the three take turns, one connection each (bench/embedded.py).\n\n"
+         + (run.embedded_note or (embedded.table(run.embedded) if run.embedded else "not run"))),
         ("Profile (select-only, 4 clients, -M simple)", profile_body(run)),
         ("Setup", "\n".join(setup)),
         ("Durations", durations),

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench import client, latency, pgbench, profile, replica_lag, report
+from bench import client, embedded, latency, pgbench, profile, replica_lag, report
 from bench.ours import Ours, free_port
 from bench.peer import Peer
 from bench.postgres import Postgres, ensure_installed
@@ -95,6 +95,8 @@ class Run:
         self.lat: dict[str, latency.Latency] = {}
         self.client_rows: list[client.ClientRow] = []
         self.client_note: str | None = None
+        self.embedded: embedded.Embedded | None = None
+        self.embedded_note: str | None = None
         self.lag: replica_lag.Lag | None = None
         self.lag_note: str | None = None
         self.profiles: dict[str, profile.Summary] = {}
@@ -137,6 +139,7 @@ class Run:
             self.pgbench_all(ours, pg, peer)
             self.latency(ours, pg, peer)
             self.client(ours)
+            self.embedded_replica(ours, pg)
             peer.stop()
             self.replica(ours)
             self.profile(ours)
@@ -248,6 +251,20 @@ class Run:
                 self.say(f"    {r.loop}: sqldclient {r.sqldclient_us:,.0f} µs, psycopg {r.psycopg_us:,.0f} µs")
         except Exception as exc:  # a failing measurement is a finding, not a harness crash
             self.client_note = f"failed: {exc}"
+            self.say(f"    FAILED: {exc}")
+
+    def embedded_replica(self, ours: Ours, pg: Postgres) -> None:
+        self.say(f"embedded replica: point select against our edge and PostgreSQL, commit-to-visible, "
+                 f"{self.m.latency_seconds}s each")
+        try:
+            e = self.embedded = self.step("embedded replica", embedded.measure, ours, pg.port,
+                                          100_000 * self.m.scale, self.m.latency_seconds)
+            for name, (p50, p99) in e.select_us.items():
+                self.say(f"    point select, {name}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs")
+            self.say(f"    commit to visible in the embedded replica: p50 {e.visible_p50_ms:.2f} ms, "
+                     f"p99 {e.visible_p99_ms:.2f} ms ({e.commits:,} commits)")
+        except Exception as exc:  # a failing measurement is a finding, not a harness crash
+            self.embedded_note = f"failed: {exc}"
             self.say(f"    FAILED: {exc}")
 
     def replica(self, ours: Ours) -> None:

@@ -4,11 +4,18 @@ It runs unchanged on a sqld server but for two lines: the import and the connect
 
     python notes.py notes.db                                    # sqlite3, a local file
     python notes.py --sqld postgresql://postgres@127.0.0.1:5432/main   # sqldclient, the server
+    python notes.py --sqld URL --replica main.db   # reads on an embedded replica ($SQLD_TOKEN, $SQLD_CA)
 """
 from __future__ import annotations
 
 import datetime
 import sys
+
+options = {}
+if "--replica" in sys.argv:  # sqldclient's embedded replica (client/README.md): reads on a local copy
+    at = sys.argv.index("--replica")
+    options["replica"] = sys.argv.pop(at + 1)
+    sys.argv.pop(at)
 
 if "--sqld" in sys.argv:
     sys.argv.remove("--sqld")
@@ -18,7 +25,7 @@ else:
 
 
 def main(database: str) -> None:
-    conn = sqlite3.connect(database)  # the one changed argument: a URL instead of a file name
+    conn = sqlite3.connect(database, **options)  # the one changed argument: a URL instead of a file name
     conn.row_factory = sqlite3.Row
     conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL UNIQUE,"
                  " body TEXT, stars INTEGER DEFAULT 0, created TEXT)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import threading
 import uuid
 import weakref
@@ -32,6 +33,8 @@ _CONSISTENCY = ("strong", "read_your_writes", "bounded_staleness")
 
 
 MEMORY = ":memory:"
+REPLICATION_PUBLIC_PORT = 7011  # the replication service's --public-listen in `make run`
+RYW_WAIT = 0.5  # seconds a read waits for the embedded replica to apply the connection's last write
 MAINTENANCE = "postgres"  # the server's maintenance database, where scratch databases are made
 
 
@@ -62,8 +65,13 @@ class Connection:
     def __init__(self, database: str | os.PathLike[str], timeout: float = 5.0, detect_types: int = 0,
                  isolation_level: str | None = "DEFERRED", check_same_thread: bool = True,
                  factory: Any = None, cached_statements: int = 128, uri: bool = False,
-                 consistency: str | None = None, **kwargs: Any) -> None:
+                 consistency: str | None = None, replica: str | os.PathLike[str] | None = None,
+                 sync_interval: float | None = None, replication: str | None = None, token: str | None = None,
+                 ca: str | bytes | None = None, max_lag: float | None = 5.0, **kwargs: Any) -> None:
         self._pg: psycopg.Connection[Any] | None = None
+        self._replica: Any = None  # _embedded.Replica (replica=): reads run on its local file
+        self._local: Any = None
+        self._local_reads = 0  # reads the embedded replica answered (tests, benchmarks)
         if consistency is not None and consistency not in _CONSISTENCY:
             raise ValueError("consistency must be strong, read_your_writes or bounded_staleness")
         params = _with_wire_option({**_conninfo(database, timeout, uri), **kwargs})
@@ -93,10 +101,71 @@ class Connection:
         global server_version
         try:
             server_version = self._scalar(setup)
+            if replica is not None:
+                self._embed(os.fspath(replica), sync_interval, replication, token, ca)
         except BaseException:
             pg.close()
             self._end_scratch()
             raise
+        self._consistency = consistency
+        self._max_lag = max_lag
+
+    def _embed(self, path: str, sync_interval: float | None, target: str | None, token: str | None,
+               ca: str | bytes | None) -> None:
+        """replica=: this connection's reads run on an embedded replica of its database
+        (_embedded.py; the module and sqld-py are imported only here)."""
+        from . import _embedded
+        pg = self._check()
+        if pg.info.dbname.startswith("sqld_memory_"):
+            raise _errors.NotSupportedError("replica= needs a database on the server, not :memory:")
+        target = target or os.environ.get("SQLD_REPLICATION") or f"{pg.info.host}:{REPLICATION_PUBLIC_PORT}"
+        token = token or os.environ.get("SQLD_TOKEN")
+        ca = ca if ca is not None else os.environ.get("SQLD_CA")
+        if isinstance(ca, str):
+            with open(ca, "rb") as f:
+                ca = f.read()
+        rep = _embedded.open_replica(path, pg.info.dbname, target, token, ca, sync_interval)
+        try:
+            self._local = _embedded.reader(path)
+            self._local.text_factory = _types.RawText  # the cursor applies text_factory, as for the server's
+        except BaseException:
+            rep.release()
+            raise
+        self._replica = rep
+
+    def sync(self) -> int:
+        """Embedded replica: apply the log up to the primary's head as of now; the frame number
+        reached (NotSupportedError without replica=)."""
+        self._check()
+        if self._replica is None:
+            raise _errors.NotSupportedError("sync() needs an embedded replica: connect(..., replica='local.db')")
+        return int(self._replica.sync())
+
+    def _read_locally(self, sql: str, names: tuple[str | None, ...], values: list[Any]) -> Any:
+        """(description, rows) of a plain read run on the embedded replica, or None when it must
+        run on the primary: inside a transaction, consistency strong, declared-type conversion,
+        a replica lagging more than max_lag, the connection's last write not applied within
+        RYW_WAIT, a statement that is not a plain read, or any error (the primary's answer is
+        the one that counts)."""
+        rep = self._replica
+        pg = self._pg
+        assert pg is not None  # the cursor checked the connection
+        if (pg.info.transaction_status != TransactionStatus.IDLE or self._consistency == "strong" or self._detect_types
+                or (self._max_lag is not None and rep.lag_seconds() > self._max_lag)):
+            return None
+        mine = int(pg.info.parameter_status("sqld.frame_no") or 0)  # SQLite wire extension
+        if mine > rep.frame_no and not rep.wait_for(mine, RYW_WAIT if rep.streaming else 0):
+            return None
+        params: Any = values
+        if names and names[0] is not None and all(n is not None and n[0] != "?" for n in names):
+            params = {n[1:]: v for n, v in zip(names, values) if n is not None}
+        try:
+            cur = self._local.execute(sql, params)
+            rows = cur.fetchall()
+        except sqlite3.Error:
+            return None
+        self._local_reads += 1
+        return cur.description, rows
 
     def _scratch(self, params: dict[str, Any]) -> dict[str, Any]:
         """":memory:": a private database made on the server for this connection (CREATE
@@ -215,6 +284,10 @@ class Connection:
 
     def close(self) -> None:
         self._check_thread()
+        if self._replica is not None:
+            self._local.close()
+            self._replica.release()
+            self._replica = None
         if self._pg is not None and not self._pg.closed:
             self._pg.close()  # like sqlite3, an open transaction is rolled back, not committed
         self._end_scratch()  # ":memory:": its database goes with it
@@ -285,7 +358,14 @@ def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types
             consistency: str | None = None, **kwargs: Any) -> Connection:
     """sqlite3.connect for a sqld server: `database` is a postgresql:// URL or a database name.
     `consistency` (strong, read_your_writes, bounded_staleness) sets the session's
-    sqld.consistency: where its reads may run at a site with a replica."""
+    sqld.consistency: where its reads may run at a site with a replica.
+
+    Embedded replica (client README): `replica="local.db"` keeps a copy of the database in this
+    process and reads run on it; `sync_interval` None follows the log in a background thread,
+    N > 0 syncs every N seconds, 0 only on `sync()`; `replication` the replication service's
+    public port (default $SQLD_REPLICATION, else the server's host:7011), `token` a bearer token
+    that opens the database ($SQLD_TOKEN), `ca` the deployment CA, a path or PEM ($SQLD_CA);
+    `max_lag` seconds: a replica further behind is not read from (None: no bound)."""
     cls = factory or Connection
     if consistency is not None:
         kwargs["consistency"] = consistency

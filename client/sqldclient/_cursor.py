@@ -170,6 +170,16 @@ class Cursor:
         ph, dml, verb = text.placeholders, text.dml, text.verb
         if many and verb == "SELECT":
             raise _errors.ProgrammingError("executemany() can only execute DML statements.")
+        if conn._replica is not None and not many and not dml:
+            params = next(iter(seq))
+            local = conn._read_locally(sql, ph, bind(ph, params))
+            if local is not None:  # an embedded replica answered (_connection._read_locally)
+                description, self._rows = local
+                self.description = tuple(tuple(d) for d in description) if description else None
+                self._converters = []
+                self.lastrowid = conn._last_rowid
+                return
+            seq = [params]
         if dml and conn.isolation_level is not None and not conn.in_transaction:
             conn._begin()
         total = 0

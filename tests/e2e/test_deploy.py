@@ -163,10 +163,10 @@ def _free_block(n: int) -> int:
 
 
 def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
-    base = _free_block(13)  # gRPC services take base..base+10
+    base = _free_block(14)  # gRPC services take base..base+11
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
     proc = subprocess.Popen([sys.executable, "-m", "sqld.launcher", "--data-dir", str(tmp_path / "data"),
-                             "--pg-port", str(base + 11), "--pg-replica-port", str(base + 12),
+                             "--pg-port", str(base + 12), "--pg-replica-port", str(base + 13),
                              "--grpc-base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
@@ -177,12 +177,12 @@ def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
             if m:
                 command = m.group(1)
                 break
-        assert command == f"psql -h 127.0.0.1 -p {base + 11} -U postgres main"
+        assert command == f"psql -h 127.0.0.1 -p {base + 12} -U postgres main"
         out = subprocess.run(command.split() + ["-X", "-A", "-t", "-c", "SELECT 6 * 7"],
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.strip() == "42", out.stderr
         # the replica site: a write through it reads back at once (read-your-writes)
-        replica = ["psql", "-h", "127.0.0.1", "-p", str(base + 12), "-U", "postgres", "main", "-X", "-A", "-t"]
+        replica = ["psql", "-h", "127.0.0.1", "-p", str(base + 13), "-U", "postgres", "main", "-X", "-A", "-t"]
         out = subprocess.run(replica + ["-c", "CREATE TABLE hello (a)", "-c", "INSERT INTO hello VALUES (5)",
                                         "-c", "SELECT a FROM hello"], capture_output=True, text=True, timeout=30)
         assert out.stdout.split()[-1] == "5", out.stdout + out.stderr

@@ -6,8 +6,9 @@ import struct
 
 import apsw
 
-from sqld.storage.replica import applier as applier_mod
-from sqld.storage.replica.applier import Applier
+from sqld.common import applier as applier_mod
+from sqld.common.applier import Applier
+from sqld.storage.replica.database import _lock
 
 
 def _primary_pages(path: str, rows: int) -> tuple[int, list[tuple[int, bytes]]]:
@@ -35,7 +36,7 @@ def _count(path: str) -> int:
 def test_apply_then_repair_after_a_crash_mid_apply(tmp_path, monkeypatch):
     primary, replica = str(tmp_path / "p.db"), str(tmp_path / "r.db")
     n, pages = _primary_pages(primary, 10)
-    a = Applier(replica)
+    a = Applier(replica, _lock)
     a.apply("log1", 5, 4096, 0, n, pages)
     header = open(replica, "rb").read(100)
     assert header[18] == header[19] == 1  # a rollback-journal database for its readers
@@ -58,6 +59,6 @@ def test_apply_then_repair_after_a_crash_mid_apply(tmp_path, monkeypatch):
     except SystemExit:
         pass
     monkeypatch.setattr(applier_mod.os, "pwrite", real_pwrite)
-    b = Applier(replica)  # start-up: repairs from the pending batch
+    b = Applier(replica, _lock)  # start-up: repairs from the pending batch
     assert (b.log_id, b.frame_no) == ("log1", 9)
     assert _count(replica) == 210

@@ -97,7 +97,33 @@ def test_the_client_imports_nothing_from_services():
     services = {p.name for p in (root / "services").iterdir() if p.is_dir()}
     assert "sqld" in services
     for path in (root / "client").rglob("*.py"):
+        if path.name == "_embedded.py":
+            # The embedded replica (replica=) shares storage's frame applier and the replication
+            # stubs (sqld.common.applier, sqld.v1): one library, not a copy. It needs the
+            # `embedded` extra (sqld-py), imports it only inside functions, and only
+            # _connection.Connection._embed imports the module, when replica= is given.
+            assert _imports_at_module_level(path) & services == set(), path
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not {n.split(".")[0] for n in names} & services, f"{path} imports {names}"
+
+
+def _imports_at_module_level(path) -> set[str]:
+    import ast
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            out.add((node.module or "").split(".")[0])
+    return out
+
+
+def test_plain_use_of_the_client_never_imports_the_embedded_module():
+    import subprocess
+    import sys
+    code = "import sys, sqldclient; assert 'sqldclient._embedded' not in sys.modules; assert 'grpc' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

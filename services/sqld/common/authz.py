@@ -11,17 +11,24 @@ the table is refused the same way (deny by default).
 The public QueryService authenticates with bearer tokens instead (`common.tokens`): its rows say
 TOKEN; the interceptor answers UNAUTHENTICATED without a valid token, and the scheduler checks
 the token's database list and access (it knows the database being opened).
+
+DATABASE_TOKEN: the replication service's public port (`--public-listen`: TLS without client
+certificates) serves the read side of the log to applications' embedded replicas (sqldclient
+`replica=`). There a call of one of these methods needs a bearer token (UNAUTHENTICATED without a
+valid one) that may open the request's `database` (PERMISSION_DENIED otherwise; read-only tokens
+do); nothing else is served there. The internal port never accepts tokens: its rows stay roles.
 """
 from __future__ import annotations
 
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from sqld.common import pki
-from sqld.common.tokens import TokenError, Verifier
+from sqld.common.tokens import Claims, TokenError, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.DatabaseAdmin/ListDatabases": TOKEN,
     "/sqld.v1.DatabaseAdmin/Backup": TOKEN,
 }
+DATABASE_TOKEN: frozenset[str] = frozenset({
+    "/sqld.v1.Replication/Hello", "/sqld.v1.Replication/Frames", "/sqld.v1.Replication/Snapshot",
+})
+EMBEDDED_PREFIX = "embedded:"  # a token holder's Frames replica_id starts so (never an internal replica's)
 PREFIX_POLICY: dict[str, str] = {
     "/grpc.health.v1.Health/": ANY_MEMBER,
     "/grpc.reflection.v1alpha.ServerReflection/": ANY_MEMBER,
@@ -84,7 +95,7 @@ def peer_role(context: grpc.aio.ServicerContext) -> str | None:
     return ""  # a certificate of the CA that carries no role
 
 
-Check = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
+Check = Callable[[object, grpc.aio.ServicerContext], Awaitable[None]]
 
 
 def _wrap(handler: grpc.RpcMethodHandler, check: Check) -> grpc.RpcMethodHandler:
@@ -92,13 +103,13 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Check) -> grpc.RpcMethodHandler
     def guarded(inner):
         if inspect.isasyncgenfunction(inner):
             async def gen(request, context):
-                await check(context)
+                await check(request, context)
                 async for item in inner(request, context):
                     yield item
             return gen
 
         async def call(request, context):
-            await check(context)
+            await check(request, context)
             result = inner(request, context)
             return await result if inspect.isawaitable(result) else result
         return call
@@ -140,21 +151,38 @@ class Authorizer(grpc.aio.ServerInterceptor):
             return handler
         if allowed == ANY_MEMBER and not self.client_certs:
             return handler  # health and reflection on the public port stay open
+        if method in DATABASE_TOKEN and not self.client_certs and self.verifier is not None:
+            try:
+                claims = self.verifier.from_metadata(handler_call_details.invocation_metadata)
+            except TokenError as exc:
+                return _wrap(handler, _refuse(grpc.StatusCode.UNAUTHENTICATED, f"{method}: {exc}"))
+            return _wrap(handler, _database_check(method, claims))
         if not self.client_certs:
             return _wrap(handler, _refuse(grpc.StatusCode.PERMISSION_DENIED,
                                           f"{method} is not served on this port"))
         return _wrap(handler, _role_check(method, allowed))
 
 
+def _database_check(method: str, claims: Claims) -> Check:
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if not claims.allows(request.database):
+            log.info("refused rpc=%s peer=%s sub=%s db=%s", method, context.peer(), claims.sub, request.database)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{method}: the token does not open database {request.database!r}")
+        if hasattr(request, "replica_id"):  # shown in pg_stat_replication: never as an internal replica
+            request.replica_id = f"{EMBEDDED_PREFIX}{claims.sub}:{request.replica_id}"
+    return check
+
+
 def _refuse(code: grpc.StatusCode, message: str) -> Check:
-    async def check(context: grpc.aio.ServicerContext) -> None:
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
         log.info("refused rpc=%s peer=%s code=%s", message.split(":")[0], context.peer(), code.name)
         await context.abort(code, message)
     return check
 
 
 def _role_check(method: str, allowed: frozenset[str] | str | None) -> Check:
-    async def check(context: grpc.aio.ServicerContext) -> None:
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
         role = peer_role(context)
         if role is None:
             log.info("refused rpc=%s peer=%s: no verified client certificate", method, context.peer())

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -56,18 +56,12 @@ def _credentials(sec: Security) -> grpc.ServerCredentials:
                                        require_client_auth=sec.client_certs)
 
 
-async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]],
-                on_stop: Callable[[], Awaitable[None]] | None = None,
-                grace: float = 5.0,
-                on_stopping: Callable[[], Awaitable[None]] | None = None, *,
-                security: Security | None) -> None:
-    """Serve on `listen` ("host:port" or "unix:/path") until a stop signal.
+Register = Callable[[grpc.aio.Server], Iterable[str]]
+Port = tuple[str, Register, Security | None]  # listen, register, security
 
-    `register` adds the service's servicers to the server and returns their full names
-    (e.g. "sqld.v1.QueryService"); health and reflection are added here. `on_stopping` runs
-    before the server stops (e.g. to end long-lived streams normally), `on_stop` after.
-    `security=None` is plaintext with no checks: only for the FoundationDB test double.
-    """
+
+async def _start(listen: str, register: Register,
+                 security: Security | None) -> tuple[grpc.aio.Server, health.aio.HealthServicer, list[str]]:
     interceptors = []
     if security is not None and (security.identity is not None or security.verifier is not None):
         interceptors.append(authz.Authorizer(security.identity is not None and security.client_certs,
@@ -91,6 +85,26 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
     log.info("serving grpc on %s services=%s tls=%s", listen, ",".join(names),
              "off" if security is None or security.identity is None
              else "mutual" if security.client_certs else "server")
+    return server, health_servicer, names
+
+
+async def serve(listen: str, register: Register,
+                on_stop: Callable[[], Awaitable[None]] | None = None,
+                grace: float = 5.0,
+                on_stopping: Callable[[], Awaitable[None]] | None = None, *,
+                security: Security | None, also: Sequence[Port] = ()) -> None:
+    """Serve on `listen` ("host:port" or "unix:/path") until a stop signal.
+
+    `register` adds the service's servicers to the server and returns their full names
+    (e.g. "sqld.v1.QueryService"); health and reflection are added here. `on_stopping` runs
+    before the server stops (e.g. to end long-lived streams normally), `on_stop` after.
+    `security=None` is plaintext with no checks: only for the FoundationDB test double.
+    `also`: more ports, each a server of its own (its servicers, its security), started and
+    stopped with this one (the replication service's public port).
+    """
+    servers = [await _start(listen, register, security)]
+    for extra_listen, extra_register, extra_security in also:
+        servers.append(await _start(extra_listen, extra_register, extra_security))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,11 +112,12 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping (grace %.1fs)", grace)
-    for name in names + [""]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    for _, health_servicer, names in servers:
+        for name in names + [""]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if on_stopping is not None:
         await on_stopping()
-    await server.stop(grace)
+    await asyncio.gather(*(server.stop(grace) for server, _, _ in servers))
     if on_stop is not None:
         await on_stop()
     log.info("stopped")

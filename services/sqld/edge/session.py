@@ -73,6 +73,7 @@ class Session:
             self.cursors.end_transaction()
         if (wire := sqlitewire.ACTIVE.get()) is not None:
             wire.total_changes += sum(r.ok.total_changes for r in batch.results if r.HasField("ok"))
+            wire.frame_no = max(wire.frame_no, batch.frame_no)
         return batch
 
     def ready(self) -> bytes:

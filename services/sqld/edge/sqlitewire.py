@@ -15,6 +15,9 @@ unchanged. In such a session (README "SQLite wire extensions"):
   (sqlite3_column_decltype; null for an expression).
 - before a ReadyForQuery, when it changed, a ParameterStatus `sqld.total_changes`: the rows the
   connection's statements and their triggers changed so far (sqlite3_total_changes).
+- before a ReadyForQuery, when it changed, a ParameterStatus `sqld.frame_no`: the replication
+  frame number of the connection's last write (BatchResult.frame_no; 0/unsent without
+  replication), so that an embedded replica can read the connection's own writes.
 - INSERT's CommandComplete is `INSERT <last_insert_rowid> <rows>` (PostgreSQL puts 0 there).
 - an ErrorResponse for an error SQLite raised carries its extended result code in field `x`
   (decimal) and its name in field `y` (SQLITE_CONSTRAINT_PRIMARYKEY); the protocol lets a
@@ -41,6 +44,7 @@ NAME = "sqld.sqlite_wire"
 VALUE_OID = 0x53514C56  # "SQLV": a value tagged with its storage class
 DECLTYPES = "sqld.decltypes"
 TOTAL_CHANGES = "sqld.total_changes"
+FRAME_NO = "sqld.frame_no"
 CODE_FIELD, NAME_FIELD = b"x", b"y"
 
 
@@ -50,6 +54,8 @@ class Wire:
     last_decltypes: str | None = None
     total_changes: int = 0      # rows its statements and their triggers changed (sqlite3_total_changes)
     told_changes: int = 0
+    frame_no: int = 0           # the replication frame number of its last write
+    told_frame_no: int = 0
 
 
 ACTIVE: contextvars.ContextVar[Wire | None] = contextvars.ContextVar("sqlite_wire", default=None)
@@ -100,11 +106,16 @@ def decltypes_status(columns: Sequence[common_pb2.Column], wire: Wire) -> bytes:
 
 
 def changes_status(wire: Wire) -> bytes:
-    """The ParameterStatus `sqld.total_changes` to send before ReadyForQuery, or b"" when unchanged."""
-    if wire.total_changes == wire.told_changes:
-        return b""
-    wire.told_changes = wire.total_changes
-    return m.parameter_status(TOTAL_CHANGES, str(wire.total_changes))
+    """The ParameterStatus `sqld.total_changes` and `sqld.frame_no` to send before ReadyForQuery,
+    each only when it changed."""
+    out = b""
+    if wire.total_changes != wire.told_changes:
+        wire.told_changes = wire.total_changes
+        out += m.parameter_status(TOTAL_CHANGES, str(wire.total_changes))
+    if wire.frame_no != wire.told_frame_no:
+        wire.told_frame_no = wire.frame_no
+        out += m.parameter_status(FRAME_NO, str(wire.frame_no))
+    return out
 
 
 def error_fields(code: int) -> bytes:

@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pg-replica-port", type=int, default=int(os.environ.get("SQLD_PG_REPLICA_PORT", "5433")),
                         help="PostgreSQL port of the replica site's edge (env SQLD_PG_REPLICA_PORT; default 5433)")
     parser.add_argument("--grpc-base-port", type=int, default=7000,
-                        help="the gRPC services take this port and the next ten (7010: replication metrics)")
+                        help="the gRPC services take this port and the next eleven (7010: replication metrics, 7011: embedded replicas)")
     parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
                         help="replica storages to run (0: one site, no replication; default 2)")
     parser.add_argument("--backend", choices=["sqlite", "mvsqlite", "libsql"], default=os.environ.get("SQLD_BACKEND", "sqlite"),

@@ -40,12 +40,14 @@ class Ports:
     pg_replica: int = 5433
     fdb_double: int = 7009  # only with the mvsqlite backend on the FoundationDB test double
     replication_metrics: int = 7010  # Prometheus text, GET /metrics
+    replication_public: int = 7011  # embedded replicas (sqldclient replica=) with a bearer token
 
     @classmethod
     def from_base(cls, base: int, pg: int, pg_replica: int) -> Ports:
         return cls(pg=pg, edge=base, scheduler=base + 1, storage=base + 3, replication=base + 4,
                    replica1=base + 5, replica2=base + 6, replica_edge=base + 7, replica_scheduler=base + 8,
-                   pg_replica=pg_replica, fdb_double=base + 9, replication_metrics=base + 10)
+                   pg_replica=pg_replica, fdb_double=base + 9, replication_metrics=base + 10,
+                   replication_public=base + 11)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,8 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
         out.append(Service("replication", m("replication", "--listen", repl,
                                              "--data-dir", os.path.join(data_dir, "replication"),
                                              "--metrics-listen", addr(ports.replication_metrics),
+                                             "--public-listen", addr(ports.replication_public),
+                                             "--auth-public-key", os.path.join(pki, "auth.pub"),
                                              *tls_args(pki, "replication")), repl, "replication"))
     out.append(Service("storage", m("storage", "--listen", addr(ports.storage), "--data-dir", data_dir,
                                     *(["--replication", repl] if replicas else []), *storage_args,

@@ -6,10 +6,11 @@ import sys
 from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
+from sqld.common.tokens import Verifier
 from sqld.replication import config as replication_config
 from sqld.replication import metrics as replication_metrics
 from sqld.replication.service import ReplicationCore
-from sqld.replication.servicer import SERVICE_NAME, ReplicationServicer
+from sqld.replication.servicer import SERVICE_NAME, PublicReplicationServicer, ReplicationServicer
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 
@@ -25,13 +26,27 @@ async def run(argv: list[str]) -> None:
         replication_pb2_grpc.add_ReplicationServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
+    also: list[grpc_server.Port] = []
+    if cfg.public_listen:
+        if identity is None or not cfg.auth_public_key:
+            raise SystemExit("--public-listen needs TLS (--grpc-cert/--grpc-key) and --auth-public-key")
+        with open(cfg.auth_public_key, "rb") as f:
+            verifier = Verifier(f.read())
+        public = PublicReplicationServicer(core)
+
+        def register_public(server):
+            replication_pb2_grpc.add_ReplicationServicer_to_server(public, server)
+            return [SERVICE_NAME]
+        also.append((cfg.public_listen, register_public,
+                     grpc_server.Security(identity, client_certs=False, verifier=verifier)))
+
     exporter = None
     if cfg.metrics_listen:
         exporter = await metrics.serve(cfg.metrics_listen,
                                        lambda: replication_metrics.text(core.status(pb.StatusRequest())))
     try:
         await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams,
-                                security=grpc_server.Security(identity))
+                                security=grpc_server.Security(identity), also=also)
     finally:
         if exporter is not None:
             exporter.close()

@@ -33,6 +33,9 @@ class Replicas:
             self._all[key] = Progress(replica_id, database)
         return self._all[key]
 
+    def forget(self, database: str, replica_id: str) -> None:
+        self._all.pop((database, replica_id), None)
+
     def of(self, database: str) -> list[Progress]:
         return sorted((p for (db, _), p in self._all.items() if db == database), key=lambda p: p.replica_id)
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from sqld.common import dbnames
+from sqld.common.authz import EMBEDDED_PREFIX
 from sqld.common.replication_state import LOG_FORKED, NEED_SNAPSHOT
 from sqld.replication import snapshot
 from sqld.replication.config import Config
@@ -79,8 +80,9 @@ class ReplicationCore:
                                 wal_position=lg.wal_position, first_frame_no=lg.snapshot_frame_no + 1,
                                 head_chain=lg.head_chain, primary_id=lg.primary_id)
 
-    async def hello(self, req: pb.HelloRequest) -> pb.HelloResponse:
-        return self._hello(self.db(req.database))
+    async def hello(self, req: pb.HelloRequest, existing: bool = False) -> pb.HelloResponse:
+        """`existing`: an embedded replica's Hello (public port), which never creates a log."""
+        return self._hello(self._existing(req.database) if existing else self.db(req.database))
 
     async def reset(self, req: pb.ResetLogRequest) -> pb.HelloResponse:
         d = self.db(req.database)
@@ -156,6 +158,10 @@ class ReplicationCore:
                     return
         finally:
             progress.streams -= 1
+            if progress.streams == 0 and progress.replica_id.startswith(EMBEDDED_PREFIX):
+                # an application's embedded replica: listed while it streams, never acknowledges,
+                # and comes back under a new id (its process id), so nothing of it is kept
+                self.replicas.forget(d.name, progress.replica_id)
 
     async def snapshot(self, req: pb.SnapshotRequest) -> AsyncIterator[pb.SnapshotChunk]:
         """The database as of the log's head, as page images; or, for a point-in-time

@@ -76,4 +76,16 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             await self._fail(context, exc)
 
 
+class PublicReplicationServicer(ReplicationServicer):
+    """The public port (--public-listen): applications' embedded replicas with a bearer token.
+    common.authz lets only Hello, Frames and Snapshot through, for the token's databases; Hello
+    there never creates a log (a token holder cannot make databases appear)."""
+
+    async def Hello(self, request, context):
+        try:
+            return await self.core.hello(request, existing=True)
+        except (LogError, ValueError) as exc:
+            await self._fail(context, exc)
+
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name

@@ -23,7 +23,7 @@ import time
 import grpc
 
 from sqld.common import grpc_client, replication_state
-from sqld.storage.replica.applier import Applier, Batch
+from sqld.common.applier import Applier, Batch
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 

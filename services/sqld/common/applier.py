@@ -1,12 +1,19 @@
 """Applying frames on a replica: whole transactions, atomically for readers, crash-safe.
 
+One library for every follower of the log: storage's replica (sqld.storage.replica, readers on
+apsw) and the client's embedded replica (sqldclient._embedded, readers on Python's sqlite3). It
+needs no SQLite of its own: the caller passes `lock`, which opens a connection of the SQLite
+library its readers use (the EXCLUSIVE lock below must be taken by the same library in this
+process, since POSIX locks do not exclude each other within one process; SQLite coordinates
+its own connections in a process itself).
+
 The replica file is a rollback-journal database that its SQLite readers only read. To
 apply a batch of transactions (or a snapshot):
   1. the batch is written to `<db>-pending.tmp` as it arrives (a `Batch`: frames in log
      order, each a page number, a commit size and a page image; a transaction larger than
      one message arrives in several), then, once whole, its header (target frame number,
      CRCs) is written, the file fsynced and renamed to `<db>-pending`;
-  2. under SQLite's EXCLUSIVE lock (our own connection, BEGIN EXCLUSIVE: readers finish
+  2. under SQLite's EXCLUSIVE lock (our own connection from `lock`, BEGIN EXCLUSIVE: readers finish
      their read transaction first, new ones wait), the file is cut to `min_pages`, the
      frames are replayed from the pending file APPLY_BYTES at a time (pwrite each page,
      cut the file at each commit frame's size) through a descriptor that is never closed
@@ -27,9 +34,8 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
-
-import apsw
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +93,16 @@ class Batch:
 
 
 class Applier:
-    def __init__(self, path: str) -> None:
+    """`lock(path)`: a connection (anything with `execute(sql)`) of the readers' SQLite library,
+    waiting up to BUSY_TIMEOUT_MS for readers; it only ever runs BEGIN EXCLUSIVE and ROLLBACK."""
+
+    def __init__(self, path: str, lock: Callable[[str], Any]) -> None:
         self.path = path
         self.pos_path = path + "-replica"
         self.pending_path = path + "-pending"
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never closed: see the module doc
         self._pos_fd = os.open(self.pos_path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._lock_conn = apsw.Connection(path)
-        self._lock_conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        self._lock_conn = lock(path)
         raw = os.pread(self._pos_fd, _POS.size, 0)
         if len(raw) == _POS.size:
             lid, self.frame_no, self.page_size = _POS.unpack(raw)
