@@ -41,7 +41,10 @@ def test_translate_operators_casts_and_functions():
     flat = " ".join(out.split())
     assert "REGEXP '^(t)$'" in flat and "NOT REGEXP '^pg_toast'" in flat
     assert "IN ('r', 'p')" in flat and "c.oid = 16384" in flat
-    assert "_lk_format" in translate.translate("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a")
+    assert "_lk_format" in translate.translate("SELECT format_type(t.oid, NULL) FROM pg_type t")
+    # a column's type is its declared type, as written
+    assert translate.translate("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a") == \
+        "SELECT a._typname FROM pg_attribute a"
     assert translate.translate("SELECT E'a\\nb'") == "SELECT 'a\nb'"
 
 

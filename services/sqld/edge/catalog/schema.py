@@ -24,6 +24,34 @@ def affinity_sql(expr: str) -> str:
     return f"(CASE WHEN {u} = '' THEN 25 {whens} ELSE 1700 END)"
 
 
+# A declared type's base name (lower case) -> how PostgreSQL's format_type prints it.
+_DECLARED = {"int": "integer", "integer": "integer", "int4": "integer", "int2": "smallint", "smallint": "smallint",
+             "int8": "bigint", "bigint": "bigint", "float4": "real", "real": "real", "float8": "double precision",
+             "double": "double precision", "double precision": "double precision", "float": "double precision",
+             "varchar": "character varying", "character varying": "character varying", "char": "character",
+             "character": "character", "bpchar": "character", "bool": "boolean", "boolean": "boolean",
+             "decimal": "numeric", "timestamptz": "timestamp with time zone", "timetz": "time with time zone",
+             "timestamp with time zone": "timestamp with time zone", "time with time zone": "time with time zone"}
+# fixed-length types PostgreSQL stores plain (attstorage 'p'); numeric is 'm', the rest 'x'
+_PLAIN = ("integer", "smallint", "bigint", "real", "double precision", "boolean", "date", "uuid", "oid")
+_ZONELESS = ("timestamp", "time", "timestamp without time zone", "time without time zone")
+
+
+def declared_sql(expr: str) -> str:
+    """A SQL expression giving declared type `expr` as PostgreSQL's format_type would print it
+    (`integer`, `character varying(20)`, `timestamp without time zone`, `numeric(10,2)`); a type
+    PostgreSQL does not know is shown as written (lower case, as PostgreSQL folds names); no
+    declared type shows as `text`, the type the edge gives such a column."""
+    base = "rtrim(CASE WHEN instr(_d, '(') THEN substr(_d, 1, instr(_d, '(') - 1) ELSE _d END)"
+    mods = "CASE WHEN instr(_d, '(') THEN replace(substr(_d, instr(_d, '(')), ' ', '') ELSE '' END"
+    names = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _DECLARED.items())
+    zoneless = ", ".join(f"'{z}'" for z in _ZONELESS)
+    return (f"(SELECT CASE WHEN _d = '' THEN 'text' WHEN {base} IN ({zoneless}) "
+            f"THEN substr({base}, 1, instr({base} || ' ', ' ') - 1) || {mods} || ' without time zone' "
+            f"ELSE CASE {base} {names} ELSE {base} END || {mods} END "
+            f"FROM (SELECT lower(trim(coalesce({expr}, ''))) AS _d))")
+
+
 # oid, typname, typlen, typcategory, typelem, typarray, format_type name
 TYPES = [
     (16, "bool", 1, "B", 0, 1000, "boolean"), (17, "bytea", -1, "U", 0, 1001, "bytea"),
@@ -127,11 +155,14 @@ _rel("pg_attribute", "attrelid:oid attname:name atttypid:oid attstattarget:int4 
      "attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char "
      "attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char "
      "attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:_text "
-     "attoptions:_text attfdwoptions:_text attmissingval:text _default:text", f"""
-SELECT 16384 + t.rid, p.name, {affinity_sql('p.type')}, -1, -1, p.cid + 1, 0, -1, -1, 0, 'i', 'p', '',
-  p."notnull" OR p.pk > 0, p.dflt_value IS NOT NULL, 0, '', CASE WHEN p.hidden IN (2, 3) THEN 's' ELSE '' END,
-  0, 1, 0, 0, NULL, NULL, NULL, NULL, p.dflt_value
-FROM _sq_t t JOIN pragma_table_xinfo(t.name) p WHERE p.hidden <> 1""")
+     "attoptions:_text attfdwoptions:_text attmissingval:text _default:text _typname:text", f"""
+SELECT 16384 + p.rid, p.name, {affinity_sql('p.type')}, -1, -1, p.cid + 1, 0, -1, -1, 0, 'i',
+  CASE WHEN p.ty = 'numeric' OR p.ty LIKE 'numeric(%' THEN 'm'
+       WHEN p.ty IN ({", ".join(repr(t) for t in _PLAIN)}) OR p.ty LIKE 't%time zone' THEN 'p' ELSE 'x' END,
+  '', p."notnull" OR p.pk > 0, p.dflt_value IS NOT NULL, 0, '', CASE WHEN p.hidden IN (2, 3) THEN 's' ELSE '' END,
+  0, 1, 0, 0, NULL, NULL, NULL, NULL, p.dflt_value, p.ty
+FROM (SELECT t.rid, x.*, {declared_sql('x.type')} AS ty FROM _sq_t t JOIN pragma_table_xinfo(t.name) x
+      WHERE x.hidden <> 1) p""")
 
 _rel("pg_attrdef", "oid:oid adrelid:oid adnum:int2 adbin:text",
      "SELECT 4000000 + attrelid * 100 + attnum, attrelid, attnum, _default FROM pg_attribute WHERE atthasdef")
@@ -183,13 +214,24 @@ SELECT column1, column2, 11, 10, column3, column3 BETWEEN 1 AND 8, 'b', column4,
 FROM (VALUES {_type_rows()})""")
 
 _rel("pg_namespace", "oid:oid nspname:name nspowner:oid nspacl:_text",
-     "SELECT column1, column2, 10, NULL FROM (VALUES (11, 'pg_catalog'), (99, 'pg_toast'), (2200, 'public'), "
-     "(13000, 'information_schema'))")
+     "SELECT column1, column2, CASE column1 WHEN 2200 THEN 6171 ELSE 10 END, CASE column1 WHEN 2200 THEN "
+     "'{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner}' END FROM (VALUES (11, 'pg_catalog'), "
+     "(99, 'pg_toast'), (2200, 'public'), (13000, 'information_schema'))")
 _rel("pg_database", "oid:oid datname:name datdba:oid encoding:int4 datlocprovider:char datistemplate:bool "
-     "datallowconn:bool datconnlimit:int4 datcollate:text datctype:text daticulocale:text datacl:_text",
-     "SELECT 16384 + key, value, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL FROM json_each(sqld_databases())")
+     "datallowconn:bool datconnlimit:int4 datcollate:text datctype:text daticulocale:text datacl:_text "
+     "dattablespace:oid datfrozenxid:int4 datminmxid:int4 datcollversion:text",
+     "SELECT 16384 + key, value, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL, 1663, 0, 0, NULL "
+     "FROM json_each(sqld_databases())")
+# The bootstrap superuser (owner of every object), the session's own user when another (the users
+# file is the edge's, not the catalog's: a session sees itself), and the schema owner role.
 _rel("pg_roles", "oid:oid rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool rolcreatedb:bool "
-     "rolcanlogin:bool", "SELECT 10, 'postgres', 1, 1, 1, 1, 1")
+     "rolcanlogin:bool rolreplication:bool rolconnlimit:int4 rolpassword:text rolvaliduntil:timestamptz "
+     "rolbypassrls:bool rolconfig:_text", """
+SELECT 10, 'postgres', 1, 1, 1, 1, 1, 1, -1, '********', NULL, 1, NULL
+UNION ALL SELECT 16383, sqld_session_user(), 0, 1, 0, 0, 1, 0, -1, '********', NULL, 0, NULL
+  WHERE sqld_session_user() <> 'postgres'
+UNION ALL SELECT 6171, 'pg_database_owner', 0, 1, 0, 0, 0, 0, -1, '********', NULL, 0, NULL""")
+_empty("pg_auth_members", "roleid:oid member:oid grantor:oid admin_option:bool")
 _rel("pg_am", "oid:oid amname:name amhandler:oid amtype:char",
      "SELECT column1, column2, 0, column3 FROM (VALUES (2, 'heap', 't'), (403, 'btree', 'i'))")
 _rel("pg_collation", "oid:oid collname:name collnamespace:oid collprovider:char",
@@ -204,7 +246,8 @@ SELECT (SELECT name FROM pragma_database_list WHERE seq = 0), 'public', c.relnam
   CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, (SELECT _format FROM pg_type y WHERE y.oid = a.atttypid)
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid""")
 
-_empty("pg_description", "objoid:oid classoid:oid objsubid:int4 description:text")
+_rel("pg_description", "objoid:oid classoid:oid objsubid:int4 description:text",
+     "SELECT 2200, 2615, 0, 'standard public schema'")
 _empty("pg_shdescription", "objoid:oid classoid:oid description:text")
 _empty("pg_inherits", "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool")
 _empty("pg_policy", "oid:oid polname:name polrelid:oid polcmd:char polpermissive:bool polroles:_oid "
@@ -232,7 +275,8 @@ for _n, _body in {"_lk_format": "SELECT oid, _format FROM pg_type", "_lk_user": 
                   "_lk_condef": "SELECT oid, _condef FROM pg_constraint",
                   "_lk_typeoid": "SELECT typname, oid FROM pg_type UNION ALL SELECT _format, oid FROM pg_type",
                   "_lk_relname": "SELECT oid, relname FROM pg_class", "_lk_reloid": "SELECT relname, oid FROM pg_class",
-                  "_lk_nsp": "SELECT oid, nspname FROM pg_namespace"}.items():
+                  "_lk_nsp": "SELECT oid, nspname FROM pg_namespace",
+                  "_lk_sqname": "SELECT 16384 + rowid, name FROM sqlite_schema"}.items():
     _rel(_n, "_k:text _v:text", _body)
 R["pg_authid"] = R["pg_roles"]
 R["pg_user"] = ([("usename", "name"), ("usesysid", "oid")], "SELECT rolname, oid FROM pg_roles")

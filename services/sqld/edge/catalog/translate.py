@@ -11,13 +11,33 @@ from __future__ import annotations
 import re
 
 from sqld.common.sqltext import CAST, NUM, OP, QID, STR, WORD, WS, Token, tokens
-from sqld.edge.sqlparts import operand_start, read_type
+from sqld.edge.sqlparts import operand_start, read_type, split_select_list
 
 
 def _lookup(rel: str) -> str:
     """A scalar lookup through a (_k, _v) relation: its column names cannot capture the caller's."""
     return f"(SELECT _v FROM {rel} WHERE _k = ({{0}}))"
 
+
+def _pretty() -> str:
+    """pg_size_pretty as PostgreSQL 15 computes it: bytes below 10 kB, then kB, MB, GB, TB, PB, each
+    used below 20,480 of it (rounded half away from zero), in integer steps of 2^10."""
+    def half(x: str) -> str:
+        return f"(({x} + CASE WHEN {x} < 0 THEN -1 ELSE 1 END) / 2)"
+    whens = ["WHEN abs(s) < 10240 THEN s || ' bytes'"]
+    for n, unit in enumerate(("kB", "MB", "GB", "TB")):
+        h = f"(s / {512 * 1024 ** n})"
+        whens.append(f"WHEN abs({h}) < 20479 THEN {half(h)} || ' {unit}'")
+    return (f"(SELECT CASE {' '.join(whens)} ELSE {half(f'(s / {512 * 1024 ** 4})')} || ' PB' END "
+            "FROM (SELECT ({0}) AS s))")
+
+
+def _btree_size(names: str) -> str:
+    """Bytes in SQLite's b-trees named by the subquery `names` (dbstat, aggregated per b-tree)."""
+    return f"(SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE aggregate = 1 AND name IN ({names}))"
+
+
+_SQNAME = "(SELECT _v FROM _lk_sqname WHERE _k = ({0}))"
 
 # name -> template over the call's arguments {0}, {1}, ...; "{*}" keeps all arguments (for parameters).
 FUNCTIONS = {
@@ -29,13 +49,25 @@ FUNCTIONS = {
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
     "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
     "pg_encoding_to_char": "'UTF8'", "pg_partition_ancestors": "({0})",
-    "pg_get_serial_sequence": "NULL", "obj_description": "NULL", "col_description": "NULL",
+    "pg_get_serial_sequence": "NULL", "col_description": "NULL",
+    "obj_description": "(SELECT description FROM pg_description WHERE objoid = ({0}) AND objsubid = 0)",
+    "pg_get_viewdef": "(SELECT ' ' || trim(substr(sql, instr(upper(sql), ' AS ') + 4)) || ';' FROM sqlite_schema "
+                      "WHERE type = 'view' AND 16384 + rowid = ({0}))",
+    "pg_size_pretty": _pretty(),
+    "pg_relation_size": _btree_size(f"SELECT {_SQNAME}"), "pg_table_size": _btree_size(f"SELECT {_SQNAME}"),
+    "pg_indexes_size": _btree_size(f"SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = {_SQNAME}"),
+    "pg_total_relation_size": _btree_size(f"SELECT name FROM sqlite_schema WHERE name = {_SQNAME} "
+                                          f"OR (type = 'index' AND tbl_name = {_SQNAME})"),
+    "pg_database_size": "(SELECT page_count * page_size FROM pragma_page_count, pragma_page_size "
+                        "WHERE ({0}) IN (sqld_session_database(), (SELECT oid FROM pg_database "
+                        "WHERE datname = sqld_session_database())))",
+    "has_database_privilege": "1", "has_table_privilege": "1", "has_schema_privilege": "1",
+    "has_column_privilege": "1", "has_function_privilege": "1", "pg_has_role": "1",
+    "pg_tablespace_location": "''",
     "shobj_description": "NULL", "pg_get_statisticsobjdef_columns": "NULL",
     "array_to_string": "replace(substr({0}, 2, length({0}) - 2), ',', {1})",
     "to_regtype": _lookup("_lk_typeoid"),
     "to_regclass": _lookup("_lk_reloid"),
-    "current_schema": "'public'",
-    "current_database": "(SELECT name FROM pragma_database_list WHERE seq = 0)",
     "json_build_object": "json_object({*})",
     "bool_and": "min({*})", "bool_or": "max({*})", "string_agg": "group_concat({*})",
     "array_length": "(length({0}) - length(replace({0}, ',', '')) + (length({0}) > 2))",
@@ -185,6 +217,19 @@ def _calls(toks: list[Token]) -> list[Token]:
                 out += toks[i:j + 1] + inner + [toks[end]]
             i = end + 1
             continue
+        if low == "array" and j < len(toks) and toks[j].text == "(":  # ARRAY(SELECT ...)
+            end = close(toks, j)
+            out.append(Token(WORD, _array_subquery(_calls(toks[j + 1:end]))))
+            i = end + 1
+            continue
+        if low == "unnest" and j < len(toks) and toks[j].text == "(" and prev.upper() in ("FROM", "JOIN", ","):
+            end = close(toks, j)
+            alias, k = _alias_after(toks, end + 1)
+            arr = text(_calls(toks[j + 1:end]))
+            name = alias or "unnest"
+            out.append(Token(WORD, f"(SELECT value AS {name} FROM json_each({array_json(arr)})) AS {name}"))
+            i = k
+            continue
         if low and j < len(toks) and toks[j].text == "(" and prev != ".":
             end = close(toks, j)
             inner = _calls(toks[j + 1:end])
@@ -213,6 +258,38 @@ def _calls(toks: list[Token]) -> list[Token]:
         out.append(toks[i])
         i += 1
     return out
+
+
+def array_json(arr: str) -> str:
+    """A PostgreSQL array's text ('{1,2}') or vector text ('1 2') as a JSON array, for json_each."""
+    return f"('[' || replace(trim({arr}, '{{}}'), ' ', ',') || ']')"
+
+
+def _alias_after(toks: list[Token], i: int) -> tuple[str, int]:
+    """The alias after a FROM item (`AS x` or `x`) and the index after it; ("", i) when none."""
+    j = _skip_ws(toks, i)
+    if j < len(toks) and toks[j].kind is WORD and toks[j].text.upper() == "AS":
+        j = _skip_ws(toks, j + 1)
+    if j < len(toks) and toks[j].kind in (WORD, QID) and toks[j].text.upper() not in _NOT_ALIAS:
+        return toks[j].text, j + 1
+    return "", i
+
+
+_NOT_ALIAS = {"WHERE", "JOIN", "LEFT", "RIGHT", "INNER", "CROSS", "FULL", "ON", "GROUP", "ORDER", "LIMIT",
+              "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT", "USING", "NATURAL"}
+
+
+def _array_subquery(inner: list[Token]) -> str:
+    """ARRAY(SELECT x FROM ...) -> the array's text, '{a,b}' ('{}' when no row)."""
+    words = [t for t in inner if t.kind is not WS]
+    start = 2 if len(words) > 1 and words[1].text.upper() == "DISTINCT" else 1
+    items, rest = split_select_list(words, start)
+    item = items[0]
+    if len(item) >= 2 and item[-2].text.upper() == "AS":
+        item = item[:-2]
+    head = " ".join(t.text for t in words[:start])
+    sub = f"{head} {' '.join(t.text for t in item)} AS _v {' '.join(t.text for t in rest)}"
+    return f"(SELECT '{{' || coalesce(group_concat(_v, ','), '') || '}}' FROM ({sub}))"
 
 
 def _reg_cast(name: str, operand: str) -> str:
@@ -245,6 +322,8 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
         return f"(SELECT value FROM json_each('[' || substr({arg}, 2, length({arg}) - 2) || ']'))"
     template = FUNCTIONS[name]
     texts = [text(a) for a in args]
+    if name == "format_type" and texts and texts[0].lower().endswith("atttypid"):  # a column: its declared type
+        return texts[0][:-len("atttypid")] + "_typname"
     body = template.replace("{*}", ", ".join(texts)).format(*texts, *([""] * 4))
     dropped = [a for k, a in enumerate(texts) if "{*}" not in template and f"{{{k}}}" not in template]
     params = [a for a in dropped if "?" in a or "$" in a]
