@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqld.edge.catalog import functions, schema, select, srf, translate
 from sqld.edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
 
-_PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b", re.I)
+_PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b|\bcurrent_database\s*\(", re.I)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _TRIGGERS = set(schema.R) | set(translate.FUNCTIONS) | set(translate.REG_CASTS) | {"information_schema"}
 

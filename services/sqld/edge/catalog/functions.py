@@ -119,12 +119,13 @@ def _quote(value: str) -> str:
 
 
 def bind(sql: str, user: str, database: str, pid: int, transaction_start: float, statement_start: float,
-         version: str) -> str:
+         version: str, application_name: str) -> str:
     """`sql` with the session's values in place of the markers `rewrite` left."""
     if "sqld_se" not in sql:
         return sql
     values = {"user": _quote(user), "database": _quote(database), "pid": str(pid),
               "now": _quote(_timestamp(transaction_start)), "statement_time": _quote(_timestamp(statement_start)),
-              "start": _quote(_timestamp(_START)), "version": _quote(version)}
+              "start": _quote(_timestamp(_START)), "version": _quote(version),
+              "app": _quote(application_name)}
     return _MARKER.sub(lambda m: values.get(m.group(2), m.group(0)), sql)
 

@@ -45,6 +45,7 @@ FUNCTIONS = {
     "pg_get_userbyid": _lookup("_lk_user"),
     "pg_get_indexdef": _lookup("_lk_indexdef"),
     "pg_get_constraintdef": _lookup("_lk_condef"),
+    "pg_get_triggerdef": _lookup("_lk_trigdef"),
     "pg_get_expr": "({0})",
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
     "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
@@ -63,7 +64,12 @@ FUNCTIONS = {
                         "WHERE datname = sqld_session_database())))",
     "has_database_privilege": "1", "has_table_privilege": "1", "has_schema_privilege": "1",
     "has_column_privilege": "1", "has_function_privilege": "1", "pg_has_role": "1",
-    "pg_tablespace_location": "''",
+    "pg_tablespace_location": "''", "set_config": "({1})", "acldefault": "NULL",
+    "current_schemas": "'{{public}}'", "quote_literal": "quote({0})",
+    "quote_ident": "(CASE WHEN ({0}) REGEXP '^[a-z_][a-z0-9_$]*$' THEN ({0}) "
+                   "ELSE '\"' || replace({0}, '\"', '\"\"') || '\"' END)",
+    "array_remove": "({0})",
+    "pg_options_to_table": "(SELECT NULL AS option_name, NULL AS option_value WHERE 0)",
     "shobj_description": "NULL", "pg_get_statisticsobjdef_columns": "NULL",
     "array_to_string": "replace(substr({0}, 2, length({0}) - 2), ',', {1})",
     "to_regtype": _lookup("_lk_typeoid"),
@@ -225,9 +231,13 @@ def _calls(toks: list[Token]) -> list[Token]:
         if low == "unnest" and j < len(toks) and toks[j].text == "(" and prev.upper() in ("FROM", "JOIN", ","):
             end = close(toks, j)
             alias, k = _alias_after(toks, end + 1)
-            arr = text(_calls(toks[j + 1:end]))
-            name = alias or "unnest"
-            out.append(Token(WORD, f"(SELECT value AS {name} FROM json_each({array_json(arr)})) AS {name}"))
+            column = alias or "unnest"
+            m = _skip_ws(toks, k)
+            if alias and m < len(toks) and toks[m].text == "(":  # unnest(a) AS t(x)
+                k = close(toks, m) + 1
+                column = text(toks[m + 1:k - 1])
+            arr = re.sub(r"::\s*[\w.]+\s*\[\]$", "", text(_calls(toks[j + 1:end])))  # '{1,2}'::oid[]: its text
+            out.append(Token(WORD, f"(SELECT value AS {column} FROM json_each({array_json(arr)})) AS {alias or column}"))
             i = k
             continue
         if low and j < len(toks) and toks[j].text == "(" and prev != ".":
@@ -319,7 +329,8 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
         if arg.startswith("(") and arg.endswith(")"):
             return arg
         arg = re.sub(r"::\s*\w+\s*\[\]$", "", arg)  # $1::oid[]: the array's text is what we read
-        return f"(SELECT value FROM json_each('[' || substr({arg}, 2, length({arg}) - 2) || ']'))"
+        items = f"('[' || substr({arg}, 2, length({arg}) - 2) || ']')"  # not JSON for text items: none match
+        return f"(SELECT value FROM json_each(CASE WHEN json_valid({items}) THEN {items} ELSE '[]' END))"
     template = FUNCTIONS[name]
     texts = [text(a) for a in args]
     if name == "format_type" and texts and texts[0].lower().endswith("atttypid"):  # a column: its declared type
@@ -332,8 +343,11 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
     return body
 
 
+_FIRST_CHAR = re.compile(r"\b(\w*typname)\[0\]")  # pg_dump: typname[0] = '_'
+
+
 def translate(sql: str) -> str:
-    toks = tokens(sql)
+    toks = tokens(_FIRST_CHAR.sub(r"substr(\1, 1, 1)", sql))
     toks = _prefixes(toks)
     toks = _operators(toks)
     toks = _calls(toks)
