@@ -9,6 +9,7 @@ row in one implicit-transaction batch, so a COPY is atomic as in PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
@@ -67,6 +68,7 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
         raise SqlError(sqlstate.SYNTAX_ERROR, "COPY FROM needs a table")
     named = [c for c in spec.force_not_null + spec.force_null if c != "*"]
     columns = await _columns(s, spec) if named else []
+    decltypes = await _decltypes(s, spec)
     t.send(m.copy_in_response(len(spec.columns)))
     await t.flush()
     chunks: list[bytes] = []
@@ -95,18 +97,58 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
     width = len(spec.columns) or len(rows[0])
     cols = f" ({', '.join(spec.columns)})" if spec.columns else ""
     insert = f"INSERT INTO {spec.table}{cols} VALUES ({', '.join(f'?{i + 1}' for i in range(width))})"
-    statements = []
+    # Foreign keys are checked at COMMIT, so that a transaction can load a child table before its
+    # parent (a pg_dump script orders its data by table name; restore it with psql -1).
+    statements = [common_pb2.Statement(sql="PRAGMA defer_foreign_keys = ON", kind=WRITE)]
     for n, row in enumerate(rows, 1):
         if len(row) != width:
             raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT,
                            f"COPY data line {n}: expected {width} columns, got {len(row)}")
         statements.append(common_pb2.Statement(sql=insert, kind=WRITE, params=[
-            common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
+            _value(v, decltypes[i] if i < len(decltypes) else "") for i, v in enumerate(row)]))
     batch = await s.run(statements, implicit=True)
     last = batch.results[-1] if batch.results else None
     if last is not None and last.HasField("error"):
-        raise SqlError(last.error.sqlstate, f"COPY line {len(batch.results)}: {last.error.message}")
+        raise SqlError(last.error.sqlstate, f"COPY line {len(batch.results) - 1}: {last.error.message}")
     t.send(m.command_complete(f"COPY {len(rows)}"))
+
+
+_TRUE = {"t", "true", "y", "yes", "on", "1"}
+_INTEGER = re.compile(r"^-?(?:0|[1-9][0-9]{0,18})$")
+_FLOAT = re.compile(r"^-?[0-9][0-9.e+-]*$")
+_FALSE = {"f", "false", "n", "no", "off", "0"}
+
+
+def _value(text: str | None, decltype: str) -> common_pb2.Value:
+    """A COPY field as the column's PostgreSQL type reads it: a boolean column's t/f as SQLite's
+    1/0, a bytea (BLOB) column's \\x hex as bytes, and in a column without a declared type a number
+    spelled as COPY TO spells one (SQLite keeps each value's own class there; text that looks like a
+    number becomes one: the one case a round trip cannot tell apart). Any other text goes in as
+    text and SQLite's column affinity converts it, as for an INSERT of a string."""
+    if text is None:
+        return common_pb2.Value(null=True)
+    oid = types.affinity_oid(decltype)
+    if oid == types.BOOL and text.lower() in _TRUE | _FALSE:
+        return common_pb2.Value(integer=1 if text.lower() in _TRUE else 0)
+    if not decltype and _INTEGER.match(text):  # no declared type: a number as COPY TO printed it
+        return common_pb2.Value(integer=int(text))
+    if not decltype and _FLOAT.match(text) and types.format_float8(float(text)) == text:
+        return common_pb2.Value(real=float(text))
+    if text.startswith("\\x") and (oid is None or "BYTEA" in decltype.upper()):
+        try:
+            return common_pb2.Value(blob=bytes.fromhex(text[2:]))
+        except ValueError:
+            pass
+    return common_pb2.Value(text=text)
+
+
+async def _decltypes(s: Session, spec: copyformat.CopySpec) -> list[str]:
+    """The declared types of the columns a COPY FROM fills, in its order."""
+    cols = ", ".join(spec.columns) or "*"
+    result = await s.describe(common_pb2.Statement(sql=rewrite(f"SELECT {cols} FROM {spec.table}").sql, kind=READ))
+    if result.HasField("error"):
+        raise SqlError.from_proto(result.error)
+    return [c.decltype for c in result.description.columns]
 
 
 async def _columns(s: Session, spec: copyformat.CopySpec) -> list[str]:

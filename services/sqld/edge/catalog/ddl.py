@@ -25,9 +25,21 @@ def sqlite_ddl(sql: str) -> str | None:
     return m.group(1).replace("''", "'") if m else None
 
 
+# SQLite SQL in a dollar-quoted block, which psql sends whole (a trigger's body has semicolons).
+_DO_SQLITE = re.compile(r"^\s*DO\s+LANGUAGE\s+sqlite\s+\$(\w*)\$(.*)\$\1\$\s*;?\s*$", re.I | re.S)
+
+
+def do_sqlite(sql: str) -> str | None:
+    """`DO LANGUAGE sqlite $$...$$`: the SQLite SQL inside, run as written."""
+    m = _DO_SQLITE.match(sql)
+    return m.group(2) if m else None
+
+
 def rewrite_ddl(sql: str) -> str | None:
     """CREATE TABLE with SERIAL or identity columns in SQLite's terms, or the SQLite DDL a
     pg_dump script carries; None for anything else."""
+    if sql.lstrip()[:2].upper() == "DO":
+        return do_sqlite(sql)
     if not _CREATE.match(sql) and not sql.lstrip()[:11].upper().startswith("CREATE VIEW"):
         return None
     carried = sqlite_ddl(sql)

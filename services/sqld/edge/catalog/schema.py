@@ -15,7 +15,8 @@ from __future__ import annotations
 # in reloptions (`sqlite_ddl=...`, which pg_dump writes as WITH (sqlite_ddl='...') and the edge runs
 # instead when the script is loaded: catalog/ddl.py), an explicit index's definition is its SQLite
 # DDL, and the PRIMARY KEY, UNIQUE and FOREIGN KEY constraints, part of the table's DDL, are not
-# listed (pg_dump would add them again). See edge/DESIGN.md, "pg_dump".
+# listed (pg_dump would add them again); a trigger's SQLite DDL comes as DO LANGUAGE sqlite $sqlite$...$sqlite$
+# (psql would split its body at each semicolon). See edge/DESIGN.md, "pg_dump".
 DUMP = "sqld_session_app() = 'pg_dump'"
 
 # SQLite declared type -> PostgreSQL type OID, in the order of edge.types.affinity_oid.
@@ -274,8 +275,9 @@ _empty("pg_publication", "oid:oid pubname:name pubowner:oid puballtables:bool pu
 _empty("pg_publication_rel", "oid:oid prpubid:oid prrelid:oid prqual:text prattrs:int2vector")
 _empty("pg_publication_namespace", "oid:oid pnpubid:oid pnnspid:oid")
 _rel("pg_trigger", "oid:oid tgrelid:oid tgname:name tgfoid:oid tgtype:int2 tgenabled:char tgisinternal:bool "
-     "tgparentid:oid tgconstraint:oid _def:text", """
-SELECT 16384 + s.rowid, 16384 + t.rid, s.name, 0, 0, 'O', 0, 0, 0, s.sql
+     "tgparentid:oid tgconstraint:oid _def:text", f"""
+SELECT 16384 + s.rowid, 16384 + t.rid, s.name, 0, 0, 'O', 0, 0, 0,
+  CASE WHEN {DUMP} THEN 'DO LANGUAGE sqlite $sqlite$' || s.sql || '$sqlite$' ELSE s.sql END
 FROM sqlite_schema s JOIN _sq_t t ON t.name = s.tbl_name WHERE s.type = 'trigger'""")
 _empty("pg_rewrite", "oid:oid rulename:name ev_class:oid ev_type:char ev_enabled:char is_instead:bool")
 _empty("pg_sequence", "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 "

@@ -346,7 +346,13 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
 _FIRST_CHAR = re.compile(r"\b(\w*typname)\[0\]")  # pg_dump: typname[0] = '_'
 
 
+# psql's \d: a partition's ancestors (none here: no partitions)
+_ANCESTORS = re.compile(r"(?:pg_catalog\.)?pg_partition_ancestors\s*\([^()]*\)\s+WITH\s+ORDINALITY\s+AS\s+(\w+)\s*"
+                        r"\(\s*(\w+)\s*,\s*(\w+)\s*\)", re.I)
+
+
 def translate(sql: str) -> str:
+    sql = _ANCESTORS.sub(r"(SELECT NULL AS \2, NULL AS \3 WHERE 0) AS \1", sql)
     toks = tokens(_FIRST_CHAR.sub(r"substr(\1, 1, 1)", sql))
     toks = _prefixes(toks)
     toks = _operators(toks)
