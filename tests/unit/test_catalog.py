@@ -5,7 +5,7 @@ import apsw
 import pytest
 
 from sqld.edge import catalog, types
-from sqld.edge.catalog import ddl, schema, select, srf, translate, wants
+from sqld.edge.catalog import ddl, functions, schema, select, srf, translate, wants
 from sqld.edge.sqlrewrite import rewrite
 from sqld.storage.sqlite import compat
 
@@ -99,7 +99,7 @@ def test_catalog_follows_the_live_schema():
                  "CREATE TABLE c (id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p (id) ON DELETE CASCADE)")
 
     def q(sql: str) -> list:
-        return conn.execute(rewrite(sql).sql).fetchall()
+        return conn.execute(functions.bind(rewrite(sql).sql, "postgres", "main", 1, 0, 0, "v", "psql")).fetchall()
 
     assert q("SELECT relname, relkind FROM pg_class WHERE relname ~ '^[pc]' ORDER BY 1") == [
         ("c", "r"), ("c_pkey", "i"), ("p", "r"), ("p_name", "i"), ("p_name_key", "i"), ("p_pkey", "i")]
