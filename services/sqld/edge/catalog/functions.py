@@ -108,7 +108,7 @@ def hints(sql: str) -> list[str]:
 
 
 def _timestamp(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
 _MARKER = re.compile(r"sqld_(session|server)_(\w+)\(\)")
