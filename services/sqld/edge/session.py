@@ -102,9 +102,10 @@ class Session:
         if self.status == IDLE:
             self.transaction_start = started
         for st in statements:  # the session's values for now(), current_user ... (catalog/functions.py)
-            st.sql = functions.bind(st.sql, self.settings.values["session_authorization"], self.database, self.pid,
-                                    self.transaction_start, started, commands.VERSION,
-                                    self.settings.values["application_name"])
+            if functions.MARKER in st.sql:
+                st.sql = functions.bind(st.sql, self.settings.values["session_authorization"], self.database,
+                                        self.pid, self.transaction_start, started, commands.VERSION,
+                                        self.settings.values["application_name"])
         try:
             return await self._scheduler.run(statements, implicit, describe_only=describe_only,
                                              fail_transaction=fail_transaction, on_part=on_part)

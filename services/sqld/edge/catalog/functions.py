@@ -111,6 +111,7 @@ def _timestamp(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
+MARKER = "sqld_se"  # in every marker: a statement without it is sent as it is
 _MARKER = re.compile(r"sqld_(session|server)_(\w+)\(\)")
 
 
@@ -121,7 +122,7 @@ def _quote(value: str) -> str:
 def bind(sql: str, user: str, database: str, pid: int, transaction_start: float, statement_start: float,
          version: str, application_name: str) -> str:
     """`sql` with the session's values in place of the markers `rewrite` left."""
-    if "sqld_se" not in sql:
+    if MARKER not in sql:
         return sql
     values = {"user": _quote(user), "database": _quote(database), "pid": str(pid),
               "now": _quote(_timestamp(transaction_start)), "statement_time": _quote(_timestamp(statement_start)),
