@@ -250,8 +250,9 @@ _rel("pg_settings", "name:text setting:text", "SELECT NULL, NULL WHERE 0 = 1")
 _empty("pg_auth_members", "roleid:oid member:oid grantor:oid admin_option:bool")
 _rel("pg_am", "oid:oid amname:name amhandler:oid amtype:char",
      "SELECT column1, column2, 0, column3 FROM (VALUES (2, 'heap', 't'), (403, 'btree', 'i'))")
-_rel("pg_collation", "oid:oid collname:name collnamespace:oid collowner:oid collprovider:char collencoding:int4",
-     "SELECT 100, 'default', 11, 10, 'd', -1")
+_rel("pg_collation", "oid:oid collname:name collnamespace:oid collowner:oid collprovider:char collencoding:int4 "
+     "collisdeterministic:bool collcollate:text collctype:text colliculocale:text collversion:text",
+     "SELECT 100, 'default', 11, 10, 'd', -1, 1, NULL, NULL, NULL, NULL")
 _rel("pg_tablespace", "oid:oid spcname:name spcowner:oid", "SELECT 1663, 'pg_default', 10")
 _rel("information_schema_tables", "table_catalog:name table_schema:name table_name:name table_type:text", """
 SELECT (SELECT name FROM pragma_database_list WHERE seq = 0), 'public', t.name,
@@ -283,7 +284,8 @@ _empty("pg_rewrite", "oid:oid rulename:name ev_class:oid ev_type:char ev_enabled
 _empty("pg_sequence", "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 "
        "seqcache:int8 seqcycle:bool")
 _empty("pg_range", "rngtypid:oid rngsubtype:oid rngmultitypid:oid rngcollation:oid")
-_empty("pg_opclass", "oid:oid opcmethod:oid opcname:name opcnamespace:oid opcowner:oid opcdefault:bool opcintype:oid")
+_empty("pg_opclass", "oid:oid opcmethod:oid opcname:name opcnamespace:oid opcowner:oid opcfamily:oid opcintype:oid "
+       "opcdefault:bool opckeytype:oid")
 _empty("pg_proc", "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid prokind:char prorettype:oid "
        "pronargs:int2 proargtypes:oidvector proacl:_text")
 _empty("pg_enum", "oid:oid enumtypid:oid enumsortorder:float4 enumlabel:name")
@@ -322,6 +324,7 @@ for _n, _c in {
     "pg_seclabels": "objoid:oid classoid:oid objsubid:int4 objtype:text objnamespace:oid objname:text "
                     "provider:text label:text",
     "pg_aggregate": "aggfnoid:oid aggkind:char aggnumdirectargs:int2",
+    "pg_db_role_setting": "setdatabase:oid setrole:oid setconfig:_text",
 }.items():
     _empty(_n, _c)
 

@@ -48,8 +48,11 @@ FUNCTIONS = {
     "pg_get_triggerdef": _lookup("_lk_trigdef"),
     "pg_get_expr": "({0})",
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
-    "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
-    "pg_encoding_to_char": "'UTF8'", "pg_partition_ancestors": "({0})",
+    "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0", "pg_conversion_is_visible": "1",
+    "pg_opfamily_is_visible": "1", "pg_opclass_is_visible": "1", "pg_operator_is_visible": "1",
+    "pg_ts_config_is_visible": "1", "pg_ts_dict_is_visible": "1", "pg_ts_parser_is_visible": "1",
+    "pg_ts_template_is_visible": "1", "pg_statistics_obj_is_visible": "1",
+    "pg_encoding_to_char": "'UTF8'", "getdatabaseencoding": "'UTF8'", "pg_char_to_encoding": "6", "pg_partition_ancestors": "({0})",
     "pg_get_serial_sequence": "NULL", "col_description": "NULL",
     "obj_description": "(SELECT description FROM pg_description WHERE objoid = ({0}) AND objsubid = 0)",
     "pg_get_viewdef": "(SELECT ' ' || trim(substr(sql, instr(upper(sql), ' AS ') + 4)) || ';' FROM sqlite_schema "
