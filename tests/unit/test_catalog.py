@@ -5,7 +5,7 @@ import apsw
 import pytest
 
 from sqld.edge import catalog, types
-from sqld.edge.catalog import ddl, schema, select, srf, translate, wants
+from sqld.edge.catalog import ddl, functions, schema, select, srf, translate, wants
 from sqld.edge.sqlrewrite import rewrite
 from sqld.storage.sqlite import compat
 
@@ -41,7 +41,10 @@ def test_translate_operators_casts_and_functions():
     flat = " ".join(out.split())
     assert "REGEXP '^(t)$'" in flat and "NOT REGEXP '^pg_toast'" in flat
     assert "IN ('r', 'p')" in flat and "c.oid = 16384" in flat
-    assert "_lk_format" in translate.translate("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a")
+    assert "_lk_format" in translate.translate("SELECT format_type(t.oid, NULL) FROM pg_type t")
+    # a column's type is its declared type, as written
+    assert translate.translate("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a") == \
+        "SELECT a._typname FROM pg_attribute a"
     assert translate.translate("SELECT E'a\\nb'") == "SELECT 'a\nb'"
 
 
@@ -96,7 +99,7 @@ def test_catalog_follows_the_live_schema():
                  "CREATE TABLE c (id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p (id) ON DELETE CASCADE)")
 
     def q(sql: str) -> list:
-        return conn.execute(rewrite(sql).sql).fetchall()
+        return conn.execute(functions.bind(rewrite(sql).sql, "postgres", "main", 1, 0, 0, "v", "psql")).fetchall()
 
     assert q("SELECT relname, relkind FROM pg_class WHERE relname ~ '^[pc]' ORDER BY 1") == [
         ("c", "r"), ("c_pkey", "i"), ("p", "r"), ("p_name", "i"), ("p_name_key", "i"), ("p_pkey", "i")]

@@ -141,7 +141,7 @@ def _split(sql: str) -> tuple[str, ...]:
     pos = sql.find(";")
     while pos != -1:
         piece = sql[start:pos + 1]
-        if apsw.complete(piece):
+        if apsw.complete(piece) and not _open_dollar_quote(piece):
             if not is_empty(piece):
                 out.append(piece.strip())
             start = pos + 1
@@ -150,6 +150,16 @@ def _split(sql: str) -> tuple[str, ...]:
     if not is_empty(tail):
         out.append(tail.strip())
     return tuple(out)
+
+
+_DO = re.compile(r"\s*DO\b", re.I)
+_DOLLAR_TAG = re.compile(r"\$(\w*)\$")
+
+
+def _open_dollar_quote(piece: str) -> bool:
+    """A DO statement (`DO LANGUAGE sqlite $$...$$`, edge/catalog/ddl.py) whose dollar-quoted body
+    is still open: the semicolon is inside it."""
+    return bool(_DO.match(piece)) and len(_DOLLAR_TAG.findall(piece)) % 2 == 1
 
 
 def leading_words(sql: str, n: int = 2) -> list[str]:

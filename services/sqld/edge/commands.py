@@ -108,7 +108,7 @@ _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
 _SHOW = re.compile(r"^SHOW\s+(?P<name>ALL|TRANSACTION\s+ISOLATION\s+LEVEL|TIME\s+ZONE|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
 _SELECT_FN = re.compile(r"^SELECT\s+(?:pg_catalog\.)?(?P<fn>version|current_schema|current_database|current_user|session_user|pg_advisory_unlock_all|current_setting|set_config|pg_backend_pid)\s*\((?P<args>[^()]*)\)\s*(?:AS\s+(?P<alias>\w+))?\s*;?\s*$", re.I | re.S)
-_NOOP = re.compile(r"^(DEALLOCATE\s+(?:PREPARE\s+)?(?:ALL|\"?[\w$]+\"?)|CLOSE\s+ALL|UNLISTEN\s+\*|LISTEN\s+\w+|UNLISTEN\s+\w+|DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)|SET\s+TRANSACTION\s+.*|SET\s+SESSION\s+CHARACTERISTICS\s+.*)\s*;?\s*$", re.I | re.S)
+_NOOP = re.compile(r"^(LOCK\s+(?:TABLE\s+)?[^;]*|ALTER\s+(?:TABLE|VIEW|INDEX|SCHEMA|SEQUENCE)\s+(?:ONLY\s+)?[\w.\"]+\s+OWNER\s+TO\s+[\w\"]+|DEALLOCATE\s+(?:PREPARE\s+)?(?:ALL|\"?[\w$]+\"?)|CLOSE\s+ALL|UNLISTEN\s+\*|LISTEN\s+\w+|UNLISTEN\s+\w+|DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)|SET\s+TRANSACTION\s+.*|SET\s+SESSION\s+CHARACTERISTICS\s+.*)\s*;?\s*$", re.I | re.S)
 
 
 def _unquote(v: str) -> str:
@@ -171,7 +171,9 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
             return LocalResult("SHOW", [col], [[value]])
     if _NOOP.match(s):
         word = s.split()[0].upper()
-        tag = {"CLOSE": "CLOSE CURSOR ALL", "DISCARD": "DISCARD ALL"}.get(word, word)
+        tag = {"CLOSE": "CLOSE CURSOR ALL", "DISCARD": "DISCARD ALL", "LOCK": "LOCK TABLE"}.get(word, word)
+        if word == "ALTER":  # ALTER ... OWNER TO: one owner here (pg_dump scripts say it for every object)
+            tag = "ALTER " + s.split()[1].upper()
         if word == "DEALLOCATE" and s.split()[-1].rstrip(";").upper() == "ALL":
             tag = "DEALLOCATE ALL"
         return LocalResult(tag)

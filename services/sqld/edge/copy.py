@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
@@ -76,8 +77,8 @@ PROGRESS_ROWS = 100_000
 class _Import:
     """One COPY FROM STDIN: the rows so far, sent on to the scheduler batch by batch."""
 
-    def __init__(self, s: Session, spec: copyformat.CopySpec, columns: list[str]) -> None:
-        self.s, self.spec, self.columns = s, spec, columns
+    def __init__(self, s: Session, spec: copyformat.CopySpec, columns: list[str], decltypes: list[str]) -> None:
+        self.s, self.spec, self.columns, self.decltypes = s, spec, columns, decltypes
         self.pending = bytearray()
         self.rows = 0           # rows sent so far
         self.began = False      # this COPY opened the transaction its batches run in
@@ -108,17 +109,22 @@ class _Import:
             self.width = len(self.spec.columns) or len(rows[0])
             cols = f" ({', '.join(self.spec.columns)})" if self.spec.columns else ""
             self.insert = f"INSERT INTO {self.spec.table}{cols} VALUES ({', '.join(f'?{i + 1}' for i in range(self.width))})"
-        statements = []
+        # Foreign keys are checked at COMMIT, so that a transaction can load a child table before its
+        # parent (a pg_dump script orders its data by table name; restore it with psql -1).
+        statements = [] if self.rows else [common_pb2.Statement(sql="PRAGMA defer_foreign_keys = ON", kind=WRITE)]
+        pragma = len(statements)
+        types_ = self.decltypes
         for n, row in enumerate(rows, self.rows + 1):
             if len(row) != self.width:
                 raise SqlError(sqlstate.BAD_COPY_FILE_FORMAT,
                                f"COPY data line {n}: expected {self.width} columns, got {len(row)}")
             statements.append(common_pb2.Statement(sql=self.insert, kind=WRITE, params=[
-                common_pb2.Value(null=True) if v is None else common_pb2.Value(text=v) for v in row]))
+                _value(v, types_[i] if i < len(types_) else "") for i, v in enumerate(row)]))
         batch = await self.s.run(statements, implicit=not self.began)
         last = batch.results[-1] if batch.results else None
         if last is not None and last.HasField("error"):
-            raise SqlError(last.error.sqlstate, f"COPY line {self.rows + len(batch.results)}: {last.error.message}")
+            line = self.rows + len(batch.results) - pragma
+            raise SqlError(last.error.sqlstate, f"COPY line {line}: {last.error.message}")
         before, self.rows = self.rows, self.rows + len(rows)
         if self.rows // PROGRESS_ROWS > before // PROGRESS_ROWS:
             log.info("copy progress: table=%s rows=%d", self.spec.table, self.rows)
@@ -171,9 +177,10 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
         raise SqlError(sqlstate.SYNTAX_ERROR, "COPY FROM needs a table")
     named = [c for c in spec.force_not_null + spec.force_null if c != "*"]
     columns = await _columns(s, spec) if named else []
+    decltypes = await _decltypes(s, spec)
     t.send(m.copy_in_response(len(spec.columns)))
     await t.flush()
-    job = _Import(s, spec, columns)
+    job = _Import(s, spec, columns, decltypes)
     failure: SqlError | None = None
     while True:
         kind, body = await t.read_message()
@@ -202,6 +209,44 @@ async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> Non
         await job.abandon()
         raise
     t.send(m.command_complete(f"COPY {job.rows}"))
+
+
+_TRUE = {"t", "true", "y", "yes", "on", "1"}
+_INTEGER = re.compile(r"^-?(?:0|[1-9][0-9]{0,18})$")
+_FLOAT = re.compile(r"^-?[0-9][0-9.e+-]*$")
+_FALSE = {"f", "false", "n", "no", "off", "0"}
+
+
+def _value(text: str | None, decltype: str) -> common_pb2.Value:
+    """A COPY field as the column's PostgreSQL type reads it: a boolean column's t/f as SQLite's
+    1/0, a bytea (BLOB) column's \\x hex as bytes, and in a column without a declared type a number
+    spelled as COPY TO spells one (SQLite keeps each value's own class there; text that looks like a
+    number becomes one: the one case a round trip cannot tell apart). Any other text goes in as
+    text and SQLite's column affinity converts it, as for an INSERT of a string."""
+    if text is None:
+        return common_pb2.Value(null=True)
+    oid = types.affinity_oid(decltype)
+    if oid == types.BOOL and text.lower() in _TRUE | _FALSE:
+        return common_pb2.Value(integer=1 if text.lower() in _TRUE else 0)
+    if not decltype and _INTEGER.match(text):  # no declared type: a number as COPY TO printed it
+        return common_pb2.Value(integer=int(text))
+    if not decltype and _FLOAT.match(text) and types.format_float8(float(text)) == text:
+        return common_pb2.Value(real=float(text))
+    if text.startswith("\\x") and (oid is None or "BYTEA" in decltype.upper()):
+        try:
+            return common_pb2.Value(blob=bytes.fromhex(text[2:]))
+        except ValueError:
+            pass
+    return common_pb2.Value(text=text)
+
+
+async def _decltypes(s: Session, spec: copyformat.CopySpec) -> list[str]:
+    """The declared types of the columns a COPY FROM fills, in its order."""
+    cols = ", ".join(spec.columns) or "*"
+    result = await s.describe(common_pb2.Statement(sql=rewrite(f"SELECT {cols} FROM {spec.table}").sql, kind=READ))
+    if result.HasField("error"):
+        raise SqlError.from_proto(result.error)
+    return [c.decltype for c in result.description.columns]
 
 
 async def _columns(s: Session, spec: copyformat.CopySpec) -> list[str]:

@@ -40,7 +40,10 @@ def parse(sql: str) -> CopySpec:
     if m.group("target").upper() not in ("STDIN", "STDOUT"):
         raise SqlError(sqlstate.INSUFFICIENT_PRIVILEGE, "COPY to or from a server file is not allowed; use STDIN/STDOUT (psql \\copy)")
     cols = [c.strip() for c in (m.group("cols") or "").split(",") if c.strip()]
-    spec = CopySpec(m.group("table"), cols, m.group("query"), m.group("dir").upper())
+    table = m.group("table")
+    if table and table.lower().startswith(("public.", '"public".')):  # PostgreSQL's schema: SQLite's main
+        table = table.split(".", 1)[1]
+    spec = CopySpec(table, cols, m.group("query"), m.group("dir").upper())
     opts = m.group("opts").strip()
     if opts.upper().startswith("WITH"):
         opts = opts[4:].strip()

@@ -10,9 +10,11 @@ scheduler session and, to end the connection when the scheduler ends the session
 from __future__ import annotations
 
 import asyncio
+import time
 
 from sqld.common import mux, sqlstate
 from sqld.edge import commands, cursors, dispatch, sqlitewire
+from sqld.edge.catalog import functions
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
 from sqld.edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
@@ -37,6 +39,7 @@ class Session:
         self.admin: admin_pb2_grpc.DatabaseAdminStub | None = None  # CREATE/DROP DATABASE (databases.py)
         self._cancel_reason: str | None = None
         self._running = False
+        self.transaction_start = time.time()  # now(): the start of the session's transaction
 
     async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None) -> None:
         """Open the scheduler session; SessionEnded says why it could not."""
@@ -96,6 +99,14 @@ class Session:
                    fail_transaction: bool = False, on_part: PartSink | None = None) -> query_pb2.BatchResult:
         """One Batch on the scheduler session; a session that ended ends the connection (FATAL)."""
         assert self._scheduler is not None
+        started = time.time()
+        if self.status == IDLE:
+            self.transaction_start = started
+        for st in statements:  # the session's values for now(), current_user ... (catalog/functions.py)
+            if functions.MARKER in st.sql:
+                st.sql = functions.bind(st.sql, self.settings.values["session_authorization"], self.database,
+                                        self.pid, self.transaction_start, started, commands.VERSION,
+                                        self.settings.values["application_name"])
         try:
             return await self._scheduler.run(statements, implicit, describe_only=describe_only,
                                              fail_transaction=fail_transaction, on_part=on_part)

@@ -17,7 +17,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from sqld.edge.catalog import schema, select, srf, translate
+from sqld.edge.catalog import functions, schema, select, srf, translate
 from sqld.edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
 
 _PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b|\bcurrent_database\s*\(", re.I)
@@ -76,7 +76,11 @@ def rewrite(sql: str) -> Translated | None:
     ddl = rewrite_ddl(sql) or rewrite_values_alias(sql)
     if ddl is not None:
         return Translated(ddl)
-    if not wants(sql):
+    if functions.wants(sql):
+        sql = functions.rewrite(sql)
+        if not wants(sql):
+            return Translated(sql)
+    elif not wants(sql):
         return None
     translated = srf.rewrite(translate.translate(sql))
     hints = select.hints(translated)
@@ -88,5 +92,5 @@ def rewrite(sql: str) -> Translated | None:
 def hints_for(sql: str) -> tuple[str, ...]:
     """Result type hints for a statement the simple protocol ran (empty for non-catalog SQL)."""
     if not wants(sql):
-        return ()
-    return tuple(select.hints(translate.translate(sql)))
+        return tuple(functions.hints(sql)) if functions.wants(sql) else ()
+    return tuple(select.hints(translate.translate(functions.rewrite(sql) if functions.wants(sql) else sql)))

@@ -13,9 +13,39 @@ _SERIAL = re.compile(r"\b(?:BIG|SMALL)?SERIAL[248]?\b", re.I)
 _IDENTITY = re.compile(r"\bGENERATED\s+(?:ALWAYS|BY\s+DEFAULT)\s+AS\s+IDENTITY(?:\s*\([^)]*\))?", re.I)
 
 
+# pg_dump's CREATE TABLE / CREATE VIEW for one of our relations carries SQLite's DDL as a storage
+# parameter (catalog/schema.py, DUMP): `... WITH (sqlite_ddl='CREATE TABLE t (...)') ...`.
+_SQLITE_DDL = re.compile(r"^\s*CREATE\s+(?:TABLE|VIEW)\b(?:[^']|'(?:[^']|'')*')*?\bWITH\s*\(\s*sqlite_ddl\s*=\s*'((?:[^']|'')*)'\s*\)",
+                         re.I | re.S)
+
+
+def sqlite_ddl(sql: str) -> str | None:
+    """The SQLite DDL a pg_dump script's CREATE TABLE / CREATE VIEW carries, run instead of it."""
+    m = _SQLITE_DDL.match(sql)
+    return m.group(1).replace("''", "'") if m else None
+
+
+# SQLite SQL in a dollar-quoted block, which psql sends whole (a trigger's body has semicolons).
+_DO_SQLITE = re.compile(r"^\s*DO\s+LANGUAGE\s+sqlite\s+\$(\w*)\$(.*)\$\1\$\s*;?\s*$", re.I | re.S)
+
+
+def do_sqlite(sql: str) -> str | None:
+    """`DO LANGUAGE sqlite $$...$$`: the SQLite SQL inside, run as written."""
+    m = _DO_SQLITE.match(sql)
+    return m.group(2) if m else None
+
+
 def rewrite_ddl(sql: str) -> str | None:
-    """CREATE TABLE with SERIAL or identity columns in SQLite's terms; None for anything else."""
-    if not _CREATE.match(sql) or not (_SERIAL.search(sql) or _IDENTITY.search(sql)):
+    """CREATE TABLE with SERIAL or identity columns in SQLite's terms, or the SQLite DDL a
+    pg_dump script carries; None for anything else."""
+    if sql.lstrip()[:2].upper() == "DO":
+        return do_sqlite(sql)
+    if not _CREATE.match(sql) and not sql.lstrip()[:11].upper().startswith("CREATE VIEW"):
+        return None
+    carried = sqlite_ddl(sql)
+    if carried is not None:
+        return carried
+    if not (_SERIAL.search(sql) or _IDENTITY.search(sql)):
         return None
     out = []
     for part in re.split(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")", sql):

@@ -45,10 +45,18 @@ def _split_alias(item: list[Token]) -> tuple[list[Token], str]:
     return item, ""
 
 
+# x::type at the end of an item -> the PostgreSQL type it names
+_CAST_TYPES = {"boolean": "bool", "bool": "bool", "int2": "int2", "smallint": "int2", "int4": "int4",
+               "integer": "int4", "int": "int4", "int8": "int8", "bigint": "int8", "text": "text", "oid": "oid",
+               "name": "name", "char": "char", "float8": "float8"}
+
+
 def _hint(expr: list[Token], aliases: dict[str, str] | None = None) -> str:
     if not expr:
         return ""
     texts = [t for _, t in expr]
+    if len(texts) >= 3 and texts[-2] == "::" and texts[-1].lower() in _CAST_TYPES:
+        return _CAST_TYPES[texts[-1].lower()]
     if len(expr) == 1 or (len(expr) >= 3 and all(t == "." for t in texts[1::2])):
         name = texts[-1].strip('"').lower()
         return (aliases or {}).get(name) or COLUMN_TYPES.get(name, "")

@@ -11,13 +11,12 @@ same select list are read at the same position, as PostgreSQL does for equal-len
 from __future__ import annotations
 
 from sqld.common.sqltext import WORD, WS, Token, tokens
-from sqld.edge.catalog.translate import close, split_args, text
+from sqld.edge.catalog.translate import array_json, close, split_args, text
 
 _END = {"WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "HAVING", "EXCEPT", "INTERSECT", "WINDOW"}
 
 
-def _json(arr: str) -> str:
-    return f"('[' || replace(trim({arr}, '{{}}'), ' ', ',') || ']')"
+_json = array_json
 
 
 def rewrite(sql: str) -> str:

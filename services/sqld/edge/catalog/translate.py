@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from sqld.common.sqltext import CAST, NUM, OP, QID, STR, WORD, WS, Token, tokens
-from sqld.edge.sqlparts import operand_start, read_type
+from sqld.edge.sqlparts import operand_start, read_type, split_select_list
 
 
 def _lookup(rel: str) -> str:
@@ -19,23 +19,64 @@ def _lookup(rel: str) -> str:
     return f"(SELECT _v FROM {rel} WHERE _k = ({{0}}))"
 
 
+def _pretty() -> str:
+    """pg_size_pretty as PostgreSQL 15 computes it: bytes below 10 kB, then kB, MB, GB, TB, PB, each
+    used below 20,480 of it (rounded half away from zero), in integer steps of 2^10."""
+    def half(x: str) -> str:
+        return f"(({x} + CASE WHEN {x} < 0 THEN -1 ELSE 1 END) / 2)"
+    whens = ["WHEN abs(s) < 10240 THEN s || ' bytes'"]
+    for n, unit in enumerate(("kB", "MB", "GB", "TB")):
+        h = f"(s / {512 * 1024 ** n})"
+        whens.append(f"WHEN abs({h}) < 20479 THEN {half(h)} || ' {unit}'")
+    return (f"(SELECT CASE {' '.join(whens)} ELSE {half(f'(s / {512 * 1024 ** 4})')} || ' PB' END "
+            "FROM (SELECT ({0}) AS s))")
+
+
+def _btree_size(names: str) -> str:
+    """Bytes in SQLite's b-trees named by the subquery `names` (dbstat, aggregated per b-tree)."""
+    return f"(SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE aggregate = 1 AND name IN ({names}))"
+
+
+_SQNAME = "(SELECT _v FROM _lk_sqname WHERE _k = ({0}))"
+
 # name -> template over the call's arguments {0}, {1}, ...; "{*}" keeps all arguments (for parameters).
 FUNCTIONS = {
     "format_type": _lookup("_lk_format"),
     "pg_get_userbyid": _lookup("_lk_user"),
     "pg_get_indexdef": _lookup("_lk_indexdef"),
     "pg_get_constraintdef": _lookup("_lk_condef"),
+    "pg_get_triggerdef": _lookup("_lk_trigdef"),
     "pg_get_expr": "({0})",
     "pg_table_is_visible": "1", "pg_type_is_visible": "1", "pg_function_is_visible": "1",
-    "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0",
-    "pg_encoding_to_char": "'UTF8'", "pg_partition_ancestors": "({0})",
-    "pg_get_serial_sequence": "NULL", "obj_description": "NULL", "col_description": "NULL",
+    "pg_collation_is_visible": "1", "pg_relation_is_publishable": "0", "pg_conversion_is_visible": "1",
+    "pg_opfamily_is_visible": "1", "pg_opclass_is_visible": "1", "pg_operator_is_visible": "1",
+    "pg_ts_config_is_visible": "1", "pg_ts_dict_is_visible": "1", "pg_ts_parser_is_visible": "1",
+    "pg_ts_template_is_visible": "1", "pg_statistics_obj_is_visible": "1",
+    "pg_encoding_to_char": "'UTF8'", "getdatabaseencoding": "'UTF8'", "pg_char_to_encoding": "6", "pg_partition_ancestors": "({0})",
+    "pg_get_serial_sequence": "NULL", "col_description": "NULL",
+    "obj_description": "(SELECT description FROM pg_description WHERE objoid = ({0}) AND objsubid = 0)",
+    "pg_get_viewdef": "(SELECT ' ' || trim(substr(sql, instr(upper(sql), ' AS ') + 4)) || ';' FROM sqlite_schema "
+                      "WHERE type = 'view' AND 16384 + rowid = ({0}))",
+    "pg_size_pretty": _pretty(),
+    "pg_relation_size": _btree_size(f"SELECT {_SQNAME}"), "pg_table_size": _btree_size(f"SELECT {_SQNAME}"),
+    "pg_indexes_size": _btree_size(f"SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = {_SQNAME}"),
+    "pg_total_relation_size": _btree_size(f"SELECT name FROM sqlite_schema WHERE name = {_SQNAME} "
+                                          f"OR (type = 'index' AND tbl_name = {_SQNAME})"),
+    "pg_database_size": "(SELECT page_count * page_size FROM pragma_page_count, pragma_page_size "
+                        "WHERE ({0}) IN (sqld_session_database(), (SELECT oid FROM pg_database "
+                        "WHERE datname = sqld_session_database())))",
+    "has_database_privilege": "1", "has_table_privilege": "1", "has_schema_privilege": "1",
+    "has_column_privilege": "1", "has_function_privilege": "1", "pg_has_role": "1",
+    "pg_tablespace_location": "''", "set_config": "({1})", "acldefault": "NULL",
+    "current_schemas": "'{{public}}'", "quote_literal": "quote({0})",
+    "quote_ident": "(CASE WHEN ({0}) REGEXP '^[a-z_][a-z0-9_$]*$' THEN ({0}) "
+                   "ELSE '\"' || replace({0}, '\"', '\"\"') || '\"' END)",
+    "array_remove": "({0})",
+    "pg_options_to_table": "(SELECT NULL AS option_name, NULL AS option_value WHERE 0)",
     "shobj_description": "NULL", "pg_get_statisticsobjdef_columns": "NULL",
     "array_to_string": "replace(substr({0}, 2, length({0}) - 2), ',', {1})",
     "to_regtype": _lookup("_lk_typeoid"),
     "to_regclass": _lookup("_lk_reloid"),
-    "current_schema": "'public'",
-    "current_database": "(SELECT name FROM pragma_database_list WHERE seq = 0)",
     "json_build_object": "json_object({*})",
     "bool_and": "min({*})", "bool_or": "max({*})", "string_agg": "group_concat({*})",
     "array_length": "(length({0}) - length(replace({0}, ',', '')) + (length({0}) > 2))",
@@ -185,6 +226,23 @@ def _calls(toks: list[Token]) -> list[Token]:
                 out += toks[i:j + 1] + inner + [toks[end]]
             i = end + 1
             continue
+        if low == "array" and j < len(toks) and toks[j].text == "(":  # ARRAY(SELECT ...)
+            end = close(toks, j)
+            out.append(Token(WORD, _array_subquery(_calls(toks[j + 1:end]))))
+            i = end + 1
+            continue
+        if low == "unnest" and j < len(toks) and toks[j].text == "(" and prev.upper() in ("FROM", "JOIN", ","):
+            end = close(toks, j)
+            alias, k = _alias_after(toks, end + 1)
+            column = alias or "unnest"
+            m = _skip_ws(toks, k)
+            if alias and m < len(toks) and toks[m].text == "(":  # unnest(a) AS t(x)
+                k = close(toks, m) + 1
+                column = text(toks[m + 1:k - 1])
+            arr = re.sub(r"::\s*[\w.]+\s*\[\]$", "", text(_calls(toks[j + 1:end])))  # '{1,2}'::oid[]: its text
+            out.append(Token(WORD, f"(SELECT value AS {column} FROM json_each({array_json(arr)})) AS {alias or column}"))
+            i = k
+            continue
         if low and j < len(toks) and toks[j].text == "(" and prev != ".":
             end = close(toks, j)
             inner = _calls(toks[j + 1:end])
@@ -215,6 +273,38 @@ def _calls(toks: list[Token]) -> list[Token]:
     return out
 
 
+def array_json(arr: str) -> str:
+    """A PostgreSQL array's text ('{1,2}') or vector text ('1 2') as a JSON array, for json_each."""
+    return f"('[' || replace(trim({arr}, '{{}}'), ' ', ',') || ']')"
+
+
+def _alias_after(toks: list[Token], i: int) -> tuple[str, int]:
+    """The alias after a FROM item (`AS x` or `x`) and the index after it; ("", i) when none."""
+    j = _skip_ws(toks, i)
+    if j < len(toks) and toks[j].kind is WORD and toks[j].text.upper() == "AS":
+        j = _skip_ws(toks, j + 1)
+    if j < len(toks) and toks[j].kind in (WORD, QID) and toks[j].text.upper() not in _NOT_ALIAS:
+        return toks[j].text, j + 1
+    return "", i
+
+
+_NOT_ALIAS = {"WHERE", "JOIN", "LEFT", "RIGHT", "INNER", "CROSS", "FULL", "ON", "GROUP", "ORDER", "LIMIT",
+              "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT", "USING", "NATURAL"}
+
+
+def _array_subquery(inner: list[Token]) -> str:
+    """ARRAY(SELECT x FROM ...) -> the array's text, '{a,b}' ('{}' when no row)."""
+    words = [t for t in inner if t.kind is not WS]
+    start = 2 if len(words) > 1 and words[1].text.upper() == "DISTINCT" else 1
+    items, rest = split_select_list(words, start)
+    item = items[0]
+    if len(item) >= 2 and item[-2].text.upper() == "AS":
+        item = item[:-2]
+    head = " ".join(t.text for t in words[:start])
+    sub = f"{head} {' '.join(t.text for t in item)} AS _v {' '.join(t.text for t in rest)}"
+    return f"(SELECT '{{' || coalesce(group_concat(_v, ','), '') || '}}' FROM ({sub}))"
+
+
 def _reg_cast(name: str, operand: str) -> str:
     if _NUMERIC_STR.match(operand):
         return operand[1:-1]
@@ -242,9 +332,12 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
         if arg.startswith("(") and arg.endswith(")"):
             return arg
         arg = re.sub(r"::\s*\w+\s*\[\]$", "", arg)  # $1::oid[]: the array's text is what we read
-        return f"(SELECT value FROM json_each('[' || substr({arg}, 2, length({arg}) - 2) || ']'))"
+        items = f"('[' || substr({arg}, 2, length({arg}) - 2) || ']')"  # not JSON for text items: none match
+        return f"(SELECT value FROM json_each(CASE WHEN json_valid({items}) THEN {items} ELSE '[]' END))"
     template = FUNCTIONS[name]
     texts = [text(a) for a in args]
+    if name == "format_type" and texts and texts[0].lower().endswith("atttypid"):  # a column: its declared type
+        return texts[0][:-len("atttypid")] + "_typname"
     body = template.replace("{*}", ", ".join(texts)).format(*texts, *([""] * 4))
     dropped = [a for k, a in enumerate(texts) if "{*}" not in template and f"{{{k}}}" not in template]
     params = [a for a in dropped if "?" in a or "$" in a]
@@ -253,8 +346,17 @@ def _call(name: str, args: list[list[Token]], inner: list[Token], out: list[Toke
     return body
 
 
+_FIRST_CHAR = re.compile(r"\b(\w*typname)\[0\]")  # pg_dump: typname[0] = '_'
+
+
+# psql's \d: a partition's ancestors (none here: no partitions)
+_ANCESTORS = re.compile(r"(?:pg_catalog\.)?pg_partition_ancestors\s*\([^()]*\)\s+WITH\s+ORDINALITY\s+AS\s+(\w+)\s*"
+                        r"\(\s*(\w+)\s*,\s*(\w+)\s*\)", re.I)
+
+
 def translate(sql: str) -> str:
-    toks = tokens(sql)
+    sql = _ANCESTORS.sub(r"(SELECT NULL AS \2, NULL AS \3 WHERE 0) AS \1", sql)
+    toks = tokens(_FIRST_CHAR.sub(r"substr(\1, 1, 1)", sql))
     toks = _prefixes(toks)
     toks = _operators(toks)
     toks = _calls(toks)
