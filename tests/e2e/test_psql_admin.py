@@ -75,7 +75,7 @@ def test_psql_plus_commands_print_what_postgresql_prints(stack, postgres):
                          psql(stack, "-c", r"\dt+ adm_t").stdout)
         assert psql(stack, "-c", r"\x auto", "-c", "SELECT * FROM adm_t").returncode == 0
         listing = psql(stack, "-c", r"\l+")
-        assert listing.returncode == 0 and re.search(r"^ main +\| postgres +\| UTF8 .*\| \d+ kB +\| pg_default",
+        assert listing.returncode == 0 and re.search(r"^ main +\| postgres +\| UTF8 .*\| \d+ (bytes|kB|MB|GB) +\| pg_default",
                                                      listing.stdout, re.M), listing.stdout
     finally:
         psql(stack, "-c", "DROP VIEW adm_v", "-c", "DROP TABLE adm_c", "-c", "DROP TABLE adm_t")
