@@ -331,7 +331,7 @@ def test_a_running_primary_starts_a_new_history_when_the_log_is_lost(own_stack):
         primary.close()
     assert stack.procs["storage"].pid == storage_pid and stack.procs["storage"].poll() is None
     # at start-up, after the wipe, after the restore
-    assert (stack.log_dir / "storage.log").read_text().count('msg="new history db=main') == 3
+    assert (stack.log_dir / "storage.log").read_text().count('msg="new history" db=main ') == 3
 
 
 def _lose_the_log_twice(stack, primary: psycopg.Connection, reader: psycopg.Connection) -> None:

@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sqld.common import authz
+from sqld.common import authz, metrics
 from sqld.common.grpc_tls import Identity
 from sqld.common.tokens import Verifier
 
@@ -68,7 +68,7 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
     before the server stops (e.g. to end long-lived streams normally), `on_stop` after.
     `security=None` is plaintext with no checks: only for the FoundationDB test double.
     """
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [metrics.RpcMetrics()]
     if security is not None and (security.identity is not None or security.verifier is not None):
         interceptors.append(authz.Authorizer(security.identity is not None and security.client_certs,
                                              security.verifier))
@@ -88,7 +88,7 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
     await server.start()
     for name in names + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving grpc on %s services=%s tls=%s", listen, ",".join(names),
+    log.info("serving grpc listen=%s services=%s tls=%s", listen, ",".join(names),
              "off" if security is None or security.identity is None
              else "mutual" if security.client_certs else "server")
 
@@ -97,7 +97,7 @@ async def serve(listen: str, register: Callable[[grpc.aio.Server], Iterable[str]
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping (grace %.1fs)", grace)
+    log.info("stopping grace_seconds=%.1f", grace)
     for name in names + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if on_stopping is not None:
