@@ -21,6 +21,7 @@ _KINDS = {"SELECT": "select", "VALUES": "select", "TABLE": "select", "INSERT": "
           "UPDATE": "update", "DELETE": "delete", "CREATE": "ddl", "DROP": "ddl", "ALTER": "ddl"}
 
 
+@sqltext.per_text
 def kind(sql: str) -> str:
     """select, insert, update, delete, ddl or other, by the statement's first keyword."""
     words = sqltext.leading_words(sql, 1)
