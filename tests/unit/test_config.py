@@ -78,3 +78,9 @@ def test_every_service_and_the_launcher_follow_the_naming_rule():
         (launcher_config.load, "SQLD_LAUNCHER_DATA_DIR", "data_dir", "/tmp/x"),
     ]:
         assert getattr(load([], {env: str(value).lower() if value is True else str(value)}), field) == value
+
+
+def test_a_misspelt_variable_stops(capsys):
+    with pytest.raises(SystemExit) as exc:
+        edge_config.load([], {"SQLD_EDGE_TLS_REQURED": "true", "SQLD_OTHER_X": "1"})
+    assert exc.value.code == 2 and "SQLD_EDGE_TLS_REQURED" in capsys.readouterr().err

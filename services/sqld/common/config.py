@@ -1,8 +1,8 @@
 """Configuration: one frozen dataclass per service, loaded through pydantic-settings.
 
 Every field of a service's config dataclass is a setting with one name in three places:
-the flag `--idle-timeout`, the environment variable `SQLD_SCHEDULER_IDLE_TIMEOUT`, and the key
-`idle_timeout` in the `[scheduler]` table of an optional TOML file (`--config FILE`, or
+the flag `--wait-timeout`, the environment variable `SQLD_SCHEDULER_WAIT_TIMEOUT`, and the key
+`wait_timeout` in the `[scheduler]` table of an optional TOML file (`--config FILE`, or
 `SQLD_SCHEDULER_CONFIG`). Precedence: flag > environment > file > default.
 
 Values are typed and validated by pydantic (the dataclass annotations are the types; a
@@ -160,6 +160,11 @@ def load(cls: type[T], service: str, argv: Sequence[str] | None = None,
     args = vars(parser.parse_args(list(argv or [])))
     config_file = args.pop("config") or env.get(env_name(service, "config"))
     flags = {k: v for k, v in args.items() if v is not None}
+    prefix = f"SQLD_{service.upper()}_"
+    names = {f.name for f in dataclasses.fields(cls)} | {"config"}  # type: ignore[arg-type]
+    unknown = sorted(k for k in env if k.upper().startswith(prefix) and k[len(prefix):].lower() not in names)
+    if unknown:  # a misspelt variable would otherwise be ignored without a word
+        _fail(parser.prog, f"no setting named {', '.join(unknown)} (python -m sqld.{service} --help lists them)")
     if config_file and not os.path.isfile(config_file):
         _fail(parser.prog, f"--config {config_file}: no such file")
 
