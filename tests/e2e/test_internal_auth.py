@@ -224,7 +224,7 @@ def test_a_token_for_one_database_cannot_open_another(stack):
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run([sys.executable, "-m", f"sqld.{module}", *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_services_refuse_to_start_without_tls_or_token_key(stack, tmp_path):
