@@ -33,7 +33,7 @@ _CONSISTENCY = ("strong", "read_your_writes", "bounded_staleness")
 
 
 MEMORY = ":memory:"
-REPLICATION_PUBLIC_PORT = 7011  # the replication service's --public-listen in `make run`
+REPLICATION_PUBLIC_PORT = 7018  # the replication service's --public-listen in `make run`
 RYW_WAIT = 0.5  # seconds a read waits for the embedded replica to apply the connection's last write
 MAINTENANCE = "postgres"  # the server's maintenance database, where scratch databases are made
 
@@ -363,7 +363,7 @@ def connect(database: str | os.PathLike[str], timeout: float = 5.0, detect_types
     Embedded replica (client README): `replica="local.db"` keeps a copy of the database in this
     process and reads run on it; `sync_interval` None follows the log in a background thread,
     N > 0 syncs every N seconds, 0 only on `sync()`; `replication` the replication service's
-    public port (default $SQLD_REPLICATION, else the server's host:7011), `token` a bearer token
+    public port (default $SQLD_REPLICATION, else the server's host:7018), `token` a bearer token
     that opens the database ($SQLD_TOKEN), `ca` the deployment CA, a path or PEM ($SQLD_CA);
     `max_lag` seconds: a replica further behind is not read from (None: no bound)."""
     cls = factory or Connection

@@ -1,6 +1,6 @@
 """Embedded replicas: a copy of the database in this process, synced from the replication log.
 
-`connect(database, replica="local.db", replication="host:7011", token=..., ca=...)`: the local
+`connect(database, replica="local.db", replication="host:7018", token=..., ca=...)`: the local
 file is bootstrapped from a snapshot (Replication/Snapshot), then follows the database's log
 (Replication/Frames, frames pushed as they commit) in a background thread, every
 `sync_interval` seconds, or only on `Connection.sync()` (sync_interval=0). Reads run on the

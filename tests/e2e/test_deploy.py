@@ -1,6 +1,7 @@
 """docker-compose.yml, the local launcher and the test harness start the same services the same way."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -71,8 +73,10 @@ def test_compose_every_service_uses_its_own_certificate_from_the_pki_volume():
 
 def test_compose_publishes_only_envoy_and_runs_nothing_as_root():
     services = _compose()
-    published = {name for name, svc in services.items() if svc.get("ports")}
+    published = {name for name, svc in services.items() if svc.get("ports") and not svc.get("profiles")}
     assert published == {"envoy"}, f"only Envoy may publish ports: {published}"
+    # the metrics profile's Grafana: on the host's loopback only
+    assert all(p.startswith("127.0.0.1:") for p in services["grafana"]["ports"])
     for name, svc in services.items():
         user = str(svc.get("user", ""))
         assert user and user.split(":")[0] not in ("root", "0"), f"{name} runs as root (user: {user!r})"
@@ -131,6 +135,31 @@ def test_compose_mvsqlite_profile_runs_the_plan():
         assert f"storage-mv{n}:7003" in services[f"scheduler-mv{n}"]["command"]
 
 
+def test_compose_metrics_profile_scrapes_every_service_onto_the_dashboard():
+    """`docker-compose --profile metrics up`: Prometheus scrapes each sqld service of the default
+    profile on the --metrics-listen port its command gives; images pinned; the dashboard asks
+    only for metrics some service defines."""
+    services = _compose()
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["metrics"]
+        image = services[name]["image"]
+        assert ":" in image and "latest" not in image, image
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    default = {name: svc for name, svc in services.items()
+               if not svc.get("profiles") and svc.get("command", [])[:2] == ["python", "-m"] and "--listen" in svc["command"]}
+    for name, svc in default.items():
+        flags = dict(zip(svc["command"], svc["command"][1:]))
+        assert f"{name}:{flags['--metrics-listen'].rpartition(':')[2]}" in targets, name
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "sqld.json").read_text())
+    source = "\n".join(p.read_text() for p in (ROOT / "services" / "sqld").rglob("metrics.py"))
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for metric in re.findall(r"\b(sqld_\w+?)(?:_bucket|_count|_sum)?\b", target["expr"]):
+                base = metric.removesuffix("_total")
+                assert f'"{base}' in source, f"{panel['title']}: {metric} is defined by no service"
+
+
 def test_compose_file_validates():
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose is needed to validate the compose file: apt-get install docker-compose"
@@ -163,10 +192,10 @@ def _free_block(n: int) -> int:
 
 
 def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
-    base = _free_block(14)  # gRPC services take base..base+11
+    base = _free_block(21)  # gRPC services, their metrics and the public replication port take base..base+18
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
     proc = subprocess.Popen([sys.executable, "-m", "sqld.launcher", "--data-dir", str(tmp_path / "data"),
-                             "--pg-port", str(base + 12), "--pg-replica-port", str(base + 13),
+                             "--pg-port", str(base + 19), "--pg-replica-port", str(base + 20),
                              "--grpc-base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
@@ -177,12 +206,20 @@ def test_launcher_prints_psql_command_and_stops_cleanly_on_ctrl_c(tmp_path):
             if m:
                 command = m.group(1)
                 break
-        assert command == f"psql -h 127.0.0.1 -p {base + 12} -U postgres main"
+        assert command == f"psql -h 127.0.0.1 -p {base + 19} -U postgres main"
+        urls = {}
+        for line in proc.stdout:  # type: ignore[union-attr]
+            urls.update(re.findall(r"([\w-]+) (http://\S+/metrics)", line))
+            if "Ctrl-C stops" in line:
+                break
+        assert urls["edge"] == f"http://127.0.0.1:{base + 11}/metrics" and len(urls) == 8, urls
+        with urllib.request.urlopen(urls["storage"], timeout=10) as resp:
+            assert b"sqld_storage_commits_logged_total" in resp.read()
         out = subprocess.run(command.split() + ["-X", "-A", "-t", "-c", "SELECT 6 * 7"],
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.strip() == "42", out.stderr
         # the replica site: a write through it reads back at once (read-your-writes)
-        replica = ["psql", "-h", "127.0.0.1", "-p", str(base + 13), "-U", "postgres", "main", "-X", "-A", "-t"]
+        replica = ["psql", "-h", "127.0.0.1", "-p", str(base + 20), "-U", "postgres", "main", "-X", "-A", "-t"]
         out = subprocess.run(replica + ["-c", "CREATE TABLE hello (a)", "-c", "INSERT INTO hello VALUES (5)",
                                         "-c", "SELECT a FROM hello"], capture_output=True, text=True, timeout=30)
         assert out.stdout.split()[-1] == "5", out.stdout + out.stderr

@@ -139,9 +139,9 @@ def test_ten_thousand_random_transactions_converge_through_crashes_and_compactio
         assert integrity(stack.db_path(name)) == "ok", name
         assert dbhash(stack.db_path(name)) == primary, name
     assert max(sizes.values()) < before
-    assert "installed snapshot db=main" in (stack.log_dir / "replica2.log").read_text()
+    assert 'msg="installed snapshot" db=main ' in (stack.log_dir / "replica2.log").read_text()
     # replica1 took its first snapshot at start and resumed from its own position after kill -9
-    assert (stack.log_dir / "replica1.log").read_text().count("installed snapshot db=main") == 1
+    assert (stack.log_dir / "replica1.log").read_text().count('msg="installed snapshot" db=main ') == 1
 
 
 def test_readers_on_a_replica_never_see_a_torn_transaction(stack):
@@ -331,7 +331,7 @@ def test_a_running_primary_starts_a_new_history_when_the_log_is_lost(own_stack):
         primary.close()
     assert stack.procs["storage"].pid == storage_pid and stack.procs["storage"].poll() is None
     # at start-up, after the wipe, after the restore
-    assert (stack.log_dir / "storage.log").read_text().count('msg="new history db=main') == 3
+    assert (stack.log_dir / "storage.log").read_text().count('msg="new history" db=main ') == 3
 
 
 def _lose_the_log_twice(stack, primary: psycopg.Connection, reader: psycopg.Connection) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from sqld.common import config, errors, sqlstate, statement
+from sqld.common import errors, sqlstate, statement
 from sqld.common.sqltext import is_empty, leading_words, split
 from sqld.scheduler import config as scheduler_config
 from sqld.scheduler.session import expand
+from sqld.storage import config as storage_config
 from sqld.storage.sqlite.errors import sqlstate_for, to_error
 from sqld.v1 import common_pb2
 
@@ -79,7 +80,7 @@ def test_config_flag_beats_env_beats_default():
     assert cfg.idle_in_transaction_timeout == 7.0
     with pytest.raises(SystemExit):
         scheduler_config.load(["--max-sessions", "many"], {})
-    assert config._convert("tuple[str, ...]", "a, b,") == ("a", "b")
+    assert storage_config.load(["--databases", "a, b,"], {}).databases == ("a", "b")
 
 
 @pytest.mark.parametrize("code, message, state", [

@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sqld.common import authz
+from sqld.common import authz, metrics
 from sqld.common.grpc_tls import Identity
 from sqld.common.tokens import Verifier
 
@@ -62,7 +62,7 @@ Port = tuple[str, Register, Security | None]  # listen, register, security
 
 async def _start(listen: str, register: Register,
                  security: Security | None) -> tuple[grpc.aio.Server, health.aio.HealthServicer, list[str]]:
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [metrics.RpcMetrics()]
     if security is not None and (security.identity is not None or security.verifier is not None):
         interceptors.append(authz.Authorizer(security.identity is not None and security.client_certs,
                                              security.verifier))
@@ -82,7 +82,7 @@ async def _start(listen: str, register: Register,
     await server.start()
     for name in names + [""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving grpc on %s services=%s tls=%s", listen, ",".join(names),
+    log.info("serving grpc listen=%s services=%s tls=%s", listen, ",".join(names),
              "off" if security is None or security.identity is None
              else "mutual" if security.client_certs else "server")
     return server, health_servicer, names
@@ -111,7 +111,7 @@ async def serve(listen: str, register: Register,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping (grace %.1fs)", grace)
+    log.info("stopping grace_seconds=%.1f", grace)
     for _, health_servicer, names in servers:
         for name in names + [""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

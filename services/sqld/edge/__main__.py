@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import sys
 
-from sqld.common import grpc_client, grpc_server, grpc_tls
+from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
 from sqld.edge import config as edge_config
 from sqld.edge.server import EdgeServer
 
 
-async def run(argv: list[str]) -> None:
-    cfg = edge_config.load(argv)
+async def run(cfg: edge_config.Config) -> None:
     identity = grpc_tls.load_identity(cfg, "edge")
     grpc_client.configure(identity)
     if identity is not None and not cfg.scheduler_token_file:
@@ -36,8 +35,11 @@ async def run(argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    logsetup.setup("edge")
-    event_loop.run(run(argv))
+    cfg = edge_config.load(argv)
+    logsetup.setup("edge", cfg)
+    if cfg.metrics_listen:
+        metrics.serve(cfg.metrics_listen)
+    event_loop.run(run(cfg))
 
 
 if __name__ == "__main__":

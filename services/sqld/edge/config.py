@@ -8,7 +8,7 @@ from sqld.common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(grpc_tls.TlsConfig):
+class Config(grpc_tls.TlsConfig, config.Common):
     """sqld edge: terminates the PostgreSQL wire protocol and forwards to the scheduler."""
 
     listen: str = dataclasses.field(default="127.0.0.1:5432", metadata={"help": "PostgreSQL address, host:port"})
@@ -23,6 +23,10 @@ class Config(grpc_tls.TlsConfig):
     tls_required: bool = dataclasses.field(default=False, metadata={"help": "refuse clients that do not switch to TLS (FATAL 28000)"})
     scheduler_token_file: str = dataclasses.field(default="", metadata={"help": "file holding the bearer token (JWT) the edge presents to the scheduler"})
     statement_timeout: str = dataclasses.field(default="0", metadata={"help": "the server's default statement_timeout for every session, as PostgreSQL's setting: 500ms, 30s, 5min (a bare number is ms); 0 = off. A session may SET its own"})
+    # Named as PostgreSQL names them (a session reads them from here; README, Logs).
+    log_connections: bool = dataclasses.field(default=False, metadata={"help": "log each connection attempt and each successful authentication, as PostgreSQL's log_connections"})
+    log_disconnections: bool = dataclasses.field(default=False, metadata={"help": "log each session's end with its duration, as PostgreSQL's log_disconnections"})
+    log_min_duration_statement: int = dataclasses.field(default=-1, metadata={"help": "log each statement that ran at least this many milliseconds, with its text and duration, as PostgreSQL's setting: -1 off, 0 every statement"})
     startup_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a client has to finish TLS and authentication; 0 = no limit"})
 
 

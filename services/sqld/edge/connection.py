@@ -12,11 +12,12 @@ import asyncio
 import logging
 import secrets
 import ssl
+import time
 from typing import Protocol
 
 from sqld.common import mux, sqlstate
 from sqld.common.sqlstate import SqlError
-from sqld.edge import commands, handshake, simple, sqlitewire, timetravel
+from sqld.edge import commands, handshake, metrics, simple, sqlitewire, timetravel
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
 from sqld.edge.extended import Extended
@@ -54,8 +55,11 @@ class Connection:
 
     async def run(self) -> None:
         t = self.transport
+        started = 0.0
         try:
             if await self._startup():
+                started = time.monotonic()
+                metrics.SESSIONS.inc()
                 await self._loop()
         except ClientGone:
             pass
@@ -68,7 +72,19 @@ class Connection:
         finally:
             if self.session is not None:
                 await self.session.close()
+            if started:
+                metrics.SESSIONS.dec()
+                if self.host.cfg.log_disconnections:
+                    self._log_disconnection(time.monotonic() - started)
             await t.close()
+
+    def _log_disconnection(self, seconds: float) -> None:
+        """PostgreSQL's log_disconnections line: the session's time, user, database and peer."""
+        s = self.session
+        peer = self.transport.peer
+        log.info("disconnection session_time=%.3f user=%s database=%s host=%s pid=%d", seconds,
+                 s.settings.values.get("session_authorization", "") if s else "", s.database if s else "",
+                 peer[0] if isinstance(peer, tuple) else "[local]", self.pid)
 
     def cancel(self) -> None:
         """A CancelRequest for this connection."""
@@ -102,6 +118,7 @@ class Connection:
             return False
         self.session = session = Session(t, self.pid, params.get("database") or user, settings)
         session.admin = host.admin
+        session.log_min_duration_statement = host.cfg.log_min_duration_statement
         try:
             await session.open(host.sessions, user, read_at)
         except SessionEnded as exc:
@@ -110,6 +127,10 @@ class Connection:
             t.fatal(exc.error.sqlstate, exc.error.message, hint=hint)
             self.session = None
             return False
+        if host.cfg.log_connections:
+            log.info("connection authorized user=%s database=%s application_name=%s ssl=%s pid=%d", user,
+                     session.database, settings.values.get("application_name", ""),
+                     "on" if t.is_tls() else "off", self.pid)
         out = [m.AUTH_OK]
         out += [m.parameter_status(k, settings.values[k]) for k in commands.REPORTED]
         out += [m.backend_key_data(self.pid, self.secret), m.ready_for_query(session.status)]

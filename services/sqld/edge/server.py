@@ -11,13 +11,20 @@ import itertools
 import logging
 
 from sqld.common import grpc_client, grpc_tls, mux
-from sqld.edge import commands, tls
+from sqld.edge import commands, metrics, tls
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
 from sqld.edge.connection import Connection
 from sqld.v1 import admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+
+def _address(peer: object) -> tuple[str, str]:
+    """(host, port) of a socket peer, as log_connections shows them ("[local]" for a unix socket)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), str(peer[1])
+    return "[local]", ""
 
 
 class EdgeServer:
@@ -42,10 +49,14 @@ class EdgeServer:
         host, _, port = self.cfg.listen.rpartition(":")
         self._server = await asyncio.start_server(self._accept, host or "127.0.0.1", int(port),
                                                   reuse_address=True)
-        log.info("listening for postgres clients on %s", self.cfg.listen)
+        log.info("listening for postgres clients listen=%s", self.cfg.listen)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(self, reader, writer, next(self._pids))
+        metrics.CONNECTIONS.inc()
+        if self.cfg.log_connections:
+            host, port = _address(conn.transport.peer)
+            log.info("connection received host=%s port=%s", host, port)
         self._live[conn.pid] = conn
         task = asyncio.current_task()
         if task is not None:

@@ -10,16 +10,19 @@ scheduler session and, to end the connection when the scheduler ends the session
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from sqld.common import mux, sqlstate
-from sqld.edge import commands, cursors, dispatch, sqlitewire
+from sqld.edge import commands, cursors, dispatch, metrics, sqlitewire
 from sqld.edge.catalog import functions
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
 from sqld.edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from sqld.edge.transport import ClientGone, Transport
 from sqld.v1 import admin_pb2_grpc, common_pb2, query_pb2
+
+log = logging.getLogger(__name__)
 
 IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
@@ -40,6 +43,9 @@ class Session:
         self._cancel_reason: str | None = None
         self._running = False
         self.transaction_start = time.time()  # now(): the start of the session's transaction
+        # PostgreSQL's log_min_duration_statement in ms (-1 off, 0 every batch); the edge's
+        # --log-min-duration-statement, set per session by the connection
+        self.log_min_duration_statement = -1
 
     async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None) -> None:
         """Open the scheduler session; SessionEnded says why it could not."""
@@ -63,12 +69,14 @@ class Session:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self.cancel, "statement timeout") if timeout > 0 else None
         self._running, self._cancel_reason = True, None
+        started = time.perf_counter()
         try:
             batch = await self._run(statements, implicit, on_part=self._parts_to(on_part) if on_part else None)
         finally:
             self._running = False
             if timer is not None:
                 timer.cancel()
+        self._observe(statements, time.perf_counter() - started)
         for r in batch.results:
             self._cancel_message(r)
         self.status = batch.status
@@ -78,6 +86,16 @@ class Session:
             wire.total_changes += sum(r.ok.total_changes for r in batch.results if r.HasField("ok"))
             wire.frame_no = max(wire.frame_no, batch.frame_no)
         return batch
+
+    def _observe(self, statements: list[common_pb2.Statement], seconds: float) -> None:
+        """The batch's latency by statement kind, and log_min_duration_statement's line."""
+        sqls = [st.sql for st in statements]
+        metrics.STATEMENT_SECONDS.labels(metrics.batch_kind(sqls)).observe(seconds)
+        ms = seconds * 1000
+        if 0 <= self.log_min_duration_statement <= ms:
+            log.info("duration duration_ms=%.3f user=%s database=%s pid=%d statement=%s", ms,
+                     self.settings.values.get("session_authorization", ""), self.database, self.pid,
+                     "; ".join(sqls))
 
     def ready(self) -> bytes:
         """ReadyForQuery, after what a SQLite-wire client is told at the end of a query (sqlitewire.py)."""

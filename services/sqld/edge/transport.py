@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from typing import Any
 
+from sqld.edge import metrics
 from sqld.edge.pgwire import codec
 from sqld.edge.pgwire import messages as m
 
@@ -37,7 +38,9 @@ class Transport:
     async def read(self, n: int) -> bytes:
         self._write()
         try:
-            return await self._reader.readexactly(n)
+            data = await self._reader.readexactly(n)
+            metrics.BYTES_RECEIVED.inc(n)
+            return data
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ClientGone() from exc
 
@@ -48,6 +51,7 @@ class Transport:
 
     def send(self, data: bytes) -> None:
         if data:
+            metrics.BYTES_SENT.inc(len(data))
             self._queued.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes >= SEND_BUFFER:

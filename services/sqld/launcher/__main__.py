@@ -1,42 +1,30 @@
 """python -m sqld.launcher: the whole system as local processes on loopback (`make run`)."""
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from sqld.launcher import config as launcher_config
 from sqld.launcher import pki, plan, procs
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sqld.launcher", description=__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("SQLD_DATA_DIR", "data"),
-                        help="folder for database files (env SQLD_DATA_DIR; default ./data)")
-    parser.add_argument("--host", default="127.0.0.1", help="address every service binds")
-    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("SQLD_PG_PORT", "5432")),
-                        help="PostgreSQL port of the edge (env SQLD_PG_PORT; default 5432)")
-    parser.add_argument("--pg-replica-port", type=int, default=int(os.environ.get("SQLD_PG_REPLICA_PORT", "5433")),
-                        help="PostgreSQL port of the replica site's edge (env SQLD_PG_REPLICA_PORT; default 5433)")
-    parser.add_argument("--grpc-base-port", type=int, default=7000,
-                        help="the gRPC services take this port and the next eleven (7010: replication metrics, 7011: embedded replicas)")
-    parser.add_argument("--replicas", type=int, choices=(0, 1, 2), default=2,
-                        help="replica storages to run (0: one site, no replication; default 2)")
-    parser.add_argument("--backend", choices=["sqlite", "mvsqlite", "libsql"], default=os.environ.get("SQLD_BACKEND", "sqlite"),
-                        help="storage backend (env SQLD_BACKEND): sqlite (a local file per database) or mvsqlite "
-                             "(pages in FoundationDB; without --fdb-cluster-file on the in-memory FoundationDB "
-                             "TEST DOUBLE, for trials and benchmarks only); libsql: a deprecated name of sqlite")
-    parser.add_argument("--fdb-cluster-file", default=os.environ.get("FDB_CLUSTER_FILE", ""),
-                        help="mvsqlite: FoundationDB cluster file (env FDB_CLUSTER_FILE)")
-    args = parser.parse_args(argv)
+    args = launcher_config.load(argv)
+    config_file = launcher_config.config_file(argv, os.environ)
     ports = plan.Ports.from_base(args.grpc_base_port, args.pg_port, args.pg_replica_port)
     data_dir = os.path.abspath(args.data_dir)
     os.makedirs(data_dir, exist_ok=True)
     pki_dir = os.path.join(data_dir, "pki")
     services = plan.services(ports, data_dir, args.host, replicas=args.replicas, backend=args.backend,
-                             fdb_cluster_file=args.fdb_cluster_file, pki_dir=pki_dir)
+                             fdb_cluster_file=args.fdb_cluster_file or os.environ.get("FDB_CLUSTER_FILE", ""),
+                             pki_dir=pki_dir)
+    if config_file:  # one file for the whole deployment: each service reads its own table
+        services = [dataclasses.replace(s, argv=[*s.argv, "--config", os.path.abspath(config_file)])
+                    if s.role else s for s in services]
     # The deployment's CA, certificates and token keys: made on the first start, kept after.
     pki.ensure(pki_dir, pki.instances(services), ["localhost", "127.0.0.1", args.host])
 
@@ -67,7 +55,9 @@ def main(argv: list[str]) -> int:
               f"-d '{{\"database\":\"main\",\"statements\":[{{\"sql\":\"select 1 as one\"}}]}}' "
               f"{args.host}:{ports.scheduler} sqld.v1.QueryService/Execute\n"
               f"    more tokens: {sys.executable} -m sqld.common.tokens mint --key {pki_dir}/auth.key [--read-only] [--database main]\n"
-              f"  Ctrl-C stops everything.\n", flush=True)
+              f"  Prometheus metrics (GET /metrics): "
+              + ", ".join(f"{svc.name} http://{svc.metrics}/metrics" for svc in services if svc.metrics) + "\n"
+              "  Ctrl-C stops everything.\n", flush=True)
         while not stopping:
             for svc, proc in running:
                 if proc.poll() is not None:

@@ -39,15 +39,25 @@ class Ports:
     replica_scheduler: int = 7008
     pg_replica: int = 5433
     fdb_double: int = 7009  # only with the mvsqlite backend on the FoundationDB test double
-    replication_metrics: int = 7010  # Prometheus text, GET /metrics
-    replication_public: int = 7011  # embedded replicas (sqldclient replica=) with a bearer token
+    # Prometheus metrics (GET /metrics), one port per process
+    replication_metrics: int = 7010
+    edge_metrics: int = 7011
+    scheduler_metrics: int = 7012
+    storage_metrics: int = 7013
+    replica1_metrics: int = 7014
+    replica2_metrics: int = 7015
+    replica_edge_metrics: int = 7016
+    replica_scheduler_metrics: int = 7017
+    replication_public: int = 7018  # embedded replicas (sqldclient replica=) with a bearer token
 
     @classmethod
     def from_base(cls, base: int, pg: int, pg_replica: int) -> Ports:
         return cls(pg=pg, edge=base, scheduler=base + 1, storage=base + 3, replication=base + 4,
                    replica1=base + 5, replica2=base + 6, replica_edge=base + 7, replica_scheduler=base + 8,
                    pg_replica=pg_replica, fdb_double=base + 9, replication_metrics=base + 10,
-                   replication_public=base + 11)
+                   edge_metrics=base + 11, scheduler_metrics=base + 12, storage_metrics=base + 13,
+                   replica1_metrics=base + 14, replica2_metrics=base + 15, replica_edge_metrics=base + 16,
+                   replica_scheduler_metrics=base + 17, replication_public=base + 18)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Service:
     argv: list[str]
     health: str  # gRPC address answering grpc.health.v1
     role: str = ""  # the role in its certificate (common.pki); "" for the plaintext test double
+    metrics: str = ""  # the address serving its Prometheus metrics (GET /metrics); "" for none
 
 
 def tls_args(pki_dir: str, instance: str) -> list[str]:
@@ -77,6 +88,10 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
     def m(module: str, *args: str) -> list[str]:
         return [python, "-m", f"sqld.{module}", *args]
 
+    def ops(role: str, port: int) -> list[str]:
+        """The process's name in its logs (svc=storage role=replica1) and its metrics address."""
+        return ["--role", role, "--metrics-listen", addr(port)]
+
     repl = addr(ports.replication)
     out: list[Service] = []
     storage_args: list[str] = []
@@ -89,39 +104,46 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
                                addr(ports.fdb_double)))
             storage_args += ["--fdb-double", addr(ports.fdb_double)]
     if replicas:
-        out.append(Service("replication", m("replication", "--listen", repl,
-                                             "--data-dir", os.path.join(data_dir, "replication"),
-                                             "--metrics-listen", addr(ports.replication_metrics),
+        out.append(Service("replication", m("replication", *ops("primary", ports.replication_metrics),
+                                             "--listen", repl, "--data-dir", os.path.join(data_dir, "replication"),
                                              "--public-listen", addr(ports.replication_public),
                                              "--auth-public-key", os.path.join(pki, "auth.pub"),
-                                             *tls_args(pki, "replication")), repl, "replication"))
-    out.append(Service("storage", m("storage", "--listen", addr(ports.storage), "--data-dir", data_dir,
+                                             *tls_args(pki, "replication")), repl, "replication",
+                           addr(ports.replication_metrics)))
+    out.append(Service("storage", m("storage", *ops("primary", ports.storage_metrics),
+                                    "--listen", addr(ports.storage), "--data-dir", data_dir,
                                     *(["--replication", repl] if replicas else []), *storage_args,
                                     *tls_args(pki, "storage")),
-                       addr(ports.storage), "storage-primary"))
-    replica_ports = [ports.replica1, ports.replica2][:replicas]
-    for i, port in enumerate(replica_ports, 1):
-        out.append(Service(f"replica{i}", m("storage", "--listen", addr(port),
+                       addr(ports.storage), "storage-primary", addr(ports.storage_metrics)))
+    replica_ports = [(ports.replica1, ports.replica1_metrics), (ports.replica2, ports.replica2_metrics)][:replicas]
+    for i, (port, metrics_port) in enumerate(replica_ports, 1):
+        out.append(Service(f"replica{i}", m("storage", *ops(f"replica{i}", metrics_port), "--listen", addr(port),
                                             "--data-dir", os.path.join(data_dir, f"replica{i}"),
                                             "--replica-of", repl, "--replica-id", f"replica{i}",
-                                            *tls_args(pki, f"replica{i}")), addr(port), "storage-replica"))
+                                            *tls_args(pki, f"replica{i}")), addr(port), "storage-replica",
+                           addr(metrics_port)))
     auth_key = ["--auth-public-key", os.path.join(pki, "auth.pub")]
     edge_token = ["--scheduler-token-file", os.path.join(pki, "edge.token")]
-    out.append(Service("scheduler", m("scheduler", "--listen", addr(ports.scheduler), "--storage", addr(ports.storage),
+    out.append(Service("scheduler", m("scheduler", *ops("primary", ports.scheduler_metrics),
+                                      "--listen", addr(ports.scheduler), "--storage", addr(ports.storage),
                                       *(["--replication", repl] if replicas else []),
-                                      *tls_args(pki, "scheduler"), *auth_key), addr(ports.scheduler), "scheduler"))
-    out.append(Service("edge", m("edge", "--listen", addr(ports.pg), "--health-listen", addr(ports.edge),
+                                      *tls_args(pki, "scheduler"), *auth_key), addr(ports.scheduler), "scheduler",
+                       addr(ports.scheduler_metrics)))
+    out.append(Service("edge", m("edge", *ops("primary", ports.edge_metrics),
+                                 "--listen", addr(ports.pg), "--health-listen", addr(ports.edge),
                                  "--scheduler", addr(ports.scheduler), *tls_args(pki, "edge"), *edge_token),
-                       addr(ports.edge), "edge"))
+                       addr(ports.edge), "edge", addr(ports.edge_metrics)))
     if replicas:
-        out.append(Service("replica-scheduler", m("scheduler", "--listen", addr(ports.replica_scheduler),
+        out.append(Service("replica-scheduler", m("scheduler", *ops("replica", ports.replica_scheduler_metrics),
+                                                  "--listen", addr(ports.replica_scheduler),
                                                   "--storage", addr(ports.storage),
                                                   "--replica", addr(ports.replica1), "--replication", repl,
                                                   *tls_args(pki, "replica-scheduler"), *auth_key),
-                           addr(ports.replica_scheduler), "scheduler"))
-        out.append(Service("replica-edge", m("edge", "--listen", addr(ports.pg_replica),
+                           addr(ports.replica_scheduler), "scheduler", addr(ports.replica_scheduler_metrics)))
+        out.append(Service("replica-edge", m("edge", *ops("replica", ports.replica_edge_metrics),
+                                             "--listen", addr(ports.pg_replica),
                                              "--health-listen", addr(ports.replica_edge),
                                              "--scheduler", addr(ports.replica_scheduler),
                                              *tls_args(pki, "replica-edge"), *edge_token),
-                           addr(ports.replica_edge), "edge"))
+                           addr(ports.replica_edge), "edge", addr(ports.replica_edge_metrics)))
     return out

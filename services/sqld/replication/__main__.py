@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from prometheus_client import REGISTRY
+
 from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
@@ -15,8 +17,7 @@ from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 
 
-async def run(argv: list[str]) -> None:
-    cfg = replication_config.load(argv)
+async def run(cfg: replication_config.Config) -> None:
     identity = grpc_tls.load_identity(cfg, "replication")
     grpc_client.configure(identity)
     core = ReplicationCore(cfg)
@@ -40,21 +41,17 @@ async def run(argv: list[str]) -> None:
         also.append((cfg.public_listen, register_public,
                      grpc_server.Security(identity, client_certs=False, verifier=verifier)))
 
-    exporter = None
+    REGISTRY.register(replication_metrics.StatusCollector(lambda: core.status(pb.StatusRequest())))
     if cfg.metrics_listen:
-        exporter = await metrics.serve(cfg.metrics_listen,
-                                       lambda: replication_metrics.text(core.status(pb.StatusRequest())))
-    try:
-        await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams,
-                                security=grpc_server.Security(identity), also=also)
-    finally:
-        if exporter is not None:
-            exporter.close()
+        metrics.serve(cfg.metrics_listen)
+    await grpc_server.serve(cfg.listen, register, on_stopping=core.close_streams,
+                            security=grpc_server.Security(identity), also=also)
 
 
 def main(argv: list[str]) -> None:
-    logsetup.setup("replication")
-    event_loop.run(run(argv))
+    cfg = replication_config.load(argv)
+    logsetup.setup("replication", cfg)
+    event_loop.run(run(cfg))
 
 
 if __name__ == "__main__":

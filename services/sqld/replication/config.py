@@ -8,7 +8,7 @@ from sqld.common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(grpc_tls.TlsConfig):
+class Config(grpc_tls.TlsConfig, config.Common):
     """sqld replication: the durable WAL frame log of each database, streamed to replicas."""
 
     listen: str = dataclasses.field(default="127.0.0.1:7004", metadata={"help": "gRPC address, host:port or unix:/path"})
@@ -16,7 +16,6 @@ class Config(grpc_tls.TlsConfig):
     compact_frames: int = dataclasses.field(default=20000, metadata={"help": "compact a log once it holds more frames than this after its snapshot"})
     keep_frames: int = dataclasses.field(default=5000, metadata={"help": "frames kept in the log after a compaction (replicas behind them take a snapshot)"})
     retention_seconds: float = dataclasses.field(default=86400.0, metadata={"help": "point-in-time restore reaches back this far: compaction keeps every transaction committed within it (0: compaction follows --keep-frames alone)"})
-    metrics_listen: str = dataclasses.field(default="", metadata={"help": "host:port for Prometheus metrics (GET /metrics); empty: none"})
     public_listen: str = dataclasses.field(default="", metadata={"help": "host:port of the public port, TLS without client certificates: applications' embedded replicas (sqldclient replica=) read the log there with a bearer token that opens the database (needs --auth-public-key); empty: none"})
     auth_public_key: str = dataclasses.field(default="", metadata={"help": "PEM Ed25519 public key checking the public port's bearer tokens (the scheduler's --auth-public-key)"})
     sync_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a synchronous commit waits for a replica to apply it"})

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from sqld.common import dbnames
 from sqld.common.authz import EMBEDDED_PREFIX
 from sqld.common.replication_state import LOG_FORKED, NEED_SNAPSHOT
-from sqld.replication import snapshot
+from sqld.replication import metrics, snapshot
 from sqld.replication.config import Config
 from sqld.replication.frame_log import FrameLog, LogError
 from sqld.replication.replicas import Replicas
@@ -109,9 +109,12 @@ class ReplicationCore:
                     log.warning("append refused db=%s primary=%s head=%d err=%s", d.name, req.primary_id,
                                 before, exc)
                 raise
+            new = [t for t in req.transactions if t.frames and t.frames[-1].frame_no > before]
+            metrics.count(d.name, new, (metrics.FRAMES_APPENDED, metrics.BYTES_APPENDED))
             if req.more:
                 return pb.AppendResponse(head_frame_no=head)  # a part: staged, nothing visible yet
-            d.appended += sum(1 for t in req.transactions if t.frames and t.frames[-1].frame_no > before)
+            d.appended += len(new)
+            metrics.TRANSACTIONS_APPENDED.labels(d.name).inc(len(new))
             if head - d.log.snapshot_frame_no > self.cfg.compact_frames:
                 keep = self.cfg.keep_frames
                 if self.cfg.retention_seconds > 0:  # what point-in-time restore needs stays
@@ -147,6 +150,7 @@ class ReplicationCore:
                     nxt = txns[-1].frames[-1].frame_no + 1
                     if not more:
                         progress.sent, progress.seen = nxt - 1, time.monotonic()
+                    metrics.count(d.name, txns, (metrics.FRAMES_SENT, metrics.BYTES_SENT))
                     yield pb.FrameBatch(transactions=txns, head_frame_no=lg.head, page_size=lg.page_size,
                                         more=more)
                     continue

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 
-from sqld.common import grpc_client, grpc_server, grpc_tls
+from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
 from sqld.common.tokens import Verifier
 from sqld.scheduler import config as scheduler_config
+from sqld.scheduler import metrics as scheduler_metrics
 from sqld.scheduler.admin import DatabaseAdminServicer
 from sqld.scheduler.pool import Pools
 from sqld.scheduler.servicer import QueryServicer
@@ -31,8 +32,7 @@ def load_verifier(path: str, tls: bool) -> Verifier | None:
         raise SystemExit(f"scheduler: --auth-public-key {path}: {exc}") from None
 
 
-async def run(argv: list[str]) -> None:
-    cfg = scheduler_config.load(argv)
+async def run(cfg: scheduler_config.Config) -> None:
     identity = grpc_tls.load_identity(cfg, "scheduler")
     grpc_client.configure(identity)
     verifier = load_verifier(cfg.auth_public_key, identity is not None)
@@ -45,6 +45,7 @@ async def run(argv: list[str]) -> None:
         read_your_writes_wait_ms=int(cfg.read_your_writes_wait * 1000),
         max_lag_ms=int(cfg.max_replica_lag * 1000))
     servicer = QueryServicer(cfg, pools, replicas, verifier)
+    scheduler_metrics.SESSIONS.set_function(lambda: servicer.sessions)
     admin = DatabaseAdminServicer(pools, servicer, verifier, replicas.pools)
 
     async def on_stop() -> None:
@@ -67,8 +68,11 @@ async def run(argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    logsetup.setup("scheduler")
-    event_loop.run(run(argv))
+    cfg = scheduler_config.load(argv)
+    logsetup.setup("scheduler", cfg)
+    if cfg.metrics_listen:
+        metrics.serve(cfg.metrics_listen)
+    event_loop.run(run(cfg))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from sqld.common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(grpc_tls.TlsConfig):
+class Config(grpc_tls.TlsConfig, config.Common):
     """sqld scheduler: the public query service; orders work on each database."""
 
     listen: str = dataclasses.field(default="127.0.0.1:7001", metadata={"help": "gRPC address, host:port or unix:/path"})

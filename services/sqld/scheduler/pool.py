@@ -14,6 +14,7 @@ import logging
 
 from sqld.common import grpc_client, mux, sqlstate
 from sqld.common.sqlstate import SqlError
+from sqld.scheduler import metrics
 from sqld.scheduler.storage_client import StorageConnection, StorageUnavailable
 from sqld.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
@@ -40,10 +41,12 @@ class DatabasePool:
     async def acquire(self) -> StorageConnection:
         try:
             if self._slots.locked():
-                await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
+                with metrics.POOL_WAIT_SECONDS.time():
+                    await asyncio.wait_for(self._slots.acquire(), self.wait_timeout)
             else:  # fast path: no timer task when a slot is free
                 await self._slots.acquire()
         except TimeoutError:
+            metrics.WAIT_TIMEOUTS.labels("connection").inc()
             raise SqlError(sqlstate.TOO_MANY_CONNECTIONS, f"all storage connections of database {self.name} are busy; "
                        f"waited {self.wait_timeout:.0f}s, try again later") from None
         while self._idle:
@@ -74,10 +77,12 @@ class DatabasePool:
     async def acquire_writer(self) -> None:
         try:
             if self.writer.locked():
-                await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
+                with metrics.WRITE_TOKEN_WAIT_SECONDS.time():
+                    await asyncio.wait_for(self.writer.acquire(), self.wait_timeout)
             else:
                 await self.writer.acquire()
         except TimeoutError:
+            metrics.WAIT_TIMEOUTS.labels("write_token").inc()
             raise SqlError(sqlstate.LOCK_NOT_AVAILABLE, f"could not obtain the write lock on database {self.name} within "
                        f"{self.wait_timeout:.0f}s: another transaction holds it") from None
 

@@ -35,7 +35,7 @@ from sqld.common import errors, sqlstate, statement
 from sqld.common.sqlstate import SqlError
 from sqld.common.sqltext import LONGEST_CACHED, TEXTS_CACHED, leading_words, split
 from sqld.common.statement import CONTROL, Kind, kind_of
-from sqld.scheduler import routing, stat_replication
+from sqld.scheduler import metrics, routing, stat_replication
 from sqld.scheduler.pool import DatabasePool, Pools
 from sqld.scheduler.storage_client import PartSink, StorageConnection, StorageUnavailable
 from sqld.scheduler.writer import WriterTurn
@@ -444,6 +444,8 @@ class Session:
                                          take_writer=writes, writer_wait_ms=self._writer_wait_ms if writes else 0)
             answered = True
             self._wrote(conn)
+            if writes and results and not results[-1].HasField("error"):
+                metrics.COMMITS.inc()
             if conn.in_transaction:  # a statement such as a bare SAVEPOINT opened one
                 await conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
             return results
@@ -476,6 +478,8 @@ class Session:
                                               synchronous_commit=self.policy.synchronous_commit)
                 answered = True
                 self._wrote(self.conn)
+                if verb == "COMMIT" and res and not res[-1].HasField("error"):
+                    metrics.COMMITS.inc()
                 if verb == "COMMIT" and res and res[-1].notices and not self.implicit:
                     results.append(res[-1])
                 if res and res[-1].HasField("error"):
@@ -499,8 +503,10 @@ class Session:
             if self.conn is not None and self.conn.alive and self.conn.in_transaction:
                 with contextlib.suppress(StorageUnavailable):  # a lost stream is rolled back by storage
                     await self.conn.execute([common_pb2.Statement(sql="ROLLBACK")], read_only=False)
-        elif not res.notices:
-            res = _ok()
+        else:
+            metrics.COMMITS.inc()
+            if not res.notices:
+                res = _ok()
         self._unpin(reuse=True)
         self.status, self.implicit, self.read_only = IDLE, False, False
         return res

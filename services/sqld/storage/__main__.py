@@ -8,10 +8,11 @@ import sys
 
 import grpc
 
-from sqld.common import dbnames, grpc_client, grpc_server, grpc_tls
+from sqld.common import dbnames, grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
 from sqld.storage import config as storage_config
+from sqld.storage import metrics as storage_metrics
 from sqld.storage import registry
 from sqld.storage.backend import Database
 from sqld.storage.replica.database import ReplicaDatabase
@@ -71,9 +72,9 @@ def _raise_open_files() -> None:
 
 
 def main(argv: list[str]) -> None:
-    logsetup.setup("storage")
-    _raise_open_files()
     cfg = storage_config.load(argv)
+    logsetup.setup("storage", cfg)
+    _raise_open_files()
     identity = grpc_tls.load_identity(cfg, "storage")
     grpc_client.configure(identity)  # before anything opens a channel to the replication service
     if cfg.replication and cfg.replica_of:
@@ -85,6 +86,9 @@ def main(argv: list[str]) -> None:
     names = registry.Registry(cfg, databases)
     compat.database_names = names.names
     servicer = StorageServicer(databases, cfg.threads, cfg.max_connections, names)
+    storage_metrics.CONNECTIONS.set_function(lambda: servicer.open_connections)
+    if cfg.metrics_listen:
+        metrics.serve(cfg.metrics_listen)
 
     def register(server):
         storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)

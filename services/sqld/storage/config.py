@@ -8,7 +8,7 @@ from sqld.common import config, grpc_tls
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(grpc_tls.TlsConfig):
+class Config(grpc_tls.TlsConfig, config.Common):
     """sqld storage: serves SQLite databases to the scheduler over gRPC."""
 
     listen: str = dataclasses.field(default="127.0.0.1:7003", metadata={"help": "gRPC address, host:port or unix:/path"})

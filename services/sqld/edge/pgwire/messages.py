@@ -4,6 +4,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
+from sqld.edge import metrics
 from sqld.v1 import common_pb2
 
 _I32 = struct.Struct("!i")
@@ -104,6 +105,7 @@ def _fields(severity: str, sqlstate: str, message: str, detail: str = "", hint: 
 def error_response(sqlstate: str, message: str, severity: str = "ERROR", detail: str = "", hint: str = "",
                    extra: bytes = b"") -> bytes:
     """`extra`: more fields, each a type byte and a NUL-terminated value (edge/sqlitewire.py)."""
+    metrics.ERRORS.labels(sqlstate[:2] or "XX").inc()  # every ErrorResponse is built here
     return _msg(b"E", _fields(severity, sqlstate, message, detail, hint, extra))
 
 

@@ -56,6 +56,7 @@ import apsw
 import grpc
 
 from sqld.common.durable import write_atomic
+from sqld.storage import metrics
 from sqld.storage.capture import wal
 from sqld.storage.capture.log_client import (
     PART_BYTES,
@@ -390,6 +391,10 @@ class Capturer:
                     size = 0
             if batch:
                 applied = flush()
+            frames_logged = sum(len(t.page_nos) for t in scan.transactions)
+            metrics.COMMITS_LOGGED.inc(len(scan.transactions))
+            metrics.FRAMES_LOGGED.inc(frames_logged)
+            metrics.BYTES_LOGGED.inc(frames_logged * ps)
         finally:
             os.close(fd)
         return applied

@@ -24,6 +24,7 @@ import grpc
 
 from sqld.common import grpc_client, replication_state
 from sqld.common.applier import Applier, Batch
+from sqld.storage import metrics
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
 
@@ -219,6 +220,8 @@ class _Stream:
                     else os.fstat(f.applier.fd).st_size // batch.page_size
                 self.pending = f.applier.begin(f.applier.log_id, batch.page_size, size)
             frames = [fr for t in batch.transactions for fr in t.frames]
+            metrics.FRAMES_RECEIVED.inc(len(frames))
+            metrics.BYTES_RECEIVED.inc(len(frames) * batch.page_size)
             if len(frames) * batch.page_size <= INLINE_BYTES:
                 self.pending.add(frames)  # a buffered write: cheaper than a thread hand-off
             else:
