@@ -67,7 +67,7 @@ lock:
 	build/lock-venv/bin/pip install --progress-bar off -e '.[dev,test,bench]' -e './client[sqlalchemy]'
 	{ echo "# Exact versions of every package sqld-py installs: make lock writes this file; make setup,"; \
 	  echo "# the Dockerfile and CI install with pip -c requirements.lock. Do not edit by hand."; \
-	  build/lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+	  build/lock-venv/bin/pip freeze --exclude-editable | grep -v -E "^(sqld-py|sqldclient)=="; } > requirements.lock
 	rm -rf build/lock-venv
 
 proto: $(STUBS)
