@@ -21,7 +21,7 @@ from sqld.storage.sqlite import backend as sqlite
 from sqld.storage.sqlite import compat
 from sqld.v1 import storage_pb2, storage_pb2_grpc
 
-log = logging.getLogger("storage")
+log = logging.getLogger(__name__)
 
 
 def _unreachable(cfg: storage_config.Config, exc: grpc.RpcError) -> SystemExit:

@@ -26,7 +26,7 @@ from sqld.common import loop as event_loop
 from sqld.testing.v1 import fdbdouble_pb2 as pb
 from sqld.testing.v1 import fdbdouble_pb2_grpc as pb_grpc
 
-log = logging.getLogger("fdbdouble")
+log = logging.getLogger(__name__)
 
 TOO_OLD, NOT_COMMITTED, UNKNOWN_RESULT, TOO_LARGE = 1007, 1020, 1021, 2101
 MVCC_WINDOW = 5_000_000      # versions: FoundationDB keeps 5 s of history at 1e6 versions/s
