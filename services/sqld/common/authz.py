@@ -54,6 +54,9 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.DatabaseAdmin/DropDatabase": TOKEN,
     "/sqld.v1.DatabaseAdmin/ListDatabases": TOKEN,
     "/sqld.v1.DatabaseAdmin/Backup": TOKEN,
+    # the same check (scheduler/activity.py); the edge acts for its clients (activity.proto)
+    "/sqld.v1.SessionAdmin/ListSessions": TOKEN,
+    "/sqld.v1.SessionAdmin/SignalSession": TOKEN,
 }
 PREFIX_POLICY: dict[str, str] = {
     "/grpc.health.v1.Health/": ANY_MEMBER,

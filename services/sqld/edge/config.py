@@ -23,6 +23,7 @@ class Config(grpc_tls.TlsConfig):
     tls_required: bool = dataclasses.field(default=False, metadata={"help": "refuse clients that do not switch to TLS (FATAL 28000)"})
     scheduler_token_file: str = dataclasses.field(default="", metadata={"help": "file holding the bearer token (JWT) the edge presents to the scheduler"})
     statement_timeout: str = dataclasses.field(default="0", metadata={"help": "the server's default statement_timeout for every session, as PostgreSQL's setting: 500ms, 30s, 5min (a bare number is ms); 0 = off. A session may SET its own"})
+    superusers: str = dataclasses.field(default="postgres", metadata={"help": "comma-separated user names that are superusers (is_superuser): they may cancel or terminate any session and see every query in pg_stat_activity; other users only their own"})
     startup_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a client has to finish TLS and authentication; 0 = no limit"})
 
 

@@ -25,7 +25,7 @@ from sqld.edge.pgwire import messages as m
 from sqld.edge.scheduler_client import SessionEnded
 from sqld.edge.session import Session
 from sqld.edge.transport import ClientGone, Transport
-from sqld.v1 import admin_pb2_grpc
+from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,18 @@ class Host(Protocol):
     auth: exchange.Policy
     sessions: mux.Channel  # the shared stream to the scheduler
     admin: admin_pb2_grpc.DatabaseAdminStub  # CREATE/DROP DATABASE
+    activity: activity_pb2_grpc.SessionAdminStub  # pg_stat_activity, pg_cancel/terminate_backend
+    superusers: frozenset[str]
     setting_defaults: dict[str, str]
+    live: dict[int, Connection]  # open sessions by pid, for CancelRequest
 
     async def cancel(self, pid: int, key: int) -> None: ...
 
 
 class Connection:
-    def __init__(self, host: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pid: int) -> None:
+    def __init__(self, host: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.host = host
-        self.pid = pid
+        self.pid = 0  # the scheduler's, once the session is open
         self.secret = secrets.randbits(31)
         self.transport = Transport(reader, writer, host.cfg.max_message_bytes)
         self.session: Session | None = None
@@ -86,7 +89,12 @@ class Connection:
             return False
         params = start.params
         user = params["user"]
-        settings = commands.Settings(user, params, host.setting_defaults)
+        try:
+            settings = commands.Settings(user, params, host.setting_defaults, superuser=user in host.superusers)
+        except SqlError as exc:  # a bad -c name=value in options: refused as PostgreSQL does
+            log.info("startup setting refused peer=%s user=%s err=%s", t.peer, user, exc.message)
+            t.fatal(exc.sqlstate, exc.message)
+            return False
         read_at = None
         if (travel := timetravel.from_startup(params)) is not None:
             try:
@@ -100,16 +108,19 @@ class Connection:
         except ValueError as exc:
             t.fatal(sqlstate.INVALID_PARAMETER_VALUE, str(exc))
             return False
-        self.session = session = Session(t, self.pid, params.get("database") or user, settings)
+        self.session = session = Session(t, 0, params.get("database") or user, settings)
         session.admin = host.admin
+        session.activity = host.activity
         try:
-            await session.open(host.sessions, user, read_at)
+            await session.open(host.sessions, user, read_at, t.peer)
         except SessionEnded as exc:
             hint = (f'the default database is "{host.cfg.default_database}"'
                     if exc.error.sqlstate == sqlstate.INVALID_CATALOG_NAME else "")
             t.fatal(exc.error.sqlstate, exc.error.message, hint=hint)
             self.session = None
             return False
+        self.pid = session.pid
+        host.live[self.pid] = self
         out = [m.AUTH_OK]
         out += [m.parameter_status(k, settings.values[k]) for k in commands.REPORTED]
         out += [m.backend_key_data(self.pid, self.secret), m.ready_for_query(session.status)]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from sqld.common import mux, sqlstate
-from sqld.edge import commands, cursors, dispatch, sqlitewire
+from sqld.edge import activity, commands, cursors, dispatch, sqlitewire
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
 from sqld.edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from sqld.edge.transport import ClientGone, Transport
-from sqld.v1 import admin_pb2_grpc, common_pb2, query_pb2
+from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc, common_pb2, query_pb2
 
 IDLE = common_pb2.TRANSACTION_STATUS_IDLE
 IN_TRANSACTION = common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
@@ -35,13 +35,19 @@ class Session:
         self.statements: dict[str, Prepared] = {}
         self._scheduler: SchedulerSession | None = None
         self.admin: admin_pb2_grpc.DatabaseAdminStub | None = None  # CREATE/DROP DATABASE (databases.py)
+        self.activity: activity_pb2_grpc.SessionAdminStub | None = None  # pg_stat_activity, signals (activity.py)
+        self.query_text = ""  # the client's text being run, for pg_stat_activity (set by the handlers)
         self._cancel_reason: str | None = None
         self._running = False
 
-    async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None) -> None:
-        """Open the scheduler session; SessionEnded says why it could not."""
+    async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None,
+                   peer: object = None) -> None:
+        """Open the scheduler session; SessionEnded says why it could not. The scheduler gives
+        the session its pid (BackendKeyData, pg_stat_activity)."""
         self._scheduler = SchedulerSession(sessions, self._closed_by_server)
-        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at)
+        client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else ("", 0)
+        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at, client)
+        self.pid = self._scheduler.pid
 
     async def close(self) -> None:
         if self._scheduler is not None:
@@ -56,6 +62,11 @@ class Session:
     async def run(self, statements: list[common_pb2.Statement], implicit: bool,
                   on_part: PartSink | None = None) -> query_pb2.BatchResult:
         """One batch; a large result's ResultParts are awaited in `on_part` as they come."""
+        live = activity.needs(statements)
+        user, superuser = self.settings.values["session_authorization"], self.settings.superuser
+        if live:  # pg_stat_activity, pg_settings, signals: filled in now (activity.py)
+            statements = await activity.fill(statements, self.activity, user, superuser, self.pid,
+                                             self.query_text, self.settings.pg_settings())
         timeout = self.settings.statement_timeout_s()
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self.cancel, "statement timeout") if timeout > 0 else None
@@ -69,6 +80,10 @@ class Session:
         for r in batch.results:
             self._cancel_message(r)
         self.status = batch.status
+        if live and await activity.signal(statements, batch, self.activity, user, superuser) \
+                and self.status == IN_TRANSACTION:
+            await self.fail_transaction()
+            batch.status = self.status
         if self.status == IDLE:
             self.cursors.end_transaction()
         if (wire := sqlitewire.ACTIVE.get()) is not None:
@@ -97,7 +112,8 @@ class Session:
         assert self._scheduler is not None
         try:
             return await self._scheduler.run(statements, implicit, describe_only=describe_only,
-                                             fail_transaction=fail_transaction, on_part=on_part)
+                                             fail_transaction=fail_transaction, on_part=on_part,
+                                             query="" if describe_only or fail_transaction else self.query_text)
         except SessionEnded as exc:
             self.transport.fatal(exc.error.sqlstate, exc.error.message)
             await self.transport.flush()
@@ -126,6 +142,8 @@ class Session:
         res = commands.local(sql, self.settings, self.database, self.pid)
         if res is not None and res.error is None:
             self._side_effects(sql)
+            if self._scheduler is not None and any(k == "application_name" for k, _ in res.changed):
+                asyncio.ensure_future(self._scheduler.update(self.settings.values["application_name"]))
         return res
 
     def _side_effects(self, sql: str) -> None:
