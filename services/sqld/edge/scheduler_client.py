@@ -131,12 +131,12 @@ class SchedulerSession:
 
     async def update(self, application_name: str) -> None:
         """Tell the scheduler what pg_stat_activity shows now (SessionUpdate)."""
-        if self._call is not None and self._ended is None:
+        if self._call is not None and self._ended is None and not self._closing:
             try:
                 await self._call.write(query_pb2.SessionRequest(update=query_pb2.SessionUpdate(
                     application_name=application_name)))
-            except grpc.aio.AioRpcError:
-                pass
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the session is ending: nothing left to show
 
     async def close(self) -> None:
         self._closing = True
