@@ -80,7 +80,7 @@ def test_a_session_waiting_for_the_write_token_is_listed_and_cancelled(own_stack
 
         hold = activity(watcher, "application_name = 'holder'")[0]
         assert hold["state"] == "idle in transaction" and hold["xact_start"] is not None
-        me = activity(watcher, "pid = pg_backend_pid()" if False else "application_name = 'watcher'")[0]
+        me = activity(watcher, "pid = pg_backend_pid()")[0]
         assert me["state"] == "active" and "pg_stat_activity" in me["query"] and me["wait_event"] is None
         assert me["pid"] == watcher.info.backend_pid
 
@@ -269,3 +269,22 @@ def test_drop_database_sees_every_edge_of_the_site(own_stack):
         assert "terminating connection due to administrator command" in str(ended.value)
         assert not activity(admin, "datname = %s", name)
         user.close()
+
+
+def test_idle_in_transaction_session_timeout_is_the_sessions_own(own_stack):
+    """A session's idle_in_transaction_session_timeout (here from PGOPTIONS) ends its idle
+    transaction before the scheduler's own limit would, as PostgreSQL's setting does."""
+    stack = own_stack()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE idle (a INTEGER)")
+    idler = psycopg.connect(stack.dsn, options="-c idle_in_transaction_session_timeout=500")
+    assert idler.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("500ms",)
+    idler.execute("INSERT INTO idle VALUES (1)")
+    time.sleep(1.5)
+    with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+        idler.execute("SELECT 1")
+    idler.close()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("SET idle_in_transaction_session_timeout = '1s'")
+        assert c.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1s",)
+        assert c.execute("SELECT count(*) FROM idle").fetchone() == (0,)

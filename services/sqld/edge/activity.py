@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ from sqld.v1 import activity_pb2 as pb
 from sqld.v1 import activity_pb2_grpc, common_pb2, query_pb2
 
 TIMEOUT = 10.0
+_BACKEND_PID = re.compile(r"\b(?:pg_catalog\s*\.\s*)?pg_backend_pid\s*\(\s*\)", re.I)
 _SIGNAL_OF = {live.SIGNALS["pg_cancel_backend"]: pb.SIGNAL_CANCEL,
               live.SIGNALS["pg_terminate_backend"]: pb.SIGNAL_TERMINATE}
 
@@ -67,6 +69,9 @@ async def fill(statements: list[common_pb2.Statement], stub: activity_pb2_grpc.S
     out = []
     activity: str | None = None
     for st in statements:
+        if "pg_backend_pid" in st.sql:  # `WHERE pid <> pg_backend_pid()`: this session's pid
+            st = common_pb2.Statement(sql=_BACKEND_PID.sub(str(me), st.sql), params=st.params,
+                                      named_params=st.named_params, kind=st.kind)
         if live.ACTIVITY in st.sql:
             if activity is None:
                 rows: list[list] = []

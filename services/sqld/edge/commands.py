@@ -137,7 +137,7 @@ def _seconds(setting: str) -> float:
 # Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
 # and the edge keeps a copy for SHOW once the scheduler accepted it.
 FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer",
-             "sqld.statement_errors"}
+             "sqld.statement_errors", "idle_in_transaction_session_timeout"}
 
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
@@ -260,4 +260,16 @@ def remember_forwarded(sql: str, settings: Settings) -> None:
     """After the scheduler accepted a SET of one of its settings, keep the value for SHOW."""
     m = _SET.match(sql.strip())
     if m and m.group("name").lower() in FORWARDED:
-        settings.values[m.group("name").lower()] = _unquote(m.group("value"))
+        name, value = m.group("name").lower(), _unquote(m.group("value"))
+        try:
+            name, value = guc.check(name, value)
+        except SqlError:
+            pass  # the scheduler accepted it: keep it as written
+        settings.values[name], settings.sources[name] = value, "session"
+
+
+def forwarded_at_startup(settings: Settings) -> list[str]:
+    """SET statements for the scheduler's settings the startup packet gave (its options or
+    parameters), sent once the session opens so they take effect as PostgreSQL's would."""
+    return [f"SET {name} = '{settings.values[name]}'" for name in sorted(FORWARDED)
+            if settings.sources.get(name) == "client"]

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from sqld.common import mux, sqlstate
 from sqld.common.sqlstate import SqlError
+from sqld.common.statement import classify
 from sqld.edge import commands, handshake, simple, sqlitewire, timetravel
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
@@ -25,7 +26,7 @@ from sqld.edge.pgwire import messages as m
 from sqld.edge.scheduler_client import SessionEnded
 from sqld.edge.session import Session
 from sqld.edge.transport import ClientGone, Transport
-from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc
+from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,13 @@ class Connection:
             return False
         self.pid = session.pid
         host.live[self.pid] = self
+        if startup_sets := commands.forwarded_at_startup(settings):  # e.g. -c sqld.consistency=strong
+            batch = await session.run([common_pb2.Statement(sql=sql, kind=classify(sql).kind) for sql in startup_sets],
+                                      implicit=False)
+            refused = [r.error for r in batch.results if r.HasField("error")]
+            if refused:
+                t.fatal(refused[0].sqlstate or sqlstate.INVALID_PARAMETER_VALUE, refused[0].message)
+                return False
         out = [m.AUTH_OK]
         out += [m.parameter_status(k, settings.values[k]) for k in commands.REPORTED]
         out += [m.backend_key_data(self.pid, self.secret), m.ready_for_query(session.status)]

@@ -110,7 +110,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             await context.write(query_pb2.SessionResponse(opened=query_pb2.SessionOpened(
                 session_id=session_id, pid=me.pid)))
             while True:
-                idle = self.cfg.idle_in_transaction_timeout if session.status != IDLE else 0
+                idle = session.policy.idle_limit(self.cfg.idle_in_transaction_timeout) if session.status != IDLE else 0
                 hold = session.turn.time_left()  # None unless a transaction holds the writer token
                 limits = [t for t in (idle if idle > 0 else None, hold) if t is not None]
                 try:
