@@ -6,8 +6,9 @@ largest unit that keeps it whole, `1min`, `4MB`; booleans `on`/`off`), and pg_se
 (catalog/live.py: `setting` in the base unit, with `unit`). No I/O here.
 
 What is honoured: statement_timeout (the edge's timer), application_name (pg_stat_activity),
-client_encoding (UTF8 only), the sqld.* settings and synchronous_commit (the scheduler's,
-commands.FORWARDED). The rest are kept per session and reported as set, as drivers expect
+client_encoding (UTF8 only), the sqld.* settings, synchronous_commit and
+idle_in_transaction_session_timeout (the scheduler's, commands.FORWARDED; given at startup they
+are sent to it once the session opens). The rest are kept per session and reported as set, as drivers expect
 them to exist (DateStyle, TimeZone, search_path, work_mem, extra_float_digits ...); SQLite
 has no use for them.
 
@@ -71,7 +72,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        desc="Sets the number of digits displayed for floating-point values."),
     _s("idle_in_transaction_session_timeout", "0", "integer", "ms", 0, 2_147_483_647,
        desc="Sets the maximum allowed idle time between queries, when in a transaction "
-            "(the scheduler's --idle-in-transaction-timeout applies to every session)."),
+            "(at most the scheduler's --idle-in-transaction-timeout; 0: the scheduler's)."),
     _s("in_hot_standby", "off", "bool", context="internal", category=_PRESET,
        desc="Shows whether hot standby is currently active."),
     _s("integer_datetimes", "on", "bool", context="internal", category=_PRESET,
