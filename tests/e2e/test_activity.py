@@ -288,3 +288,18 @@ def test_idle_in_transaction_session_timeout_is_the_sessions_own(own_stack):
         c.execute("SET idle_in_transaction_session_timeout = '1s'")
         assert c.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1s",)
         assert c.execute("SELECT count(*) FROM idle").fetchone() == (0,)
+
+
+def test_reset_reaches_the_schedulers_settings(own_stack):
+    stack = own_stack()
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE r (a INTEGER)")
+    with psycopg.connect(stack.dsn) as c:
+        c.execute("SET idle_in_transaction_session_timeout = 300")
+        c.execute("RESET ALL")  # back to the scheduler's limit (60 s)
+        c.commit()
+        c.execute("INSERT INTO r VALUES (1)")
+        time.sleep(1.0)
+        c.execute("INSERT INTO r VALUES (2)")  # still in the transaction: no 300 ms limit any more
+        c.commit()
+        assert c.execute("SELECT count(*) FROM r").fetchone() == (2,)

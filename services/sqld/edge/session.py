@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from sqld.common import mux, sqlstate
+from sqld.common.statement import classify
 from sqld.edge import activity, commands, cursors, dispatch, sqlitewire
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
@@ -37,6 +38,7 @@ class Session:
         self.admin: admin_pb2_grpc.DatabaseAdminStub | None = None  # CREATE/DROP DATABASE (databases.py)
         self.activity: activity_pb2_grpc.SessionAdminStub | None = None  # pg_stat_activity, signals (activity.py)
         self.query_text = ""  # the client's text being run, for pg_stat_activity (set by the handlers)
+        self._to_scheduler: list[str] = []  # SETs of the scheduler's settings that a RESET changed here
         self._cancel_reason: str | None = None
         self._running = False
 
@@ -62,6 +64,9 @@ class Session:
     async def run(self, statements: list[common_pb2.Statement], implicit: bool,
                   on_part: PartSink | None = None) -> query_pb2.BatchResult:
         """One batch; a large result's ResultParts are awaited in `on_part` as they come."""
+        if self._to_scheduler:  # before this batch, so it runs under them
+            sets, self._to_scheduler = self._to_scheduler, []
+            await self._run([common_pb2.Statement(sql=sql, kind=classify(sql).kind) for sql in sets], False)
         live = activity.needs(statements)
         user, superuser = self.settings.values["session_authorization"], self.settings.superuser
         if live:  # pg_stat_activity, pg_settings, signals: filled in now (activity.py)
@@ -139,8 +144,11 @@ class Session:
         return dispatch.route(sql)
 
     def run_local(self, sql: str) -> commands.LocalResult | None:
+        before = {k: self.settings.values.get(k) for k in commands.FORWARDED}
         res = commands.local(sql, self.settings, self.database, self.pid)
         if res is not None and res.error is None:
+            self._to_scheduler += [f"SET {k} = '{self.settings.values[k]}'" for k in sorted(commands.FORWARDED)
+                                   if self.settings.values.get(k) != before[k]]  # RESET of the scheduler's
             self._side_effects(sql)
             if self._scheduler is not None and any(k == "application_name" for k, _ in res.changed):
                 asyncio.ensure_future(self._scheduler.update(self.settings.values["application_name"]))
