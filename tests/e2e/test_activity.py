@@ -83,6 +83,8 @@ def test_a_session_waiting_for_the_write_token_is_listed_and_cancelled(own_stack
         me = activity(watcher, "pid = pg_backend_pid()")[0]
         assert me["state"] == "active" and "pg_stat_activity" in me["query"] and me["wait_event"] is None
         assert me["pid"] == watcher.info.backend_pid
+        assert watcher.execute("SELECT a.datid = d.oid FROM pg_stat_activity a JOIN pg_database d "
+                               "ON d.datname = a.datname WHERE a.pid = pg_backend_pid()").fetchone() == (True,)
 
         assert watcher.execute("SELECT pg_cancel_backend(%s)", (waiter_pid,)).fetchone() == (True,)
         thread.join(10)

@@ -46,9 +46,10 @@ def _activity_body() -> str:
         return f"a.value ->> {_F[name]}"
     cols = {c: "NULL" for c, _ in ACTIVITY_COLUMNS}
     cols.update({name: f(name) for name in ACTIVITY_FIELDS})
-    cols["datid"] = f"(SELECT 16384 + d.key FROM json_each(sqld_databases()) d WHERE d.value = {f('datname')})"
+    cols["datid"] = "16384 + d.key"  # pg_database's oid
     cols["usesysid"] = "10"
-    return f"SELECT {', '.join(cols[c] for c, _ in ACTIVITY_COLUMNS)} FROM json_each({ACTIVITY}) AS a"
+    return (f"SELECT {', '.join(cols[c] for c, _ in ACTIVITY_COLUMNS)} FROM json_each({ACTIVITY}) AS a "
+            f"LEFT JOIN json_each(sqld_databases()) AS d ON d.value = {f('datname')}")
 
 
 def _settings_body() -> str:
