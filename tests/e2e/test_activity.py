@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -265,6 +266,26 @@ def test_drop_database_sees_every_edge_of_the_site(own_stack):
             assert rows and rows[0]["backend_type"] == "grpc session" and rows[0]["usename"] == "test"
             done.set()
             call.cancel()
+        # a CancelRequest that reaches the other edge still cancels (clients behind a load balancer)
+        raw = rawpg.Raw(stack.ports.pg)
+        raw.send(rawpg.startup_packet(user="postgres", database="main"))
+        key_data = [body for kind, body in raw.until_ready() if kind == b"K"][0]
+        pid, secret = struct.unpack("!ii", key_data)
+        raw.send(rawpg.query(ENDLESS))
+        until(lambda: activity(admin, "pid = %s AND state = 'active'", pid), what="the raw session to run")
+        for key in (secret + 1, secret):  # a wrong key is ignored, as PostgreSQL does
+            cancel = rawpg.Raw(stack.ports.pg_replica)
+            cancel.send(struct.pack("!iiii", 16, 80877102, pid, key))
+            assert cancel.until_closed() == []
+            cancel.close()
+            if key != secret:
+                time.sleep(0.5)
+                assert activity(admin, "pid = %s AND state = 'active'", pid)
+        answer = raw.until_ready()
+        errors = [rawpg.error_fields(body) for kind, body in answer if kind == b"E"]
+        assert errors and errors[0]["C"] == "57014", answer
+        raw.close()
+
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         with pytest.raises(psycopg.OperationalError) as ended:
             user.execute("SELECT 1")

@@ -113,7 +113,7 @@ class Connection:
         session.admin = host.admin
         session.activity = host.activity
         try:
-            await session.open(host.sessions, user, read_at, t.peer)
+            await session.open(host.sessions, user, read_at, t.peer, self.secret)
         except SessionEnded as exc:
             hint = (f'the default database is "{host.cfg.default_database}"'
                     if exc.error.sqlstate == sqlstate.INVALID_CATALOG_NAME else "")

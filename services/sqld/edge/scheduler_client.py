@@ -48,12 +48,13 @@ class SchedulerSession:
         self.pid = 0  # the scheduler's process id for this session (SessionOpened.pid)
 
     async def open(self, database: str, user: str, application_name: str,
-                   read_at: common_pb2.ReadAt | None = None, client: tuple[str, int] = ("", 0)) -> None:
+                   read_at: common_pb2.ReadAt | None = None, client: tuple[str, int] = ("", 0),
+                   cancel_key: int = 0) -> None:
         self._call = self._sessions.stream()
         try:
             await self._call.write(query_pb2.SessionRequest(open=query_pb2.OpenSession(
                 database=database, user=user, application_name=application_name, read_at=read_at,
-                client_addr=client[0], client_port=client[1])))
+                client_addr=client[0], client_port=client[1], cancel_key=cancel_key)))
             resp = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "open session")) from exc

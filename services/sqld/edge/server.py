@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import grpc
+
 from sqld.common import grpc_client, grpc_tls, mux
 from sqld.edge import commands, tls
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
 from sqld.edge.connection import Connection
-from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc, query_pb2, query_pb2_grpc
+from sqld.v1 import activity_pb2, activity_pb2_grpc, admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,20 @@ class EdgeServer:
                 self._tasks.discard(task)
 
     async def cancel(self, pid: int, key: int) -> None:
-        """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
+        """A CancelRequest: stop the running statement of connection `pid` if `key` matches.
+        A pid that is not this edge's may be another edge's of the site (clients behind a load
+        balancer): the scheduler checks the key and cancels it there."""
         conn = self.live.get(pid)
-        if conn is not None and conn.secret == key:
-            conn.cancel()
+        if conn is not None:
+            if conn.secret == key:
+                conn.cancel()
+            return
+        if key:
+            try:
+                await self.activity.SignalSession(activity_pb2.SignalSessionRequest(
+                    pid=pid, signal=activity_pb2.SIGNAL_CANCEL, cancel_key=key), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                log.info("cancel request not passed on pid=%d err=%s", pid, exc.code().name)
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

@@ -43,12 +43,13 @@ class Session:
         self._running = False
 
     async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None,
-                   peer: object = None) -> None:
+                   peer: object = None, cancel_key: int = 0) -> None:
         """Open the scheduler session; SessionEnded says why it could not. The scheduler gives
         the session its pid (BackendKeyData, pg_stat_activity)."""
         self._scheduler = SchedulerSession(sessions, self._closed_by_server)
         client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else ("", 0)
-        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at, client)
+        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at, client,
+                                   cancel_key)
         self.pid = self._scheduler.pid
 
     async def close(self) -> None:

@@ -54,6 +54,7 @@ class Backend:
     client_addr: str
     client_port: int
     backend_type: str
+    cancel_key: int = 0  # the secret of the client's BackendKeyData (0: none)
     backend_start: float = dataclasses.field(default_factory=time.time)
     query: str = ""
     query_start: float | None = None
@@ -164,9 +165,10 @@ class SessionAdminServicer(activity_pb2_grpc.SessionAdminServicer):
                             context: grpc.aio.ServicerContext) -> pb.SignalSessionResponse:
         await self._authorize(context)
         target = self.registry.by_pid.get(request.pid)
-        if target is None:
+        if target is None or (request.cancel_key and (request.signal != pb.SIGNAL_CANCEL
+                                                      or request.cancel_key != target.cancel_key)):
             return pb.SignalSessionResponse(signalled=False)
-        if (refused := _may_signal(request, target)) is not None:
+        if not request.cancel_key and (refused := _may_signal(request, target)) is not None:
             return pb.SignalSessionResponse(error=refused)
         if request.signal == pb.SIGNAL_CANCEL:
             log.info("cancel requested pid=%d db=%s by=%s", target.pid, target.database, request.as_user or "-")

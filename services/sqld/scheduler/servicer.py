@@ -211,7 +211,8 @@ def _who(open_: query_pb2.OpenSession, sub: str, database: str, context) -> dict
         host, _, p = peer.partition(":")[2].rpartition(":")
         addr, port = (host.strip("[]"), int(p)) if p.isdigit() else ("", -1)
     return {"user": open_.user or sub, "database": database, "application_name": open_.application_name,
-            "client_addr": addr, "client_port": port if addr else -1, "backend_type": kind}
+            "client_addr": addr, "client_port": port if addr else -1, "backend_type": kind,
+            "cancel_key": open_.cancel_key}
 
 
 EXECUTE_BYTES = 64 * 1024 * 1024  # the rows one unary Execute answers (query.proto)
