@@ -211,6 +211,11 @@ def test_show_all_and_pg_settings_match_show(own_stack):
         assert show_all["work_mem"] == "64MB" and show_all["statement_timeout"] == "2min"
         assert show_all["TimeZone"] == "Europe/Paris"
         assert c.execute("SHOW transaction_read_only").fetchone() == ("off",)
+        c.execute("BEGIN READ ONLY")
+        assert c.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert c.execute("SELECT setting FROM pg_settings WHERE name = 'transaction_read_only'").fetchone() == ("on",)
+        c.execute("COMMIT")
+        assert c.execute("SHOW transaction_read_only").fetchone() == ("off",)
         assert c.execute("SELECT set_config('work_mem', '1GB', false)").fetchone() == ("1GB",)
         assert c.execute("SHOW work_mem").fetchone() == ("1GB",)
         with pytest.raises(psycopg.errors.UndefinedObject):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqld.common import mux, sqlstate
+from sqld.common import mux, sqlstate, statement
 from sqld.common.statement import classify
 from sqld.edge import activity, commands, cursors, dispatch, sqlitewire
 from sqld.edge.pgwire import messages as m
@@ -90,11 +90,21 @@ class Session:
                 and self.status == IN_TRANSACTION:
             await self.fail_transaction()
             batch.status = self.status
+        self._note_read_only(statements, batch)
         if self.status == IDLE:
             self.cursors.end_transaction()
         if (wire := sqlitewire.ACTIVE.get()) is not None:
             wire.total_changes += sum(r.ok.total_changes for r in batch.results if r.HasField("ok"))
         return batch
+
+    def _note_read_only(self, statements: list[common_pb2.Statement], batch: query_pb2.BatchResult) -> None:
+        """transaction_read_only as SHOW reports it: on inside BEGIN READ ONLY, else the default."""
+        values = self.settings.values
+        if self.status == IDLE:
+            values["transaction_read_only"] = values["default_transaction_read_only"]
+        elif any(st.kind == statement.BEGIN_READ_ONLY for st, r in zip(statements, batch.results)
+                 if not r.HasField("error")):
+            values["transaction_read_only"] = "on"
 
     def ready(self) -> bytes:
         """ReadyForQuery, after what a SQLite-wire client is told at the end of a query (sqlitewire.py)."""
