@@ -26,12 +26,13 @@ from sqld.common import errors, sqlstate
 from sqld.common.tokens import TokenError, Verifier
 from sqld.scheduler.session import FAILED, IDLE, Session
 from sqld.v1 import activity_pb2 as pb
-from sqld.v1 import activity_pb2_grpc, common_pb2
+from sqld.v1 import activity_pb2_grpc, common_pb2, query_pb2
 
 log = logging.getLogger(__name__)
 
 TERMINATE = object()  # put in a session's request queue: end it (ending says why)
 FIRST_PID = 1000
+QUERY_CHARS = 1024  # of a query shown, as PostgreSQL's track_activity_query_size (bytes there)
 
 
 def terminated() -> common_pb2.StatementError:
@@ -63,8 +64,16 @@ class Backend:
     active: bool = False
     ending: common_pb2.StatementError | None = None  # terminated: end instead of answering
 
-    def started(self, query: str) -> None:
-        """A batch begins."""
+    def started(self, batch: query_pb2.Batch) -> None:
+        """A batch begins: its query is the client's text (the edge's), else its statements."""
+        query = batch.query[:QUERY_CHARS]
+        if not query:
+            parts: list[str] = []
+            for st in batch.statements:
+                parts.append(st.sql)
+                if sum(map(len, parts)) > QUERY_CHARS:
+                    break
+            query = "; ".join(parts)[:QUERY_CHARS]
         now = time.time()
         self.query, self.query_start, self.state_change, self.active = query, now, now, True
         if self.session.status == IDLE:

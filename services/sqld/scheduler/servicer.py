@@ -141,7 +141,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 else:
                     async def send_part(part: common_pb2.ResultPart) -> None:
                         await context.write(query_pb2.SessionResponse(part=part))
-                    me.started(batch.query or "; ".join(st.sql for st in batch.statements))
+                    me.started(batch)
                     try:
                         results = await session.run(batch.statements, batch.implicit_transaction, on_part=send_part)
                     finally:
