@@ -331,3 +331,28 @@ def test_reset_reaches_the_schedulers_settings(own_stack):
         c.execute("INSERT INTO r VALUES (2)")  # still in the transaction: no 300 ms limit any more
         c.commit()
         assert c.execute("SELECT count(*) FROM r").fetchone() == (2,)
+
+
+def test_asyncpg_reads_the_views_and_signals_with_parameters(own_stack):
+    """asyncpg: extended protocol, binary results, parameters typed by the server."""
+    import asyncio
+
+    import asyncpg
+    stack = own_stack()
+
+    async def main():
+        conn = await asyncpg.connect(host="127.0.0.1", port=stack.ports.pg, user="postgres", database="main",
+                                     server_settings={"application_name": "apg"})
+        other = await asyncpg.connect(host="127.0.0.1", port=stack.ports.pg, user="postgres", database="main")
+        try:
+            # (a catalog column gives no type to a parameter compared with it: cast it, as here)
+            rows = await conn.fetch("SELECT pid, application_name, state FROM pg_stat_activity "
+                                    "WHERE pid = $1::int4", conn.get_server_pid())
+            assert [tuple(r) for r in rows] == [(conn.get_server_pid(), "apg", "active")]
+            assert await conn.fetchval("SELECT pg_cancel_backend($1)", 99999) is False
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", other.get_server_pid()) is True
+            assert await conn.fetchval("SELECT setting FROM pg_settings WHERE name = $1", "work_mem") == "4096"
+        finally:
+            await conn.close()
+            other.terminate()
+    asyncio.run(main())

@@ -37,7 +37,7 @@ _F = {name: i for i, name in enumerate(ACTIVITY_FIELDS)}
 SETTINGS_COLUMNS = [
     ("name", "text"), ("setting", "text"), ("unit", "text"), ("category", "text"), ("short_desc", "text"),
     ("extra_desc", "text"), ("context", "text"), ("vartype", "text"), ("source", "text"), ("min_val", "text"),
-    ("max_val", "text"), ("enumvals", "_text"), ("boot_val", "text"), ("reset_val", "text"),
+    ("max_val", "text"), ("enumvals", "text"), ("boot_val", "text"), ("reset_val", "text"),
     ("sourcefile", "text"), ("sourceline", "int4"), ("pending_restart", "bool")]
 
 
@@ -80,5 +80,38 @@ def signal_hints(sql: str, hints: list[str]) -> list[str]:
 
 
 def rewrite_signals(sql: str) -> str:
-    """pg_cancel_backend(x) -> json_array('sqld:cancel', x), and likewise for terminate."""
-    return _SIGNAL_CALL.sub(lambda m: f"json_array('{SIGNALS[m.group(1).lower()]}', ", sql)
+    """pg_cancel_backend(x) -> json_array('sqld:cancel', CAST(x AS INTEGER)), and likewise for
+    terminate (its optional timeout is dropped); the cast types a parameter `$1` as PostgreSQL's
+    int4 argument does."""
+    out: list[str] = []
+    pos = 0
+    while (m := _SIGNAL_CALL.search(sql, pos)) is not None:
+        first_end, close = _arguments(sql, m.end())
+        if close < 0:
+            break
+        out += [sql[pos:m.start()], f"json_array('{SIGNALS[m.group(1).lower()]}', CAST(",
+                sql[m.end():first_end], " AS INTEGER))"]
+        pos = close + 1
+    return "".join(out) + sql[pos:]
+
+
+def _arguments(sql: str, start: int) -> tuple[int, int]:
+    """(end of the first argument, index of the closing parenthesis) of a call whose arguments
+    start at `start`; -1 when it is not closed."""
+    depth, i, first_end = 0, start, -1
+    while i < len(sql):
+        c = sql[i]
+        if c in "'\"":
+            i = sql.find(c, i + 1)
+            if i < 0:
+                return -1, -1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                return (first_end if first_end >= 0 else i), i
+            depth -= 1
+        elif c == "," and depth == 0 and first_end < 0:
+            first_end = i
+        i += 1
+    return -1, -1
