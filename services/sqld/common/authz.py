@@ -61,6 +61,9 @@ POLICY: dict[str, frozenset[str] | str] = {
     "/sqld.v1.DatabaseAdmin/DropDatabase": TOKEN,
     "/sqld.v1.DatabaseAdmin/ListDatabases": TOKEN,
     "/sqld.v1.DatabaseAdmin/Backup": TOKEN,
+    # the same check (scheduler/activity.py); the edge acts for its clients (activity.proto)
+    "/sqld.v1.SessionAdmin/ListSessions": TOKEN,
+    "/sqld.v1.SessionAdmin/SignalSession": TOKEN,
 }
 DATABASE_TOKEN: frozenset[str] = frozenset({
     "/sqld.v1.Replication/Hello", "/sqld.v1.Replication/Frames", "/sqld.v1.Replication/Snapshot",

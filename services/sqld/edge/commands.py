@@ -14,27 +14,17 @@ import apsw
 
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
+from sqld.edge import guc
 
 VERSION = f"PostgreSQL 15.0 (sqld-py, SQLite {apsw.sqlite_lib_version()}) on x86_64-pc-linux-gnu, 64-bit"
 
-# Defaults; those in REPORTED are sent as ParameterStatus at startup and when changed.
-DEFAULTS = {
-    "application_name": "", "client_encoding": "UTF8", "DateStyle": "ISO, MDY",
-    "default_transaction_read_only": "off", "in_hot_standby": "off", "integer_datetimes": "on",
-    "IntervalStyle": "postgres", "is_superuser": "on", "server_encoding": "UTF8", "server_version": "15.0",
-    "server_version_num": "150000", "session_authorization": "", "standard_conforming_strings": "on",
-    "TimeZone": "UTC", "transaction_isolation": "serializable", "default_transaction_isolation": "serializable",
-    "statement_timeout": "0", "lock_timeout": "0", "idle_in_transaction_session_timeout": "0",
-    "extra_float_digits": "1", "search_path": '"$user", public', "max_identifier_length": "63",
-    "datestyle": "ISO, MDY", "timezone": "UTC", "synchronous_commit": "on", "bytea_output": "hex",
-    "sqld.consistency": "read_your_writes", "sqld.max_staleness_ms": "0", "sqld.begin_as_writer": "off",
-    "sqld.statement_errors": "postgresql",
-}
+# Defaults (guc.SETTINGS); those in REPORTED are sent as ParameterStatus at startup and when changed.
+DEFAULTS = {name: st.default for name, st in guc.SETTINGS.items()}
 REPORTED = ["application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
             "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
             "session_authorization", "standard_conforming_strings", "TimeZone"]
-_CANON = {k.lower(): k for k in DEFAULTS}
 _ALIASES = {"transaction isolation level": "transaction_isolation", "time zone": "TimeZone"}
+_NOT_STARTUP = {"user", "database", "options", "replication"}
 
 
 @dataclass
@@ -49,60 +39,105 @@ class LocalResult:
 
 
 class Settings:
-    def __init__(self, user: str, startup: dict[str, str], server: dict[str, str] | None = None) -> None:
+    def __init__(self, user: str, startup: dict[str, str], server: dict[str, str] | None = None,
+                 superuser: bool = True) -> None:
         """`server`: the server's defaults that differ from PostgreSQL's (edge flags such as
-        --statement-timeout); the startup packet, then SET, override them, RESET returns to them."""
+        --statement-timeout); the startup packet's parameters, then its `options` (-c name=value,
+        guc.startup_options), then SET, override them; RESET returns to the startup values.
+        SqlError when the startup packet asks for what PostgreSQL refuses at connection
+        (the connection answers it with FATAL)."""
         self.values = dict(DEFAULTS)
-        self.values.update(server or {})
+        self.sources = {k: "default" for k in self.values}
+        for k, v in (server or {}).items():
+            self.values[k], self.sources[k] = v, "command line"
         self.values["session_authorization"] = user
+        self.values["is_superuser"] = "on" if superuser else "off"
+        self.superuser = superuser
         for k, v in startup.items():
-            name = _CANON.get(k.lower())
-            if name and name not in ("server_version", "server_encoding", "is_superuser"):
-                self.values[name] = v
+            st = guc.lookup(k)
+            if k in _NOT_STARTUP or st is None or st.context == "internal" or st.name == "client_encoding":
+                continue  # what drivers send beyond the settings we know is ignored; the encoding is UTF8
+            self._apply(k, v, "client")
+        for k, v in guc.startup_options(startup.get("options", "")):
+            self._apply(k, v, "client")
         self.values["client_encoding"] = "UTF8"
         self.reset_values = dict(self.values)  # what RESET returns to: defaults + startup packet
+        self.reset_sources = dict(self.sources)
+
+    def _apply(self, name: str, value: str, source: str) -> None:
+        key, shown = guc.check(name, value, self.values.get(guc.CANON.get(name.lower(), name), ""))
+        if key == "session_authorization" and not self.superuser and shown != self.values[key]:
+            raise SqlError(sqlstate.INSUFFICIENT_PRIVILEGE, "permission denied to set session authorization")
+        self.values[key], self.sources[key] = shown, source
 
     def copy(self) -> Settings:
         """A throwaway copy, to learn what a statement would do without doing it."""
         other = Settings.__new__(Settings)
         other.values = dict(self.values)
+        other.sources = dict(self.sources)
+        other.superuser = self.superuser
         other.reset_values = self.reset_values
+        other.reset_sources = self.reset_sources
         return other
 
-    def get(self, name: str) -> str | None:
+    def _key(self, name: str) -> str:
         key = _ALIASES.get(name.lower(), name)
-        key = _CANON.get(key.lower(), key)
-        return self.values.get(key)
+        return guc.CANON.get(key.lower(), key.lower())
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(self._key(name))
 
     def set(self, name: str, value: str | None) -> list[tuple[str, str]]:
-        key = _ALIASES.get(name.lower(), name)
-        key = _CANON.get(key.lower(), key.lower())
-        new = self.reset_values.get(key, "") if value is None else value
-        if key == "client_encoding" and new.upper().replace("-", "") not in ("UTF8", "UNICODE"):
-            raise ValueError(f"client_encoding {new!r} is not supported: only UTF8")
-        if key == "client_encoding":
-            new = "UTF8"
-        self.values[key] = new
-        return [(key, new)] if key in REPORTED else []
+        """SET (RESET with None); SqlError as PostgreSQL refuses it (42704, 22023, 55P02)."""
+        key = self._key(name)
+        if value is None:
+            if key not in self.reset_values and guc.lookup(key) is None and "." not in key:
+                raise SqlError(sqlstate.UNDEFINED_OBJECT, f'unrecognized configuration parameter "{name}"')
+            self.values[key] = self.reset_values.get(key, "")
+            self.sources[key] = self.reset_sources.get(key, "default")
+        else:
+            self._apply(key if guc.lookup(key) else name, value, "session")
+            key = self._key(name)
+        return [(key, self.values[key])] if key in REPORTED else []
 
     def statement_timeout_s(self) -> float:
         return _seconds(self.values.get("statement_timeout", "0"))
+
+    def show_all(self) -> list[list[str | None]]:
+        """SHOW ALL's rows: name, setting, description; sorted by name as PostgreSQL sorts them."""
+        return [[k, v, st.desc if (st := guc.lookup(k)) else ""] for k, v in self._sorted()]
+
+    def _sorted(self) -> list[tuple[str, str]]:
+        return sorted(self.values.items(), key=lambda kv: kv[0].lower())
+
+    def pg_settings(self) -> list[list]:
+        """pg_settings' rows (catalog/live.py), one per setting, in SHOW ALL's order."""
+        rows: list[list] = []
+        for name, shown in self._sorted():
+            st = guc.lookup(name) or guc.Setting(name, "", category="Customized Options")
+            rows.append([name, guc.base_setting(st, shown or ""), st.unit or None, st.category, st.desc, None,
+                         st.context, st.vartype, self.sources.get(name, "session"),
+                         None if st.min is None else str(st.min), None if st.max is None else str(st.max),
+                         "{" + ",".join(f'"{e}"' if " " in e else e for e in st.enumvals) + "}" if st.enumvals else None,
+                         guc.base_setting(st, st.default),
+                         guc.base_setting(st, self.reset_values.get(name, st.default) or ""), None, None, False])
+        return rows
 
 
 @functools.lru_cache(maxsize=64)
 def _seconds(setting: str) -> float:
     """A duration setting (milliseconds unless a unit says otherwise) in seconds; 0 if unreadable."""
-    m = re.match(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$", setting.strip().lower())
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?$", setting.strip().lower())
     if not m:
         return 0.0
-    scale = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 0.001}[m.group(2)]
+    scale = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 0.001}[m.group(2)]
     return float(m.group(1)) * scale
 
 
 # Settings the scheduler owns (replica routing, synchronous commit): SET goes to the scheduler,
 # and the edge keeps a copy for SHOW once the scheduler accepted it.
 FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", "sqld.begin_as_writer",
-             "sqld.statement_errors"}
+             "sqld.statement_errors", "idle_in_transaction_session_timeout"}
 
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
@@ -143,8 +178,8 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
             try:
                 changed = settings.set(m.group("name"), None if value.upper() == "DEFAULT" else
                                        ", ".join(_unquote(p) for p in re.findall(r"'(?:[^']|'')*'|[^,]+", value)))
-            except ValueError as exc:
-                return LocalResult("SET", error=SqlError(sqlstate.INVALID_PARAMETER_VALUE, str(exc)))
+            except SqlError as exc:
+                return LocalResult("SET", error=exc)
             return LocalResult("SET", changed=changed)
     if head.startswith("RESET"):
         m = _RESET.match(s)
@@ -155,14 +190,16 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
                     if settings.values[k] != settings.reset_values.get(k):
                         changed += settings.set(k, None)
                 return LocalResult("RESET", changed=changed)
-            return LocalResult("RESET", changed=settings.set(m.group("name"), None))
+            try:
+                return LocalResult("RESET", changed=settings.set(m.group("name"), None))
+            except SqlError as exc:
+                return LocalResult("RESET", error=exc)
     if head.startswith("SHOW"):
         m = _SHOW.match(s)
         if m:
             name = " ".join(m.group("name").split())
             if name.upper() == "ALL":
-                return LocalResult("SHOW", ["name", "setting", "description"],
-                                   [[k, v, ""] for k, v in sorted(settings.values.items())])
+                return LocalResult("SHOW", ["name", "setting", "description"], settings.show_all())
             value = settings.get(name)
             if value is None:
                 return LocalResult("SHOW", error=SqlError(sqlstate.UNDEFINED_OBJECT,
@@ -210,8 +247,11 @@ def _function(fn: str, args: list[str], alias: str | None, settings: Settings, d
                                                            f'unrecognized configuration parameter "{args[0]}"'))
         return one(value)
     if fn == "set_config" and len(args) >= 2:
-        changed = settings.set(args[0], args[1])
-        result = one(args[1])
+        try:
+            changed = settings.set(args[0], args[1])
+        except SqlError as exc:
+            return LocalResult("SELECT", error=exc)
+        result = one(settings.get(args[0]))
         result.changed = changed
         return result
     return LocalResult("SELECT", error=SqlError(sqlstate.UNDEFINED_FUNCTION,
@@ -222,4 +262,16 @@ def remember_forwarded(sql: str, settings: Settings) -> None:
     """After the scheduler accepted a SET of one of its settings, keep the value for SHOW."""
     m = _SET.match(sql.strip())
     if m and m.group("name").lower() in FORWARDED:
-        settings.values[m.group("name").lower()] = _unquote(m.group("value"))
+        name, value = m.group("name").lower(), _unquote(m.group("value"))
+        try:
+            name, value = guc.check(name, value)
+        except SqlError:
+            pass  # the scheduler accepted it: keep it as written
+        settings.values[name], settings.sources[name] = value, "session"
+
+
+def forwarded_at_startup(settings: Settings) -> list[str]:
+    """SET statements for the scheduler's settings the startup packet gave (its options or
+    parameters), sent once the session opens so they take effect as PostgreSQL's would."""
+    return [f"SET {name} = '{settings.values[name]}'" for name in sorted(FORWARDED)
+            if settings.sources.get(name) == "client"]

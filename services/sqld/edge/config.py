@@ -27,6 +27,7 @@ class Config(grpc_tls.TlsConfig, config.Common):
     log_connections: bool = dataclasses.field(default=False, metadata={"help": "log each connection attempt and each successful authentication, as PostgreSQL's log_connections"})
     log_disconnections: bool = dataclasses.field(default=False, metadata={"help": "log each session's end with its duration, as PostgreSQL's log_disconnections"})
     log_min_duration_statement: int = dataclasses.field(default=-1, metadata={"help": "log each statement that ran at least this many milliseconds, with its text and duration, as PostgreSQL's setting: -1 off, 0 every statement"})
+    superusers: str = dataclasses.field(default="postgres", metadata={"help": "comma-separated user names that are superusers (is_superuser): they may cancel or terminate any session and see every query in pg_stat_activity; other users only their own"})
     startup_timeout: float = dataclasses.field(default=10.0, metadata={"help": "seconds a client has to finish TLS and authentication; 0 = no limit"})
 
 

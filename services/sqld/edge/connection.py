@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sqld.common import mux, sqlstate
 from sqld.common.sqlstate import SqlError
+from sqld.common.statement import classify
 from sqld.edge import commands, handshake, metrics, simple, sqlitewire, timetravel
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
@@ -26,7 +27,7 @@ from sqld.edge.pgwire import messages as m
 from sqld.edge.scheduler_client import SessionEnded
 from sqld.edge.session import Session
 from sqld.edge.transport import ClientGone, Transport
-from sqld.v1 import admin_pb2_grpc
+from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,18 @@ class Host(Protocol):
     auth: exchange.Policy
     sessions: mux.Channel  # the shared stream to the scheduler
     admin: admin_pb2_grpc.DatabaseAdminStub  # CREATE/DROP DATABASE
+    activity: activity_pb2_grpc.SessionAdminStub  # pg_stat_activity, pg_cancel/terminate_backend
+    superusers: frozenset[str]
     setting_defaults: dict[str, str]
+    live: dict[int, Connection]  # open sessions by pid, for CancelRequest
 
     async def cancel(self, pid: int, key: int) -> None: ...
 
 
 class Connection:
-    def __init__(self, host: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pid: int) -> None:
+    def __init__(self, host: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.host = host
-        self.pid = pid
+        self.pid = 0  # the scheduler's, once the session is open
         self.secret = secrets.randbits(31)
         self.transport = Transport(reader, writer, host.cfg.max_message_bytes)
         self.session: Session | None = None
@@ -102,7 +106,12 @@ class Connection:
             return False
         params = start.params
         user = params["user"]
-        settings = commands.Settings(user, params, host.setting_defaults)
+        try:
+            settings = commands.Settings(user, params, host.setting_defaults, superuser=user in host.superusers)
+        except SqlError as exc:  # a bad -c name=value in options: refused as PostgreSQL does
+            log.info("startup setting refused peer=%s user=%s err=%s", t.peer, user, exc.message)
+            t.fatal(exc.sqlstate, exc.message)
+            return False
         read_at = None
         if (travel := timetravel.from_startup(params)) is not None:
             try:
@@ -116,17 +125,27 @@ class Connection:
         except ValueError as exc:
             t.fatal(sqlstate.INVALID_PARAMETER_VALUE, str(exc))
             return False
-        self.session = session = Session(t, self.pid, params.get("database") or user, settings)
+        self.session = session = Session(t, 0, params.get("database") or user, settings)
         session.admin = host.admin
         session.log_min_duration_statement = host.cfg.log_min_duration_statement
+        session.activity = host.activity
         try:
-            await session.open(host.sessions, user, read_at)
+            await session.open(host.sessions, user, read_at, t.peer, self.secret)
         except SessionEnded as exc:
             hint = (f'the default database is "{host.cfg.default_database}"'
                     if exc.error.sqlstate == sqlstate.INVALID_CATALOG_NAME else "")
             t.fatal(exc.error.sqlstate, exc.error.message, hint=hint)
             self.session = None
             return False
+        self.pid = session.pid
+        host.live[self.pid] = self
+        if startup_sets := commands.forwarded_at_startup(settings):  # e.g. -c sqld.consistency=strong
+            batch = await session.run([common_pb2.Statement(sql=sql, kind=classify(sql).kind) for sql in startup_sets],
+                                      implicit=False)
+            refused = [r.error for r in batch.results if r.HasField("error")]
+            if refused:
+                t.fatal(refused[0].sqlstate or sqlstate.INVALID_PARAMETER_VALUE, refused[0].message)
+                return False
         if host.cfg.log_connections:
             log.info("connection authorized user=%s database=%s application_name=%s ssl=%s pid=%d", user,
                      session.database, settings.values.get("application_name", ""),

@@ -15,6 +15,7 @@ storage at once and the edge's memory stays bounded.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqld.common import sqlstate
@@ -242,13 +243,14 @@ class Extended:
             raise SqlError(sqlstate.NO_ACTIVE_SQL_TRANSACTION, "DECLARE CURSOR can only be used in transaction blocks")
         if portal.result is not None or portal.stmt.local or portal.stmt.empty:
             if portal.stmt.local and portal.result is None:
-                portal.result = self.session.run_local(portal.stmt.sql)
+                portal.result = self.session.run_local(_with_values(portal.stmt.sql, portal.values))
             self.out.append(_Exec(portal, max_rows, None))
             return
         if any(isinstance(i, _Exec) and i.portal is portal for i in self.out):
             self.out.append(_Exec(portal, max_rows, None))  # a later chunk of the same run
             return
         portal.was_failed = self.session.status == FAILED
+        self.session.query_text = portal.stmt.sql  # pg_stat_activity.query (the batch's last)
         self.batch.append(portal.stmt.statement(portal.values))
         self.out.append(_Exec(portal, max_rows, len(self.batch) - 1))
 
@@ -466,3 +468,21 @@ class Extended:
                                        render.formats_for(portal.result_formats, len(stmt.row_oids)),
                                        stmt.description.columns)]
 
+
+def _with_values(sql: str, values: list[common_pb2.Value]) -> str:
+    """A statement the edge answers (SET, SHOW, current_setting($1) ...) with its parameters
+    written in as literals: those statements are matched by their text."""
+    if not values:
+        return sql
+
+    def literal(m: re.Match) -> str:
+        n = int(m.group(1))
+        if n < 1 or n > len(values):
+            return m.group(0)
+        v = values[n - 1]
+        kind = v.WhichOneof("value")
+        if kind is None or kind == "null":
+            return "NULL"
+        text = v.blob.decode(errors="replace") if kind == "blob" else str(getattr(v, kind))
+        return "'" + text.replace("'", "''") + "'"
+    return re.sub(r"\$(\d+)", literal, sql)

@@ -45,19 +45,23 @@ class SchedulerSession:
         self._reader: asyncio.Task | None = None
         self._ended: common_pb2.StatementError | None = None
         self._closing = False
+        self.pid = 0  # the scheduler's process id for this session (SessionOpened.pid)
 
     async def open(self, database: str, user: str, application_name: str,
-                   read_at: common_pb2.ReadAt | None = None) -> None:
+                   read_at: common_pb2.ReadAt | None = None, client: tuple[str, int] = ("", 0),
+                   cancel_key: int = 0) -> None:
         self._call = self._sessions.stream()
         try:
             await self._call.write(query_pb2.SessionRequest(open=query_pb2.OpenSession(
-                database=database, user=user, application_name=application_name, read_at=read_at)))
+                database=database, user=user, application_name=application_name, read_at=read_at,
+                client_addr=client[0], client_port=client[1], cancel_key=cancel_key)))
             resp = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise SessionEnded(errors.from_rpc_error(exc, "open session")) from exc
         if resp is grpc.aio.EOF or resp.WhichOneof("kind") != "opened":
             raise SessionEnded(errors.error(sqlstate.CONNECTION_FAILURE,
                                             "open session: the scheduler closed the stream"))
+        self.pid = resp.opened.pid
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -91,7 +95,7 @@ class SchedulerSession:
 
     async def run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool,
                   describe_only: bool = False, fail_transaction: bool = False,
-                  on_part: PartSink | None = None) -> query_pb2.BatchResult:
+                  on_part: PartSink | None = None, query: str = "") -> query_pb2.BatchResult:
         """Run a batch: its ResultParts are awaited in `on_part` as they come (a caller without
         one gets none: it must only send batches without large results), then its result."""
         if self._ended is not None or self._call is None:
@@ -101,7 +105,7 @@ class SchedulerSession:
         try:
             await self._call.write(query_pb2.SessionRequest(batch={  # a dict: the statements copied once
                 "id": batch_id, "statements": statements, "implicit_transaction": implicit_transaction,
-                "describe_only": describe_only, "fail_transaction": fail_transaction}))
+                "describe_only": describe_only, "fail_transaction": fail_transaction, "query": query}))
             while True:
                 answer = await self._answers.get()
                 if isinstance(answer, SessionEnded):
@@ -125,6 +129,15 @@ class SchedulerSession:
                 await self._call.write(query_pb2.SessionRequest(cancel=query_pb2.Cancel()))
             except grpc.aio.AioRpcError:
                 pass
+
+    async def update(self, application_name: str) -> None:
+        """Tell the scheduler what pg_stat_activity shows now (SessionUpdate)."""
+        if self._call is not None and self._ended is None and not self._closing:
+            try:
+                await self._call.write(query_pb2.SessionRequest(update=query_pb2.SessionUpdate(
+                    application_name=application_name)))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the session is ending: nothing left to show
 
     async def close(self) -> None:
         self._closing = True

@@ -7,15 +7,16 @@ uses to reach the connection it names.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+
+import grpc
 
 from sqld.common import grpc_client, grpc_tls, mux
 from sqld.edge import commands, metrics, tls
 from sqld.edge.auth import exchange
 from sqld.edge.config import Config
 from sqld.edge.connection import Connection
-from sqld.v1 import admin_pb2_grpc, query_pb2, query_pb2_grpc
+from sqld.v1 import activity_pb2, activity_pb2_grpc, admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,13 @@ class EdgeServer:
         stub = query_pb2_grpc.QueryServiceStub(self.channel)
         self.sessions = mux.Channel(stub.Multiplex, query_pb2.SessionRequestFrames, "scheduler")
         self.admin = admin_pb2_grpc.DatabaseAdminStub(self.channel)
+        self.activity = activity_pb2_grpc.SessionAdminStub(self.channel)
+        self.superusers = frozenset(u.strip() for u in cfg.superusers.split(",") if u.strip())
         if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
                 and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
             raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")
         self.setting_defaults = {"statement_timeout": cfg.statement_timeout.strip()}
-        self._pids = itertools.count(1000)
-        self._live: dict[int, Connection] = {}
+        self.live: dict[int, Connection] = {}  # by pid (the scheduler's, see activity.proto)
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
 
@@ -52,27 +54,37 @@ class EdgeServer:
         log.info("listening for postgres clients listen=%s", self.cfg.listen)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer, next(self._pids))
+        conn = Connection(self, reader, writer)
         metrics.CONNECTIONS.inc()
         if self.cfg.log_connections:
             host, port = _address(conn.transport.peer)
             log.info("connection received host=%s port=%s", host, port)
-        self._live[conn.pid] = conn
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             await conn.run()
         finally:
-            self._live.pop(conn.pid, None)
+            if self.live.get(conn.pid) is conn:
+                del self.live[conn.pid]
             if task is not None:
                 self._tasks.discard(task)
 
     async def cancel(self, pid: int, key: int) -> None:
-        """A CancelRequest: stop the running statement of connection `pid` if `key` matches."""
-        conn = self._live.get(pid)
-        if conn is not None and conn.secret == key:
-            conn.cancel()
+        """A CancelRequest: stop the running statement of connection `pid` if `key` matches.
+        A pid that is not this edge's may be another edge's of the site (clients behind a load
+        balancer): the scheduler checks the key and cancels it there."""
+        conn = self.live.get(pid)
+        if conn is not None:
+            if conn.secret == key:
+                conn.cancel()
+            return
+        if key:
+            try:
+                await self.activity.SignalSession(activity_pb2.SignalSessionRequest(
+                    pid=pid, signal=activity_pb2.SIGNAL_CANCEL, cancel_key=key), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                log.info("cancel request not passed on pid=%d err=%s", pid, exc.code().name)
 
     async def stop(self, grace: float) -> None:
         if self._server is not None:

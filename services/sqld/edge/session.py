@@ -13,14 +13,15 @@ import asyncio
 import logging
 import time
 
-from sqld.common import mux, sqlstate
-from sqld.edge import commands, cursors, dispatch, metrics, sqlitewire
+from sqld.common import mux, sqlstate, statement
+from sqld.common.statement import classify
+from sqld.edge import activity, commands, cursors, dispatch, metrics, sqlitewire
 from sqld.edge.catalog import functions
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
 from sqld.edge.scheduler_client import PartSink, SchedulerSession, SessionEnded
 from sqld.edge.transport import ClientGone, Transport
-from sqld.v1 import admin_pb2_grpc, common_pb2, query_pb2
+from sqld.v1 import activity_pb2_grpc, admin_pb2_grpc, common_pb2, query_pb2
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ class Session:
         self.statements: dict[str, Prepared] = {}
         self._scheduler: SchedulerSession | None = None
         self.admin: admin_pb2_grpc.DatabaseAdminStub | None = None  # CREATE/DROP DATABASE (databases.py)
+        self.activity: activity_pb2_grpc.SessionAdminStub | None = None  # pg_stat_activity, signals (activity.py)
+        self.query_text = ""  # the client's text being run, for pg_stat_activity (set by the handlers)
+        self._to_scheduler: list[str] = []  # SETs of the scheduler's settings that a RESET changed here
         self._cancel_reason: str | None = None
         self._running = False
         self.transaction_start = time.time()  # now(): the start of the session's transaction
@@ -47,10 +51,15 @@ class Session:
         # --log-min-duration-statement, set per session by the connection
         self.log_min_duration_statement = -1
 
-    async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None) -> None:
-        """Open the scheduler session; SessionEnded says why it could not."""
+    async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None,
+                   peer: object = None, cancel_key: int = 0) -> None:
+        """Open the scheduler session; SessionEnded says why it could not. The scheduler gives
+        the session its pid (BackendKeyData, pg_stat_activity)."""
         self._scheduler = SchedulerSession(sessions, self._closed_by_server)
-        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at)
+        client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else ("", 0)
+        await self._scheduler.open(self.database, user, self.settings.values["application_name"], read_at, client,
+                                   cancel_key)
+        self.pid = self._scheduler.pid
 
     async def close(self) -> None:
         if self._scheduler is not None:
@@ -65,6 +74,14 @@ class Session:
     async def run(self, statements: list[common_pb2.Statement], implicit: bool,
                   on_part: PartSink | None = None) -> query_pb2.BatchResult:
         """One batch; a large result's ResultParts are awaited in `on_part` as they come."""
+        if self._to_scheduler:  # before this batch, so it runs under them
+            sets, self._to_scheduler = self._to_scheduler, []
+            await self._run([common_pb2.Statement(sql=sql, kind=classify(sql).kind) for sql in sets], False)
+        live = activity.needs(statements)
+        user, superuser = self.settings.values["session_authorization"], self.settings.superuser
+        if live:  # pg_stat_activity, pg_settings, signals: filled in now (activity.py)
+            statements = await activity.fill(statements, self.activity, user, superuser, self.pid,
+                                             self.query_text, self.settings.pg_settings())
         timeout = self.settings.statement_timeout_s()
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self.cancel, "statement timeout") if timeout > 0 else None
@@ -80,6 +97,11 @@ class Session:
         for r in batch.results:
             self._cancel_message(r)
         self.status = batch.status
+        if live and await activity.signal(statements, batch, self.activity, user, superuser) \
+                and self.status == IN_TRANSACTION:
+            await self.fail_transaction()
+            batch.status = self.status
+        self._note_read_only(statements, batch)
         if self.status == IDLE:
             self.cursors.end_transaction()
         if (wire := sqlitewire.ACTIVE.get()) is not None:
@@ -96,6 +118,15 @@ class Session:
             log.info("duration duration_ms=%.3f user=%s database=%s pid=%d statement=%s", ms,
                      self.settings.values.get("session_authorization", ""), self.database, self.pid,
                      "; ".join(sqls))
+
+    def _note_read_only(self, statements: list[common_pb2.Statement], batch: query_pb2.BatchResult) -> None:
+        """transaction_read_only as SHOW reports it: on inside BEGIN READ ONLY, else the default."""
+        values = self.settings.values
+        if self.status == IDLE:
+            values["transaction_read_only"] = values["default_transaction_read_only"]
+        elif any(st.kind == statement.BEGIN_READ_ONLY for st, r in zip(statements, batch.results)
+                 if not r.HasField("error")):
+            values["transaction_read_only"] = "on"
 
     def ready(self) -> bytes:
         """ReadyForQuery, after what a SQLite-wire client is told at the end of a query (sqlitewire.py)."""
@@ -127,7 +158,8 @@ class Session:
                                         self.settings.values["application_name"])
         try:
             return await self._scheduler.run(statements, implicit, describe_only=describe_only,
-                                             fail_transaction=fail_transaction, on_part=on_part)
+                                             fail_transaction=fail_transaction, on_part=on_part,
+                                             query="" if describe_only or fail_transaction else self.query_text)
         except SessionEnded as exc:
             self.transport.fatal(exc.error.sqlstate, exc.error.message)
             await self.transport.flush()
@@ -153,9 +185,14 @@ class Session:
         return dispatch.route(sql)
 
     def run_local(self, sql: str) -> commands.LocalResult | None:
+        before = {k: self.settings.values.get(k) for k in commands.FORWARDED}
         res = commands.local(sql, self.settings, self.database, self.pid)
         if res is not None and res.error is None:
+            self._to_scheduler += [f"SET {k} = '{self.settings.values[k]}'" for k in sorted(commands.FORWARDED)
+                                   if self.settings.values.get(k) != before[k]]  # RESET of the scheduler's
             self._side_effects(sql)
+            if self._scheduler is not None and any(k == "application_name" for k, _ in res.changed):
+                asyncio.ensure_future(self._scheduler.update(self.settings.values["application_name"]))
         return res
 
     def _side_effects(self, sql: str) -> None:

@@ -26,6 +26,7 @@ async def query(s: Session, t: Transport, sql: str) -> None:
         t.send(m.EMPTY_QUERY + s.ready())
         await t.flush()
         return
+    s.query_text = sql  # pg_stat_activity.query
     texts = split(sql)
     routes = [s.route(text) for text in texts]
     i = 0

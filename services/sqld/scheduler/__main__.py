@@ -7,6 +7,7 @@ from sqld.common import grpc_client, grpc_server, grpc_tls, metrics
 from sqld.common import log as logsetup
 from sqld.common import loop as event_loop
 from sqld.common.tokens import Verifier
+from sqld.scheduler import activity
 from sqld.scheduler import config as scheduler_config
 from sqld.scheduler import metrics as scheduler_metrics
 from sqld.scheduler.admin import DatabaseAdminServicer
@@ -14,7 +15,7 @@ from sqld.scheduler.pool import Pools
 from sqld.scheduler.servicer import QueryServicer
 from sqld.scheduler.session import Replicas
 from sqld.scheduler.stat_replication import ReplicationStatus
-from sqld.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
+from sqld.v1 import activity_pb2, activity_pb2_grpc, admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
 
 
 def load_verifier(path: str, tls: bool) -> Verifier | None:
@@ -58,8 +59,11 @@ async def run(cfg: scheduler_config.Config) -> None:
     def register(server):
         query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
         admin_pb2_grpc.add_DatabaseAdminServicer_to_server(admin, server)
+        activity_pb2_grpc.add_SessionAdminServicer_to_server(
+            activity.SessionAdminServicer(servicer.registry, verifier), server)
         return [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
-                admin_pb2.DESCRIPTOR.services_by_name["DatabaseAdmin"].full_name]
+                admin_pb2.DESCRIPTOR.services_by_name["DatabaseAdmin"].full_name,
+                activity_pb2.DESCRIPTOR.services_by_name["SessionAdmin"].full_name]
 
     # The public port: TLS without client certificates (python grpc cannot make them optional);
     # the bearer token is the caller's credential.

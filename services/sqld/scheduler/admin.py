@@ -1,9 +1,10 @@
 """gRPC adapter for the public DatabaseAdmin service (admin.proto): databases as objects.
 
 The storage primary keeps the registry (storage/registry.py); this scheduler forwards to it
-and owns what only it knows: the sessions open on a database. DROP DATABASE is refused with
-55006 while this site's sessions use the database, unless FORCE, which ends them (57P01)
-before storage drops it; sessions at another site (the replica site's scheduler) lose their
+and owns what only it knows: the sessions open on a database (activity.Registry: the sessions of
+every edge of this site and of gRPC Session callers). DROP DATABASE is refused with 55006 while
+any of them uses the database, unless FORCE, which ends them (57P01, a running statement
+interrupted, as pg_terminate_backend) before storage drops it; sessions at another site (the replica site's scheduler) lose their
 storage connections when storage drops the database, and their next statement fails with
 3D000. A caller needs a token that may write to every database (no `dbs` list, not
 read-only). Refusals are StatementErrors in the response, as statement errors are.

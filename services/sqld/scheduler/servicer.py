@@ -16,7 +16,7 @@ import grpc
 from sqld.common import errors, mux, sqlstate
 from sqld.common.rowparts import RowJoiner
 from sqld.common.tokens import TokenError, Verifier
-from sqld.scheduler import routing
+from sqld.scheduler import activity, routing
 from sqld.scheduler.access import ReadOnlyPool
 from sqld.scheduler.config import Config
 from sqld.scheduler.pool import Pools
@@ -36,7 +36,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.replicas = replicas or Replicas()
         self._ids = itertools.count(1)
         self.sessions = 0
-        self.by_database: dict[str, dict[str, asyncio.Queue]] = {}  # open Session streams, for DROP DATABASE
+        self.registry = activity.Registry()  # open Session streams: pg_stat_activity, signals, DROP DATABASE
         self.multiplexed = mux.Server(self.Session, query_pb2.SessionResponseFrames, "sessions")
 
     async def _open(self, database: str, context: grpc.aio.ServicerContext, req=None) -> Session:
@@ -81,17 +81,23 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: the first message must be OpenSession")
         session = await self._open(first.open.database, context, first.open)
+        sub = ""
+        if self.verifier is not None:
+            sub = self.verifier.from_metadata(context.invocation_metadata()).sub  # checked in _open
         self.sessions += 1
         session_id = f"s{next(self._ids)}"
         queue: asyncio.Queue = asyncio.Queue()
         database = session.pool.name
-        self.by_database.setdefault(database, {})[session_id] = queue
+        me = self.registry.add(session, queue, **_who(first.open, sub, database, context))
 
         async def read_requests() -> None:
             try:
                 while (req := await context.read()) is not grpc.aio.EOF:
-                    if req.WhichOneof("kind") == "cancel":
+                    kind = req.WhichOneof("kind")
+                    if kind == "cancel":
                         await session.interrupt()
+                    elif kind == "update":
+                        me.application_name = req.update.application_name
                     else:
                         queue.put_nowait(req)
             except (grpc.aio.AioRpcError, asyncio.CancelledError):
@@ -101,9 +107,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
         reader = asyncio.create_task(read_requests())
         try:
-            await context.write(query_pb2.SessionResponse(opened=query_pb2.SessionOpened(session_id=session_id)))
+            await context.write(query_pb2.SessionResponse(opened=query_pb2.SessionOpened(
+                session_id=session_id, pid=me.pid)))
             while True:
-                idle = self.cfg.idle_in_transaction_timeout if session.status != IDLE else 0
+                idle = session.policy.idle_limit(self.cfg.idle_in_transaction_timeout) if session.status != IDLE else 0
                 hold = session.turn.time_left()  # None unless a transaction holds the writer token
                 limits = [t for t in (idle if idle > 0 else None, hold) if t is not None]
                 try:
@@ -120,12 +127,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     return
                 if req is None:
                     return
-                if req is _TERMINATE:  # DROP DATABASE ... WITH (FORCE)
-                    log.info("session ended by DROP DATABASE session=%s db=%s", session_id, database)
-                    await session.close()
-                    await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
-                        reason=errors.error(sqlstate.ADMIN_SHUTDOWN,
-                                            "terminating connection due to administrator command"))))
+                if req is activity.TERMINATE:  # pg_terminate_backend, DROP DATABASE ... WITH (FORCE)
+                    await self._terminated(me, session, context)
                     return
                 if req.WhichOneof("kind") != "batch":
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session: expected a Batch")
@@ -138,7 +141,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 else:
                     async def send_part(part: common_pb2.ResultPart) -> None:
                         await context.write(query_pb2.SessionResponse(part=part))
-                    results = await session.run(batch.statements, batch.implicit_transaction, on_part=send_part)
+                    me.started(batch)
+                    try:
+                        results = await session.run(batch.statements, batch.implicit_transaction, on_part=send_part)
+                    finally:
+                        me.finished()
+                if me.ending is not None:  # terminated while the batch ran: end instead of answering
+                    await self._terminated(me, session, context)
+                    return
                 if session.turn.expired:  # its statement was interrupted: end instead of answering
                     log.info("write transaction too long session=%s db=%s", session_id, session.pool.name)
                     await session.close()
@@ -152,22 +162,27 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         finally:
             reader.cancel()
             self.sessions -= 1
-            on_db = self.by_database.get(database, {})
-            on_db.pop(session_id, None)
-            if not on_db:
-                self.by_database.pop(database, None)
+            self.registry.remove(me)
             await session.close()
 
+    @staticmethod
+    async def _terminated(me: activity.Backend, session: activity.Session, context) -> None:
+        log.info("session terminated pid=%d db=%s", me.pid, me.database)
+        await session.close()
+        await context.write(query_pb2.SessionResponse(closed=query_pb2.SessionClosed(
+            reason=me.ending or activity.terminated())))
+
     def sessions_on(self, database: str) -> int:
-        return len(self.by_database.get(database, {}))
+        """Sessions of this site (every edge's and QueryService callers') on `database`."""
+        return len(self.registry.on(database))
 
     def terminate(self, database: str) -> int:
-        """End every Session stream on `database` (SessionClosed, 57P01) after its running
-        batch; how many."""
-        queues = list(self.by_database.get(database, {}).values())
-        for queue in queues:
-            queue.put_nowait(_TERMINATE)
-        return len(queues)
+        """End every Session stream on `database` (SessionClosed, 57P01): a running statement
+        is interrupted; how many."""
+        ending = self.registry.on(database)
+        for backend in ending:
+            backend.terminate()
+        return len(ending)
 
     async def Multiplex(self, request_iterator, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         """Many sessions on one stream (query.proto): each runs `Session` (common.mux)."""
@@ -186,7 +201,20 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                                          served_by_replica=session.served_by_replica)
 
 
-_TERMINATE = object()  # put in a session's queue: end it (DROP DATABASE WITH (FORCE))
+def _who(open_: query_pb2.OpenSession, sub: str, database: str, context) -> dict:
+    """The session's identity for pg_stat_activity: what the edge says of its client, else the
+    gRPC peer of a QueryService caller (and the token's subject when it names no user)."""
+    addr, port, kind = open_.client_addr, open_.client_port, "client backend"
+    if not addr:
+        kind = "grpc session"
+        peer = context.peer() or ""  # ipv4:127.0.0.1:5555, ipv6:[::1]:5555, unix:...
+        host, _, p = peer.partition(":")[2].rpartition(":")
+        addr, port = (host.strip("[]"), int(p)) if p.isdigit() else ("", -1)
+    return {"user": open_.user or sub, "database": database, "application_name": open_.application_name,
+            "client_addr": addr, "client_port": port if addr else -1, "backend_type": kind,
+            "cancel_key": open_.cancel_key}
+
+
 EXECUTE_BYTES = 64 * 1024 * 1024  # the rows one unary Execute answers (query.proto)
 
 

@@ -57,6 +57,8 @@ def _canceled() -> SqlError:
 
 
 _COMMIT = common_pb2.Statement(sql="COMMIT", kind=statement.COMMIT)
+_WAIT_WRITER = ("Lock", "WriteToken")                 # pg_stat_activity's wait_event_type, wait_event
+_WAIT_CONNECTION = ("IPC", "StorageConnection")
 
 
 def _ok(*notices: common_pb2.Notice) -> common_pb2.StatementResult:
@@ -127,6 +129,7 @@ class Session:
         self._in_batch = False
         self._cancel_pending = False  # a Cancel came while the batch ran but not on storage
         self._waiting: asyncio.Future | None = None  # a wait for the writer token or a connection
+        self.waiting_for: tuple[str, str] | None = None  # that wait as pg_stat_activity names it
         self.turn = WriterTurn(max_write_hold, self._write_hold_expired)
         self._expiring: asyncio.Task | None = None
         # Large results flow to the caller in ResultParts while the batch runs (see _relay).
@@ -175,9 +178,10 @@ class Session:
         self._cancel_pending = False
         return _fail(_canceled().to_proto())
 
-    async def _wait(self, aw, contended: bool):
+    async def _wait(self, aw, contended: bool, event: tuple[str, str] = _WAIT_CONNECTION):
         """Wait for the writer token or a connection; a Cancel ends the wait with 57014.
-        Uncontended, it is awaited directly (no task: the fast path)."""
+        Uncontended, it is awaited directly (no task: the fast path). `event`: the wait as
+        pg_stat_activity shows it (wait_event_type, wait_event)."""
         if self._cancel_pending:
             aw.close()
             self._cancel_pending = False
@@ -185,6 +189,7 @@ class Session:
         if not contended:
             return await aw
         self._waiting = asyncio.ensure_future(aw)
+        self.waiting_for = event
         try:
             return await self._waiting
         except asyncio.CancelledError:
@@ -194,6 +199,7 @@ class Session:
             raise _canceled() from None
         finally:
             self._waiting = None
+            self.waiting_for = None
 
     async def _run(self, statements: Sequence[common_pb2.Statement], implicit_transaction: bool
                    ) -> list[common_pb2.StatementResult]:
@@ -366,7 +372,7 @@ class Session:
         try:
             as_writer = writes or (self.conn is None and self.turn.begins_as_writer(self.policy.begin_as_writer))
             if as_writer and not self.read_only and not self.holds_writer:
-                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
+                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked(), _WAIT_WRITER)
                 self.holds_writer = True
                 self.turn.taken()
             if self.conn is None:
@@ -430,7 +436,7 @@ class Session:
         answered = False
         try:
             if writes:
-                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked())
+                await self._wait(self.pool.acquire_writer(), self.pool.writer.locked(), _WAIT_WRITER)
                 took_writer = True
             conn = self.own or await self._wait(self.pool.acquire(), self.pool.busy)
             self.active = conn

@@ -17,12 +17,13 @@ import functools
 import re
 from dataclasses import dataclass
 
-from sqld.edge.catalog import functions, schema, select, srf, translate
+from sqld.edge.catalog import functions, live, schema, select, srf, translate
 from sqld.edge.catalog.ddl import rewrite_ddl, rewrite_values_alias
 
 _PREFILTER = re.compile(r"pg_|information_schema|\breg(class|type|namespace|proc)\b|\bcurrent_database\s*\(", re.I)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-_TRIGGERS = set(schema.R) | set(translate.FUNCTIONS) | set(translate.REG_CASTS) | {"information_schema"}
+_TRIGGERS = (set(schema.R) | set(translate.FUNCTIONS) | set(translate.REG_CASTS) | set(live.SIGNALS)
+             | {"information_schema"})
 
 
 def wants(sql: str) -> bool:
@@ -84,6 +85,9 @@ def rewrite(sql: str) -> Translated | None:
         return None
     translated = srf.rewrite(translate.translate(sql))
     hints = select.hints(translated)
+    if live.SIGNALS.keys() & {w.lower() for w in _WORD.findall(translated)}:
+        hints = live.signal_hints(translated, hints)
+        translated = live.rewrite_signals(translated)
     empty = select.empty_answer(translated)
     return Translated(empty if empty is not None else translated, hints)
 
