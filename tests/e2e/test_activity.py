@@ -233,6 +233,8 @@ def _second_edge(stack: Stack) -> Stack:
     argv = list(edge.argv)
     argv[argv.index("--listen") + 1] = f"127.0.0.1:{pg2}"
     argv[argv.index("--health-listen") + 1] = f"127.0.0.1:{health2}"
+    if "--metrics-listen" in argv:
+        argv[argv.index("--metrics-listen") + 1] = f"127.0.0.1:{free_port()}"
     stack.services["edge2"] = dataclasses.replace(edge, name="edge2", argv=argv, health=f"127.0.0.1:{health2}")
     stack.start("edge2")
     stack.ports = dataclasses.replace(stack.ports, pg_replica=pg2)  # the second edge's pg port

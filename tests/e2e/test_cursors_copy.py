@@ -174,3 +174,27 @@ def test_a_big_copy_streams_in_batches_and_stays_atomic(stack, conn):
     conn.autocommit = True
     assert conn.execute("SELECT count(*) FROM bigcp").fetchone() == (0,)
     assert conn.execute("SELECT 1").fetchone() == (1,)  # the session serves on
+
+
+def test_pg_stat_progress_copy_shows_a_running_import(stack, conn):
+    import time
+    conn.execute("DROP TABLE IF EXISTS progcp; CREATE TABLE progcp (id INTEGER PRIMARY KEY, note TEXT, pad TEXT)")
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    data = _big_csv(100_000)
+    with psycopg.connect(stack.dsn, autocommit=True) as watcher, conn.cursor() as cur:
+        with cur.copy("COPY progcp FROM STDIN WITH (FORMAT csv, HEADER)") as cp:
+            cp.write(data[: len(data) * 3 // 4])  # more than one batch: some rows are in already
+            seen = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = watcher.execute("SELECT pid, datname, command, type, bytes_processed, tuples_processed "
+                                       "FROM pg_stat_progress_copy").fetchall()
+                if seen and seen[0][5]:
+                    break
+                time.sleep(0.1)
+            assert seen and seen[0][:4] == (pid, "main", "COPY FROM", "PIPE"), seen
+            assert isinstance(pid, int)  # int4, as PostgreSQL types pg_backend_pid()
+            assert seen[0][4] > 4 << 20 and seen[0][5] > 0, seen
+            cp.write(data[len(data) * 3 // 4:])
+        assert cur.statusmessage == "COPY 100000"
+        assert watcher.execute("SELECT count(*) FROM pg_stat_progress_copy").fetchone() == (0,)

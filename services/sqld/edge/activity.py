@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import grpc
 
 from sqld.common import errors, sqlstate
+from sqld.edge import progress
 from sqld.edge.catalog import live
 from sqld.v1 import activity_pb2 as pb
 from sqld.v1 import activity_pb2_grpc, common_pb2, query_pb2
@@ -83,6 +84,9 @@ async def fill(statements: list[common_pb2.Statement], stub: activity_pb2_grpc.S
                 activity = _literal(rows)
             st = common_pb2.Statement(sql=st.sql.replace(live.ACTIVITY, activity), params=st.params,
                                       named_params=st.named_params, kind=st.kind)
+        if live.PROGRESS_COPY in st.sql:
+            st = common_pb2.Statement(sql=st.sql.replace(live.PROGRESS_COPY, _literal(progress.rows())),
+                                      params=st.params, named_params=st.named_params, kind=st.kind)
         if live.SETTINGS in st.sql:
             st = common_pb2.Statement(sql=st.sql.replace(live.SETTINGS, _literal(settings_rows)), params=st.params,
                                       named_params=st.named_params, kind=st.kind)

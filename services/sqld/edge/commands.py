@@ -142,7 +142,7 @@ FORWARDED = {"synchronous_commit", "sqld.consistency", "sqld.max_staleness_ms", 
 _SET = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?P<name>TIME\s+ZONE|[A-Za-z_][\w.]*)\s*(?:TO|=)?\s*(?P<value>.*?)\s*;?\s*$", re.I | re.S)
 _RESET = re.compile(r"^RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
 _SHOW = re.compile(r"^SHOW\s+(?P<name>ALL|TRANSACTION\s+ISOLATION\s+LEVEL|TIME\s+ZONE|[A-Za-z_][\w.]*)\s*;?\s*$", re.I)
-_SELECT_FN = re.compile(r"^SELECT\s+(?:pg_catalog\.)?(?P<fn>version|current_schema|current_database|current_user|session_user|pg_advisory_unlock_all|current_setting|set_config|pg_backend_pid)\s*\((?P<args>[^()]*)\)\s*(?:AS\s+(?P<alias>\w+))?\s*;?\s*$", re.I | re.S)
+_SELECT_FN = re.compile(r"^SELECT\s+(?:pg_catalog\.)?(?P<fn>version|current_schema|current_database|current_user|session_user|pg_advisory_unlock_all|current_setting|set_config)\s*\((?P<args>[^()]*)\)\s*(?:AS\s+(?P<alias>\w+))?\s*;?\s*$", re.I | re.S)
 _NOOP = re.compile(r"^(LOCK\s+(?:TABLE\s+)?[^;]*|ALTER\s+(?:TABLE|VIEW|INDEX|SCHEMA|SEQUENCE)\s+(?:ONLY\s+)?[\w.\"]+\s+OWNER\s+TO\s+[\w\"]+|DEALLOCATE\s+(?:PREPARE\s+)?(?:ALL|\"?[\w$]+\"?)|CLOSE\s+ALL|UNLISTEN\s+\*|LISTEN\s+\w+|UNLISTEN\s+\w+|DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)|SET\s+TRANSACTION\s+.*|SET\s+SESSION\s+CHARACTERISTICS\s+.*)\s*;?\s*$", re.I | re.S)
 
 
@@ -234,8 +234,6 @@ def _function(fn: str, args: list[str], alias: str | None, settings: Settings, d
         return one(database)
     if fn in ("current_user", "session_user"):
         return one(settings.values["session_authorization"])
-    if fn == "pg_backend_pid":
-        return one(str(pid))
     if fn == "pg_advisory_unlock_all":
         return one("")
     if fn == "current_setting" and args:

@@ -17,7 +17,7 @@ import re
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
 from sqld.common.statement import READ, WRITE, classify
-from sqld.edge import colnames, copyformat, render, results, types
+from sqld.edge import colnames, copyformat, progress, render, results, types
 from sqld.edge.pgwire import codec
 from sqld.edge.pgwire import messages as m
 from sqld.edge.rowstore import RowStore
@@ -32,10 +32,15 @@ log = logging.getLogger(__name__)
 async def run(s: Session, t: Transport, sql: str) -> None:
     """One COPY statement; SqlError when it fails (the caller answers it)."""
     spec = copyformat.parse(sql)
-    if spec.direction == "TO":
-        await _copy_to(s, t, spec)
-    else:
-        await _copy_from(s, t, spec)
+    progress.RUNNING[s.pid] = progress.Copy(s.pid, s.database, spec.table or "",
+                                            "COPY TO" if spec.direction == "TO" else "COPY FROM")
+    try:
+        if spec.direction == "TO":
+            await _copy_to(s, t, spec)
+        else:
+            await _copy_from(s, t, spec)
+    finally:
+        progress.RUNNING.pop(s.pid, None)
 
 
 async def _copy_to(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
@@ -59,8 +64,10 @@ async def _copy_to(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
         while kept.rows.remaining or header:
             rows = [[None if (b := types.to_text(v, o)) is None else b.decode() for v, o in zip(r.values, oids)]
                     for r in kept.rows.take(1000)]
-            t.send(b"".join(m.copy_data(d) for d in copyformat.format_rows(
-                [c.name for c in rs.columns], rows, dataclasses.replace(spec, header=header))))
+            data = b"".join(m.copy_data(d) for d in copyformat.format_rows(
+                [c.name for c in rs.columns], rows, dataclasses.replace(spec, header=header)))
+            t.send(data)
+            _progress(s, len(data), len(rows))
             header = False
             await t.flush()
     finally:
@@ -89,6 +96,7 @@ class _Import:
     def add(self, data: bytes) -> bool:
         """Keep `data`; True when a batch's worth is ready to send."""
         self.pending += data
+        _progress(self.s, len(data), 0)
         return len(self.pending) >= BATCH_BYTES
 
     async def send(self, final: bool) -> None:
@@ -126,6 +134,7 @@ class _Import:
             line = self.rows + len(batch.results) - pragma
             raise SqlError(last.error.sqlstate, f"COPY line {line}: {last.error.message}")
         before, self.rows = self.rows, self.rows + len(rows)
+        _progress(self.s, 0, len(rows))
         if self.rows // PROGRESS_ROWS > before // PROGRESS_ROWS:
             log.info("copy progress: table=%s rows=%d", self.spec.table, self.rows)
 
@@ -155,6 +164,13 @@ class _Import:
         self.header = False
         copyformat.force(rows, self.spec, self.columns)
         return rows
+
+
+def _progress(s: Session, nbytes: int, tuples: int) -> None:
+    """pg_stat_progress_copy's counters of this session's COPY (edge/progress.py)."""
+    if (entry := progress.RUNNING.get(s.pid)) is not None:
+        entry.bytes_processed += nbytes
+        entry.tuples_processed += tuples
 
 
 def _row_boundary(data: bytearray, spec: copyformat.CopySpec) -> int:

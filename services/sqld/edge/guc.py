@@ -53,6 +53,7 @@ def _s(*args, **kw) -> Setting:
 
 
 _CONN = "Client Connection Defaults / Locale and Formatting"
+_NO_EFFECT = "Accepted for PostgreSQL clients; no effect on SQLite."
 _PRESET = "Preset Options"
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("application_name", "", category="Reporting and Logging / What to Log",
@@ -107,6 +108,29 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("transaction_read_only", "off", "bool", desc="Sets the current transaction's read-only status."),
     _s("work_mem", "4MB", "integer", "kB", 64, 2_147_483_647, category="Resource Usage / Memory",
        desc="Sets the maximum memory to be used for query workspaces."),
+    # PostgreSQL settings that clients set as a matter of course (pg_dump and its scripts, JDBC,
+    # ORMs) and that mean nothing for SQLite: accepted, checked and shown, with no effect.
+    _s("array_nulls", "on", "bool", category="Version and Platform Compatibility", desc=_NO_EFFECT),
+    _s("check_function_bodies", "on", "bool", desc=_NO_EFFECT),
+    _s("default_table_access_method", "heap", desc=_NO_EFFECT),
+    _s("default_tablespace", "", desc=_NO_EFFECT),
+    _s("enable_hashjoin", "on", "bool", category="Query Tuning / Planner Method Configuration", desc=_NO_EFFECT),
+    _s("enable_indexscan", "on", "bool", category="Query Tuning / Planner Method Configuration", desc=_NO_EFFECT),
+    _s("enable_mergejoin", "on", "bool", category="Query Tuning / Planner Method Configuration", desc=_NO_EFFECT),
+    _s("enable_nestloop", "on", "bool", category="Query Tuning / Planner Method Configuration", desc=_NO_EFFECT),
+    _s("enable_seqscan", "on", "bool", category="Query Tuning / Planner Method Configuration", desc=_NO_EFFECT),
+    _s("escape_string_warning", "on", "bool", category="Version and Platform Compatibility", desc=_NO_EFFECT),
+    _s("jit", "off", "bool", category="Query Tuning / Other Planner Options", desc=_NO_EFFECT),
+    _s("maintenance_work_mem", "64MB", "integer", "kB", 1024, 2_147_483_647, category="Resource Usage / Memory",
+       desc=_NO_EFFECT),
+    _s("max_parallel_workers_per_gather", "0", "integer", min=0, max=1024,
+       category="Resource Usage / Asynchronous Behavior", desc=_NO_EFFECT),
+    _s("quote_all_identifiers", "off", "bool", category="Version and Platform Compatibility", desc=_NO_EFFECT),
+    _s("row_security", "on", "bool", desc=_NO_EFFECT),
+    _s("synchronize_seqscans", "on", "bool", category="Version and Platform Compatibility", desc=_NO_EFFECT),
+    _s("temp_buffers", "8MB", "integer", "kB", 800, 2_147_483_647, category="Resource Usage / Memory",
+       desc=_NO_EFFECT),
+    _s("xmloption", "content", "enum", enumvals=("content", "document"), desc=_NO_EFFECT),
     _s("sqld.consistency", "read_your_writes", "enum", enumvals=("read_your_writes", "strong", "bounded_staleness"),
        category="sqld", desc="Where this session's reads may run at a site with a replica."),
     _s("sqld.max_staleness_ms", "0", "integer", min=0, max=2_147_483_647, category="sqld",

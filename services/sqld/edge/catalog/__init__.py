@@ -78,9 +78,10 @@ def rewrite(sql: str) -> Translated | None:
     if ddl is not None:
         return Translated(ddl)
     if functions.wants(sql):
+        typed = functions.hints(sql)  # pg_backend_pid() is int4 in the extended protocol too
         sql = functions.rewrite(sql)
         if not wants(sql):
-            return Translated(sql)
+            return Translated(sql, typed if any(typed) else None)
     elif not wants(sql):
         return None
     translated = srf.rewrite(translate.translate(sql))

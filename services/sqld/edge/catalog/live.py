@@ -19,6 +19,7 @@ from sqld.edge.catalog.select import select_items
 
 ACTIVITY = "'[/*sqld:pg_stat_activity*/]'"
 SETTINGS = "'[/*sqld:pg_settings*/]'"
+PROGRESS_COPY = "'[/*sqld:pg_stat_progress_copy*/]'"
 SIGNALS = {"pg_cancel_backend": "sqld:cancel", "pg_terminate_backend": "sqld:terminate"}
 
 ACTIVITY_COLUMNS = [
@@ -41,6 +42,21 @@ SETTINGS_COLUMNS = [
     ("sourcefile", "text"), ("sourceline", "int4"), ("pending_restart", "bool")]
 
 
+# pg_stat_progress_copy: this edge's running COPYs (edge/progress.py); bytes_total is 0 as for a
+# COPY FROM STDIN in PostgreSQL, relid is NULL (SQLite tables have no oid), no rows are excluded.
+PROGRESS_COPY_COLUMNS = [
+    ("pid", "int4"), ("datid", "oid"), ("datname", "name"), ("relid", "oid"), ("command", "text"),
+    ("type", "text"), ("bytes_processed", "int8"), ("bytes_total", "int8"), ("tuples_processed", "int8"),
+    ("tuples_excluded", "int8")]
+
+
+def _progress_copy_body() -> str:
+    return ("SELECT p.value ->> 0, 16384 + d.key, p.value ->> 1, NULL, p.value ->> 3, p.value ->> 4, "
+            "p.value ->> 5, 0, p.value ->> 6, 0 "
+            f"FROM json_each({PROGRESS_COPY}) AS p LEFT JOIN json_each(sqld_databases()) AS d "
+            "ON d.value = p.value ->> 1")
+
+
 def _activity_body() -> str:
     def f(name: str) -> str:
         return f"a.value ->> {_F[name]}"
@@ -60,6 +76,7 @@ def _settings_body() -> str:
 RELATIONS: dict[str, tuple[list[tuple[str, str]], str]] = {
     "pg_stat_activity": (ACTIVITY_COLUMNS, _activity_body()),
     "pg_settings": (SETTINGS_COLUMNS, _settings_body()),
+    "pg_stat_progress_copy": (PROGRESS_COPY_COLUMNS, _progress_copy_body()),
 }
 for _name, (_cols, _body) in RELATIONS.items():  # the catalog's one table of relations and column types
     R[_name] = (_cols, _body)
