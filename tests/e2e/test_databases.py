@@ -127,6 +127,46 @@ SELECT count(*) AS n FROM t;
     assert "does not exist" in str(refused.value)
 
 
+def test_create_and_drop_over_the_extended_protocol(stack):
+    """Parse/Bind/Execute of CREATE / DROP DATABASE: psycopg with prepare=True, and asyncpg
+    (always extended); inside a transaction it is 25001 there too."""
+    import asyncio
+
+    import asyncpg
+    name = unique("ext")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}", prepare=True)
+        assert name in {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+        assert error_of(c, f"CREATE DATABASE {name}").sqlstate == "42P04"
+        with psycopg.connect(dsn(stack, name), autocommit=True) as d:
+            d.execute("CREATE TABLE e (x)")
+            d.execute("INSERT INTO e VALUES (%s)", (7,), prepare=True)
+        c.execute(f"DROP DATABASE {name}", prepare=True)
+        with pytest.raises(psycopg.Error) as gone:
+            c.execute(f"DROP DATABASE {name}", prepare=True)
+        assert gone.value.sqlstate == "3D000"
+        c.execute(f"DROP DATABASE IF EXISTS {name}", prepare=True)
+    with psycopg.connect(stack.dsn) as c:  # not autocommit: psycopg sends BEGIN first
+        with pytest.raises(psycopg.Error) as inside:
+            c.execute(f"CREATE DATABASE {name}", prepare=True)
+        assert inside.value.sqlstate == "25001"
+
+    async def with_asyncpg() -> list[str]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=stack.ports.pg, user="postgres", database="main")
+        try:
+            await conn.fetch(f"CREATE DATABASE {name}_a")  # fetch: Parse, Describe, Flush, Bind, Execute
+            with pytest.raises(asyncpg.PostgresError) as dup:
+                await conn.fetch(f"CREATE DATABASE {name}_a")
+            assert dup.value.sqlstate == "42P04"
+            stmt = await conn.prepare(f"DROP DATABASE {name}_a")
+            await stmt.fetch()
+            return [r[0] for r in await conn.fetch("SELECT datname FROM pg_database")]
+        finally:
+            await conn.close()
+    names = asyncio.run(with_asyncpg())
+    assert "main" in names and f"{name}_a" not in names
+
+
 @sqlite_only
 def test_drop_and_create_rules(stack):
     name = unique("rules")
@@ -376,6 +416,49 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         for name in (src, f"{src}_at12", f"{src}_by_time", f"{src}_by_frame", f"{src}_at1"):
             c.execute(f"DROP DATABASE {name}")
+
+
+@sqlite_only
+def test_other_databases_answer_while_a_big_restore_runs(stack):
+    """A point-in-time restore writes its pages on a worker thread: point selects on another
+    database complete while it runs (by order of completion, no timing threshold)."""
+    src = unique("bigpitr")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {src}")
+    with psycopg.connect(dsn(stack, src), autocommit=True) as w:
+        w.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, pad BLOB)")
+        for k in range(6):
+            w.execute(f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 5000) "
+                      f"INSERT INTO big SELECT {k} * 5000 + n, randomblob(1000) FROM s")
+    frame = _execute(stack, src, "INSERT INTO big VALUES (-1, x'00')")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, v TEXT)")
+        c.execute("INSERT OR REPLACE INTO probe VALUES (1, 'here')")
+    done = threading.Event()
+    answered_during: list[int] = []
+
+    def restore() -> None:
+        try:
+            with psycopg.connect(stack.dsn, autocommit=True) as c:
+                c.execute(f"CREATE DATABASE {src}_r TEMPLATE {src} AS_OF_FRAME {frame}")
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=restore)
+    with psycopg.connect(stack.dsn, autocommit=True) as r:
+        r.execute("SELECT 1")
+        thread.start()
+        while not done.is_set():
+            assert r.execute("SELECT v FROM probe WHERE id = 1").fetchone() == ("here",)
+            if not done.is_set():
+                answered_during.append(1)
+    thread.join()
+    assert answered_during, "no point select on main completed while the restore ran"
+    with psycopg.connect(dsn(stack, f"{src}_r"), autocommit=True) as r:
+        assert r.execute("SELECT count(*), min(id) FROM big").fetchone() == (30_001, -1)
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE {src}_r")
+        c.execute(f"DROP DATABASE {src}")
 
 
 def _backup_cli(*args: str) -> subprocess.CompletedProcess:

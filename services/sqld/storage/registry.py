@@ -118,16 +118,16 @@ class Registry:
         try:
             stream = replication_pb2_grpc.ReplicationStub(channel).Snapshot(replication_pb2.SnapshotRequest(
                 database=template, upto_frame_no=as_of_frame_no, as_of_unix_ms=as_of_unix_ms), timeout=600)
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            # The file work runs on a worker thread, chunk by chunk: the event loop goes on
+            # serving every other database while a big restore writes its pages.
+            fd = await asyncio.to_thread(os.open, tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 async for chunk in stream:
-                    for page in chunk.pages:
-                        os.pwrite(fd, page.page, (page.page_no - 1) * chunk.page_size)
-                    os.ftruncate(fd, chunk.db_pages * chunk.page_size)
-                os.fsync(fd)
+                    await asyncio.to_thread(_write_chunk, fd, chunk)
+                await asyncio.to_thread(os.fsync, fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, path)
+            await asyncio.to_thread(os.rename, tmp, path)
         except grpc.RpcError as exc:
             await asyncio.to_thread(_remove, tmp)
             code = exc.code()
@@ -276,6 +276,12 @@ def fork(source_path: str, path: str) -> None:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _write_chunk(fd: int, chunk: replication_pb2.SnapshotChunk) -> None:
+    for page in chunk.pages:
+        os.pwrite(fd, page.page, (page.page_no - 1) * chunk.page_size)
+    os.ftruncate(fd, chunk.db_pages * chunk.page_size)
 
 
 _remove_lock = threading.Lock()
