@@ -107,6 +107,9 @@ def main(argv: list[str]) -> None:
             names.on_new = on_new
             names.on_gone = on_gone
             followers[""] = asyncio.create_task(names.follow())
+        elif names.space is not None:  # mvsqlite: other storage processes create and drop databases too
+            names.on_gone = servicer.end_database
+            followers[""] = asyncio.create_task(names.follow_space())
 
         async def on_stop() -> None:
             for task in followers.values():

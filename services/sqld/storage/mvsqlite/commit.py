@@ -50,6 +50,10 @@ class Conflict(Exception):
     """A page this transaction read or wrote was committed by another writer after its snapshot."""
 
 
+class Dropped(Exception):
+    """The database left the page store's list (DROP DATABASE, perhaps in another process)."""
+
+
 def _strip(page: bytes, spans: list[tuple[int, int]] = _REBASABLE) -> bytes:
     out = bytearray(page)
     for lo, hi in spans:
@@ -115,10 +119,14 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
 
     def body(tr: Transaction) -> bytes | None:
         # Serializable reads: an earlier attempt landing after them fails this one (1020).
-        done, now = [kvs[0][1] if kvs else None for kvs in
-                     tr.get_ranges([(id_key, id_key + b"\x00", 1, False), (epoch_key, epoch_key + b"\x00", 1, False)])]
+        ranges = [(id_key, id_key + b"\x00", 1, False), (epoch_key, epoch_key + b"\x00", 1, False)]
+        if store.entry_key:  # listed: a drop (catalog.remove) landing first fails this commit
+            ranges.append((store.entry_key, store.entry_key + b"\x00", 1, False))
+        done, now, *listed = [kvs[0][1] if kvs else None for kvs in tr.get_ranges(ranges)]
         if done is not None:
             return done  # an earlier attempt committed; its answer was lost (1021)
+        if listed and listed[0] != store.ns:
+            raise Dropped("the database was dropped (DROP DATABASE) while this transaction ran")
         final, count = dict(pages), new_count
         conflicted = store.changed_since(sorted(check), snapshot, tr)
         if conflicted:

@@ -193,6 +193,10 @@ class PageFile:
             err = PageConflictError(f"could not serialize access due to concurrent update: {exc}")
             err.extendedresult = IOERR_PAGE_CONFLICT  # type: ignore[attr-defined]
             raise err from exc
+        except committer.Dropped as exc:
+            self.failed = True
+            self._discard()
+            raise apsw.IOError(str(exc)) from exc
         # Move the page index to the commit version: drop what others committed meanwhile.
         changed, _ = self.store.changes(self.snapshot, version)
         for pgno in changed:
