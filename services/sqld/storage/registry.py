@@ -273,6 +273,8 @@ class Registry:
         just created it in the page store's list."""
         if self.space is None or not dbnames.valid(name):
             return None
+        if await asyncio.to_thread(catalog.lookup, self.space.kv, self.space.prefix, name) is None:
+            return None  # (without the lock: a long fork holds it)
         async with self.lock:
             return self.databases.get(name) or await self._discover_locked(name)
 

@@ -34,7 +34,7 @@ import struct
 import time
 
 from sqld.storage.mvsqlite import keys
-from sqld.storage.mvsqlite.kv import Transaction, get, run, run_stamped
+from sqld.storage.mvsqlite.kv import Transaction, get, run, run_stamped, strinc
 from sqld.storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,15 @@ def _missing(store: PageStore, tr: Transaction, images: dict[bytes, bytes]) -> l
     digests = list(images)
     ranges = [(keys.content_key(store.ns, d), keys.content_key(store.ns, d) + b"\x00", 1, False) for d in digests]
     return [d for d, kvs in zip(digests, tr.get_ranges(ranges)) if not kvs]
+
+
+def _clear_dropped(store: PageStore) -> None:
+    """What this commit uploaded into a dropped database's namespace goes, with anything else
+    left there (while the list still does not name this namespace: serializable)."""
+    def body(tr: Transaction) -> None:
+        if get(tr, store.entry_key) != store.ns:
+            tr.clear_range(store.ns, strinc(store.ns))
+    run(store.kv, body)
 
 
 def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[int, bytes],
@@ -172,7 +181,11 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
         tr.set_versionstamped_value(id_key, keys.PLACEHOLDER + struct.pack(">H", len(attempts) - 1), 0)
         return None
 
-    done, stamp = run_stamped(store.kv, body)
+    try:
+        done, stamp = run_stamped(store.kv, body)
+    except Dropped:
+        _clear_dropped(store)
+        raise
     attempt = len(attempts) - 1
     if done is not None:
         stamp, attempt = done[:keys.STAMP_LEN], struct.unpack(">H", done[keys.STAMP_LEN:])[0]

@@ -196,7 +196,9 @@ class PageFile:
         except committer.Dropped as exc:
             self.failed = True
             self._discard()
-            raise apsw.IOError(str(exc)) from exc
+            err = apsw.IOError(str(exc))
+            err.extendedresult = apsw.SQLITE_IOERR_FSYNC  # type: ignore[attr-defined]  # → 58030 (sqlite/errors.py)
+            raise err from exc
         # Move the page index to the commit version: drop what others committed meanwhile.
         changed, _ = self.store.changes(self.snapshot, version)
         for pgno in changed:
