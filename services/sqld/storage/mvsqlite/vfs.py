@@ -196,9 +196,9 @@ class PageFile:
         except committer.Dropped as exc:
             self.failed = True
             self._discard()
-            err = apsw.IOError(str(exc))
-            err.extendedresult = apsw.SQLITE_IOERR_FSYNC  # type: ignore[attr-defined]  # → 58030 (sqlite/errors.py)
-            raise err from exc
+            gone = apsw.IOError(str(exc))
+            gone.extendedresult = apsw.SQLITE_IOERR_FSYNC  # type: ignore[attr-defined]  # → 58030 (sqlite/errors.py)
+            raise gone from exc
         # Move the page index to the commit version: drop what others committed meanwhile.
         changed, _ = self.store.changes(self.snapshot, version)
         for pgno in changed:
