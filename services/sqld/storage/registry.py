@@ -50,7 +50,8 @@ from sqld.v1 import replication_pb2, replication_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAINTENANCE = "postgres"
-COMPANIONS = ("", "-wal", "-shm", "-logid", "-primaryid", "-forked")
+# a database's files: the primary's, and a replica's (applier.py: position, pending batch)
+COMPANIONS = ("", "-wal", "-shm", "-logid", "-primaryid", "-forked", "-replica", "-pending", "-pending.tmp")
 DISCOVER_EVERY = 0.5  # seconds between a replica's looks at the replication service's databases
 
 
