@@ -43,6 +43,9 @@ def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
         try:
             return dict(open_from_config(cfg))
         except grpc.RpcError as exc:
+            if not cfg.replication or cfg.fdb_double:  # the page store's list is read first (the KV)
+                raise SystemExit(f"storage: cannot open the page store's databases ({exc.code().name}): "
+                                 f"{exc.details()}") from None
             raise _unreachable(cfg, exc) from None
     if backend != "sqlite":
         raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use sqlite or mvsqlite")
