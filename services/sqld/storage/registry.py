@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE = "postgres"
 # a database's files: the primary's, and a replica's (applier.py: position, pending batch)
 COMPANIONS = ("", "-wal", "-shm", "-logid", "-primaryid", "-forked", "-replica", "-pending", "-pending.tmp")
-DISCOVER_EVERY = 0.5  # seconds between a replica's looks at the replication service's databases
+DISCOVER_EVERY = 0.5  # seconds between looks at the databases: a replica's at the replication service, mvsqlite's at the page store's list
 
 
 def initial_names(cfg: storage_config.Config) -> list[str]:
