@@ -2,6 +2,8 @@
 
     python -m sqld.backup save --scheduler HOST:PORT --to DIR [--database NAME ...] [--every SECONDS]
                           [--ca CA.crt] [--token-file FILE]
+    python -m sqld.backup save --continuous --replication HOST:PORT --to DIR [--database NAME ...]
+                          [--ca CA.crt --cert admin.crt --key admin.key]
     python -m sqld.backup restore --from DIR --data-dir DATA [--database NAME ...]
 
 `save` asks the scheduler's DatabaseAdmin for a consistent copy of each database (every one
@@ -11,6 +13,13 @@ previous backup) and `DIR/manifest.json` (names, times, sizes, SHA-256). With `-
 runs on, one round every SECONDS (continuous backup whose recovery point is the last round).
 `--ca` gives the CA of a TLS deployment, `--token-file` (or SQLD_TOKEN) a bearer token that
 may reach every database.
+
+`save --continuous` instead follows the replication log (backup/continuous.py: a base
+snapshot and every frame appended after it, written as the log sends them, like Litestream's
+WAL shipping), so the folder trails the acknowledged commits by about a second
+(continuous.LAG_SECONDS) rather than by a round. It talks to the replication service as a
+deployment member: `--replication HOST:PORT`, with `--ca` and the operator's `--cert`/`--key`
+(the `admin` certificate) on a TLS deployment.
 
 `restore` puts the files of a backup into the storage data folder of an EMPTY deployment
 (stopped; it refuses a folder that holds a database already), after checking each against the
@@ -24,6 +33,7 @@ import asyncio
 import datetime
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -31,6 +41,7 @@ import time
 import apsw
 import grpc
 
+from sqld.backup import continuous
 from sqld.common import dbnames
 from sqld.common.durable import fsync_dir
 from sqld.v1 import admin_pb2, admin_pb2_grpc
@@ -96,14 +107,33 @@ async def save(args: argparse.Namespace) -> None:
             await asyncio.sleep(max(args.every - (time.monotonic() - started), 0))
 
 
+async def save_continuous(args: argparse.Namespace) -> None:
+    if args.ca:
+        with open(args.ca, "rb") as f:
+            ca = f.read()
+        if not (args.cert and args.key):
+            raise SystemExit("backup: --continuous on a TLS deployment needs --cert and --key (the admin certificate)")
+        with open(args.cert, "rb") as f:
+            cert = f.read()
+        with open(args.key, "rb") as f:
+            key = f.read()
+        channel = grpc.aio.secure_channel(args.replication, grpc.ssl_channel_credentials(ca, key, cert))
+    else:
+        channel = grpc.aio.insecure_channel(args.replication)
+    async with channel:
+        await continuous.follow(channel, args.to, args.database)
+
+
 def restore(args: argparse.Namespace) -> None:
-    with open(os.path.join(args.source, MANIFEST)) as f:
-        manifest = json.load(f)
     os.makedirs(args.data_dir, exist_ok=True)
     present = [e for e in os.listdir(args.data_dir) if e.endswith(".db")]
     if present:
         raise SystemExit(f"backup: {args.data_dir} holds databases already ({', '.join(sorted(present))}): "
                          "restore goes into an empty deployment")
+    if os.path.exists(os.path.join(args.source, continuous.MARKER)):
+        return restore_continuous(args)
+    with open(os.path.join(args.source, MANIFEST)) as f:
+        manifest = json.load(f)
     chosen = [e for e in manifest["databases"] if not args.database or e["name"] in args.database]
     for entry in chosen:
         name = dbnames.check(entry["name"])
@@ -133,6 +163,32 @@ def restore(args: argparse.Namespace) -> None:
     fsync_dir(args.data_dir)
 
 
+def _check(path: str) -> str:
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchall()[0][0])
+    finally:
+        conn.close()
+
+
+def restore_continuous(args: argparse.Namespace) -> None:
+    """A continuous backup: each database's base snapshot plus its shipped frames."""
+    names = sorted(e for e in os.listdir(args.source) if dbnames.valid(e)
+                   and os.path.exists(os.path.join(args.source, e, "current")))
+    for name in names:
+        if args.database and name not in args.database:
+            continue
+        dest = os.path.join(args.data_dir, f"{name}.db")
+        tmp = os.path.join(args.data_dir, f".{name}.db.restoring")
+        gen, frame_no = continuous.restore_one(os.path.join(args.source, name), tmp)
+        if (check := _check(tmp)) != "ok":
+            os.remove(tmp)
+            raise SystemExit(f"backup: {name}: integrity_check says {check}")
+        os.replace(tmp, dest)
+        print(f"restore: {name} -> {dest} (generation {gen}, up to frame {frame_no})")
+    fsync_dir(args.data_dir)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m sqld.backup", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,12 +199,20 @@ def main(argv: list[str]) -> None:
     s.add_argument("--every", type=float, default=0.0, help="seconds between rounds (0: one round)")
     s.add_argument("--ca", default="", help="CA certificate of a TLS deployment (PEM)")
     s.add_argument("--token-file", default="", help="file holding a bearer token (default: SQLD_TOKEN)")
+    s.add_argument("--continuous", action="store_true",
+                   help="follow the replication log (base snapshot + shipped frames) instead of copying")
+    s.add_argument("--replication", default="127.0.0.1:7004", help="--continuous: the replication service's address")
+    s.add_argument("--cert", default="", help="--continuous on TLS: the admin certificate (PEM)")
+    s.add_argument("--key", default="", help="--continuous on TLS: its key (PEM)")
     r = sub.add_parser("restore", help="put a backup into an empty deployment's storage data folder")
     r.add_argument("--from", dest="source", required=True, help="the backup folder")
     r.add_argument("--data-dir", required=True, help="storage's --data-dir (stopped, empty)")
     r.add_argument("--database", action="append", help="a database to restore (repeat; default: every one)")
     args = parser.parse_args(argv)
-    if args.command == "save":
+    if args.command == "save" and args.continuous:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        asyncio.run(save_continuous(args))
+    elif args.command == "save":
         asyncio.run(save(args))
     else:
         restore(args)

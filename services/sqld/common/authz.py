@@ -42,9 +42,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     # admin too: the operator's way out of a forked log (README, Replication).
     "/sqld.v1.Replication/ResetLog": frozenset({"storage-primary", "admin"}),
     "/sqld.v1.Replication/Append": frozenset({"storage-primary"}),
-    "/sqld.v1.Replication/Frames": frozenset({"storage-replica"}),
+    # admin too: continuous backup follows the log (python -m sqld.backup save --continuous)
+    "/sqld.v1.Replication/Frames": frozenset({"storage-replica", "admin"}),
     # storage-primary: point-in-time restore (CREATE DATABASE ... AS_OF_*) reads a past snapshot
-    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica", "storage-primary"}),
+    "/sqld.v1.Replication/Snapshot": frozenset({"storage-replica", "storage-primary", "admin"}),
     "/sqld.v1.Replication/Ack": frozenset({"storage-replica"}),
     # storage-replica: which databases exist (a replica follows them as they are created and dropped)
     "/sqld.v1.Replication/Status": frozenset({"scheduler", "admin", "storage-replica"}),

@@ -23,13 +23,13 @@ from sqld.common.rowparts import RowJoiner
 from sqld.common.sqlstate import SqlError
 from sqld.common.sqltext import is_empty, split
 from sqld.common.statement import classify
-from sqld.edge import colnames, commands, cursors, params, render, tags, types
+from sqld.edge import colnames, commands, cursors, databases, params, render, tags, types
 from sqld.edge.dispatch import Route
 from sqld.edge.pgwire import codec
 from sqld.edge.pgwire import messages as m
 from sqld.edge.prepared import Prepared
 from sqld.edge.rowstore import RowStore
-from sqld.edge.session import FAILED, IN_TRANSACTION, Session
+from sqld.edge.session import FAILED, IDLE, IN_TRANSACTION, Session
 from sqld.edge.sqlrewrite import Rewritten, rewrite
 from sqld.edge.transport import Transport
 from sqld.v1 import common_pb2
@@ -117,7 +117,7 @@ class Extended:
             elif kind == b"D":
                 await self._describe(*codec.parse_target(body))
             elif kind == b"E":
-                self._execute(*codec.parse_execute(body))
+                await self._execute(*codec.parse_execute(body))
             elif kind == b"C":
                 target, name = codec.parse_target(body)
                 if target == "S":
@@ -179,7 +179,7 @@ class Extended:
     async def _ensure_described(self, stmt: Prepared, flush_first: bool = True) -> None:
         """Fetch the statement's description; what was collected before it runs first, since it
         may create the tables the statement uses."""
-        if stmt.description is not None or stmt.local or stmt.empty:
+        if stmt.description is not None or stmt.local or stmt.empty or stmt.route is Route.DATABASE:
             return
         if flush_first:
             await self.flush()
@@ -225,7 +225,7 @@ class Extended:
         return any(isinstance(i, _Exec) and i.portal.stmt.cursor and i.portal.stmt.cursor[0] == name
                    for i in self.out)
 
-    def _execute(self, name: str, max_rows: int) -> None:
+    async def _execute(self, name: str, max_rows: int) -> None:
         portal = self.portals.get(name)
         if portal is None:
             raise SqlError(sqlstate.INVALID_CURSOR_NAME, f'portal "{name}" does not exist')
@@ -233,8 +233,8 @@ class Extended:
         if route is Route.COPY:
             raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "COPY is supported in the simple query protocol only")
         if route is Route.DATABASE:
-            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "CREATE/DROP DATABASE are supported in the simple "
-                           "query protocol only (or the DatabaseAdmin gRPC API)")
+            await self._database(portal, max_rows)
+            return
         if route in (Route.FETCH, Route.CLOSE):
             self.out.append(_Exec(portal, max_rows, None))
             return
@@ -253,6 +253,18 @@ class Extended:
         self.session.query_text = portal.stmt.sql  # pg_stat_activity.query (the batch's last)
         self.batch.append(portal.stmt.statement(portal.values))
         self.out.append(_Exec(portal, max_rows, len(self.batch) - 1))
+
+    async def _database(self, portal: Portal, max_rows: int) -> None:
+        """CREATE / DROP DATABASE (no parameters: PostgreSQL takes none there either). What came
+        before it in the pipeline runs first, so it sees the session's transaction status."""
+        if portal.result is None:
+            await self.flush()
+            if self.skipping:
+                return
+            assert self.session.admin is not None
+            portal.result = await databases.run(self.session.admin, portal.stmt.sql, self.session.database,
+                                                self.session.status == IDLE)
+        self.out.append(_Exec(portal, max_rows, None))
 
     # -- running and rendering -----------------------------------------------------------
     async def flush(self) -> None:

@@ -139,6 +139,8 @@ class ReplicationCore:
         progress.log_id = req.log_id
         try:
             while True:
+                if d.dropped or self.closing:  # DropLog closed the log (perhaps while this stream was yielding)
+                    return
                 lg = d.log
                 if lg.log_id != req.log_id or not lg.log_id:
                     raise LogError(NEED_SNAPSHOT, f"the log id is now {lg.log_id!r}, not {req.log_id!r}")

@@ -44,6 +44,9 @@ def open_databases(cfg: storage_config.Config) -> dict[str, Database]:
         try:
             return dict(open_from_config(cfg))
         except grpc.RpcError as exc:
+            if not cfg.replication or cfg.fdb_double:  # the page store's list is read first (the KV)
+                raise SystemExit(f"storage: cannot open the page store's databases ({exc.code().name}): "
+                                 f"{exc.details()}") from None
             raise _unreachable(cfg, exc) from None
     if backend != "sqlite":
         raise SystemExit(f"storage: unknown --backend {cfg.backend!r}: use sqlite or mvsqlite")
@@ -111,6 +114,9 @@ def main(argv: list[str]) -> None:
             names.on_new = on_new
             names.on_gone = on_gone
             followers[""] = asyncio.create_task(names.follow())
+        elif names.space is not None:  # mvsqlite: other storage processes create and drop databases too
+            names.on_gone = servicer.end_database
+            followers[""] = asyncio.create_task(names.follow_space())
 
         async def on_stop() -> None:
             for task in followers.values():

@@ -15,8 +15,14 @@ The set is the data folder itself, so it survives a restart with nothing more to
 - replica: the databases the replication service has a history for (`Replication/Status`,
   looked at every `DISCOVER_EVERY` seconds by `follow`): a new one is opened and followed
   (it starts from a snapshot, as any new replica does), a dropped one is stopped and removed.
-- mvsqlite: `--databases` and `postgres`, fixed at start: creating or dropping a database
-  in the page store is refused (0A000) until the page store keeps the list of its databases.
+- mvsqlite: the page store's list of databases in FoundationDB (mvsqlite/catalog.py), which
+  every storage process on the cluster shares, plus `--databases` and `postgres` (entered in
+  the list at start). Create, drop, fork and restore change the list (`MvSpace`); each process
+  looks at the list every DISCOVER_EVERY seconds (`follow_space`), and at once when a Connect
+  names a database it does not serve (`discover`), opening what is new and closing what left.
+  A restore copies the template as of its last commit at or before AS_OF_TIME (the page
+  store's versions, inside --fdb-retention-seconds); AS_OF_FRAME, a number of the replication
+  log, has no page-store version to map to and is refused (0A000).
 """
 from __future__ import annotations
 
@@ -33,7 +39,10 @@ import grpc
 from sqld.common import dbnames, grpc_client, sqlstate
 from sqld.common.sqlstate import SqlError
 from sqld.storage import config as storage_config
-from sqld.storage.backend import Database
+from sqld.storage.backend import Database, TimeTravelError
+from sqld.storage.mvsqlite import catalog
+from sqld.storage.mvsqlite.backend import MvDatabase, MvSpace
+from sqld.storage.mvsqlite.pagestore import SnapshotTooOld
 from sqld.storage.replica.database import ReplicaDatabase
 from sqld.storage.sqlite import backend as sqlite
 from sqld.v1 import replication_pb2, replication_pb2_grpc
@@ -41,8 +50,9 @@ from sqld.v1 import replication_pb2, replication_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAINTENANCE = "postgres"
-COMPANIONS = ("", "-wal", "-shm", "-logid", "-primaryid", "-forked")
-DISCOVER_EVERY = 0.5  # seconds between a replica's looks at the replication service's databases
+# a database's files: the primary's, and a replica's (applier.py: position, pending batch)
+COMPANIONS = ("", "-wal", "-shm", "-logid", "-primaryid", "-forked", "-replica", "-pending", "-pending.tmp")
+DISCOVER_EVERY = 0.5  # seconds between looks at the databases: a replica's at the replication service, mvsqlite's at the page store's list
 
 
 def initial_names(cfg: storage_config.Config) -> list[str]:
@@ -67,6 +77,8 @@ class Registry:
         self.backend = {"libsql": "sqlite"}.get(cfg.backend, cfg.backend)
         self.on_new: Callable[[Database], None] = lambda db: None  # a replica starts its follower
         self.on_gone: Callable[[str], Awaitable[None] | None] = lambda name: None  # ... and stops it
+        # mvsqlite: the page store's databases (every one of them belongs to the same space)
+        self.space: MvSpace | None = next((db.space for db in databases.values() if isinstance(db, MvDatabase)), None)
 
     def path(self, name: str) -> str:
         return os.path.join(self.cfg.data_dir, f"{dbnames.check(name)}.db")
@@ -78,7 +90,7 @@ class Registry:
         if self.cfg.replica_of:
             raise SqlError(sqlstate.READ_ONLY_SQL_TRANSACTION,
                            f"{what} on a replica: replicas follow the primary's databases")
-        if self.backend != "sqlite":
+        if self.backend != "sqlite" and self.space is None:
             raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED,
                            f"{what} is not supported on the {self.backend} backend yet: its databases are "
                            "fixed at start (storage --databases); use the sqlite backend for runtime databases")
@@ -89,6 +101,8 @@ class Registry:
         restore = bool(as_of_frame_no or as_of_unix_ms)
         if restore and not template:
             raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, "a point-in-time restore needs a TEMPLATE database")
+        if self.space is not None:
+            return await self._create_mv(self.space, name, template, as_of_frame_no, as_of_unix_ms)
         if restore and not self.cfg.replication:
             raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "point-in-time restore reads the replication log: "
                            "it needs a replicated deployment (storage --replication)")
@@ -109,6 +123,36 @@ class Registry:
         log.info("database created db=%s%s%s", name, f" template={template}" if template else "",
                  f" as_of_frame_no={as_of_frame_no} as_of_unix_ms={as_of_unix_ms}" if restore else "")
 
+    async def _create_mv(self, space: MvSpace, name: str, template: str, as_of_frame_no: int,
+                         as_of_unix_ms: int) -> None:
+        """CREATE DATABASE on the page store: a new namespace, empty or a copy of the template
+        as of its latest commit (fork) or of its last commit at or before `as_of_unix_ms`."""
+        if as_of_frame_no:
+            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "a restore by frame number (AS_OF_FRAME) is not supported "
+                           "on the mvsqlite backend: restore by time (AS_OF_TIME), from the page store's versions")
+        async with self.lock:
+            if name in self.databases:
+                raise SqlError(sqlstate.DUPLICATE_DATABASE, f'database "{name}" already exists')
+            source: MvDatabase | None = None
+            if template:
+                found = self.databases.get(template) or await self._discover_locked(template)
+                if not isinstance(found, MvDatabase):
+                    raise SqlError(sqlstate.INVALID_CATALOG_NAME, f'template database "{template}" does not exist')
+                source = found
+
+            def create() -> MvDatabase:
+                version = space.version_for(source, as_of_unix_ms) if source is not None and as_of_unix_ms else 0
+                return space.create(name, source, version)
+            try:
+                db = await asyncio.to_thread(create)
+            except catalog.Exists:
+                raise SqlError(sqlstate.DUPLICATE_DATABASE, f'database "{name}" already exists') from None
+            except (TimeTravelError, SnapshotTooOld) as exc:
+                raise SqlError(sqlstate.NUMERIC_VALUE_OUT_OF_RANGE, str(exc)) from None
+            self.databases[name] = db
+        log.info("database created db=%s backend=mvsqlite namespace=%s%s%s", name, db.store.ns.hex(),
+                 f" template={template}" if template else "", f" as_of_unix_ms={as_of_unix_ms}" if as_of_unix_ms else "")
+
     async def _restore(self, template: str, path: str, as_of_frame_no: int, as_of_unix_ms: int) -> None:
         """`path` = the template as of a past commit, from the replication log (Snapshot)."""
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.creating")
@@ -118,16 +162,16 @@ class Registry:
         try:
             stream = replication_pb2_grpc.ReplicationStub(channel).Snapshot(replication_pb2.SnapshotRequest(
                 database=template, upto_frame_no=as_of_frame_no, as_of_unix_ms=as_of_unix_ms), timeout=600)
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            # The file work runs on a worker thread, chunk by chunk: the event loop goes on
+            # serving every other database while a big restore writes its pages.
+            fd = await asyncio.to_thread(os.open, tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 async for chunk in stream:
-                    for page in chunk.pages:
-                        os.pwrite(fd, page.page, (page.page_no - 1) * chunk.page_size)
-                    os.ftruncate(fd, chunk.db_pages * chunk.page_size)
-                os.fsync(fd)
+                    await asyncio.to_thread(_write_chunk, fd, chunk)
+                await asyncio.to_thread(os.fsync, fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, path)
+            await asyncio.to_thread(os.rename, tmp, path)
         except grpc.RpcError as exc:
             await asyncio.to_thread(_remove, tmp)
             code = exc.code()
@@ -163,13 +207,19 @@ class Registry:
         self._refuse_backend("DROP DATABASE")
         async with self.lock:
             db = self.databases.pop(name, None)
-            if db is None:
+            if db is not None:
+                ending = end_streams(name)
+                if ending is not None:
+                    await ending
+                await asyncio.to_thread(db.close)
+            if self.space is not None:  # the page store's list, which other processes may have changed
+                self.space.forget(name)
+                if not await asyncio.to_thread(self.space.drop, name) and db is None:
+                    return False
+            elif db is None:
                 return False
-            ending = end_streams(name)
-            if ending is not None:
-                await ending
-            await asyncio.to_thread(db.close)
-            await asyncio.to_thread(_remove, self.path(name))
+            else:
+                await asyncio.to_thread(_remove, self.path(name))
             if self.cfg.replication:
                 await self._drop_log(name)
         log.info("database dropped db=%s", name)
@@ -217,6 +267,55 @@ class Registry:
         finally:
             conn.close()
         return tmp
+
+    # -- the page store's list (mvsqlite) ---------------------------------------------------
+    async def discover(self, name: str) -> Database | None:
+        """A Connect for a database this process does not serve: another process may have
+        just created it in the page store's list."""
+        if self.space is None or not dbnames.valid(name):
+            return None
+        if await asyncio.to_thread(catalog.lookup, self.space.kv, self.space.prefix, name) is None:
+            return None  # (without the lock: a long fork holds it)
+        async with self.lock:
+            return self.databases.get(name) or await self._discover_locked(name)
+
+    async def _discover_locked(self, name: str) -> Database | None:
+        if self.space is None or not dbnames.valid(name):
+            return None
+        if await asyncio.to_thread(catalog.lookup, self.space.kv, self.space.prefix, name) is None:
+            return None
+        await self._sync_space(self.space)
+        return self.databases.get(name)
+
+    async def follow_space(self) -> None:
+        """mvsqlite: serve what the page store's list holds, as other processes change it."""
+        while True:
+            await asyncio.sleep(DISCOVER_EVERY)
+            if self.space is None:
+                return
+            try:
+                async with self.lock:
+                    await self._sync_space(self.space)
+            except Exception as exc:  # noqa: BLE001 - FoundationDB unreachable for a while: look again
+                log.debug("database discovery: %s", exc)
+
+    async def _sync_space(self, space: MvSpace) -> None:
+        """Under `lock`: open the listed databases not open here, close the others."""
+        listed = await asyncio.to_thread(space.listed)
+        for name, db in list(self.databases.items()):
+            if isinstance(db, MvDatabase) and listed.get(name) != db.store.ns:  # dropped (perhaps made anew)
+                self.databases.pop(name)
+                ending = self.on_gone(name)
+                if ending is not None:
+                    await ending
+                await asyncio.to_thread(db.close)
+                space.forget(name)
+                log.info("database closed db=%s (dropped by another storage process)", name)
+        for name, ns in sorted(listed.items()):
+            if name not in self.databases and dbnames.valid(name):
+                self.databases[name] = await asyncio.to_thread(space.open, name, ns)
+                log.info("database open db=%s backend=mvsqlite namespace=%s (created by another storage process)",
+                         name, ns.hex())
 
     # -- replicas --------------------------------------------------------------------------
     async def follow(self) -> None:
@@ -276,6 +375,12 @@ def fork(source_path: str, path: str) -> None:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _write_chunk(fd: int, chunk: replication_pb2.SnapshotChunk) -> None:
+    for page in chunk.pages:
+        os.pwrite(fd, page.page, (page.page_no - 1) * chunk.page_size)
+    os.ftruncate(fd, chunk.db_pages * chunk.page_size)
 
 
 _remove_lock = threading.Lock()

@@ -155,6 +155,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "connect: the first message must be Open")
         # (context.abort raises; the returns after it are for the type checker)
         db = self.databases.get(first.open.database)
+        if db is None and self.registry is not None:  # the page store: perhaps created by another process
+            db = await self.registry.discover(first.open.database)
         if db is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f'database "{first.open.database}" does not exist')

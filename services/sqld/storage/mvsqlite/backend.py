@@ -13,7 +13,7 @@ import threading
 import time
 
 from sqld.storage.backend import TimeTravelError
-from sqld.storage.mvsqlite import gc, keys
+from sqld.storage.mvsqlite import catalog, gc
 from sqld.storage.mvsqlite.capture import PageStoreCapturer
 from sqld.storage.mvsqlite.kv import Kv
 from sqld.storage.mvsqlite.pagestore import PageStore
@@ -28,6 +28,7 @@ class MvDatabase:
     """One database in the page store (namespace `store.ns`)."""
 
     follower: None = None  # replicas of an mvsqlite primary are local files (storage.replica)
+    space: MvSpace | None = None  # the page store's databases it belongs to
 
     def __init__(self, name: str, store: PageStore, vfs: PageStoreVFS, retention_seconds: float,
                  replication: str = "", synchronous: bool = False) -> None:
@@ -74,26 +75,96 @@ class MvDatabase:
         return self._connect(version)
 
 
+class MvSpace:
+    """The databases of one page store (a cluster and a namespace prefix): its list
+    (catalog.py), the VFS that serves them, and the GC thread over them. `databases` is
+    what is open here; the list in FoundationDB is what exists (other processes change it).
+    The methods that change the list block (FoundationDB calls): run them on a worker thread."""
+
+    def __init__(self, kv: Kv, prefix: str, retention_seconds: float, replication: str = "",
+                 synchronous: tuple[str, ...] = ()) -> None:
+        self.kv = kv
+        self.prefix = prefix
+        self.retention_seconds = retention_seconds
+        self.replication = replication
+        self.synchronous = synchronous
+        self.vfs = PageStoreVFS({})
+        _VFS_KEEPALIVE.append(self.vfs)
+        self.databases: dict[str, MvDatabase] = {}
+
+    def open(self, name: str, ns: bytes) -> MvDatabase:
+        store = PageStore(self.kv, ns, entry_key=catalog.entry_key(self.prefix, name))
+        self.vfs.stores[name] = store
+        db = MvDatabase(name, store, self.vfs, self.retention_seconds, self.replication, name in self.synchronous)
+        db.space = self
+        self.databases[name] = db
+        return db
+
+    def forget(self, name: str) -> None:
+        """`name` is no longer served here (it was dropped); close it first."""
+        self.databases.pop(name, None)
+        self.vfs.stores.pop(name, None)
+
+    def listed(self) -> dict[str, bytes]:
+        return catalog.listing(self.kv, self.prefix)
+
+    def version_for(self, source: MvDatabase, unix_ms: int) -> int:
+        """The version of `source` a restore to time `unix_ms` copies (TimeTravelError: none)."""
+        if unix_ms < (time.time() - self.retention_seconds) * 1000:
+            raise TimeTravelError(f"restore to {unix_ms} ms: older than the retention window "
+                                  f"(storage --fdb-retention-seconds {self.retention_seconds:g})")
+        version = source.store.version_at(unix_ms)
+        if not version or version < source.store.horizon():
+            raise TimeTravelError(f"restore to {unix_ms} ms: database {source.name} has no commit that old "
+                                  "inside the retention window")
+        return version
+
+    def create(self, name: str, source: MvDatabase | None = None, version: int = 0) -> MvDatabase:
+        """A new database (catalog.Exists: the name is listed), empty or a copy of `source`
+        as of `version` (its latest commit when 0)."""
+        if catalog.lookup(self.kv, self.prefix, name) is not None:
+            raise catalog.Exists(name)
+        ns = catalog.new_namespace()
+        try:
+            if source is not None:
+                catalog.copy(source.store, PageStore(self.kv, ns), version or source.store.current_version())
+            catalog.add(self.kv, self.prefix, name, ns)
+        except BaseException:
+            catalog.clear(self.kv, ns)
+            raise
+        return self.open(name, ns)
+
+    def drop(self, name: str) -> bool:
+        """Take `name` out of the list and clear its keys (False: it was not listed)."""
+        return catalog.remove(self.kv, self.prefix, name) is not None
+
+    def start_gc(self, interval: float) -> None:
+        def loop() -> None:
+            while True:
+                time.sleep(interval)  # a background period, not a readiness wait
+                for name, store in list(self.vfs.stores.items()):
+                    try:
+                        gc.collect(store, self.retention_seconds)
+                    except Exception as exc:  # noqa: BLE001 - GC must never stop serving
+                        log.warning("gc failed db=%s err=%s", name, exc)
+        threading.Thread(target=loop, name="mvsqlite-gc", daemon=True).start()
+
+
 def open_databases(kv: Kv, names: list[str], prefix: str, retention_seconds: float,
                    gc_interval: float, replication: str = "",
                    synchronous: tuple[str, ...] = ()) -> dict[str, MvDatabase]:
-    """Databases for `names`, the VFS registered over them, and a GC thread if asked."""
-    stores = {name: PageStore(kv, keys.namespace(prefix, name)) for name in names}
-    vfs = PageStoreVFS(stores)
-    databases = {name: MvDatabase(name, store, vfs, retention_seconds, replication, name in synchronous)
-                 for name, store in stores.items()}
-    _VFS_KEEPALIVE.append(vfs)
+    """Every database of the page store's list, and `names` (entered in the list when it
+    lacks them); the VFS registered over them, and a GC thread if asked."""
+    space = MvSpace(kv, prefix, retention_seconds, replication, synchronous)
+    listed = space.listed()
+    for name in names:
+        if name not in listed:
+            listed[name] = catalog.ensure(kv, prefix, name)
+    for name, ns in sorted(listed.items()):
+        space.open(name, ns)
     if gc_interval > 0:
-        def loop() -> None:
-            while True:
-                time.sleep(gc_interval)  # a background period, not a readiness wait
-                for db in databases.values():
-                    try:
-                        gc.collect(db.store, retention_seconds)
-                    except Exception as exc:  # noqa: BLE001 - GC must never stop serving
-                        log.warning("gc failed db=%s err=%s", db.name, exc)
-        threading.Thread(target=loop, name="mvsqlite-gc", daemon=True).start()
-    return databases
+        space.start_gc(gc_interval)
+    return dict(space.databases)
 
 
 _VFS_KEEPALIVE: list[PageStoreVFS] = []  # apsw unregisters a VFS when it is collected

@@ -34,7 +34,7 @@ import struct
 import time
 
 from sqld.storage.mvsqlite import keys
-from sqld.storage.mvsqlite.kv import Transaction, get, run, run_stamped
+from sqld.storage.mvsqlite.kv import Transaction, get, run, run_stamped, strinc
 from sqld.storage.mvsqlite.pagestore import PageStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ _COUNTERS = [(24, 28), (92, 96)]  # the only bytes a rebased transaction may hav
 
 class Conflict(Exception):
     """A page this transaction read or wrote was committed by another writer after its snapshot."""
+
+
+class Dropped(Exception):
+    """The database left the page store's list (DROP DATABASE, perhaps in another process)."""
 
 
 def _strip(page: bytes, spans: list[tuple[int, int]] = _REBASABLE) -> bytes:
@@ -95,6 +99,15 @@ def _missing(store: PageStore, tr: Transaction, images: dict[bytes, bytes]) -> l
     return [d for d, kvs in zip(digests, tr.get_ranges(ranges)) if not kvs]
 
 
+def _clear_dropped(store: PageStore) -> None:
+    """What this commit uploaded into a dropped database's namespace goes, with anything else
+    left there (while the list still does not name this namespace: serializable)."""
+    def body(tr: Transaction) -> None:
+        if get(tr, store.entry_key) != store.ns:
+            tr.clear_range(store.ns, strinc(store.ns))
+    run(store.kv, body)
+
+
 def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[int, bytes],
            old_count: int, new_count: int, base_page1: bytes | None) -> tuple[int, dict[int, bytes], int]:
     """Commit `pages` written on top of `snapshot`; return the commit version, the hash of
@@ -115,10 +128,14 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
 
     def body(tr: Transaction) -> bytes | None:
         # Serializable reads: an earlier attempt landing after them fails this one (1020).
-        done, now = [kvs[0][1] if kvs else None for kvs in
-                     tr.get_ranges([(id_key, id_key + b"\x00", 1, False), (epoch_key, epoch_key + b"\x00", 1, False)])]
+        ranges = [(id_key, id_key + b"\x00", 1, False), (epoch_key, epoch_key + b"\x00", 1, False)]
+        if store.entry_key:  # listed: a drop (catalog.remove) landing first fails this commit
+            ranges.append((store.entry_key, store.entry_key + b"\x00", 1, False))
+        done, now, *listed = [kvs[0][1] if kvs else None for kvs in tr.get_ranges(ranges)]
         if done is not None:
             return done  # an earlier attempt committed; its answer was lost (1021)
+        if listed and listed[0] != store.ns:
+            raise Dropped("the database was dropped (DROP DATABASE) while this transaction ran")
         final, count = dict(pages), new_count
         conflicted = store.changed_since(sorted(check), snapshot, tr)
         if conflicted:
@@ -164,7 +181,11 @@ def commit(store: PageStore, snapshot: int, conflict_set: set[int], pages: dict[
         tr.set_versionstamped_value(id_key, keys.PLACEHOLDER + struct.pack(">H", len(attempts) - 1), 0)
         return None
 
-    done, stamp = run_stamped(store.kv, body)
+    try:
+        done, stamp = run_stamped(store.kv, body)
+    except Dropped:
+        _clear_dropped(store)
+        raise
     attempt = len(attempts) - 1
     if done is not None:
         stamp, attempt = done[:keys.STAMP_LEN], struct.unpack(">H", done[keys.STAMP_LEN:])[0]

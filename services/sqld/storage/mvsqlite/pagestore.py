@@ -86,9 +86,12 @@ class ContentCache:
 class PageStore:
     """One database's pages in FoundationDB, under namespace `ns`."""
 
-    def __init__(self, kv: Kv, ns: bytes, cache_pages: int = 20_000) -> None:
+    def __init__(self, kv: Kv, ns: bytes, cache_pages: int = 20_000, entry_key: bytes = b"") -> None:
+        """`entry_key`: the database's key in the page store's list (catalog.py); a commit
+        checks that it still names `ns` (empty: not checked)."""
         self.kv = kv
         self.ns = ns
+        self.entry_key = entry_key
         self.cache = ContentCache(cache_pages)
 
     def current_version(self) -> int:

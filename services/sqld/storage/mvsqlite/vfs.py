@@ -193,6 +193,12 @@ class PageFile:
             err = PageConflictError(f"could not serialize access due to concurrent update: {exc}")
             err.extendedresult = IOERR_PAGE_CONFLICT  # type: ignore[attr-defined]
             raise err from exc
+        except committer.Dropped as exc:
+            self.failed = True
+            self._discard()
+            gone = apsw.IOError(str(exc))
+            gone.extendedresult = apsw.SQLITE_IOERR_FSYNC  # type: ignore[attr-defined]  # → 58030 (sqlite/errors.py)
+            raise gone from exc
         # Move the page index to the commit version: drop what others committed meanwhile.
         changed, _ = self.store.changes(self.snapshot, version)
         for pgno in changed:

@@ -5,6 +5,7 @@ with Commit; reads go to the double at the transaction's read version.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import grpc
@@ -15,6 +16,7 @@ from sqld.testing.v1 import fdbdouble_pb2 as pb
 from sqld.testing.v1 import fdbdouble_pb2_grpc as pb_grpc
 
 RPC_TIMEOUT = 60.0
+WAIT_FOR_READY = ("grpc.service_config", json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]}))
 
 
 class DoubleTransaction:
@@ -84,7 +86,9 @@ class DoubleKv:
     """A connection to the FoundationDB test double at `target` ("host:port")."""
 
     def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        # Calls wait for the double to be reachable (bounded by RPC_TIMEOUT), as a FoundationDB
+        # client waits for its cluster, instead of failing at once on a first connection refused.
+        self._channel = grpc.insecure_channel(target, options=[*CHANNEL_OPTIONS, WAIT_FOR_READY])
         self._stub = pb_grpc.FdbDoubleStub(self._channel)
 
     def transaction(self) -> DoubleTransaction:
