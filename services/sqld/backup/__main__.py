@@ -65,6 +65,9 @@ def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(args.scheduler, creds)
 
 
+PROGRESS_BYTES = 256 << 20
+
+
 async def _save_one(admin: admin_pb2_grpc.DatabaseAdminStub, name: str, folder: str) -> dict:
     tmp = os.path.join(folder, f".{name}.db.partial")
     digest = hashlib.sha256()
@@ -75,6 +78,8 @@ async def _save_one(admin: admin_pb2_grpc.DatabaseAdminStub, name: str, folder: 
                 raise SystemExit(f"backup: {name}: {chunk.error.sqlstate} {chunk.error.message}")
             f.write(chunk.data)
             digest.update(chunk.data)
+            if (size + len(chunk.data)) // PROGRESS_BYTES > size // PROGRESS_BYTES:  # a line per 256 MiB
+                print(f"backup: {name}: {(size + len(chunk.data)) >> 20} MiB so far", file=sys.stderr, flush=True)
             size += len(chunk.data)
         f.flush()
         os.fsync(f.fileno())

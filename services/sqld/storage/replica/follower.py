@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 0.2
 INLINE_BYTES = 64 << 10  # a message with at most this many page bytes is written on the event loop
+SNAPSHOT_PROGRESS_PAGES = 16384  # a log line per this many pages received (64 MiB of 4 KiB pages)
 
 
 class Follower:
@@ -146,13 +147,20 @@ class Follower:
         loop = asyncio.get_running_loop()
         first = None
         pending: Batch | None = None
+        pages = 0
         try:
             async for chunk in stub.Snapshot(pb.SnapshotRequest(database=self.name), wait_for_ready=True):
                 if first is None:
                     first = chunk
                     pending = self.applier.begin(chunk.log_id, chunk.page_size, 0)
+                    log.info("installing snapshot db=%s log_id=%s frame_no=%d pages=%d", self.name, chunk.log_id,
+                             chunk.frame_no, chunk.db_pages)
                 assert pending is not None
                 await loop.run_in_executor(self._executor, pending.add, list(chunk.pages))
+                received = pages + len(chunk.pages)
+                if received // SNAPSHOT_PROGRESS_PAGES > pages // SNAPSHOT_PROGRESS_PAGES:
+                    log.info("snapshot progress db=%s pages=%d of=%d", self.name, received, first.db_pages)
+                pages = received
             if first is None or pending is None:
                 raise RuntimeError("snapshot: the stream was empty")
             await loop.run_in_executor(self._executor, self.applier.commit, pending, first.frame_no,
