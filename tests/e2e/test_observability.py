@@ -123,6 +123,15 @@ def test_metrics_of_every_service_move_and_logs_name_each_process(own_stack):
     assert all(float(f["duration_ms"]) >= 0 for f in durations)
     # the replica site's edge was not asked to log connections or durations
     assert not [f for f in lines("replica-edge") if f["msg"] in ("connection received", "duration")]
+    # log_min_duration_statement per session: a superuser may SET it, another user may not (42501)
+    with psycopg.connect(s.replica_dsn, autocommit=True) as c:
+        c.execute("SET log_min_duration_statement = 0")
+        c.execute("SELECT 'logged for this session'")
+    with psycopg.connect(s.replica_dsn.replace("user=postgres", "user=bob"), autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SET log_min_duration_statement = 0")
+    assert wait_for(lambda: any("logged for this session" in f.get("statement", "") for f in lines("replica-edge")
+                                if f["msg"] == "duration"))
 
 
 @pytest.mark.parametrize("module, args, env, named", [

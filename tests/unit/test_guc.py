@@ -53,3 +53,13 @@ def test_startup_options_set_the_reset_values():
     assert info.value.sqlstate == "42501"
     with pytest.raises(SqlError):
         commands.Settings("bob", {"options": "-c nope=1"})
+
+
+def test_a_superuser_setting_needs_a_superuser():
+    plain = commands.Settings("bob", {}, {"log_min_duration_statement": "-1"}, superuser=False)
+    with pytest.raises(SqlError) as info:
+        plain.set("log_min_duration_statement", "0")
+    assert info.value.sqlstate == "42501" and plain.log_min_duration_ms() == -1
+    root = commands.Settings("postgres", {}, {"log_min_duration_statement": "-1"}, superuser=True)
+    root.set("log_min_duration_statement", "1s")
+    assert root.get("log_min_duration_statement") == "1s" and root.log_min_duration_ms() == 1000

@@ -68,6 +68,10 @@ class Settings:
         key, shown = guc.check(name, value, self.values.get(guc.CANON.get(name.lower(), name), ""))
         if key == "session_authorization" and not self.superuser and shown != self.values[key]:
             raise SqlError(sqlstate.INSUFFICIENT_PRIVILEGE, "permission denied to set session authorization")
+        st = guc.lookup(key)
+        if st is not None and st.context == "superuser" and not self.superuser and key != "session_authorization" \
+                and shown != self.values.get(key):
+            raise SqlError(sqlstate.INSUFFICIENT_PRIVILEGE, f'permission denied to set parameter "{key}"')
         self.values[key], self.sources[key] = shown, source
 
     def copy(self) -> Settings:
@@ -100,6 +104,9 @@ class Settings:
             key = self._key(name)
         return [(key, self.values[key])] if key in REPORTED else []
 
+    def log_min_duration_ms(self) -> int:
+        return _milliseconds("log_min_duration_statement", self.values.get("log_min_duration_statement", "-1"))
+
     def statement_timeout_s(self) -> float:
         return _seconds(self.values.get("statement_timeout", "0"))
 
@@ -122,6 +129,16 @@ class Settings:
                          guc.base_setting(st, st.default),
                          guc.base_setting(st, self.reset_values.get(name, st.default) or ""), None, None, False])
         return rows
+
+
+@functools.lru_cache(maxsize=64)
+def _milliseconds(name: str, shown: str) -> int:
+    """An integer setting in ms as SHOW shows it ("250ms", "1s", "-1") in ms."""
+    st = guc.lookup(name)
+    try:
+        return guc._base_value(st, shown) if st is not None else -1
+    except SqlError:
+        return -1
 
 
 @functools.lru_cache(maxsize=64)

@@ -127,7 +127,6 @@ class Connection:
             return False
         self.session = session = Session(t, 0, params.get("database") or user, settings)
         session.admin = host.admin
-        session.log_min_duration_statement = host.cfg.log_min_duration_statement
         session.activity = host.activity
         try:
             await session.open(host.sessions, user, read_at, t.peer, self.secret)

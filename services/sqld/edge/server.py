@@ -42,7 +42,8 @@ class EdgeServer:
         if commands.Settings("", {}, {"statement_timeout": cfg.statement_timeout}).statement_timeout_s() == 0 \
                 and cfg.statement_timeout.strip() not in ("0", "0ms", "0s"):
             raise ValueError(f"--statement-timeout {cfg.statement_timeout!r}: expected a duration such as 500ms or 30s")
-        self.setting_defaults = {"statement_timeout": cfg.statement_timeout.strip()}
+        self.setting_defaults = {"statement_timeout": cfg.statement_timeout.strip(),
+                                 "log_min_duration_statement": str(cfg.log_min_duration_statement)}
         self.live: dict[int, Connection] = {}  # by pid (the scheduler's, see activity.proto)
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None

@@ -47,9 +47,6 @@ class Session:
         self._cancel_reason: str | None = None
         self._running = False
         self.transaction_start = time.time()  # now(): the start of the session's transaction
-        # PostgreSQL's log_min_duration_statement in ms (-1 off, 0 every batch); the edge's
-        # --log-min-duration-statement, set per session by the connection
-        self.log_min_duration_statement = -1
 
     async def open(self, sessions: mux.Channel, user: str, read_at: common_pb2.ReadAt | None,
                    peer: object = None, cancel_key: int = 0) -> None:
@@ -114,7 +111,10 @@ class Session:
         sqls = [st.sql for st in statements]
         metrics.STATEMENT_SECONDS.labels(metrics.batch_kind(sqls)).observe(seconds)
         ms = seconds * 1000
-        if 0 <= self.log_min_duration_statement <= ms:
+        # PostgreSQL's log_min_duration_statement in ms (-1 off, 0 every batch): the edge's
+        # --log-min-duration-statement, which a superuser's session may SET (guc.py)
+        limit = self.settings.log_min_duration_ms()
+        if 0 <= limit <= ms:
             log.info("duration duration_ms=%.3f user=%s database=%s pid=%d statement=%s", ms,
                      self.settings.values.get("session_authorization", ""), self.database, self.pid,
                      "; ".join(sqls))
