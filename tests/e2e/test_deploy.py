@@ -36,7 +36,7 @@ def test_compose_runs_the_plan():
     assert services["envoy"]["image"].startswith("envoyproxy/envoy")
     envoy = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
-    assert set(clusters) == {"edge", "scheduler", "replica-edge"}
+    assert set(clusters) == {"edge", "scheduler", "replica-edge", "replication-public"}
     assert "http2_protocol_options" in str(clusters["scheduler"])
     extra = {name for name, svc in services.items() if not svc.get("profiles")} - {s.name for s in local} - {"envoy", "pki"}
     assert not extra, f"services in docker-compose.yml but not in the local plan: {extra}"
@@ -250,3 +250,21 @@ def test_the_build_context_leaves_data_and_keys_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in (".git", ".venv", "data", "build"):
         assert path in ignored, path
+
+
+def test_envoy_routes_the_admin_apis_and_embedded_replicas_with_a_token():
+    envoy = yaml.safe_load((ROOT / "deploy" / "envoy.yaml").read_text())
+    grpc_listener = next(li for li in envoy["static_resources"]["listeners"] if li["name"] == "grpc")
+    hcm = grpc_listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = {r["match"].get("prefix"): r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    for prefix, cluster in [("/sqld.v1.DatabaseAdmin/", "scheduler"), ("/sqld.v1.SessionAdmin/", "scheduler"),
+                            ("/sqld.v1.Replication/", "replication-public")]:
+        route = routes[prefix]
+        assert route["route"]["cluster"] == cluster, prefix
+        assert route["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["requirement_name"] == "sqld_token"
+    cluster = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "replication-public")
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    command = _compose()["replication"]["command"]
+    public = command[command.index("--public-listen") + 1]
+    assert endpoint == {"address": "replication", "port_value": int(public.rpartition(":")[2])}
+    assert "tls" in cluster["transport_socket"]["name"]  # the public port is TLS (no client certificate)
