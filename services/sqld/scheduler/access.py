@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
+
 from sqld.common import sqlstate
 from sqld.common.sqlstate import SqlError
+from sqld.common.tokens import TokenError, Verifier
 from sqld.scheduler.pool import DatabasePool
 from sqld.scheduler.storage_client import StorageConnection
 from sqld.v1 import common_pb2
@@ -50,3 +53,17 @@ class ReadOnlyPool:
 
     def release(self, conn: ReadOnlyConnection, reuse: bool = True) -> None:
         self.inner.release(conn.inner, reuse)
+
+
+async def require_operator(verifier: Verifier | None, context: grpc.aio.ServicerContext, what: str) -> None:
+    """The operators' APIs (DatabaseAdmin, SessionAdmin) want a token that may write to every
+    database: else UNAUTHENTICATED (no valid token) or PERMISSION_DENIED naming `what`."""
+    if verifier is None:
+        return
+    try:
+        claims = verifier.from_metadata(context.invocation_metadata())
+    except TokenError as exc:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        return
+    if claims.read_only or claims.databases is not None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{what} needs a token that may write to every database")

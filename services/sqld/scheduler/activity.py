@@ -23,7 +23,8 @@ import time
 import grpc
 
 from sqld.common import errors, sqlstate
-from sqld.common.tokens import TokenError, Verifier
+from sqld.common.tokens import Verifier
+from sqld.scheduler import access
 from sqld.scheduler.session import FAILED, IDLE, Session
 from sqld.v1 import activity_pb2 as pb
 from sqld.v1 import activity_pb2_grpc, common_pb2, query_pb2
@@ -152,16 +153,7 @@ class SessionAdminServicer(activity_pb2_grpc.SessionAdminServicer):
         self.verifier = verifier
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
-        if self.verifier is None:
-            return
-        try:
-            claims = self.verifier.from_metadata(context.invocation_metadata())
-        except TokenError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-            return
-        if claims.read_only or claims.databases is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "the site's sessions need a token that may write to every database")
+        await access.require_operator(self.verifier, context, "the site's sessions")
 
     async def ListSessions(self, request: pb.ListSessionsRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.ListSessionsResponse:

@@ -17,7 +17,8 @@ import grpc
 
 from sqld.common import dbnames, sqlstate
 from sqld.common.sqlstate import SqlError
-from sqld.common.tokens import TokenError, Verifier
+from sqld.common.tokens import Verifier
+from sqld.scheduler import access
 from sqld.scheduler.pool import Pools
 from sqld.scheduler.servicer import QueryServicer
 from sqld.v1 import admin_pb2, admin_pb2_grpc, storage_pb2_grpc
@@ -38,16 +39,7 @@ class DatabaseAdminServicer(admin_pb2_grpc.DatabaseAdminServicer):
         self.storage = storage_pb2_grpc.StorageStub(pools.channel)
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
-        if self.verifier is None:
-            return
-        try:
-            claims = self.verifier.from_metadata(context.invocation_metadata())
-        except TokenError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-            return
-        if claims.read_only or claims.databases is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "managing databases needs a token that may write to every database")
+        await access.require_operator(self.verifier, context, "managing databases")
 
     async def CreateDatabase(self, request: admin_pb2.CreateDatabaseRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext) -> admin_pb2.DatabaseResponse:
