@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import re
 import time
+from collections.abc import Callable
 
 from sqld.common.sqltext import WORD, WS, significant, tokens
 from sqld.edge.sqlparts import split_select_list
@@ -113,6 +114,8 @@ def _timestamp(t: float) -> str:
 
 MARKER = "sqld_se"  # in every marker: a statement without it is sent as it is
 _MARKER = re.compile(r"sqld_(session|server)_(\w+)\(\)")
+# Strings, quoted names and comments, where a marker is the client's text, never bound.
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/)", re.S)
 
 
 def _quote(value: str) -> str:
@@ -128,5 +131,12 @@ def bind(sql: str, user: str, database: str, pid: int, transaction_start: float,
               "now": _quote(_timestamp(transaction_start)), "statement_time": _quote(_timestamp(statement_start)),
               "start": _quote(_timestamp(_START)), "version": _quote(version),
               "app": _quote(application_name)}
-    return _MARKER.sub(lambda m: values.get(m.group(2), m.group(0)), sql)
+    return outside_quotes(sql, lambda part: _MARKER.sub(lambda m: values.get(m.group(2), m.group(0)), part))
+
+
+def outside_quotes(sql: str, change: Callable[[str], str]) -> str:
+    """`sql` with `change` applied to its text outside strings, quoted names and comments (a
+    client's string that spells a marker is data, and stays as written)."""
+    parts = _QUOTED.split(sql)  # odd indexes: quoted text and comments
+    return "".join(p if i % 2 else change(p) for i, p in enumerate(parts))
 
