@@ -8,17 +8,20 @@ import socket
 import struct
 import time
 
+import grpc
 import psycopg
 import pytest
 from psycopg import errors as pgerr
 
+from sqld.replication.servicer import PUBLIC_SNAPSHOTS
+from sqld.v1 import replication_pb2, replication_pb2_grpc
 from tests.fixtures.rawpg import Raw, error_fields, frame, query, startup_packet
 from tests.fixtures.stack import make_stack
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    s = make_stack("probes-s4", tmp_path_factory.mktemp("probes-s4"), replicas=0)
+    s = make_stack("probes-s4", tmp_path_factory.mktemp("probes-s4"), replicas=1)
     yield s
     s.stop()
     errors = s.log_errors()
@@ -257,3 +260,50 @@ def test_copy_disconnect_midway_releases_the_writer(site):
         c.execute("INSERT INTO copy_gone VALUES ('after', 'gone')")
         assert time.monotonic() - start < 10
         assert c.execute("SELECT count(*) FROM copy_gone").fetchone() == (1,)
+
+
+# --- the replication service's public port (embedded replicas) -------------------------------------
+
+def test_public_port_snapshots_are_current_and_bounded(site):
+    """A Snapshot copies the database to a file while holding the lock the primary's Append
+    waits for; on the public port a token holder could ask for any number at once (disk, and
+    stalled commits) and for a past point (rows deleted since). Now: the current database only,
+    PUBLIC_SNAPSHOTS at once, RESOURCE_EXHAUSTED beyond."""
+    with connect(site) as c:  # bigger than the streams' flow-control windows: a stream not read stays open
+        c.execute("CREATE TABLE IF NOT EXISTS bulk (b BLOB)")
+        c.execute("INSERT INTO bulk SELECT randomblob(1000000) FROM (WITH RECURSIVE n(i) AS "
+                  "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) SELECT i FROM n)")
+    addr = f"127.0.0.1:{site.ports.replication_public}"
+    request = replication_pb2.SnapshotRequest(database="main")
+    with grpc.secure_channel(addr, site.credentials("", site.token(read_only=True, databases=["other"]))) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            next(replication_pb2_grpc.ReplicationStub(ch).Snapshot(request, timeout=10))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with grpc.secure_channel(addr, site.credentials("", site.token(read_only=True, databases=["main"])),
+                             options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        stub = replication_pb2_grpc.ReplicationStub(ch)
+        for past in (replication_pb2.SnapshotRequest(database="main", upto_frame_no=1),
+                     replication_pb2.SnapshotRequest(database="main", as_of_unix_ms=int(time.time() * 1000))):
+            with pytest.raises(grpc.RpcError) as err:
+                next(stub.Snapshot(past, timeout=10))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        held = [stub.Snapshot(request, timeout=120) for _ in range(PUBLIC_SNAPSHOTS)]
+        for stream in held:
+            assert next(stream).pages
+        with pytest.raises(grpc.RpcError) as err:
+            next(stub.Snapshot(request, timeout=30))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with connect(site, options="-c statement_timeout=10000") as c:  # the primary commits meanwhile
+            c.execute("INSERT INTO bulk VALUES (x'00')")
+        # grpc logs the write it could not make to a stream its client cancelled (grpc's own ERROR)
+        site.allowed_errors.append(r"ExecuteBatchError raised in core by servicer method \[/sqld.v1.Replication/Snapshot\]")
+        for stream in held:
+            stream.cancel()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert next(stub.Snapshot(request, timeout=30)).pages
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+                time.sleep(0.2)
