@@ -307,3 +307,67 @@ def test_public_port_snapshots_are_current_and_bounded(site):
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
                 time.sleep(0.2)
+
+
+# --- CREATE / DROP DATABASE, metrics --------------------------------------------------------------
+
+def test_concurrent_create_database_has_one_winner(site):
+    """Four sessions CREATE the same database at once (extended protocol): exactly one wins, the
+    others get 42P04."""
+    import threading
+    outcomes: list[str] = []
+
+    def create() -> None:
+        with connect(site) as c:
+            try:
+                c.execute("CREATE DATABASE racing_db", prepare=True)
+                outcomes.append("ok")
+            except psycopg.Error as exc:
+                outcomes.append(exc.sqlstate or "?")
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["42P04", "42P04", "42P04", "ok"]
+
+
+def test_drop_database_while_a_copy_runs(site):
+    """DROP DATABASE while a multi-batch COPY into it is open: 55006; WITH (FORCE) ends the COPY's
+    session, and a database made again under the name is empty."""
+    with connect(site) as c:
+        c.execute("CREATE DATABASE copy_drop")
+    dsn = site.dsn.replace("dbname=main", "dbname=copy_drop")
+    with psycopg.connect(dsn, autocommit=True) as x:
+        x.execute("CREATE TABLE t (a TEXT, b TEXT)")
+    raw = Raw(site.ports.pg, timeout=60)
+    raw.login(database="copy_drop")
+    raw.send(query("COPY t FROM STDIN"))
+    assert raw.message()[0] == b"G"
+    wide = (b"r\t" + b"v" * 4000 + b"\n") * 262
+    for _ in range(6):
+        raw.send(frame(b"d", wide))
+    time.sleep(1)
+    with connect(site) as c:
+        with pytest.raises(pgerr.ObjectInUse):
+            c.execute("DROP DATABASE copy_drop")
+        c.execute("DROP DATABASE copy_drop WITH (FORCE)")
+        raw.close()
+        c.execute("CREATE DATABASE copy_drop")
+    with psycopg.connect(dsn, autocommit=True) as y:
+        assert y.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+def test_metrics_never_carry_sql_or_data(site):
+    """/metrics labels are fixed sets (statement kind, SQLSTATE class, rpc method) and database
+    names: never a statement's text, a table's name or a value."""
+    import urllib.request
+    with connect(site) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS secret_table_x9 (v TEXT)")
+        c.execute("INSERT INTO secret_table_x9 VALUES ('secret_value_x9') /* secret_comment_x9 */")
+        with pytest.raises(psycopg.Error):
+            c.execute("SELECT secret_column_x9 FROM secret_table_x9")
+    for port in (site.ports.edge_metrics, site.ports.scheduler_metrics, site.ports.storage_metrics,
+                 site.ports.replication_metrics):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert "x9" not in text
