@@ -4,7 +4,7 @@ Three kinds (see edge/DESIGN.md, "PostgreSQL functions"):
 - Session values: the same statement text must give each session its own value, so the rewrite
   (a pure function of the text, remembered per text) leaves a marker call `sqld_session_<name>()`
   and `bind` puts the session's value in as a literal just before the statement leaves the edge
-  (session.py). A marker that was not bound fails loudly on storage ("no such function").
+  (session.py); a marker spelled inside a string or comment is the client's data and stays. A marker that was not bound fails loudly on storage ("no such function").
   current_user, session_user, current_role, current_database(), current_catalog,
   pg_backend_pid(), inet_server_port(), now() and transaction_timestamp() (the start of the
   session's transaction, as in PostgreSQL), statement_timestamp() (the start of the batch).
