@@ -371,3 +371,25 @@ def test_metrics_never_carry_sql_or_data(site):
                  site.ports.replication_metrics):
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert "x9" not in text
+
+
+def test_session_admin_needs_a_full_access_token(site):
+    """SessionAdmin's callers say whom they act for (as_user, superuser): only a token that may
+    write to every database may call it, so a read-only or per-database token, an expired one or
+    none cannot list others' queries or signal their sessions."""
+    from sqld.v1 import activity_pb2, activity_pb2_grpc
+    with connect(site) as victim:
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        for token, code in [(None, grpc.StatusCode.UNAUTHENTICATED),
+                            (site.token(ttl=-10), grpc.StatusCode.UNAUTHENTICATED),
+                            (site.token(read_only=True), grpc.StatusCode.PERMISSION_DENIED),
+                            (site.token(databases=["main"]), grpc.StatusCode.PERMISSION_DENIED)]:
+            with grpc.secure_channel(site.addr("scheduler"), site.credentials("", token)) as ch:
+                stub = activity_pb2_grpc.SessionAdminStub(ch)
+                for method, request in [(stub.ListSessions, activity_pb2.ListSessionsRequest(superuser=True)),
+                                        (stub.SignalSession, activity_pb2.SignalSessionRequest(
+                                            pid=pid, signal=activity_pb2.SIGNAL_TERMINATE, superuser=True))]:
+                    with pytest.raises(grpc.RpcError) as err:
+                        method(request, timeout=5)
+                    assert err.value.code() == code
+        assert victim.execute("SELECT 1").fetchone() == (1,)
