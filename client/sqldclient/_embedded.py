@@ -213,6 +213,19 @@ class Replica:
             self._applied.notify_all()
 
     def _snapshot(self) -> None:
+        """A snapshot; while the public port is sending as many as it allows at once
+        (RESOURCE_EXHAUSTED), asked again for up to CALL_TIMEOUT."""
+        deadline = time.monotonic() + CALL_TIMEOUT
+        while True:
+            try:
+                return self._snapshot_once()
+            except self._grpc.RpcError as exc:
+                if exc.code() != self._grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline \
+                        or self._stop.is_set():
+                    raise
+            self._stop.wait(RETRY_SECONDS)
+
+    def _snapshot_once(self) -> None:
         a = self.applier
         first = pending = None
         try:

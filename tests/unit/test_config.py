@@ -67,6 +67,13 @@ def test_a_config_file_with_an_unknown_key_or_missing_stops(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         edge_config.load(["--config", str(path)], {})
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # a directory (or a device) is named as such
+        edge_config.load(["--config", str(tmp_path)], {})
+    assert exc.value.code == 2 and "not a file" in capsys.readouterr().err
+    path.write_bytes(b"\x00\xff[edge")  # not UTF-8: the same clean exit
+    with pytest.raises(SystemExit) as exc:
+        edge_config.load(["--config", str(path)], {})
+    assert exc.value.code == 2
 
 
 def test_every_service_and_the_launcher_follow_the_naming_rule():

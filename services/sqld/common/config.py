@@ -166,7 +166,7 @@ def load(cls: type[T], service: str, argv: Sequence[str] | None = None,
     if unknown:  # a misspelt variable would otherwise be ignored without a word
         _fail(parser.prog, f"no setting named {', '.join(unknown)} (python -m sqld.{service} --help lists them)")
     if config_file and not os.path.isfile(config_file):
-        _fail(parser.prog, f"--config {config_file}: no such file")
+        _fail(parser.prog, f"--config {config_file}: " + ("not a file" if os.path.exists(config_file) else "no such file"))
 
     class Sources(BaseSettings):
         model_config = SettingsConfigDict(env_prefix=f"SQLD_{service.upper()}_", case_sensitive=False,

@@ -20,11 +20,12 @@ import grpc
 
 from sqld.common import errors, sqlstate
 from sqld.edge import progress
-from sqld.edge.catalog import live
+from sqld.edge.catalog import functions, live
 from sqld.v1 import activity_pb2 as pb
 from sqld.v1 import activity_pb2_grpc, common_pb2, query_pb2
 
 TIMEOUT = 10.0
+_PID_MIN, _PID_MAX = -(1 << 31), (1 << 31) - 1
 _BACKEND_PID = re.compile(r"\b(?:pg_catalog\s*\.\s*)?pg_backend_pid\s*\(\s*\)", re.I)
 _SIGNAL_OF = {live.SIGNALS["pg_cancel_backend"]: pb.SIGNAL_CANCEL,
               live.SIGNALS["pg_terminate_backend"]: pb.SIGNAL_TERMINATE}
@@ -71,7 +72,8 @@ async def fill(statements: list[common_pb2.Statement], stub: activity_pb2_grpc.S
     activity: str | None = None
     for st in statements:
         if "pg_backend_pid" in st.sql:  # `WHERE pid <> pg_backend_pid()`: this session's pid
-            st = common_pb2.Statement(sql=_BACKEND_PID.sub(str(me), st.sql), params=st.params,
+            sql = functions.outside_quotes(st.sql, lambda part: _BACKEND_PID.sub(str(me), part))
+            st = common_pb2.Statement(sql=sql, params=st.params,
                                       named_params=st.named_params, kind=st.kind)
         if live.ACTIVITY in st.sql:
             if activity is None:
@@ -114,12 +116,18 @@ async def signal(statements: Sequence[common_pb2.Statement], batch: query_pb2.Ba
                     value.CopyFrom(common_pb2.Value(null=True))
                     continue
                 refused: common_pb2.StatementError | None
-                if stub is None:
+                answer = pb.SignalSessionResponse(signalled=False)
+                if not isinstance(pid, int) or not _PID_MIN <= pid <= _PID_MAX:
+                    refused = None  # no session has it (a pid is an int4): false with the WARNING
+                elif stub is None:
                     refused = errors.error(sqlstate.FEATURE_NOT_SUPPORTED, "signals need the scheduler's SessionAdmin")
                 else:
-                    answer = await stub.SignalSession(pb.SignalSessionRequest(
-                        pid=int(pid), signal=_SIGNAL_OF.get(kind, pb.SIGNAL_UNSPECIFIED), as_user=user,
-                        superuser=superuser), timeout=TIMEOUT)
+                    try:
+                        answer = await stub.SignalSession(pb.SignalSessionRequest(
+                            pid=pid, signal=_SIGNAL_OF.get(kind, pb.SIGNAL_UNSPECIFIED), as_user=user,
+                            superuser=superuser), timeout=TIMEOUT)
+                    except grpc.aio.AioRpcError as exc:
+                        answer = pb.SignalSessionResponse(error=errors.from_rpc_error(exc, "signal session"))
                     refused = answer.error if answer.HasField("error") else None
                 if refused is not None:
                     result.ClearField("ok")

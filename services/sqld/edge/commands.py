@@ -183,6 +183,11 @@ def local(sql: str, settings: Settings, database: str, pid: int) -> LocalResult 
             return LocalResult("SET")
         m = _SET.match(s)
         if m and m.group("name").lower() in FORWARDED:
+            if m.group("value").upper() != "DEFAULT":
+                try:  # checked against its bounds here, as every other setting is, before the scheduler has it
+                    guc.check(m.group("name"), _unquote(m.group("value")))
+                except SqlError as exc:
+                    return LocalResult("SET", error=exc)
             return None
         if m and m.group("name").lower() in ("sqld.read_at", "sqld.sqlite_wire"):
             name = m.group("name").lower()

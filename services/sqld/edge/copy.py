@@ -79,6 +79,10 @@ async def _copy_to(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
 # the edge holds one batch at a time however big the import; a log line marks every PROGRESS_ROWS.
 BATCH_BYTES = 4 << 20
 PROGRESS_ROWS = 100_000
+# The longest row (in CSV, a quoted field that is still open counts as one row) COPY FROM takes: a
+# batch is cut at a row's end, so a row is held whole; past this the COPY fails with 54000
+# (program_limit_exceeded) instead of buffering without bound (one line of 1 GB, a CSV quote never closed).
+MAX_ROW_BYTES = 64 << 20
 
 
 class _Import:
@@ -92,18 +96,25 @@ class _Import:
         self.header = spec.header
         self.insert = ""
         self.width = 0
+        self.next_send = BATCH_BYTES  # the held bytes at which a batch is looked for again
 
     def add(self, data: bytes) -> bool:
         """Keep `data`; True when a batch's worth is ready to send."""
         self.pending += data
         _progress(self.s, len(data), 0)
-        return len(self.pending) >= BATCH_BYTES
+        return len(self.pending) >= self.next_send
 
     async def send(self, final: bool) -> None:
         """Send the complete rows held (all of them when `final`)."""
         cut = len(self.pending) if final else _row_boundary(self.pending, self.spec)
         if cut <= 0:
+            if len(self.pending) > MAX_ROW_BYTES:
+                raise SqlError(sqlstate.PROGRAM_LIMIT_EXCEEDED,
+                               f"COPY data line {self.rows + 1}: a row longer than {MAX_ROW_BYTES >> 20} MiB "
+                               "(or a CSV quoted field never closed)")
+            self.next_send = len(self.pending) + BATCH_BYTES  # no row ends yet: look again a batch later
             return
+        self.next_send = BATCH_BYTES
         chunk = bytes(self.pending[:cut])
         del self.pending[:cut]
         rows = self._parse(chunk)
@@ -175,17 +186,41 @@ def _progress(s: Session, nbytes: int, tuples: int) -> None:
 
 def _row_boundary(data: bytearray, spec: copyformat.CopySpec) -> int:
     """Where the last complete row of `data` ends (0: none yet). A newline always ends a row in
-    text format; in CSV only outside quotes, which an even count of quote characters before it
-    shows while the escape is the quote itself (else wait for the whole input)."""
+    text format; in CSV only outside quotes. While the escape is the quote itself, an even count
+    of quote characters before a newline shows it is outside: counted once, then segment by
+    segment back over at most WALK_BACK newlines (0 past them: the batch is cut later). With
+    another escape character, one pass skips quoted fields whole (_csv_runs)."""
     end = data.rfind(b"\n") + 1
     if not spec.csv:
         return end
-    if (spec.escape or spec.quote) != spec.quote:
-        return 0
     quote = spec.quote.encode()
-    while end > 0 and data.count(quote, 0, end) % 2:
-        end = data.rfind(b"\n", 0, end - 1) + 1
+    if (spec.escape or spec.quote) == spec.quote:
+        odd = data.count(quote, 0, end) % 2
+        for _ in range(WALK_BACK):
+            if not odd or end <= 0:
+                return end
+            before = data.rfind(b"\n", 0, end - 1) + 1
+            odd ^= data.count(quote, before, end) % 2
+            end = before
+        return 0 if odd else end
+    end = 0
+    for run in _csv_runs(spec).finditer(data):
+        if run.group() == b"\n":
+            end = run.end()
+        elif run.lastgroup == "open":
+            break
     return end
+
+
+WALK_BACK = 1000
+
+
+def _csv_runs(spec: copyformat.CopySpec) -> re.Pattern[bytes]:
+    """A newline, a whole quoted field, or (group `open`) a quote whose field does not end in `data`."""
+    q = re.escape(spec.quote.encode())
+    e = re.escape((spec.escape or spec.quote).encode())
+    inside = rb"[^" + q + rb"]" if e == q else rb"(?:[^" + q + e + rb"]|" + e + rb"[" + q + e + rb"]|" + e + rb"(?![" + q + e + rb"]))"
+    return re.compile(rb"\n|" + q + inside + rb"*" + q + rb"|(?P<open>" + q + rb")", re.S)
 
 
 async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:

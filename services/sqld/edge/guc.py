@@ -255,6 +255,8 @@ def check(name: str, value: str, current: str = "") -> tuple[str, str]:
         return s.name, display(s, _base_value(s, value))
     if s.vartype == "enum":
         v = value.strip().lower()
+        if s.name == "synchronous_commit" and v in _BOOL_TRUE + _BOOL_FALSE:  # PostgreSQL's hidden spellings
+            return s.name, "on" if v in _BOOL_TRUE else "off"
         if v not in s.enumvals:
             raise SqlError(sqlstate.INVALID_PARAMETER_VALUE, f'invalid value for parameter "{s.name}": "{value}"'
                            f' (available values: {", ".join(s.enumvals)})')
@@ -315,3 +317,13 @@ def startup_options(options: str) -> list[tuple[str, str]]:
             raise SqlError(sqlstate.SYNTAX_ERROR, f'-c {arg} requires a value')
         out.append((name, value))
     return out
+
+
+def startup_option(options: str, name: str) -> str | None:
+    """The last value `options` gives setting `name` (read as startup_options reads it; None
+    when it gives none, or is not one the server accepts: the connection refuses it anyway)."""
+    try:
+        found = [value for key, value in startup_options(options) if key.lower() == name]
+    except SqlError:
+        return None
+    return found[-1] if found else None

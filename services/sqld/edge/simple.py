@@ -16,7 +16,7 @@ from sqld.edge.dispatch import Route
 from sqld.edge.pgwire import messages as m
 from sqld.edge.rowstore import RowStore
 from sqld.edge.session import FAILED, IDLE, IN_TRANSACTION, Session
-from sqld.edge.sqlrewrite import rewrite
+from sqld.edge.sqlrewrite import Rewritten, rewrite
 from sqld.edge.transport import Transport
 from sqld.v1 import common_pb2
 
@@ -29,13 +29,18 @@ async def query(s: Session, t: Transport, sql: str) -> None:
     s.query_text = sql  # pg_stat_activity.query
     texts = split(sql)
     routes = [s.route(text) for text in texts]
+    try:  # as in PostgreSQL, a statement that cannot be parsed stops the whole query before it runs
+        rewritten = [rewrite(text) if route is Route.REMOTE else None for text, route in zip(texts, routes)]
+    except SqlError as exc:
+        await refuse(s, t, exc)
+        return
     i = 0
     while i < len(texts):
         if routes[i] is Route.REMOTE:
             j = i
             while j < len(texts) and routes[j] is Route.REMOTE:
                 j += 1
-            ok = await _remote(s, t, texts[i:j], implicit=len(texts) > 1)
+            ok = await _remote(s, t, texts[i:j], [r for r in rewritten[i:j] if r is not None], implicit=len(texts) > 1)
             i = j
         else:
             ok = await _edge_statement(s, t, routes[i], texts[i])
@@ -55,10 +60,10 @@ async def refuse(s: Session, t: Transport, error: SqlError) -> None:
     await t.flush()
 
 
-async def _remote(s: Session, t: Transport, group: list[str], implicit: bool) -> bool:
+async def _remote(s: Session, t: Transport, group: list[str], rewritten: list[Rewritten],
+                  implicit: bool) -> bool:
     was_failed = s.status == FAILED
     classified = [classify(text) for text in group]
-    rewritten = [rewrite(text) for text in group]
     stream = results.SimpleStream(s, t, group, classified, rewritten, was_failed)
     batch = await s.run([common_pb2.Statement(sql=r.sql, kind=c.kind) for r, c in zip(rewritten, classified)],
                         implicit=implicit, on_part=stream.part)

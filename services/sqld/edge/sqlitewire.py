@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import contextvars
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import apsw
 
+from sqld.edge import guc
 from sqld.edge.pgwire import messages as m
 from sqld.v1 import common_pb2
 
@@ -65,14 +65,7 @@ def startup_option(params: dict[str, str], name: str) -> str | None:
     """A setting of the startup packet, given as a parameter or in libpq's `options` (-c name=value)."""
     if params.get(name):
         return params[name]
-    words = shlex.split(params.get("options", "")) if params.get("options") else []
-    for i, word in enumerate(words):
-        if word == "-c" and i + 1 < len(words):
-            word = "-c" + words[i + 1]
-        for prefix in ("-c", "--"):
-            if word.startswith(prefix) and word[len(prefix):].lstrip().startswith(name + "="):
-                return word[len(prefix):].lstrip()[len(name) + 1:]
-    return None
+    return guc.startup_option(params.get("options", ""), name)
 
 
 def wanted(params: dict[str, str]) -> bool:

@@ -10,27 +10,18 @@ retention window.
 from __future__ import annotations
 
 import datetime
-import re
-import shlex
 
+from sqld.edge import guc
 from sqld.v1 import common_pb2
 
 NAME = "sqld.read_at"
-_OPTION = re.compile(r"^(?:-c\s*|--)sqld\.read_at=(?P<value>.*)$", re.S)
 
 
 def from_startup(params: dict[str, str]) -> str | None:
     """The sqld.read_at value of a startup packet, from a parameter or `options`."""
     if params.get(NAME):
         return params[NAME]
-    words = shlex.split(params.get("options", "")) if params.get("options") else []
-    for i, word in enumerate(words):
-        if word == "-c" and i + 1 < len(words):
-            word = "-c" + words[i + 1]
-        m = _OPTION.match(word)
-        if m:
-            return m.group("value")
-    return None
+    return guc.startup_option(params.get("options", ""), NAME)
 
 
 def parse(value: str) -> common_pb2.ReadAt:

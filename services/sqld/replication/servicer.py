@@ -76,16 +76,43 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             await self._fail(context, exc)
 
 
+# Snapshot streams at once on the public port. Each copies the database to a file (held until
+# its reader is done) while holding the database's lock, which the primary's Append waits for:
+# unbounded, a token holder's loop of Snapshots would fill the disk and stall the primary's commits.
+PUBLIC_SNAPSHOTS = 4
+
+
 class PublicReplicationServicer(ReplicationServicer):
     """The public port (--public-listen): applications' embedded replicas with a bearer token.
     common.authz lets only Hello, Frames and Snapshot through, for the token's databases; Hello
-    there never creates a log (a token holder cannot make databases appear)."""
+    there never creates a log (a token holder cannot make databases appear). A Snapshot there is
+    of the database as it is (a past point is the operator's restore, not a reader's: rows
+    deleted since stay out of reach), and at most PUBLIC_SNAPSHOTS run at once
+    (RESOURCE_EXHAUSTED beyond: the embedded replica retries)."""
+
+    def __init__(self, core: ReplicationCore) -> None:
+        super().__init__(core)
+        self.snapshots = 0
 
     async def Hello(self, request, context):
         try:
             return await self.core.hello(request, existing=True)
         except (LogError, ValueError) as exc:
             await self._fail(context, exc)
+
+    async def Snapshot(self, request, context):
+        if request.upto_frame_no or request.as_of_unix_ms:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "a snapshot of a past point is not served on this port")
+        if self.snapshots >= PUBLIC_SNAPSHOTS:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{PUBLIC_SNAPSHOTS} snapshots are being sent on this port; retry later")
+        self.snapshots += 1
+        try:
+            async for chunk in super().Snapshot(request, context):
+                yield chunk
+        finally:
+            self.snapshots -= 1
 
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replication"].full_name

@@ -7,7 +7,8 @@ returns a `Translated`, still in PostgreSQL's spelling; sqlrewrite.rewrite runs 
 ($n, ::) over that and then, for a catalog query, prepends the catalog relations it uses
 (`with_prefix`) and takes its PostgreSQL type hints (`pg:<typname>`) for the result columns,
 which edge.types turns into OIDs. Other statements get None and go on unchanged. This package
-imports only its own modules, edge.sqlparts and common.sqltext; its modules import each other
+imports only its own modules, edge.sqlparts, common.sqltext and common.sqlstate (ddl.py refuses
+carried SQL that is not one statement); its modules import each other
 by full name, never the package.
 See services/sqld/edge/DESIGN.md, "Catalog".
 """

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from sqld.common.sqlstate import SYNTAX_ERROR, SqlError
+from sqld.common.sqltext import leading_words, split
+
 _CREATE = re.compile(r"^\s*CREATE\s+(TEMP\w*\s+)?TABLE\b", re.I)
 _SERIAL = re.compile(r"\b(?:BIG|SMALL)?SERIAL[248]?\b", re.I)
 _IDENTITY = re.compile(r"\bGENERATED\s+(?:ALWAYS|BY\s+DEFAULT)\s+AS\s+IDENTITY(?:\s*\([^)]*\))?", re.I)
@@ -22,7 +25,7 @@ _SQLITE_DDL = re.compile(r"^\s*CREATE\s+(?:TABLE|VIEW)\b(?:[^']|'(?:[^']|'')*')*
 def sqlite_ddl(sql: str) -> str | None:
     """The SQLite DDL a pg_dump script's CREATE TABLE / CREATE VIEW carries, run instead of it."""
     m = _SQLITE_DDL.match(sql)
-    return m.group(1).replace("''", "'") if m else None
+    return _one_statement(m.group(1).replace("''", "'"), "sqlite_ddl", ("CREATE",)) if m else None
 
 
 # SQLite SQL in a dollar-quoted block, which psql sends whole (a trigger's body has semicolons).
@@ -32,7 +35,26 @@ _DO_SQLITE = re.compile(r"^\s*DO\s+LANGUAGE\s+sqlite\s+\$(\w*)\$(.*)\$\1\$\s*;?\
 def do_sqlite(sql: str) -> str | None:
     """`DO LANGUAGE sqlite $$...$$`: the SQLite SQL inside, run as written."""
     m = _DO_SQLITE.match(sql)
-    return m.group(2) if m else None
+    return _one_statement(m.group(2), "DO LANGUAGE sqlite") if m else None
+
+
+# Transaction control the scheduler must see as such: carried, it would reach SQLite as a write.
+_CONTROL = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE"})
+
+
+def _one_statement(body: str, what: str, first: tuple[str, ...] = ()) -> str:
+    """Carried SQL is one statement (what pg_dump writes: one table, view or trigger), so that its
+    command has one result and one error, as any other; never transaction control (the scheduler
+    orders transactions by the statements it sees). 42601 otherwise."""
+    pieces = split(body)
+    if len(pieces) != 1:
+        raise SqlError(SYNTAX_ERROR, f"{what} carries one SQLite statement, not {len(pieces)}")
+    word = (leading_words(pieces[0], 1) or [""])[0]
+    if word in _CONTROL:
+        raise SqlError(SYNTAX_ERROR, f"{what} cannot carry {word}: send transaction control as itself")
+    if first and word not in first:
+        raise SqlError(SYNTAX_ERROR, f"{what} carries {' or '.join(first)} only, not {word or 'this'}")
+    return body
 
 
 def rewrite_ddl(sql: str) -> str | None:

@@ -4,7 +4,7 @@ Three kinds (see edge/DESIGN.md, "PostgreSQL functions"):
 - Session values: the same statement text must give each session its own value, so the rewrite
   (a pure function of the text, remembered per text) leaves a marker call `sqld_session_<name>()`
   and `bind` puts the session's value in as a literal just before the statement leaves the edge
-  (session.py). A marker that was not bound fails loudly on storage ("no such function").
+  (session.py); a marker spelled inside a string or comment is the client's data and stays. A marker that was not bound fails loudly on storage ("no such function").
   current_user, session_user, current_role, current_database(), current_catalog,
   pg_backend_pid(), inet_server_port(), now() and transaction_timestamp() (the start of the
   session's transaction, as in PostgreSQL), statement_timestamp() (the start of the batch).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import re
 import time
+from collections.abc import Callable
 
 from sqld.common.sqltext import WORD, WS, significant, tokens
 from sqld.edge.sqlparts import split_select_list
@@ -113,6 +114,8 @@ def _timestamp(t: float) -> str:
 
 MARKER = "sqld_se"  # in every marker: a statement without it is sent as it is
 _MARKER = re.compile(r"sqld_(session|server)_(\w+)\(\)")
+# Strings, quoted names and comments, where a marker is the client's text, never bound.
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/)", re.S)
 
 
 def _quote(value: str) -> str:
@@ -128,5 +131,12 @@ def bind(sql: str, user: str, database: str, pid: int, transaction_start: float,
               "now": _quote(_timestamp(transaction_start)), "statement_time": _quote(_timestamp(statement_start)),
               "start": _quote(_timestamp(_START)), "version": _quote(version),
               "app": _quote(application_name)}
-    return _MARKER.sub(lambda m: values.get(m.group(2), m.group(0)), sql)
+    return outside_quotes(sql, lambda part: _MARKER.sub(lambda m: values.get(m.group(2), m.group(0)), part))
+
+
+def outside_quotes(sql: str, change: Callable[[str], str]) -> str:
+    """`sql` with `change` applied to its text outside strings, quoted names and comments (a
+    client's string that spells a marker is data, and stays as written)."""
+    parts = _QUOTED.split(sql)  # odd indexes: quoted text and comments
+    return "".join(p if i % 2 else change(p) for i, p in enumerate(parts))
 
