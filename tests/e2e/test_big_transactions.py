@@ -110,8 +110,6 @@ def test_a_database_over_a_gib_starts_a_new_history_and_replicas_install_it(own_
         c.execute("INSERT INTO small VALUES (2)")
     s = _converged_wait_and_check(stack)
     assert s.log_id not in (old, "") and s.head_frame_no > 1100 * MIB // 4096  # the primary resets once more
-    for name in ("replica1", "replica2"):  # a long install says how far it got as it goes
-        assert 'msg="snapshot progress" db=main pages=16384 of=' in (stack.log_dir / f"{name}.log").read_text(), name
     print("new history of", s.head_frame_no, "frames converged in", round(time.monotonic() - t0, 1), "s",
           "peaks MiB", _check_peaks(stack, 250))
 
