@@ -212,3 +212,13 @@ def test_a_connection_is_told_of_its_own_commits_only():
     assert other.execute("SELECT count(*) FROM sqlite_schema").fetchall() == [(0,)]  # its own store
     for conn in (a, b, other):
         conn.close()
+
+
+def test_retention_is_24_hours_on_a_cluster_and_600_s_on_the_double_unless_given():
+    from sqld.storage import config
+    from sqld.storage.mvsqlite import setup
+    assert setup.retention(config.load([], {})) == 86400
+    assert setup.retention(config.load(["--fdb-double", "127.0.0.1:1"], {})) == 600
+    env = {"SQLD_STORAGE_FDB_RETENTION_SECONDS": "4"}
+    assert setup.retention(config.load(["--fdb-double", "127.0.0.1:1"], env)) == 4
+    assert setup.retention(config.load(["--fdb-retention-seconds", "0"], {})) == 0

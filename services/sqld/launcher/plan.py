@@ -25,8 +25,6 @@ import dataclasses
 import os
 import sys
 
-DOUBLE_RETENTION = 600  # storage --fdb-retention-seconds on the FoundationDB test double (see services())
-
 
 @dataclasses.dataclass(frozen=True)
 class Ports:
@@ -104,9 +102,7 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
         else:
             out.append(Service("fdbdouble", m("testing.fdbdouble.server", "--listen", addr(ports.fdb_double)),
                                addr(ports.fdb_double)))
-            # The double holds in memory every page version the retention window keeps (~4.9 KiB
-            # each, measured): 24 h of writes would not fit, so trials and tests keep 10 minutes.
-            storage_args += ["--fdb-double", addr(ports.fdb_double), "--fdb-retention-seconds", str(DOUBLE_RETENTION)]
+            storage_args += ["--fdb-double", addr(ports.fdb_double)]
     if replicas:
         out.append(Service("replication", m("replication", *ops("primary", ports.replication_metrics),
                                              "--listen", repl, "--data-dir", os.path.join(data_dir, "replication"),
