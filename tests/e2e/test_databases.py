@@ -641,6 +641,49 @@ def test_backup_wipe_restore_keeps_every_acknowledged_commit(own_stack, tmp_path
         assert until(lambda: r.execute("SELECT count(*) FROM a").fetchone()[0] == 201, what="replica site")
 
 
+@pytest.mark.skipif(not MVSQLITE or bool(os.environ.get("FDB_CLUSTER_FILE")),
+                    reason="restores into the page store of the FoundationDB test double (wiped by a restart)")
+def test_mvsqlite_backup_wipe_restore_into_the_page_store(own_stack, tmp_path):
+    """`backup save`, every process stopped (the test double's memory with it), `backup restore
+    --fdb-double` into the empty page store, start: the same dbhash, and it takes writes."""
+    stack = own_stack(backend_name="mvsqlite")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE DATABASE accounts")
+        c.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO m VALUES (1, 'main row')")
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as w:
+        w.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v BLOB)")
+        w.execute("WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000) "
+                  "INSERT INTO a SELECT n, randomblob(300) FROM s")  # ~300 pages: several transactions
+        w.execute("DELETE FROM a WHERE id % 7 = 0")
+    token = tmp_path / "token"
+    token.write_text(stack.token())
+    backup = tmp_path / "backup"
+    out = _backup_cli("save", "--scheduler", stack.scheduler_addr, "--to", str(backup),
+                      "--ca", str(stack.pki_dir / "ca.crt"), "--token-file", str(token))
+    assert out.returncode == 0, out.stderr
+    hashes = {name: dbhash(backup / f"{name}.db") for name in ("accounts", "main", "postgres")}
+    stack.stop()
+    stack.start("fdbdouble")  # empty: the double keeps its data in memory
+    restore = ["restore", "--from", str(backup), "--fdb-double", stack.addr("fdbdouble"),
+               "--fdb-namespace-prefix", stack.prefix, "--work-dir", str(tmp_path)]
+    out = _backup_cli(*restore)
+    assert out.returncode == 0, out.stderr
+    assert "accounts -> page store" in out.stdout, out.stdout
+    again = _backup_cli(*restore)
+    assert again.returncode != 0 and "empty deployment" in again.stderr
+    for name in stack.services:
+        if name != "fdbdouble":
+            stack.start(name)
+    assert {name: dbhash(backup_file(stack, name, tmp_path / f"{name}.after.db")) for name in hashes} == hashes
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as r:
+        assert r.execute("SELECT count(*), max(id) FROM a").fetchone() == (3000 - 3000 // 7, 3000)
+        assert r.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        r.execute("INSERT INTO a VALUES (7, x'00')")  # it takes writes again
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        assert c.execute("SELECT v FROM m").fetchall() == [("main row",)]
+
+
 @sqlite_only
 def test_continuous_backup_keeps_every_commit_acknowledged_before_a_crash(own_stack, tmp_path):
     """`save --continuous` follows the replication log; kill -9 everything (the backup too),
