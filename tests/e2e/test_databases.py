@@ -496,7 +496,7 @@ def test_mvsqlite_restore_to_a_time_or_frame_between_two_commits_while_the_sourc
             c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
             c.execute(f"CREATE DATABASE {src}_mid13 TEMPLATE {src} AS_OF_FRAME {frames[12] - 1}")
             c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
-            err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 1")  # inside the first image
+            err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 1")  # inside CREATE TABLE's frames
             assert err.sqlstate == "22003" and "retention" in str(err), err
             err = error_of(c, f"CREATE DATABASE {src}_y TEMPLATE {src} AS_OF_TIME '2001-01-01T00:00:00Z'")
             assert err.sqlstate == "22003" and "retention" in str(err), err
