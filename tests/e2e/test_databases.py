@@ -465,19 +465,20 @@ def test_other_databases_answer_while_a_big_restore_runs(stack):
 
 
 @pytest.mark.skipif(not MVSQLITE, reason="the page store's versions (the sqlite backend restores from the log)")
-def test_mvsqlite_restore_to_a_time_between_two_commits_while_the_source_takes_writes(stack, tmp_path):
+def test_mvsqlite_restore_to_a_time_or_frame_between_two_commits_while_the_source_takes_writes(stack, tmp_path):
+    """By time and by frame number (the capturer notes each version's last frame): exactly
+    the rows up to the 12th commit, the dbhash of a copy taken at that moment."""
     src = unique("mvpitr")
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {src}")
-    for sql in ["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
-                *[f"INSERT INTO t VALUES ({i}, 'row {i}')" for i in range(1, 13)]]:
-        _execute(stack, src, sql)
+    _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in range(1, 13)]
     with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
         c.execute(f"CREATE DATABASE {src}_at12 TEMPLATE {src}")
     moment = datetime.datetime.now(datetime.UTC)
     time.sleep(0.05)
-    for i in (13, 14):
-        _execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')")
+    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (13, 14)]
+    assert frames[12] - frames[11] >= 2, frames  # so frames[12] - 1 falls inside the 13th commit
     stop = threading.Event()
 
     def writer() -> None:
@@ -492,8 +493,11 @@ def test_mvsqlite_restore_to_a_time_between_two_commits_while_the_source_takes_w
     try:
         with psycopg.connect(stack.dsn, autocommit=True) as c:
             c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
-            err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 3")
-            assert err.sqlstate == "0A000" and "AS_OF_TIME" in str(err), err
+            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
+            c.execute(f"CREATE DATABASE {src}_mid13 TEMPLATE {src} AS_OF_FRAME {frames[12] - 1}")
+            c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
+            err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 1")  # inside CREATE TABLE's frames
+            assert err.sqlstate == "22003" and "retention" in str(err), err
             err = error_of(c, f"CREATE DATABASE {src}_y TEMPLATE {src} AS_OF_TIME '2001-01-01T00:00:00Z'")
             assert err.sqlstate == "22003" and "retention" in str(err), err
     finally:
@@ -502,13 +506,20 @@ def test_mvsqlite_restore_to_a_time_between_two_commits_while_the_source_takes_w
     with psycopg.connect(dsn(stack, f"{src}_by_time"), autocommit=True) as r:
         assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(i,) for i in range(1, 13)]
         r.execute("INSERT INTO t VALUES (-1, 'restored copy takes writes')")
-    assert dbhash(backup_file(stack, f"{src}_at12", tmp_path / "at12.db")) != ""
+    with psycopg.connect(dsn(stack, f"{src}_at1"), autocommit=True) as r:
+        assert r.execute("SELECT id FROM t").fetchall() == [(1,)]
+    expected = dbhash(backup_file(stack, f"{src}_at12", tmp_path / "at12.db"))
+    assert expected != ""
+    for restored in (f"{src}_by_frame", f"{src}_mid13"):
+        with psycopg.connect(dsn(stack, restored), autocommit=True) as r:
+            assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(i,) for i in range(1, 13)]
+        assert dbhash(backup_file(stack, restored, tmp_path / f"{restored}.db")) == expected
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {src}_again TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
-    assert dbhash(backup_file(stack, f"{src}_again", tmp_path / "again.db")) == \
-        dbhash(backup_file(stack, f"{src}_at12", tmp_path / "at12.db"))
+    assert dbhash(backup_file(stack, f"{src}_again", tmp_path / "again.db")) == expected
     with psycopg.connect(stack.dsn, autocommit=True) as c:
-        for name in (src, f"{src}_at12", f"{src}_by_time", f"{src}_again"):
+        for name in (src, f"{src}_at12", f"{src}_by_time", f"{src}_again", f"{src}_by_frame", f"{src}_mid13",
+                     f"{src}_at1"):
             c.execute(f"DROP DATABASE {name}")
 
 
@@ -520,7 +531,7 @@ def test_mvsqlite_databases_are_shared_by_every_storage_process(own_stack):
     from sqld.storage.mvsqlite.kv import strinc
     from sqld.storage.mvsqlite.setup import connect_kv
     retention = ["--fdb-retention-seconds", "4", "--fdb-gc-interval", "0.5"]
-    a = own_stack(backend_name="mvsqlite", extra_args={"storage": retention})
+    a = own_stack(backend_name="mvsqlite", replicas=1, extra_args={"storage": retention})  # B feeds A's log too
     b = own_stack(share_with=a, extra_args={"storage": retention})
     name = unique("shared")
     with psycopg.connect(a.dsn, autocommit=True) as c:
@@ -568,9 +579,19 @@ def test_mvsqlite_databases_are_shared_by_every_storage_process(own_stack):
     until(gone_on_b, what="B no longer serves the dropped database")
     with psycopg.connect(b.dsn, autocommit=True) as c:
         assert name not in {r[0] for r in c.execute("SELECT datname FROM pg_database")}
-        time.sleep(5)  # the retention window (4 s) passes over before_four
+        old_frame = _execute(a, f"{name}_fork", "INSERT INTO s VALUES (10, 'ten')")
+        last_frame = _execute(a, f"{name}_fork", "INSERT INTO s VALUES (11, 'eleven')")
+        time.sleep(5)  # the retention window (4 s) passes over before_four and the insert of 10
         err = error_of(c, f"CREATE DATABASE {name}_late TEMPLATE {name}_fork AS_OF_TIME '{before_four.isoformat()}'")
         assert err.sqlstate == "22003", err
+        err = error_of(c, f"CREATE DATABASE {name}_late TEMPLATE {name}_fork AS_OF_FRAME {old_frame}")
+        assert err.sqlstate == "22003" and "retention" in str(err), err
+        # the insert of 11 is the last commit: the state as of it is still the window's edge
+        c.execute(f"CREATE DATABASE {name}_edge TEMPLATE {name}_fork AS_OF_FRAME {last_frame}")
+    with psycopg.connect(dsn(a, f"{name}_edge"), autocommit=True) as f:
+        assert f.execute("SELECT max(id), count(*) FROM s").fetchone() == (11, 6)
+    with psycopg.connect(b.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE {name}_edge")
         for db in (f"{name}_fork", f"{name}_was"):
             c.execute(f"DROP DATABASE {db}")
 
@@ -618,6 +639,49 @@ def test_backup_wipe_restore_keeps_every_acknowledged_commit(own_stack, tmp_path
     with psycopg.connect(dsn(stack, "accounts", replica=True), autocommit=True) as r:  # the replicas follow
         r.execute("SET sqld.consistency = 'bounded_staleness'")
         assert until(lambda: r.execute("SELECT count(*) FROM a").fetchone()[0] == 201, what="replica site")
+
+
+@pytest.mark.skipif(not MVSQLITE or bool(os.environ.get("FDB_CLUSTER_FILE")),
+                    reason="restores into the page store of the FoundationDB test double (wiped by a restart)")
+def test_mvsqlite_backup_wipe_restore_into_the_page_store(own_stack, tmp_path):
+    """`backup save`, every process stopped (the test double's memory with it), `backup restore
+    --fdb-double` into the empty page store, start: the same dbhash, and it takes writes."""
+    stack = own_stack(backend_name="mvsqlite")
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute("CREATE DATABASE accounts")
+        c.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO m VALUES (1, 'main row')")
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as w:
+        w.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v BLOB)")
+        w.execute("WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000) "
+                  "INSERT INTO a SELECT n, randomblob(300) FROM s")  # ~300 pages: several transactions
+        w.execute("DELETE FROM a WHERE id % 7 = 0")
+    token = tmp_path / "token"
+    token.write_text(stack.token())
+    backup = tmp_path / "backup"
+    out = _backup_cli("save", "--scheduler", stack.scheduler_addr, "--to", str(backup),
+                      "--ca", str(stack.pki_dir / "ca.crt"), "--token-file", str(token))
+    assert out.returncode == 0, out.stderr
+    hashes = {name: dbhash(backup / f"{name}.db") for name in ("accounts", "main", "postgres")}
+    stack.stop()
+    stack.start("fdbdouble")  # empty: the double keeps its data in memory
+    restore = ["restore", "--from", str(backup), "--fdb-double", stack.addr("fdbdouble"),
+               "--fdb-namespace-prefix", stack.prefix, "--work-dir", str(tmp_path)]
+    out = _backup_cli(*restore)
+    assert out.returncode == 0, out.stderr
+    assert "accounts -> page store" in out.stdout, out.stdout
+    again = _backup_cli(*restore)
+    assert again.returncode != 0 and "empty deployment" in again.stderr
+    for name in stack.services:
+        if name != "fdbdouble":
+            stack.start(name)
+    assert {name: dbhash(backup_file(stack, name, tmp_path / f"{name}.after.db")) for name in hashes} == hashes
+    with psycopg.connect(dsn(stack, "accounts"), autocommit=True) as r:
+        assert r.execute("SELECT count(*), max(id) FROM a").fetchone() == (3000 - 3000 // 7, 3000)
+        assert r.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        r.execute("INSERT INTO a VALUES (7, x'00')")  # it takes writes again
+    with psycopg.connect(stack.dsn, autocommit=True) as c:
+        assert c.execute("SELECT v FROM m").fetchall() == [("main row",)]
 
 
 @sqlite_only

@@ -106,6 +106,25 @@ def test_too_old_and_too_large(monkeypatch):
     assert info.value.code == 2101 and not info.value.retryable
 
 
+def test_the_double_forgets_values_no_read_may_ask_for(monkeypatch):
+    """Old values leave memory once they are behind the MVCC window (as in FoundationDB):
+    a key keeps its newest value, a cleared key is forgotten; reads inside the window hold."""
+    monkeypatch.setattr(double_server, "MVCC_WINDOW", 1_000_000)  # 1 s of versions
+    kv = InProcessKv()
+    store = kv.stub.servicer.store
+    for i in range(5):
+        run(kv, lambda tr, i=i: tr.set(b"k", b"%d" % i))
+    run(kv, lambda tr: [tr.set(b"x%04d" % i, b"v" * 100) for i in range(2000)])
+    run(kv, lambda tr: tr.clear_range(b"x", b"y"))
+    assert len(store.history[b"k"]) == 5
+    time.sleep(1.1)
+    run(kv, lambda tr: tr.set(b"later", b""))  # commits compact what fell behind the window
+    assert [v for _, v in store.history[b"k"]] == [b"4"]
+    assert get(kv.transaction(), b"k") == b"4"
+    assert not any(k.startswith(b"x") for k in store.keys) and b"x0001" not in store.history
+    assert kv.transaction().get_ranges([(b"", b"\xff", 0, False)])[0] == [(b"k", b"4"), (b"later", b"")]
+
+
 def _rows(conn, sql: str):
     result = conn.execute([common_pb2.Statement(sql=sql)], False)[-1]
     assert not result.HasField("error"), result.error
@@ -145,6 +164,32 @@ def test_gc_keeps_the_retention_window_and_drops_what_is_behind_it(gcdb):
     fresh.close()
 
 
+def test_gc_keeps_what_restore_needs_from_the_cutoff_on_and_nothing_older():
+    """The frame notes of restore AS_OF_FRAME: those of versions behind GC's cutoff go, the
+    cutoff's own stays (the state as of it is still whole), as do later ones and other histories'."""
+    db = open_databases(InProcessKv(), ["notes"], "unit/", retention_seconds=3600, gc_interval=0)["notes"]
+    conn = db.connect()
+    _rows(conn, "CREATE TABLE t (v INTEGER)")
+    versions = []
+    for i in range(4):
+        _rows(conn, f"INSERT INTO t VALUES ({i})")
+        versions.append(db.store.version_at(int(time.time() * 1000) + 1))
+        if i == 1:
+            edge = time.time()
+            time.sleep(0.2)  # the window's edge falls between the 2nd and 3rd insert
+    db.store.record_frames("log-a", [(10 * (i + 1), v) for i, v in enumerate(versions)])
+    db.store.record_frames("log-b", [(5, versions[0])])
+    assert [db.store.version_of_frame("log-a", f) for f in (9, 10, 25, 45)] == [0, versions[0], versions[1], versions[3]]
+    gc.collect(db.store, retention_seconds=time.time() - edge - 0.05)
+    assert db.store.horizon() == versions[1]
+    assert [db.store.version_of_frame("log-a", f) for f in (15, 25, 35)] == [0, versions[1], versions[2]]
+    assert db.store.version_of_frame("log-b", 5) == 0
+    old = db.connect_at(version=versions[1])
+    assert _rows(old, "SELECT v FROM t ORDER BY v") == [(0,), (1,)]
+    old.close()
+    conn.close()
+
+
 def test_a_connection_is_told_of_its_own_commits_only():
     """The VFS notes each page-store commit in the Commits of the connection that made it
     (taken after each statement, so the commit is logged before it is acknowledged); a second
@@ -167,3 +212,13 @@ def test_a_connection_is_told_of_its_own_commits_only():
     assert other.execute("SELECT count(*) FROM sqlite_schema").fetchall() == [(0,)]  # its own store
     for conn in (a, b, other):
         conn.close()
+
+
+def test_retention_is_24_hours_on_a_cluster_and_600_s_on_the_double_unless_given():
+    from sqld.storage import config
+    from sqld.storage.mvsqlite import setup
+    assert setup.retention(config.load([], {})) == 86400
+    assert setup.retention(config.load(["--fdb-double", "127.0.0.1:1"], {})) == 600
+    env = {"SQLD_STORAGE_FDB_RETENTION_SECONDS": "4"}
+    assert setup.retention(config.load(["--fdb-double", "127.0.0.1:1"], env)) == 4
+    assert setup.retention(config.load(["--fdb-retention-seconds", "0"], {})) == 0

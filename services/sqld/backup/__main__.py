@@ -5,6 +5,8 @@
     python -m sqld.backup save --continuous --replication HOST:PORT --to DIR [--database NAME ...]
                           [--ca CA.crt --cert admin.crt --key admin.key]
     python -m sqld.backup restore --from DIR --data-dir DATA [--database NAME ...]
+    python -m sqld.backup restore --from DIR (--fdb-cluster-file F | --fdb-double HOST:PORT)
+                          [--fdb-namespace-prefix P] [--work-dir DIR] [--database NAME ...]
 
 `save` asks the scheduler's DatabaseAdmin for a consistent copy of each database (every one
 the deployment serves, unless named; `Backup`: SQLite's backup API under one read transaction,
@@ -25,6 +27,8 @@ deployment member: `--replication HOST:PORT`, with `--ca` and the operator's `--
 (stopped; it refuses a folder that holds a database already), after checking each against the
 manifest's SHA-256 and SQLite's integrity_check. Start the deployment then: storage serves
 the restored databases, starts their replication histories, and the replicas take snapshots.
+With `--fdb-cluster-file` (or `--fdb-double`) it restores into an mvsqlite deployment's page
+store instead, whose list of databases must be empty (`restore_into_page_store`).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 
 import apsw
@@ -130,6 +135,11 @@ async def save_continuous(args: argparse.Namespace) -> None:
 
 
 def restore(args: argparse.Namespace) -> None:
+    if args.fdb_cluster_file or args.fdb_double:
+        return restore_into_page_store(args)
+    if not args.data_dir:
+        raise SystemExit("backup: restore needs --data-dir (the sqlite backend) or --fdb-cluster-file / "
+                         "--fdb-double (the mvsqlite backend)")
     os.makedirs(args.data_dir, exist_ok=True)
     present = [e for e in os.listdir(args.data_dir) if e.endswith(".db")]
     if present:
@@ -166,6 +176,29 @@ def restore(args: argparse.Namespace) -> None:
         os.replace(tmp, dest)
         print(f"restore: {name} -> {dest} (backup of {entry['taken_at']})")
     fsync_dir(args.data_dir)
+
+
+def restore_into_page_store(args: argparse.Namespace) -> None:
+    """An mvsqlite deployment: each database is rebuilt as a file (checked as above) in a
+    temporary folder, then its pages go into a new namespace of the page store through the
+    bounded FoundationDB transactions a fork uses (storage/mvsqlite/catalog.load_file), and it
+    is listed last, so a crash lists no half database. The page store's list must be empty."""
+    from sqld.storage.mvsqlite import catalog
+    from sqld.storage.mvsqlite.setup import connect_kv
+    kv = connect_kv(args.fdb_cluster_file, args.fdb_double)
+    try:
+        listed = catalog.listing(kv, args.fdb_namespace_prefix)
+        if listed:
+            raise SystemExit(f"backup: the page store (prefix {args.fdb_namespace_prefix!r}) lists databases already "
+                             f"({', '.join(sorted(listed))}): restore goes into an empty deployment")
+        with tempfile.TemporaryDirectory(prefix="sqld-restore-", dir=args.work_dir or None) as tmp:
+            restore(argparse.Namespace(**{**vars(args), "data_dir": tmp, "fdb_cluster_file": "", "fdb_double": ""}))
+            for entry in sorted(e for e in os.listdir(tmp) if e.endswith(".db")):
+                name = dbnames.check(entry[:-3])
+                pages = catalog.load_file(kv, args.fdb_namespace_prefix, name, os.path.join(tmp, entry))
+                print(f"restore: {name} -> page store {args.fdb_namespace_prefix!r} ({pages} pages)")
+    finally:
+        kv.close()
 
 
 def _check(path: str) -> str:
@@ -211,7 +244,12 @@ def main(argv: list[str]) -> None:
     s.add_argument("--key", default="", help="--continuous on TLS: its key (PEM)")
     r = sub.add_parser("restore", help="put a backup into an empty deployment's storage data folder")
     r.add_argument("--from", dest="source", required=True, help="the backup folder")
-    r.add_argument("--data-dir", required=True, help="storage's --data-dir (stopped, empty)")
+    r.add_argument("--data-dir", default="", help="sqlite backend: storage's --data-dir (stopped, empty)")
+    r.add_argument("--fdb-cluster-file", default="", help="mvsqlite backend: the FoundationDB cluster file")
+    r.add_argument("--fdb-double", default="", help="mvsqlite backend: the FoundationDB TEST DOUBLE's host:port")
+    r.add_argument("--fdb-namespace-prefix", default="sqld/", help="mvsqlite backend: storage's --fdb-namespace-prefix")
+    r.add_argument("--work-dir", default="", help="mvsqlite backend: where each database is rebuilt as a file "
+                   "before it goes into the page store (default: the system's temporary folder)")
     r.add_argument("--database", action="append", help="a database to restore (repeat; default: every one)")
     args = parser.parse_args(argv)
     if args.command == "save" and args.continuous:

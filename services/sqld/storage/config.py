@@ -24,7 +24,7 @@ class Config(grpc_tls.TlsConfig, config.Common):
     fdb_cluster_file: str = dataclasses.field(default="", metadata={"help": "mvsqlite: FoundationDB cluster file (default: FDB_CLUSTER_FILE or the fdb default)"})
     fdb_double: str = dataclasses.field(default="", metadata={"help": "mvsqlite: host:port of the FoundationDB TEST DOUBLE instead of a cluster (tests and local runs only)"})
     fdb_namespace_prefix: str = dataclasses.field(default="sqld/", metadata={"help": "mvsqlite: key prefix; each database lives under <prefix><name>/"})
-    fdb_retention_seconds: float = dataclasses.field(default=3600.0, metadata={"help": "mvsqlite: how long old versions stay readable (time travel) before GC"})
+    fdb_retention_seconds: float = dataclasses.field(default=-1.0, metadata={"help": "mvsqlite: how far back point-in-time restore and time travel reach, in seconds; GC keeps every version within it (default -1: 86400, 24 hours, as replication --retention-seconds; 600 on the FoundationDB test double, which holds every kept version in memory)"})
     fdb_gc_interval: float = dataclasses.field(default=60.0, metadata={"help": "mvsqlite: seconds between GC rounds (0: never)"})
 
 

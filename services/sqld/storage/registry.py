@@ -21,8 +21,9 @@ The set is the data folder itself, so it survives a restart with nothing more to
   looks at the list every DISCOVER_EVERY seconds (`follow_space`), and at once when a Connect
   names a database it does not serve (`discover`), opening what is new and closing what left.
   A restore copies the template as of its last commit at or before AS_OF_TIME (the page
-  store's versions, inside --fdb-retention-seconds); AS_OF_FRAME, a number of the replication
-  log, has no page-store version to map to and is refused (0A000).
+  store's versions, inside --fdb-retention-seconds), or of its newest commit whose frames in
+  the replication log end at or before AS_OF_FRAME (the capturer notes each version's last
+  frame number in the page store: mvsqlite/capture.py).
 """
 from __future__ import annotations
 
@@ -126,10 +127,8 @@ class Registry:
     async def _create_mv(self, space: MvSpace, name: str, template: str, as_of_frame_no: int,
                          as_of_unix_ms: int) -> None:
         """CREATE DATABASE on the page store: a new namespace, empty or a copy of the template
-        as of its latest commit (fork) or of its last commit at or before `as_of_unix_ms`."""
-        if as_of_frame_no:
-            raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "a restore by frame number (AS_OF_FRAME) is not supported "
-                           "on the mvsqlite backend: restore by time (AS_OF_TIME), from the page store's versions")
+        as of its latest commit (fork), of its last commit at or before `as_of_unix_ms`, or of
+        its newest commit whose frames end at or before `as_of_frame_no`."""
         async with self.lock:
             if name in self.databases:
                 raise SqlError(sqlstate.DUPLICATE_DATABASE, f'database "{name}" already exists')
@@ -139,9 +138,17 @@ class Registry:
                 if not isinstance(found, MvDatabase):
                     raise SqlError(sqlstate.INVALID_CATALOG_NAME, f'template database "{template}" does not exist')
                 source = found
+            if as_of_frame_no and source is not None and source.capturer is None:
+                raise SqlError(sqlstate.FEATURE_NOT_SUPPORTED, "a restore by frame number (AS_OF_FRAME) names a frame "
+                               "of the replication log: it needs a replicated deployment (storage --replication); "
+                               "restore by time (AS_OF_TIME) from the page store's versions")
 
             def create() -> MvDatabase:
-                version = space.version_for(source, as_of_unix_ms) if source is not None and as_of_unix_ms else 0
+                version = 0
+                if source is not None and as_of_frame_no:
+                    version = space.version_for_frame(source, as_of_frame_no)
+                elif source is not None and as_of_unix_ms:
+                    version = space.version_for(source, as_of_unix_ms)
                 return space.create(name, source, version)
             try:
                 db = await asyncio.to_thread(create)
@@ -149,9 +156,14 @@ class Registry:
                 raise SqlError(sqlstate.DUPLICATE_DATABASE, f'database "{name}" already exists') from None
             except (TimeTravelError, SnapshotTooOld) as exc:
                 raise SqlError(sqlstate.NUMERIC_VALUE_OUT_OF_RANGE, str(exc)) from None
+            except grpc.RpcError as exc:  # the replication service, asked for the log's history (AS_OF_FRAME)
+                raise SqlError(sqlstate.CANNOT_CONNECT_NOW, f"point-in-time restore of {template}: the replication "
+                               f"service answered {exc.code().name}: {exc.details()}") from None
             self.databases[name] = db
         log.info("database created db=%s backend=mvsqlite namespace=%s%s%s", name, db.store.ns.hex(),
-                 f" template={template}" if template else "", f" as_of_unix_ms={as_of_unix_ms}" if as_of_unix_ms else "")
+                 f" template={template}" if template else "",
+                 f" as_of_frame_no={as_of_frame_no} as_of_unix_ms={as_of_unix_ms}" if as_of_frame_no or as_of_unix_ms
+                 else "")
 
     async def _restore(self, template: str, path: str, as_of_frame_no: int, as_of_unix_ms: int) -> None:
         """`path` = the template as of a past commit, from the replication log (Snapshot)."""

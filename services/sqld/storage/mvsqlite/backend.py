@@ -119,6 +119,22 @@ class MvSpace:
                                   "inside the retention window")
         return version
 
+    def version_for_frame(self, source: MvDatabase, frame_no: int) -> int:
+        """The version of `source` a restore to frame `frame_no` of its replication log copies:
+        its newest commit whose frames end at or before `frame_no` (capture.py notes them),
+        inside the retention window (TimeTravelError: none)."""
+        if source.capturer is None:
+            raise TimeTravelError("restore by frame number (AS_OF_FRAME): frame numbers are the replication "
+                                  "log's, and this storage has no --replication; restore by time (AS_OF_TIME)")
+        version, log_id = source.capturer.version_of_frame(frame_no)
+        edge = source.store.version_at(int((time.time() - self.retention_seconds) * 1000))
+        if not version or version < max(edge, source.store.horizon()):
+            raise TimeTravelError(
+                f"restore to frame {frame_no}: database {source.name} has no commit ending at or before that frame "
+                f"inside the retention window (storage --fdb-retention-seconds {self.retention_seconds:g}) "
+                f"in its replication history {log_id}; ask for a later frame or restore by time (AS_OF_TIME)")
+        return version
+
     def create(self, name: str, source: MvDatabase | None = None, version: int = 0) -> MvDatabase:
         """A new database (catalog.Exists: the name is listed), empty or a copy of `source`
         as of `version` (its latest commit when 0)."""

@@ -31,6 +31,15 @@ LOG_FORKED (it holds other transactions there), or a history carries our store's
 but another primary id, this process stops acknowledging commits, says so at ERROR once,
 and waits for a new log id (ResetLog by the operator), as the file backend does. A first
 image that meets LOG_FORKED lost a race with another process's image: Hello again.
+
+Frame numbers → versions: before each Append the capturer notes in the page store, for the
+history's log id, the last frame number of every version it is about to log
+(`PageStore.record_frames`; the first image too: its page count → its version), so a restore
+AS_OF_FRAME N (storage.registry) copies the newest version whose frames end at or before N.
+Noted before the Append, not after: a process that dies between the two leaves a note that
+the next process's Append of the same commits (same position, same frame numbers) makes
+true, whereas a note written after could be missing for frames the log holds. GC prunes
+notes of versions behind the retention window.
 """
 from __future__ import annotations
 
@@ -152,6 +161,8 @@ class PageStoreCapturer:
         self.log_id, self.frame_no, self.version, self.chain = log_id, 0, version, genesis
         if not count:
             return  # nothing committed yet: the first commit's pages will be the history
+        self.store.record_frames(log_id, [(count, version)])
+
         def read(i: int, n: int) -> list[tuple[int, bytes]]:
             images = self.store.pages_at(list(range(i + 1, i + n + 1)), version)
             return [(p, images.get(p, bytes(PAGE_SIZE))) for p in range(i + 1, i + n + 1)]
@@ -169,8 +180,9 @@ class PageStoreCapturer:
         applied = False
         while True:
             try:
-                txns, version, more = self._read()
+                txns, version, more, marks = self._read()
                 if txns:
+                    self.store.record_frames(self.log_id, marks)
                     applied = self._append(txns, version, wait_for_replica)
                 if not more:
                     return applied
@@ -206,9 +218,10 @@ class PageStoreCapturer:
         self.version = version
         return applied
 
-    def _read(self) -> tuple[list[pb.Transaction], int, bool]:
+    def _read(self) -> tuple[list[pb.Transaction], int, bool, list[tuple[int, int]]]:
         """Log transactions for the next commits after self.version (about BATCH_PAGES pages
-        at most), the version of the last one, and whether more commits follow. Usually one
+        at most), the version of the last one, whether more commits follow, and each version's
+        last frame number (frame, version). Usually one
         FoundationDB transaction; a large commit's pages are read in several, then the GC
         horizon is read again."""
         batch = self.store.changelog_batch(self.version, BATCH_PAGES)
@@ -217,7 +230,7 @@ class PageStoreCapturer:
             images = {(v, p): image for v, parts in batch.commits for _, pages in parts
                       for p, image in self.store.pages_at(pages, v).items()}
             horizon = self.store.horizon()
-        txns, n, now = [], self.frame_no, _now_ms()
+        txns, n, now, marks = [], self.frame_no, _now_ms(), []
         for version, parts in batch.commits:
             for count, pages in parts:
                 frames = []
@@ -226,9 +239,16 @@ class PageStoreCapturer:
                     frames.append(pb.Frame(frame_no=n, page_no=p, commit_size=count if i == len(pages) - 1 else 0,
                                            page=images.get((version, p), b"")))
                 txns.append(pb.Transaction(frames=frames, commit_time_ms=now))
+            marks.append((n, version))
         if horizon > self.version or any(not f.page for t in txns for f in t.frames):
             raise _BehindGc()
-        return txns, batch.commits[-1][0] if batch.commits else self.version, batch.more
+        return txns, batch.commits[-1][0] if batch.commits else self.version, batch.more, marks
+
+    def version_of_frame(self, frame_no: int) -> tuple[int, str]:
+        """The version of the newest commit whose frames end at or before `frame_no` in the
+        log's current history (0: none noted, or GC pruned it), and that history's id."""
+        log_id = self._client.hello().log_id
+        return self.store.version_of_frame(log_id, frame_no), log_id
 
     def _poll(self) -> None:
         """Log commits nobody logged (their process died before its Append)."""

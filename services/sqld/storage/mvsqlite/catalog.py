@@ -28,17 +28,23 @@ images copy-on-write across namespaces) keeps GC per namespace and a drop a rang
 its cost is one read and one write of every page. GC keeps every version inside the
 retention window (gc.py), and V is checked against the source's GC horizon after the copy:
 past it, the copy may be incomplete and is abandoned (SnapshotTooOld).
+
+Load (`load_file`): a SQLite file, e.g. a backup being restored, written the same way, its
+pages read from the file instead of from a version of another namespace.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import struct
 import time
+from collections.abc import Callable
 
 from sqld.storage.mvsqlite import commit, keys
 from sqld.storage.mvsqlite.kv import Kv, Transaction, get, run, strinc
 from sqld.storage.mvsqlite.pagestore import READ_CHUNK, PageStore, SnapshotTooOld
+from sqld.storage.mvsqlite.vfs import PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +127,54 @@ def clear(kv: Kv, ns: bytes) -> None:
 def copy(source: PageStore, dest: PageStore, version: int) -> int:
     """Copy `source` as of `version` into the empty namespace of `dest` (see the module's
     doc); returns the number of pages. Raises SnapshotTooOld when GC passed `version`."""
-    count = source.page_count(version)
+    written = write_pages(dest, source.page_count(version), lambda pgnos: source.read_pages(pgnos, version))
+    if source.horizon() > version:
+        raise SnapshotTooOld(f"copy as of version {version}: garbage collection passed it while copying")
+    log.debug("copied ns=%s version=%d pages=%d into ns=%s", source.ns.hex(), version, written, dest.ns.hex())
+    return written
+
+
+def load_file(kv: Kv, prefix: str, name: str, path: str) -> int:
+    """A SQLite file (a backup: `python -m sqld.backup restore` into a page store) as the new
+    database `name`: its pages written into a new namespace as a fork writes them, then listed
+    (Exists when the list names it). Page 1 is marked as a rollback-journal database (the
+    page store serves no WAL mode). Returns the number of pages."""
+    if lookup(kv, prefix, name) is not None:
+        raise Exists(name)
+    fd = os.open(path, os.O_RDONLY)
+    ns = new_namespace()
+    try:
+        header = os.pread(fd, 100, 0)
+        page_size = struct.unpack(">H", header[16:18])[0] if len(header) == 100 else 0
+        if header[:16] != b"SQLite format 3\x00" or page_size != PAGE_SIZE:
+            raise ValueError(f"{path}: not a SQLite database with {PAGE_SIZE}-byte pages (the page store's "
+                             "size): VACUUM a copy with PRAGMA page_size=4096 first")
+
+        def read(pgnos: list[int]) -> dict[int, tuple[bytes, bytes]]:
+            out = {}
+            for p in pgnos:
+                image = os.pread(fd, PAGE_SIZE, (p - 1) * PAGE_SIZE)
+                if p == 1:
+                    image = image[:18] + b"\x01\x01" + image[20:]
+                out[p] = (hashlib.sha256(image).digest(), image)
+            return out
+        written = write_pages(PageStore(kv, ns), os.fstat(fd).st_size // PAGE_SIZE, read)
+        add(kv, prefix, name, ns)
+    except BaseException:
+        clear(kv, ns)
+        raise
+    finally:
+        os.close(fd)
+    return written
+
+
+def write_pages(dest: PageStore, count: int, read: Callable[[list[int]], dict[int, tuple[bytes, bytes]]]) -> int:
+    """Pages 1..count, given by `read` (page numbers → (hash, image)) READ_CHUNK at a time,
+    into the empty namespace of `dest` in FoundationDB transactions within its limits, and
+    its page count and a time entry last; returns the number of pages written."""
     written = 0
     for first in range(1, count + 1, READ_CHUNK):
-        found = source.read_pages(list(range(first, min(first + READ_CHUNK, count + 1))), version)
+        found = read(list(range(first, min(first + READ_CHUNK, count + 1))))
         commit.upload(dest, {digest: image for digest, image in found.values()})
         entries = sorted((p, digest) for p, (digest, _) in found.items())
         for i in range(0, len(entries), COPY_CHUNK):
@@ -144,7 +194,4 @@ def copy(source: PageStore, dest: PageStore, version: int) -> int:
         tr.set_versionstamped_key(key, len(key) - keys.STAMP_LEN, b"")
         tr.set(keys.write_marker(dest.ns), os.urandom(8))
     run(dest.kv, finish)
-    if source.horizon() > version:
-        raise SnapshotTooOld(f"copy as of version {version}: garbage collection passed it while copying")
-    log.debug("copied ns=%s version=%d pages=%d into ns=%s", source.ns.hex(), version, written, dest.ns.hex())
     return written

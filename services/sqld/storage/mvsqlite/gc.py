@@ -13,6 +13,12 @@ keep their page index fresh, a commit retried after 1021 looks for its id, and t
 below reads the changelog. The changelog is pruned in the transaction that records how far
 (the `f` key, its floor).
 
+What retention needs, and no more: the state as of every commit at or after the cutoff (the
+last commit at or before now − retention), i.e. each page's newest index entry at or before
+the cutoff and every later one, the page count likewise, the time index from the cutoff's
+entry on (a restore to a time inside the window finds its commit), and the frame notes
+(`r`, restore AS_OF_FRAME) of versions from the cutoff on. Everything older goes.
+
 The image sweep, and why no commit can end up pointing at a deleted image. The round takes a
 read version S, then scans the page index (every chunk at a version >= S, so it sees every
 commit up to S) and then the images, which are the candidates: those no index entry seen
@@ -162,6 +168,8 @@ def collect(store: PageStore, retention_seconds: float) -> dict[str, int]:
     _clear(store, doomed + size_doomed)
     keep_ms = now_ms - int(max(retention_seconds, CHANGELOG_MIN_SECONDS) * 1000)
     _prune_logs(store, min(cutoff, store.version_at(keep_ms)), keep_ms)
+    frames = keys.frames_prefix(store.ns)  # restore AS_OF_FRAME: notes of versions behind the cutoff go
+    _clear(store, [k for k, v in _scan(store, frames, strinc(frames)) if struct.unpack(">Q", v)[0] < cutoff])
     time_keys = [k for k, _ in _scan(store, keys.time_prefix(store.ns), keys.time_key(store.ns, now_ms))
                  if keys.stamp_version(k[-keys.STAMP_LEN:]) <= cutoff]
     _clear(store, time_keys[:-1])

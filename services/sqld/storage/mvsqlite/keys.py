@@ -15,13 +15,18 @@ before <pgno> <V+1>. <ns> is 0x15 and 8 bytes of SHA-256("<prefix><database>"). 
     <ns> s                                    → page store id u64 BE, random, made once (replication)
     <ns> f                                    → changelog floor u64 BE: entries at or below may be pruned
     <ns> i <unix ms:u64 BE> <random:8>        → versionstamp + attempt (a commit's id: idempotent under 1021)
+    <ns> r <log:8> <frame no:u64 BE>          → version u64 BE: the replication log's frames (capture.py)
+
+`r`: for each page-store version the capturer logged, the last frame number of its commits
+in the replication history whose id hashes to <log> (8 bytes of SHA-256 of the log id), so a
+restore AS_OF_FRAME N finds the newest version whose frames end at or before N.
 """
 from __future__ import annotations
 
 import hashlib
 import struct
 
-PAGE, CONTENT, SIZE, TIME, WRITE, CHANGES = b"p", b"c", b"n", b"t", b"w", b"l"
+PAGE, CONTENT, SIZE, TIME, WRITE, CHANGES, FRAMES = b"p", b"c", b"n", b"t", b"w", b"l", b"r"
 CHANGES_PER_KEY = 20_000  # page numbers per changelog value (FoundationDB values: 100 kB)
 STAMP_LEN = 10
 PLACEHOLDER = b"\x00" * STAMP_LEN
@@ -92,3 +97,12 @@ def changelog_floor(ns: bytes) -> bytes:
 
 def commit_id_prefix(ns: bytes) -> bytes:
     return ns + b"i"
+
+
+def frames_prefix(ns: bytes, log_id: str = "") -> bytes:
+    """The frame index of history `log_id` (all histories when empty)."""
+    return ns + FRAMES + (hashlib.sha256(log_id.encode()).digest()[:8] if log_id else b"")
+
+
+def frame_key(ns: bytes, log_id: str, frame_no: int) -> bytes:
+    return frames_prefix(ns, log_id) + struct.pack(">Q", frame_no)

@@ -226,6 +226,29 @@ class PageStore:
             return keys.stamp_version(kvs[0][0][-keys.STAMP_LEN:]) if kvs else 0
         return run(self.kv, body)
 
+    def record_frames(self, log_id: str, marks: list[tuple[int, int]]) -> None:
+        """Note, for history `log_id`, each (last frame number, version) the capturer is about
+        to log (keys.frame_key). Written before the Append: every process that logs the same
+        commits from the same position numbers their frames alike, so a rewrite is the same."""
+        if not marks:
+            return
+
+        def body(tr: Transaction) -> None:
+            for frame_no, version in marks:
+                tr.set(keys.frame_key(self.ns, log_id, frame_no), struct.pack(">Q", version))
+        run(self.kv, body)
+
+    def version_of_frame(self, log_id: str, frame_no: int) -> int:
+        """The version of the newest commit of history `log_id` whose frames end at or before
+        `frame_no` (0: none is recorded, or GC pruned it)."""
+        prefix = keys.frames_prefix(self.ns, log_id)
+        frame_no = min(frame_no, 2**63)
+
+        def body(tr: Transaction) -> int:
+            kvs = tr.get_ranges([(prefix, keys.frame_key(self.ns, log_id, frame_no + 1), 1, True)], True)[0]
+            return struct.unpack(">Q", kvs[0][1])[0] if kvs else 0
+        return run(self.kv, body)
+
     def changed_since(self, pgnos: Iterable[int], version: int, tr: Transaction) -> list[int]:
         """Pages among `pgnos` committed after `version` (serializable reads: they conflict)."""
         pgnos = list(pgnos)

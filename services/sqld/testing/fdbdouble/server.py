@@ -11,11 +11,19 @@ older than 5 s and transaction_too_large (2101) above 10 MB. Test instrumentatio
 InjectUnknownResult, which makes the next commits answer 1021 (commit_unknown_result) after
 being applied or not, as a real cluster can. Not implemented: durability (data lives in
 memory until the process ends), read-your-writes, watches, other atomic ops, tenants.
+
+Memory: like FoundationDB, the double keeps a key's old values only as long as a read may
+ask for them (MVCC_WINDOW, 5 s): as commits go on, each key keeps its newest value from
+before the window and the later ones, and a key cleared before the window is forgotten
+(dead keys leave the sorted key list in batches). So it holds what the page store keeps
+(the retention window's versions, storage --fdb-retention-seconds, until GC) plus 5 s of
+writes, not every value ever written.
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import collections
 import logging
 import struct
 import time
@@ -42,6 +50,8 @@ class Store:
         self.last_write: dict[bytes, int] = {}
         self.range_clears: list[tuple[int, bytes, bytes]] = []     # recent clear_range writes
         self.version = self._clock()
+        self.written: collections.deque[tuple[int, bytes]] = collections.deque()  # (version, key), in order
+        self.dead: set[bytes] = set()  # keys cleared before the MVCC window, to leave `keys` in a batch
         self.commits = 0
         self.unknown_results = 0
         self.inject = pb.InjectUnknownResultRequest()  # armed by a test: answer 1021
@@ -93,6 +103,28 @@ class Store:
             self.history[key] = []
         self.history[key].append((version, value))
         self.last_write[key] = version
+        self.written.append((version, key))
+
+    def _compact(self, horizon: int) -> None:
+        """Drop the values no read may ask for: before `horizon`, all but each key's newest."""
+        while self.written and self.written[0][0] < horizon:
+            _, key = self.written.popleft()
+            hist = self.history.get(key)
+            if hist is None:
+                continue
+            old = 0
+            while old + 1 < len(hist) and hist[old + 1][0] < horizon:
+                old += 1
+            del hist[:old]
+            if len(hist) == 1 and hist[0][1] is None and hist[0][0] < horizon:
+                self.dead.add(key)
+        if len(self.dead) > 1000 + len(self.keys) // 10:  # amortized: one pass over the key list
+            gone = {k for k in self.dead if len(self.history[k]) == 1 and self.history[k][0][1] is None}
+            for key in gone:
+                del self.history[key]
+                del self.last_write[key]
+            self.keys = [k for k in self.keys if k not in gone]
+            self.dead = set()
 
     def _unknown_result(self, req: pb.CommitRequest) -> bool:
         """Whether this commit is one a test asked to answer with 1021."""
@@ -134,6 +166,7 @@ class Store:
         self.commits += 1
         horizon = self._clock() - MVCC_WINDOW
         self.range_clears = [c for c in self.range_clears if c[0] >= horizon]
+        self._compact(horizon)
         if self.inject.apply and self._unknown_result(req):
             return pb.CommitResponse(error=UNKNOWN_RESULT)  # applied, but the answer was lost
         return pb.CommitResponse(version=version, versionstamp=stamp)
