@@ -232,3 +232,20 @@ def test_a_synchronous_commit_logged_by_another_capture_waits_for_the_replica(tm
             await asyncio.to_thread(conn.close)
             await asyncio.to_thread(db.close)
     asyncio.run(main())
+
+
+def test_a_snapshot_asked_as_the_database_is_dropped_is_need_snapshot_not_an_internal_error(tmp_path):
+    async def main():
+        async with served(tmp_path) as (core, stub, _):
+            hello = await new_history(stub)
+            await append(stub, hello, [txn(1, (1, 1))], hello.head_chain)
+            d = core.db(DB)
+            async with d.lock:  # the drop queues for the lock first, the snapshot after it
+                dropping = asyncio.ensure_future(stub.DropLog(pb.DropLogRequest(database=DB)))
+                await asyncio.sleep(0.2)
+                snapshot = asyncio.ensure_future(_first(stub.Snapshot(pb.SnapshotRequest(database=DB))))
+                await asyncio.sleep(0.2)
+            assert (await dropping).existed
+            exc = await refused(snapshot)
+            assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT and "dropped" in exc.details()
+    asyncio.run(main())

@@ -117,6 +117,14 @@ class SchedulerSession:
         except grpc.aio.AioRpcError as exc:
             self._broken = True
             raise SessionEnded(errors.from_rpc_error(exc, "session")) from exc
+        except asyncio.InvalidStateError as exc:
+            # The scheduler ended the stream (e.g. pg_terminate_backend) as this batch was sent,
+            # before the reader saw why: the reason it reads, or 57P01.
+            self._broken = True
+            if self._reader is not None:
+                await asyncio.wait([self._reader], timeout=1.0)
+            raise SessionEnded(self._ended or errors.error(
+                sqlstate.ADMIN_SHUTDOWN, "terminating connection: the scheduler ended the session")) from exc
         except BaseException:
             self._broken = True  # e.g. the client went away while its rows streamed
             raise
@@ -127,8 +135,8 @@ class SchedulerSession:
         if self._call is not None and self._ended is None:
             try:
                 await self._call.write(query_pb2.SessionRequest(cancel=query_pb2.Cancel()))
-            except grpc.aio.AioRpcError:
-                pass
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the session has ended: nothing left to cancel
 
     async def update(self, application_name: str) -> None:
         """Tell the scheduler what pg_stat_activity shows now (SessionUpdate)."""

@@ -177,6 +177,8 @@ class ReplicationCore:
             raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history yet; the primary has not said hello")
         tmp = os.path.join(d.log.folder, f"copy-{uuid.uuid4().hex}.db")
         async with d.lock:
+            if d.dropped:  # dropped while this request waited for the lock: its folder is gone
+                raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history here (dropped)")
             lg = d.log
             log_id, head, page_size = lg.log_id, lg.head, lg.page_size
             if req.upto_frame_no or req.as_of_unix_ms:
