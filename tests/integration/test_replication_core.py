@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 
 import grpc
 import pytest
@@ -248,4 +249,25 @@ def test_a_snapshot_asked_as_the_database_is_dropped_is_need_snapshot_not_an_int
             assert (await dropping).existed
             exc = await refused(snapshot)
             assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT and "dropped" in exc.details()
+    asyncio.run(main())
+
+
+def test_a_snapshot_being_sent_when_its_database_is_dropped_completes(tmp_path, monkeypatch):
+    from sqld.replication import snapshot
+    monkeypatch.setattr(snapshot, "CHUNK_BYTES", 2 * PAGE)  # two pages a chunk: five chunks
+
+    async def main():
+        async with served(tmp_path) as (core, stub, _):
+            hello = await new_history(stub)
+            await append(stub, hello, [txn(1, *[(n, n) for n in range(1, 11)])], hello.head_chain)
+            stream = stub.Snapshot(pb.SnapshotRequest(database=DB))
+            first = await stream.read()
+            assert (await stub.DropLog(pb.DropLogRequest(database=DB))).existed
+            rest = []
+            while (chunk := await stream.read()) is not grpc.aio.EOF:
+                rest.append(chunk)
+            pages = {p.page_no for c in [first, *rest] for p in c.pages}
+            assert pages == set(range(1, 11))
+            assert not (tmp_path / "log" / DB).exists()
+            assert os.listdir(tmp_path / "log" / ".snapshots") == []  # the copy is gone too
     asyncio.run(main())

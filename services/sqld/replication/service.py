@@ -10,6 +10,7 @@ and leaves as FrameBatch parts (`more`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -54,6 +55,11 @@ class ReplicationCore:
         self._dbs: dict[str, DatabaseLog] = {}
         self.closing = False
         os.makedirs(cfg.data_dir, exist_ok=True)
+        # Snapshot copies live apart from the logs, so that dropping a database never pulls a copy
+        # from under a stream still sending it; what a crash left here goes at start.
+        self._scratch = os.path.join(cfg.data_dir, ".snapshots")
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        os.makedirs(self._scratch)
         for name in sorted(os.listdir(cfg.data_dir)):
             if dbnames.valid(name) and os.path.exists(os.path.join(cfg.data_dir, name, "meta.json")):
                 self.db(name)
@@ -175,7 +181,7 @@ class ReplicationCore:
         d = self._existing(req.database)
         if not d.log.log_id:
             raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history yet; the primary has not said hello")
-        tmp = os.path.join(d.log.folder, f"copy-{uuid.uuid4().hex}.db")
+        tmp = os.path.join(self._scratch, f"{d.name}-{uuid.uuid4().hex}.db")
         async with d.lock:
             if d.dropped:  # dropped while this request waited for the lock: its folder is gone
                 raise LogError(NEED_SNAPSHOT, f"database {d.name} has no history here (dropped)")
@@ -195,7 +201,8 @@ class ReplicationCore:
             for chunk in snapshot.chunks(tmp, log_id, head, page_size):
                 yield chunk
         finally:
-            os.remove(tmp)
+            with contextlib.suppress(FileNotFoundError):  # the build may have failed before making it
+                os.remove(tmp)
 
     async def close_streams(self) -> None:
         """End every Frames stream normally (the service is stopping; replicas reconnect)."""
