@@ -4,6 +4,7 @@ replication of a database created at runtime, forks (CREATE DATABASE ... TEMPLAT
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import grpc
 import psycopg
@@ -375,19 +377,25 @@ def _execute(stack, database: str, sql: str) -> int:
     return r.frame_no
 
 
-@sqlite_only
-def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes(stack):
-    src = unique("pitr")
+def fourteen_commits(stack, prefix: str) -> tuple[str, list[int], datetime.datetime]:
+    """A new database with 14 single-row commits (after its CREATE TABLE), a copy `<name>_at12`
+    taken after the 12th and the moment between the 12th and 13th; (name, frames, moment)."""
+    src = unique(prefix)
     with psycopg.connect(stack.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {src}")
     _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in range(1, 13)]
-    assert frames[-1] >= 10  # AS_OF_FRAME below takes a number of several digits
     with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
         c.execute(f"CREATE DATABASE {src}_at12 TEMPLATE {src}")
     moment = datetime.datetime.now(datetime.UTC)
     time.sleep(0.05)
     frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (13, 14)]
+    return src, frames, moment
+
+
+@contextlib.contextmanager
+def writes_going_on(stack, src: str) -> Iterator[None]:
+    """A thread inserting rows into `src`.t (ids from 100) for as long as the block runs."""
     stop = threading.Event()
 
     def writer() -> None:
@@ -400,14 +408,21 @@ def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        with psycopg.connect(stack.dsn, autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
-            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
-            c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
-            assert error_of(c, f"CREATE DATABASE {src}_x AS_OF_FRAME 3").sqlstate == "22023"  # no template
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+@sqlite_only
+def test_point_in_time_restore_between_two_commits_while_the_source_takes_writes(stack):
+    src, frames, moment = fourteen_commits(stack, "pitr")
+    assert frames[-1] >= 10  # AS_OF_FRAME below takes a number of several digits
+    with writes_going_on(stack, src), psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
+        c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
+        c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
+        assert error_of(c, f"CREATE DATABASE {src}_x AS_OF_FRAME 3").sqlstate == "22023"  # no template
     expected = dbhash(stack.data_dir / f"{src}_at12.db")
     for restored in (f"{src}_by_time", f"{src}_by_frame"):
         with psycopg.connect(dsn(stack, restored), autocommit=True) as r:
@@ -468,41 +483,17 @@ def test_other_databases_answer_while_a_big_restore_runs(stack):
 def test_mvsqlite_restore_to_a_time_or_frame_between_two_commits_while_the_source_takes_writes(stack, tmp_path):
     """By time and by frame number (the capturer notes each version's last frame): exactly
     the rows up to the 12th commit, the dbhash of a copy taken at that moment."""
-    src = unique("mvpitr")
-    with psycopg.connect(stack.dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {src}")
-    _execute(stack, src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    frames = [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in range(1, 13)]
-    with psycopg.connect(stack.dsn, autocommit=True) as c:  # a copy taken at that moment
-        c.execute(f"CREATE DATABASE {src}_at12 TEMPLATE {src}")
-    moment = datetime.datetime.now(datetime.UTC)
-    time.sleep(0.05)
-    frames += [_execute(stack, src, f"INSERT INTO t VALUES ({i}, 'row {i}')") for i in (13, 14)]
+    src, frames, moment = fourteen_commits(stack, "mvpitr")
     assert frames[12] - frames[11] >= 2, frames  # so frames[12] - 1 falls inside the 13th commit
-    stop = threading.Event()
-
-    def writer() -> None:
-        with psycopg.connect(dsn(stack, src), autocommit=True) as w:
-            n = 100
-            while not stop.is_set():
-                w.execute("INSERT INTO t VALUES (%s, 'later')", (n,))
-                n += 1
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        with psycopg.connect(stack.dsn, autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
-            c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
-            c.execute(f"CREATE DATABASE {src}_mid13 TEMPLATE {src} AS_OF_FRAME {frames[12] - 1}")
-            c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
-            err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 1")  # inside CREATE TABLE's frames
-            assert err.sqlstate == "22003" and "retention" in str(err), err
-            err = error_of(c, f"CREATE DATABASE {src}_y TEMPLATE {src} AS_OF_TIME '2001-01-01T00:00:00Z'")
-            assert err.sqlstate == "22003" and "retention" in str(err), err
-    finally:
-        stop.set()
-        thread.join()
+    with writes_going_on(stack, src), psycopg.connect(stack.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {src}_by_time TEMPLATE {src} AS_OF_TIME '{moment.isoformat()}'")
+        c.execute(f"CREATE DATABASE {src}_by_frame TEMPLATE {src} AS_OF_FRAME {frames[11]}")
+        c.execute(f"CREATE DATABASE {src}_mid13 TEMPLATE {src} AS_OF_FRAME {frames[12] - 1}")
+        c.execute(f"CREATE DATABASE {src}_at1 TEMPLATE {src} AS_OF_FRAME {frames[0]}")
+        err = error_of(c, f"CREATE DATABASE {src}_x TEMPLATE {src} AS_OF_FRAME 1")  # inside CREATE TABLE's frames
+        assert err.sqlstate == "22003" and "retention" in str(err), err
+        err = error_of(c, f"CREATE DATABASE {src}_y TEMPLATE {src} AS_OF_TIME '2001-01-01T00:00:00Z'")
+        assert err.sqlstate == "22003" and "retention" in str(err), err
     with psycopg.connect(dsn(stack, f"{src}_by_time"), autocommit=True) as r:
         assert r.execute("SELECT id FROM t ORDER BY id").fetchall() == [(i,) for i in range(1, 13)]
         r.execute("INSERT INTO t VALUES (-1, 'restored copy takes writes')")
