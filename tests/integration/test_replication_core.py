@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import threading
 
 import grpc
 import pytest
@@ -270,4 +272,41 @@ def test_a_snapshot_being_sent_when_its_database_is_dropped_completes(tmp_path, 
             assert pages == set(range(1, 11))
             assert not (tmp_path / "log" / DB).exists()
             assert os.listdir(tmp_path / "log" / ".snapshots") == []  # the copy is gone too
+    asyncio.run(main())
+
+
+def test_no_log_is_made_in_a_folder_being_dropped_and_a_replicas_hello_makes_none(tmp_path, monkeypatch):
+    """While DropLog deletes the folder, the primary's Hello and Append are refused (not a new
+    log in a half-deleted folder, whose Snapshot then misses files); after it, a replica still
+    following the database gets an empty Hello and no log comes back; the primary's Hello makes
+    a new one (the database created again)."""
+    from sqld.replication import service
+    deleting, go_on = threading.Event(), threading.Event()
+    rmtree = shutil.rmtree
+
+    def slow_rmtree(path, ignore_errors=False):
+        if os.path.basename(path) == DB:  # the log's folder: held until the test says
+            deleting.set()
+            go_on.wait(10)
+        rmtree(path, ignore_errors)
+    monkeypatch.setattr(service.shutil, "rmtree", slow_rmtree)
+
+    async def main():
+        async with served(tmp_path) as (core, stub, _):
+            hello = await new_history(stub)
+            await append(stub, hello, [txn(1, (1, 1))], hello.head_chain)
+            dropping = asyncio.ensure_future(stub.DropLog(pb.DropLogRequest(database=DB)))
+            await asyncio.to_thread(deleting.wait, 10)
+            for call in (stub.Hello(pb.HelloRequest(database=DB)),
+                         append(stub, hello, [txn(2, (1, 2))], hello.head_chain)):
+                exc = await refused(call)
+                assert replication_state.of(exc) == replication_state.NEED_SNAPSHOT and "dropped" in exc.details()
+            go_on.set()
+            assert (await dropping).existed
+            replica = await stub.Hello(pb.HelloRequest(database=DB, replica=True))
+            assert replica.log_id == "" and not (tmp_path / "log" / DB).exists()
+            assert DB not in {lg.database for lg in (await stub.Status(pb.StatusRequest())).logs}
+            await stub.Hello(pb.HelloRequest(database=DB))  # the primary's, the database created again
+            again = await new_history(stub)
+            assert again.log_id != hello.log_id and (tmp_path / "log" / DB / "meta.json").exists()
     asyncio.run(main())

@@ -48,6 +48,12 @@ class DatabaseLog:
                         name, self.log.migrated_from, self.log.log_id)
 
 
+def _live(d: DatabaseLog) -> DatabaseLog:
+    if d.dropped:
+        raise LogError(NEED_SNAPSHOT, f"database {d.name} is being dropped")
+    return d
+
+
 class ReplicationCore:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -65,11 +71,14 @@ class ReplicationCore:
                 self.db(name)
 
     def db(self, name: str) -> DatabaseLog:
+        """The primary's look-up: creates the log of a database that has none. A log being
+        dropped stays in `_dbs` (marked) until its folder is gone, so no new log is made in
+        a folder that is being deleted."""
         if (problem := dbnames.problem(name)) is not None:
             raise ValueError(problem.message)
         if name not in self._dbs:
             self._dbs[name] = DatabaseLog(name, os.path.join(self.cfg.data_dir, name))
-        return self._dbs[name]
+        return _live(self._dbs[name])
 
     def _existing(self, name: str) -> DatabaseLog:
         """A replica's look-up: never creates a log (a dropped database's stays gone)."""
@@ -78,7 +87,7 @@ class ReplicationCore:
             if (problem := dbnames.problem(name)) is not None:
                 raise ValueError(problem.message)
             raise LogError(NEED_SNAPSHOT, f"database {name} has no history here (not created, or dropped)")
-        return d
+        return _live(d)
 
     def _hello(self, d: DatabaseLog) -> pb.HelloResponse:
         lg = d.log
@@ -87,12 +96,21 @@ class ReplicationCore:
                                 head_chain=lg.head_chain, primary_id=lg.primary_id)
 
     async def hello(self, req: pb.HelloRequest, existing: bool = False) -> pb.HelloResponse:
-        """`existing`: an embedded replica's Hello (public port), which never creates a log."""
-        return self._hello(self._existing(req.database) if existing else self.db(req.database))
+        """`existing`: an embedded replica's Hello (public port), which never creates a log. A
+        replica's Hello (`req.replica`) creates none either: no log answers an empty log_id."""
+        if existing:
+            return self._hello(self._existing(req.database))
+        if req.replica:
+            try:
+                return self._hello(self._existing(req.database))
+            except LogError:
+                return pb.HelloResponse()
+        return self._hello(self.db(req.database))
 
     async def reset(self, req: pb.ResetLogRequest) -> pb.HelloResponse:
         d = self.db(req.database)
         async with d.lock:
+            _live(d)
             if req.HasField("if_log_id") and req.if_log_id != d.log.log_id:
                 return self._hello(d)  # another primary reset it first
             log_id = d.log.reset()
@@ -105,6 +123,7 @@ class ReplicationCore:
     async def append(self, req: pb.AppendRequest) -> pb.AppendResponse:
         d = self.db(req.database)
         async with d.lock:
+            _live(d)
             before = d.log.head
             try:
                 head = d.log.append(req.log_id, req.page_size, list(req.transactions), req.wal_position,
@@ -224,12 +243,14 @@ class ReplicationCore:
         if d is None:
             return pb.DropLogResponse(existed=False)
         async with d.lock:
-            if self._dbs.get(req.database) is not d:
+            if self._dbs.get(req.database) is not d or d.dropped:
                 return pb.DropLogResponse(existed=False)
-            del self._dbs[req.database]
             d.dropped = True
             d.log.close()
-            await asyncio.to_thread(shutil.rmtree, d.log.folder, True)
+            try:
+                await asyncio.to_thread(shutil.rmtree, d.log.folder, True)
+            finally:
+                del self._dbs[req.database]
         async with d.changed:
             d.changed.notify_all()
         log.info("log dropped db=%s", req.database)
@@ -239,7 +260,7 @@ class ReplicationCore:
         out = []
         now_ms = time.time() * 1000
         for name, d in sorted(self._dbs.items()):
-            if req.database and name != req.database:
+            if (req.database and name != req.database) or d.dropped:
                 continue
             lg = d.log
             replicas = []

@@ -30,13 +30,13 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
     async def Hello(self, request, context):
         try:
             return await self.core.hello(request)
-        except ValueError as exc:
+        except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
     async def ResetLog(self, request, context):
         try:
             return await self.core.reset(request)
-        except ValueError as exc:
+        except (LogError, ValueError) as exc:
             await self._fail(context, exc)
 
     async def Append(self, request, context):

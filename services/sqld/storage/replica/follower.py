@@ -108,7 +108,7 @@ class Follower:
 
     async def _follow(self, stub: replication_pb2_grpc.ReplicationStub) -> None:
         self.state = "HELLO"
-        hello = await stub.Hello(pb.HelloRequest(database=self.name), wait_for_ready=True)
+        hello = await stub.Hello(pb.HelloRequest(database=self.name, replica=True), wait_for_ready=True)
         if not hello.log_id:  # the primary has not started a history yet
             await asyncio.sleep(RETRY_SECONDS)
             return
