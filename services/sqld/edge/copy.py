@@ -91,6 +91,7 @@ class _Import:
     def __init__(self, s: Session, spec: copyformat.CopySpec, columns: list[str], decltypes: list[str]) -> None:
         self.s, self.spec, self.columns, self.decltypes = s, spec, columns, decltypes
         self.pending = bytearray()
+        self.ends = RowEnds(spec)
         self.rows = 0           # rows sent so far
         self.began = False      # this COPY opened the transaction its batches run in
         self.header = spec.header
@@ -106,7 +107,7 @@ class _Import:
 
     async def send(self, final: bool) -> None:
         """Send the complete rows held (all of them when `final`)."""
-        cut = len(self.pending) if final else _row_boundary(self.pending, self.spec)
+        cut = len(self.pending) if final else self.ends.find(self.pending)
         if cut <= 0:
             if len(self.pending) > MAX_ROW_BYTES:
                 raise SqlError(sqlstate.PROGRAM_LIMIT_EXCEEDED,
@@ -117,6 +118,7 @@ class _Import:
         self.next_send = BATCH_BYTES
         chunk = bytes(self.pending[:cut])
         del self.pending[:cut]
+        self.ends.cut(cut)
         rows = self._parse(chunk)
         if not rows:
             return
@@ -184,43 +186,79 @@ def _progress(s: Session, nbytes: int, tuples: int) -> None:
         entry.tuples_processed += tuples
 
 
-def _row_boundary(data: bytearray, spec: copyformat.CopySpec) -> int:
-    """Where the last complete row of `data` ends (0: none yet). A newline always ends a row in
-    text format; in CSV only outside quotes. While the escape is the quote itself, an even count
-    of quote characters before a newline shows it is outside: counted once, then segment by
-    segment back over at most WALK_BACK newlines (0 past them: the batch is cut later). With
-    another escape character, one pass skips quoted fields whole (_csv_runs)."""
-    end = data.rfind(b"\n") + 1
-    if not spec.csv:
-        return end
-    quote = spec.quote.encode()
-    if (spec.escape or spec.quote) == spec.quote:
-        odd = data.count(quote, 0, end) % 2
-        for _ in range(WALK_BACK):
-            if not odd or end <= 0:
-                return end
-            before = data.rfind(b"\n", 0, end - 1) + 1
-            odd ^= data.count(quote, before, end) % 2
-            end = before
-        return 0 if odd else end
-    end = 0
-    for run in _csv_runs(spec).finditer(data):
-        if run.group() == b"\n":
-            end = run.end()
-        elif run.lastgroup == "open":
-            break
-    return end
+class RowEnds:
+    """Where the last complete row of the held input ends (`find`; 0: none yet), scanned once:
+    what was scanned is remembered across calls, so input that never ends a row (a line of
+    100 MiB, a CSV quote never closed) costs linear time, not a rescan per message.
+
+    A newline always ends a row in text format; in CSV only outside quotes. While the escape
+    is the quote itself ("" inside quotes), the parity of the quote count says whether a
+    newline is outside. With another escape character, quoted fields are walked: inside one,
+    the escape takes the quote or escape after it (an escape at the very end of the held
+    input waits for the next message)."""
+
+    def __init__(self, spec: copyformat.CopySpec) -> None:
+        self.csv = spec.csv
+        self.quote = spec.quote.encode()
+        self.escape = (spec.escape or spec.quote).encode()
+        q, e = re.escape(self.quote), re.escape(self.escape)
+        self._outside = re.compile(b"[\n" + q + b"]")
+        self._inside = re.compile(b"[" + q + e + b"]")
+        self.scanned = 0       # bytes of the held input already looked at
+        self.in_quote = False  # the scan stopped inside a quoted field
+        self.end = 0           # the last row end found
+
+    def find(self, data: bytearray) -> int:
+        if not self.csv:
+            return data.rfind(b"\n") + 1
+        n, pos = len(data), self.scanned
+        if self.escape == self.quote:
+            # the parity at the last newline of the new bytes, then back over at most WALK_BACK
+            # newlines to one outside quotes (none: the row end found before stays)
+            end = data.rfind(b"\n", pos, n) + 1
+            if end:
+                odd = self.in_quote ^ (data.count(self.quote, pos, end) % 2 == 1)
+                for _ in range(WALK_BACK):
+                    if not odd:
+                        self.end = end
+                        break
+                    before = data.rfind(b"\n", pos, end - 1) + 1
+                    if before <= pos:
+                        break
+                    odd ^= data.count(self.quote, before, end) % 2 == 1
+                    end = before
+            self.in_quote ^= data.count(self.quote, pos, n) % 2 == 1
+            pos = n
+        else:
+            q, e = self.quote[0], self.escape[0]
+            while pos < n:
+                m = (self._inside if self.in_quote else self._outside).search(data, pos)
+                if m is None:
+                    pos = n
+                    break
+                i = m.start()
+                if not self.in_quote:
+                    pos = i + 1
+                    if data[i] == q:
+                        self.in_quote = True
+                    else:
+                        self.end = pos
+                elif data[i] == e:
+                    if i + 1 == n:  # the escaped character is still to come
+                        pos = i
+                        break
+                    pos = i + 2 if data[i + 1] in (q, e) else i + 1
+                else:
+                    self.in_quote, pos = False, i + 1
+        self.scanned = pos
+        return self.end
+
+    def cut(self, n: int) -> None:
+        """The first `n` bytes (up to a row end found) left the held input."""
+        self.scanned, self.end = self.scanned - n, self.end - n
 
 
 WALK_BACK = 1000
-
-
-def _csv_runs(spec: copyformat.CopySpec) -> re.Pattern[bytes]:
-    """A newline, a whole quoted field, or (group `open`) a quote whose field does not end in `data`."""
-    q = re.escape(spec.quote.encode())
-    e = re.escape((spec.escape or spec.quote).encode())
-    inside = rb"[^" + q + rb"]" if e == q else rb"(?:[^" + q + e + rb"]|" + e + rb"[" + q + e + rb"]|" + e + rb"(?![" + q + e + rb"]))"
-    return re.compile(rb"\n|" + q + inside + rb"*" + q + rb"|(?P<open>" + q + rb")", re.S)
 
 
 async def _copy_from(s: Session, t: Transport, spec: copyformat.CopySpec) -> None:
