@@ -35,7 +35,9 @@ def own_stack(request, tmp_path):
         return s
 
     yield start
-    for s in started:  # stop every site before judging any, so a failure leaks no process
+    # stop every site before judging any, so a failure leaks no process; the last started first,
+    # since a site made with share_with uses the first one's replication and page store
+    for s in reversed(started):
         s.stop()
     errors = [e for s in started for e in s.log_errors()]
     assert not errors, "unexpected ERROR log lines:\n" + "\n".join(errors)
