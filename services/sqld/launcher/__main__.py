@@ -40,10 +40,11 @@ def main(argv: list[str]) -> int:
     running: list[tuple[plan.Service, subprocess.Popen]] = []
     code = 0
     try:
-        for svc in services:
+        def start(svc: plan.Service) -> subprocess.Popen:
             proc = procs.start(svc.argv, None)
             running.append((svc, proc))
-            procs.wait_healthy(svc.health, 30, proc, pki_dir if svc.role else None)
+            return proc
+        procs.start_waves(services, start, pki_dir)
         print(f"\nsqld-py is running; data in {data_dir}\n"
               f"  connect: psql -h {args.host} -p {ports.pg} -U postgres main\n"
               + (f"  replica site (reads on a replica, writes to the primary): "

@@ -67,6 +67,9 @@ class Service:
     health: str  # gRPC address answering grpc.health.v1
     role: str = ""  # the role in its certificate (common.pki); "" for the plaintext test double
     metrics: str = ""  # the address serving its Prometheus metrics (GET /metrics); "" for none
+    # Start order: the services of one wave start together once every service of the waves
+    # before is SERVING (page store and log, storage nodes, schedulers, edges).
+    wave: int = 0
 
 
 def tls_args(pki_dir: str, instance: str) -> list[str]:
@@ -79,7 +82,7 @@ def tls_args(pki_dir: str, instance: str) -> list[str]:
 def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str = sys.executable,
              replicas: int = 2, backend: str = "sqlite", fdb_cluster_file: str = "",
              fdb_namespace_prefix: str = "sqld/", pki_dir: str | None = None) -> list[Service]:
-    """Services in start order (each depends only on those before it). `pki_dir` holds the
+    """Services in start order (each depends only on those of earlier waves). `pki_dir` holds the
     deployment's certificates and keys (default `<data_dir>/pki`)."""
     pki = pki_dir or os.path.join(data_dir, "pki")
     def addr(port: int) -> str:
@@ -114,36 +117,37 @@ def services(ports: Ports, data_dir: str, host: str = "127.0.0.1", python: str =
                                     "--listen", addr(ports.storage), "--data-dir", data_dir,
                                     *(["--replication", repl] if replicas else []), *storage_args,
                                     *tls_args(pki, "storage")),
-                       addr(ports.storage), "storage-primary", addr(ports.storage_metrics)))
+                       addr(ports.storage), "storage-primary", addr(ports.storage_metrics), wave=1))
     replica_ports = [(ports.replica1, ports.replica1_metrics), (ports.replica2, ports.replica2_metrics)][:replicas]
     for i, (port, metrics_port) in enumerate(replica_ports, 1):
         out.append(Service(f"replica{i}", m("storage", *ops(f"replica{i}", metrics_port), "--listen", addr(port),
                                             "--data-dir", os.path.join(data_dir, f"replica{i}"),
                                             "--replica-of", repl, "--replica-id", f"replica{i}",
                                             *tls_args(pki, f"replica{i}")), addr(port), "storage-replica",
-                           addr(metrics_port)))
+                           addr(metrics_port), wave=1))
     auth_key = ["--auth-public-key", os.path.join(pki, "auth.pub")]
     edge_token = ["--scheduler-token-file", os.path.join(pki, "edge.token")]
     out.append(Service("scheduler", m("scheduler", *ops("primary", ports.scheduler_metrics),
                                       "--listen", addr(ports.scheduler), "--storage", addr(ports.storage),
                                       *(["--replication", repl] if replicas else []),
                                       *tls_args(pki, "scheduler"), *auth_key), addr(ports.scheduler), "scheduler",
-                       addr(ports.scheduler_metrics)))
+                       addr(ports.scheduler_metrics), wave=2))
     out.append(Service("edge", m("edge", *ops("primary", ports.edge_metrics),
                                  "--listen", addr(ports.pg), "--health-listen", addr(ports.edge),
                                  "--scheduler", addr(ports.scheduler), *tls_args(pki, "edge"), *edge_token),
-                       addr(ports.edge), "edge", addr(ports.edge_metrics)))
+                       addr(ports.edge), "edge", addr(ports.edge_metrics), wave=3))
     if replicas:
         out.append(Service("replica-scheduler", m("scheduler", *ops("replica", ports.replica_scheduler_metrics),
                                                   "--listen", addr(ports.replica_scheduler),
                                                   "--storage", addr(ports.storage),
                                                   "--replica", addr(ports.replica1), "--replication", repl,
                                                   *tls_args(pki, "replica-scheduler"), *auth_key),
-                           addr(ports.replica_scheduler), "scheduler", addr(ports.replica_scheduler_metrics)))
+                           addr(ports.replica_scheduler), "scheduler", addr(ports.replica_scheduler_metrics),
+                           wave=2))
         out.append(Service("replica-edge", m("edge", *ops("replica", ports.replica_edge_metrics),
                                              "--listen", addr(ports.pg_replica),
                                              "--health-listen", addr(ports.replica_edge),
                                              "--scheduler", addr(ports.replica_scheduler),
                                              *tls_args(pki, "replica-edge"), *edge_token),
-                           addr(ports.replica_edge), "edge", addr(ports.replica_edge_metrics)))
+                           addr(ports.replica_edge), "edge", addr(ports.replica_edge_metrics), wave=3))
     return out

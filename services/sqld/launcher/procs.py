@@ -5,10 +5,14 @@ import os
 import signal
 import subprocess
 import time
-from typing import IO, cast
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+if TYPE_CHECKING:
+    from sqld.launcher.plan import Service
 
 
 def admin_credentials(pki_dir: str) -> grpc.ChannelCredentials:
@@ -40,6 +44,17 @@ def wait_healthy(target: str, timeout: float, proc: subprocess.Popen | None = No
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{target} did not become healthy within {timeout:.0f}s")
             time.sleep(0.05)
+
+
+def start_waves(services: list[Service], on_start: Callable[[Service], subprocess.Popen],
+                pki_dir: str | None, timeout: float = 30) -> None:
+    """Start `services` wave by wave (plan.Service.wave): a wave's processes all at once
+    (`on_start` starts one and keeps it, so the caller can stop what started if this fails),
+    then wait until each is SERVING before the next wave."""
+    for wave in sorted({svc.wave for svc in services}):
+        started = [(svc, on_start(svc)) for svc in services if svc.wave == wave]
+        for svc, proc in started:
+            wait_healthy(svc.health, timeout, proc, pki_dir if svc.role else None)
 
 
 def start(argv: list[str], log: IO[bytes] | None, env: dict[str, str] | None = None) -> subprocess.Popen:
