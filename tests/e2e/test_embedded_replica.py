@@ -203,6 +203,22 @@ def test_without_a_read_token_for_the_database_nothing_is_served(stack, db, tmp_
     assert local_rows(tmp_path / "ok.db", "SELECT v FROM secret") == [("s3cr3t",)]
 
 
+def test_a_frames_stream_ends_when_its_token_expires(stack, db):
+    """The public port checks the token when a stream opens and ends the stream when the
+    token expires, sending or idle: a replica does not follow the log past its credential."""
+    h = head(stack, db)
+    with grpc.secure_channel(f"127.0.0.1:{stack.ports.replication_public}",
+                             stack.credentials("", stack.token(read_only=True, databases=[db], ttl=3))) as ch:
+        call = replication_pb2_grpc.ReplicationStub(ch).Frames(replication_pb2.FramesRequest(
+            database=db, log_id=h.log_id, from_frame_no=h.head_frame_no + 1, replica_id="expiring"), timeout=60)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            for _ in call:  # nothing new is committed: the stream stays idle until the token ends it
+                pass
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "expired" in err.value.details()
+        assert time.monotonic() - started < 10
+
+
 def app(stack, db: str, path: Path, mode: str, **popen) -> subprocess.Popen:
     o = opts(stack, db)
     return subprocess.Popen([sys.executable, "-m", "tests.fixtures.embedded_app", url(stack, db), str(path),

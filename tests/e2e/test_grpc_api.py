@@ -94,3 +94,33 @@ def test_health_and_reflection_on_every_service(stack):
                 # reflection serves the full schema, so grpcurl can build requests
                 desc = ProtoReflectionDescriptorDatabase(ch).FindFileContainingSymbol(expected[name])
                 assert desc.package == expected[name].rpartition(".")[0]  # sqld.v1; sqld.testing.v1: the double
+
+
+def test_a_session_ends_when_its_token_expires(stack):
+    """A stream opened with a token that expires ends with UNAUTHENTICATED when it does, even
+    idle inside a transaction, which is rolled back (its write lock freed)."""
+    import queue
+    import time
+    requests: queue.Queue = queue.Queue()
+
+    def feed():
+        while (req := requests.get()) is not None:
+            yield req
+
+    with stack.query_channel(token=stack.token(ttl=3)) as ch:
+        call = query_pb2_grpc.QueryServiceStub(ch).Session(feed(), timeout=60)
+        requests.put(query_pb2.SessionRequest(open=query_pb2.OpenSession(database="main", user="grpc")))
+        assert next(call).WhichOneof("kind") == "opened"
+        requests.put(query_pb2.SessionRequest(batch=query_pb2.Batch(id=1, statements=[
+            st("CREATE TABLE IF NOT EXISTS expiring (a)"), st("BEGIN"), st("INSERT INTO expiring VALUES (1)")])))
+        assert next(call).result.status == common_pb2.TRANSACTION_STATUS_IN_TRANSACTION
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            next(call)  # idle: nothing more is sent
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "expired" in err.value.details()
+        assert time.monotonic() - started < 10
+        requests.put(None)
+    with stack.query_channel() as ch:  # the transaction was rolled back and the writer freed
+        r = query_pb2_grpc.QueryServiceStub(ch).Execute(query_pb2.ExecuteRequest(database="main", statements=[
+            st("INSERT INTO expiring VALUES (2)"), st("SELECT a FROM expiring")]), timeout=10)
+        assert [row.values[0].integer for row in r.results[1].ok.rows] == [2]

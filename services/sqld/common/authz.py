@@ -20,8 +20,11 @@ do); nothing else is served there. The internal port never accepts tokens: its r
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,22 +103,35 @@ def peer_role(context: grpc.aio.ServicerContext) -> str | None:
 
 
 Check = Callable[[object, grpc.aio.ServicerContext], Awaitable[None]]
+EXPIRED = "the token expired; connect again with a new one"
 
 
-def _wrap(handler: grpc.RpcMethodHandler, check: Check) -> grpc.RpcMethodHandler:
-    """The same handler, running `check(context)` before the method."""
+def _wrap(handler: grpc.RpcMethodHandler, check: Check, expires: float | None = None) -> grpc.RpcMethodHandler:
+    """The same handler, running `check(context)` before the method. A stream opened with a
+    token that expires (`expires`, Unix time) ends with UNAUTHENTICATED when it does, sending
+    or idle: an embedded replica's Frames stream does not outlive its credential."""
     def guarded(inner):
         if inspect.isasyncgenfunction(inner):
             async def gen(request, context):
                 await check(request, context)
-                async for item in inner(request, context):
-                    yield item
+                items = inner(request, context)
+                try:
+                    while True:
+                        try:
+                            item = await (anext(items) if expires is None else _until(anext(items), expires, context))
+                        except StopAsyncIteration:
+                            return
+                        yield item
+                finally:
+                    await items.aclose()
             return gen
 
         async def call(request, context):
             await check(request, context)
             result = inner(request, context)
-            return await result if inspect.isawaitable(result) else result
+            if not inspect.isawaitable(result):
+                return result
+            return await (result if expires is None else _until(result, expires, context))  # e.g. a query Session
         return call
 
     kw = {"request_deserializer": handler.request_deserializer,
@@ -149,10 +165,10 @@ class Authorizer(grpc.aio.ServerInterceptor):
             if self.verifier is None:
                 return handler
             try:
-                self.verifier.from_metadata(handler_call_details.invocation_metadata)
+                claims = self.verifier.from_metadata(handler_call_details.invocation_metadata)
             except TokenError as exc:
                 return _wrap(handler, _refuse(grpc.StatusCode.UNAUTHENTICATED, f"{method}: {exc}"))
-            return handler
+            return handler if claims.exp is None else _wrap(handler, _nothing, claims.exp)
         if allowed == ANY_MEMBER and not self.client_certs:
             return handler  # health and reflection on the public port stay open
         if method in DATABASE_TOKEN and not self.client_certs and self.verifier is not None:
@@ -160,7 +176,7 @@ class Authorizer(grpc.aio.ServerInterceptor):
                 claims = self.verifier.from_metadata(handler_call_details.invocation_metadata)
             except TokenError as exc:
                 return _wrap(handler, _refuse(grpc.StatusCode.UNAUTHENTICATED, f"{method}: {exc}"))
-            return _wrap(handler, _database_check(method, claims))
+            return _wrap(handler, _database_check(method, claims), claims.exp)
         if not self.client_certs:
             return _wrap(handler, _refuse(grpc.StatusCode.PERMISSION_DENIED,
                                           f"{method} is not served on this port"))
@@ -176,6 +192,26 @@ def _database_check(method: str, claims: Claims) -> Check:
         if hasattr(request, "replica_id"):  # shown in pg_stat_replication: never as an internal replica
             request.replica_id = f"{EMBEDDED_PREFIX}{claims.sub}:{request.replica_id}"
     return check
+
+
+async def _until(step: Awaitable[Any], expires: float, context: grpc.aio.ServicerContext) -> Any:
+    """`step`'s result, unless the token expires first: then it is cancelled and the call ends
+    with UNAUTHENTICATED (whatever the method made of its cancellation)."""
+    task = asyncio.ensure_future(step)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(expires - time.time(), 0.0))
+    finally:
+        if not task.done():  # the token expired, or this call was cancelled
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await task
+    if not done:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, EXPIRED)
+    return task.result()
+
+
+async def _nothing(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """No check beyond the token's, done already (a stream still ends when the token expires)."""
 
 
 def _refuse(code: grpc.StatusCode, message: str) -> Check:
