@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
@@ -121,3 +123,23 @@ async def serve(listen: str, register: Register,
     if on_stop is not None:
         await on_stop()
     log.info("stopped")
+    _exit_after(EXIT_DEADLINE)
+
+
+# After "stopped", a process exits once its threads end; a thread blocked on a peer that is gone
+# (a FoundationDB read retrying, a call waiting for the replication service) must not keep it
+# alive until a supervisor's SIGKILL. Everything is closed by then, and what such a thread was
+# doing (a read, an Append the log cuts or takes again) is safe to drop, as after kill -9.
+EXIT_DEADLINE = 5.0
+
+
+def _exit_after(seconds: float) -> None:
+    def exit_now() -> None:
+        stuck = [t.name for t in threading.enumerate()
+                 if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread()]
+        log.warning("exiting with threads still blocked threads=%s", ",".join(stuck) or "-")
+        logging.shutdown()
+        os._exit(0)
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()

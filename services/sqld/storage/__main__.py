@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 
 import grpc
 
@@ -123,8 +124,13 @@ def main(argv: list[str]) -> None:
                 task.cancel()
             await asyncio.gather(*followers.values(), return_exceptions=True)
             await servicer.shutdown()
-            for db in databases.values():
-                db.close()
+            # every database at once: a capturer may wait up to its join timeout for a page store
+            # or log that is gone, which one after another would add up per database
+            closing = [threading.Thread(target=db.close, name=f"close-{db.name}") for db in databases.values()]
+            for t in closing:
+                t.start()
+            for t in closing:
+                await asyncio.to_thread(t.join)
 
         await grpc_server.serve(cfg.listen, register, on_stop, on_stopping=servicer.close_streams,
                                 security=grpc_server.Security(identity))
