@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from grpc._cython import cygrpc
 
 from sqld.common import replication_state
 from sqld.replication.frame_log import LogError
 from sqld.replication.service import OutOfRange, ReplicationCore
 from sqld.v1 import replication_pb2 as pb
 from sqld.v1 import replication_pb2_grpc
+
+# What grpc raises for a write to a call that has ended (its own class, in its Cython core).
+_SEND_FAILED: type[Exception] = getattr(cygrpc, "ExecuteBatchError", asyncio.InvalidStateError)
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
@@ -55,9 +59,14 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             await self._fail(context, exc)
 
     async def Snapshot(self, request, context):
+        # written, not yielded: a client that cancels mid-copy (an embedded replica closing)
+        # fails the write here, a normal end, instead of an error grpc logs for the method
         try:
             async for chunk in self.core.snapshot(request):
-                yield chunk
+                try:
+                    await context.write(chunk)
+                except _SEND_FAILED:
+                    return  # the call ended (the client cancelled it): nobody to send the rest to
         except OutOfRange as exc:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
         except (LogError, ValueError) as exc:
@@ -109,8 +118,7 @@ class PublicReplicationServicer(ReplicationServicer):
                                 f"{PUBLIC_SNAPSHOTS} snapshots are being sent on this port; retry later")
         self.snapshots += 1
         try:
-            async for chunk in super().Snapshot(request, context):
-                yield chunk
+            await super().Snapshot(request, context)
         finally:
             self.snapshots -= 1
 
