@@ -144,7 +144,12 @@ def test_storage_killed_under_32_sessions(own_stack):
     time.sleep(1.0)
     stack.kill("storage")
     killed.set()
-    time.sleep(1.0)  # every session meets the outage
+    # the outage lasts until half the sessions met it (a second on an idle machine; longer on
+    # a loaded CI runner, where 32 client threads share the cores with the services)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (time.monotonic() < deadline - 14
+                                           or len([i for i in errors if errors[i]]) < 16):
+        time.sleep(0.05)
     stack.start("storage")
     restarted.set()
     deadline = time.monotonic() + 60
