@@ -17,6 +17,7 @@ an interrupt or SQLITE_BUSY does not roll the transaction back, and nothing of i
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Generator, Sequence
@@ -188,9 +189,12 @@ class Connection:
 
     def interrupt(self) -> None:
         """Stop the running batch (safe to call from any thread): the statement running now, or
-        the next one if none has started (SQLite ignores an interrupt when nothing runs)."""
+        the next one if none has started (SQLite ignores an interrupt when nothing runs). A
+        connection that closed meanwhile (on its worker thread, before the servicer forgot it)
+        has nothing to stop."""
         self._interrupted = True
-        self.conn.interrupt()
+        with contextlib.suppress(apsw.ConnectionClosedError):
+            self.conn.interrupt()
 
     def set_inline(self, inline: bool) -> None:
         """See storage.backend.Connection.set_inline: inline, a lock is not waited for."""
